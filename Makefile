@@ -1,0 +1,30 @@
+# Two commands set everything up on a fresh machine (Python 3.11):
+#   make demo   create .venv with the pinned dependencies, then run the demo studies
+#   make test   the test suite (what CI runs)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CORES  ?= $(shell nproc)
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lock clean-results
+
+install: $(STAMP)
+
+# Reinstall whenever the pinned versions or the package metadata change.
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet pip==26.3
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --config studies=demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Re-pin every dependency from the current .venv (after changing pyproject.toml).
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^spikeattn' > requirements.lock

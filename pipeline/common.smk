@@ -1,0 +1,55 @@
+# Validation and helpers shared by the rules. The grid comes from params.yaml through
+# spikeattn.config, so it is declared once and checked before any job is scheduled.
+import sys
+
+from snakemake.exceptions import WorkflowError
+
+from spikeattn import paths
+from spikeattn.config import Params, ParamsError
+from spikeattn.data import DATASETS
+from spikeattn.io import canonical_json
+from spikeattn.stages import frames_path
+
+# Jobs read the same file Snakemake read (the last --configfile wins over params.yaml).
+PARAMS_FILE = workflow.overwrite_configfiles[-1] if workflow.overwrite_configfiles else "params.yaml"
+try:
+    PARAMS = Params(config, source=str(PARAMS_FILE))
+    SELECTED = PARAMS.selected(config["studies"])
+except ParamsError as err:
+    raise WorkflowError(str(err)) from None
+
+# The interpreter running Snakemake runs the jobs too: no reliance on PATH or an activated venv.
+SPIKEATTN = f"{sys.executable} -m spikeattn --params {PARAMS_FILE}"
+
+wildcard_constraints:
+    study="[^/]+",
+    cell="[^/]+",
+    seed=r"\d+",
+    dataset="|".join(DATASETS),
+
+
+def cell_of(wildcards):
+    return PARAMS.cell(wildcards.study, wildcards.cell)
+
+
+def run_file(name):
+    """A file in results/<study>/<cell>/seed<k>/, as a pattern for rule outputs."""
+    return str(paths.run_dir("{study}", "{cell}", "{seed}") / name)
+
+
+def study_run_files(study, name):
+    """That file for every cell x seed of a study."""
+    return [str(paths.run_dir(study, cell.id, seed) / name)
+            for cell in PARAMS.cells(study) for seed in PARAMS.seeds(study)]
+
+
+def report_files(study):
+    return [str(paths.report_dir(study) / name) for name in paths.REPORT_FILES]
+
+
+# Every frames cache the selected studies need: (dataset, key) -> T to build it with.
+FRAMES = {}
+for _study in SELECTED:
+    for _cell in PARAMS.cells(_study):
+        _key = frames_path(PARAMS, _cell).parent.name
+        FRAMES.setdefault((_cell.dataset, _key), _cell.T)

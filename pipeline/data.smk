@@ -1,0 +1,27 @@
+# Data: raw datasets (embedded ones built locally, real ones downloaded), then frames.
+
+
+rule raw_data:
+    output:
+        "data/raw/{dataset}/manifest.json",
+    params:
+        spec=lambda w: canonical_json(PARAMS.dataset(w.dataset)),
+        stage=lambda w: "prepare" if DATASETS[w.dataset].source == "embedded" else "download",
+    log:
+        "logs/data/{dataset}.log",
+    shell:
+        "{SPIKEATTN} {params.stage} {wildcards.dataset} > {log} 2>&1"
+
+
+rule preprocess:
+    input:
+        "data/raw/{dataset}/manifest.json",
+    output:
+        "data/frames/{dataset}/{key}/frames.pt",
+    params:
+        T=lambda w: FRAMES[(w.dataset, w.key)],
+        spec=lambda w: canonical_json(PARAMS.dataset(w.dataset)),
+    log:
+        "logs/data/{dataset}-{key}.log",
+    shell:
+        "{SPIKEATTN} preprocess {wildcards.dataset} --T {params.T} > {log} 2>&1"

@@ -1,0 +1,19 @@
+# Energy: spikes and operations counted on the test set, priced with params.yaml's
+# constants. Changing a constant re-runs energy and tables, never training.
+
+
+rule energy:
+    input:
+        checkpoint=run_file("checkpoint.pt"),
+        metrics=run_file("metrics.json"),
+        frames=lambda w: str(frames_path(PARAMS, cell_of(w))),
+    output:
+        run_file(paths.ENERGY_FILE),
+    params:
+        spec=canonical_json(PARAMS.energy),
+    threads: 1
+    log:
+        "logs/{study}/{cell}/seed{seed}/energy.log",
+    shell:
+        "{SPIKEATTN} energy --study {wildcards.study} --cell {wildcards.cell} "
+        "--seed {wildcards.seed} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,18 @@
+# Train: one job per cell x seed. Its params are the cell's resolved settings as canonical
+# JSON, so editing one study's training settings re-runs that study's jobs only, and
+# reordering keys or editing comments in params.yaml re-runs nothing.
+
+
+rule train:
+    input:
+        frames=lambda w: str(frames_path(PARAMS, cell_of(w))),
+    output:
+        [run_file(name) for name in paths.TRAIN_FILES],
+    params:
+        spec=lambda w: canonical_json(PARAMS.train_spec(cell_of(w))),
+    threads: 1
+    log:
+        "logs/{study}/{cell}/seed{seed}/train.log",
+    shell:
+        "{SPIKEATTN} train --study {wildcards.study} --cell {wildcards.cell} "
+        "--seed {wildcards.seed} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,68 @@
+"""`spikeattn <stage>`: one subcommand per pipeline stage. Argument parsing only."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_PARAMS
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spikeattn", description=__doc__)
+    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
+                   help="the params file (default: params.yaml in the current directory)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    s = sub.add_parser("cells", help="print a study's cell ids, one per line")
+    s.add_argument("study")
+
+    s = sub.add_parser("prepare", help="build an embedded dataset into data/raw/<dataset>/")
+    s.add_argument("dataset")
+    s = sub.add_parser("download", help="fetch a real dataset into data/raw/<dataset>/")
+    s.add_argument("dataset")
+
+    s = sub.add_parser("preprocess", help="raw data -> cached frame tensors in data/frames/")
+    s.add_argument("dataset")
+    s.add_argument("--T", type=int, required=True, help="time steps (frames per sample)")
+
+    for name, text in (("train", "train one cell x seed into results/<study>/<cell>/seed<k>/"),
+                       ("energy", "estimate a trained cell x seed's energy (energy.json)")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--study", required=True)
+        s.add_argument("--cell", required=True)
+        s.add_argument("--seed", type=int, required=True)
+        s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+        s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+
+    s = sub.add_parser("tables", help="results/<study>/ -> reports/<study>/ tables")
+    s.add_argument("--study", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from . import stages
+    from .config import Params, ParamsError
+
+    try:
+        params = Params.load(args.params)
+        if args.command == "cells":
+            print("\n".join(cell.id for cell in params.cells(args.study)))
+        elif args.command in ("prepare", "download"):
+            print(getattr(stages, args.command)(params, args.dataset))
+        elif args.command == "preprocess":
+            print(stages.preprocess(params, args.dataset, args.T))
+        elif args.command in ("train", "energy"):
+            getattr(stages, args.command)(params, args.study, args.cell, args.seed,
+                                          threads=args.threads, track=not args.no_track)
+        elif args.command == "tables":
+            print(stages.tables(params, args.study))
+    except (ParamsError, FileNotFoundError, NotImplementedError) as err:
+        print(f"spikeattn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""params.yaml: load, validate, select studies and expand their grids into cells.
+
+Everything downstream (Snakemake rules, the CLI, DVC) goes through `Params`, so the grid is
+declared once, in params.yaml, and checked once, here, before any job runs.
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+GRID_AXES = ("dataset", "backbone", "attention", "coding", "T")
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """params.yaml is invalid: the message names the file, the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point of a study. Its id names result paths, MLflow tags and table rows."""
+
+    study: str
+    dataset: str
+    backbone: str
+    attention: str
+    coding: str
+    T: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}__{self.backbone}__{self.attention}__{self.coding}__T{self.T}"
+
+    def coords(self) -> dict[str, Any]:
+        """The grid coordinates (and study) as a plain dict, for tags and tables."""
+        return asdict(self)
+
+
+def _schema() -> dict:
+    text = resources.files("spikeattn").joinpath("params.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _key_path(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _schema_errors(raw: Any) -> list[str]:
+    """Every schema violation, each as 'key.path: what is wrong'."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    messages = []
+    for err in sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path))):
+        where = _key_path(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = sorted(err.schema.get("properties", {}))
+            extra = sorted(set(err.instance) - set(allowed))
+            hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+            messages.append(f"{where}: unknown key(s) {', '.join(map(repr, extra))}{hint}")
+        elif err.validator == "required":
+            messages.append(f"{where}: {err.message}")
+        else:
+            messages.append(f"{where}: {err.message}")
+    return messages
+
+
+def _registries() -> dict[str, tuple[str, ...]]:
+    """Names the code defines, imported lazily (torch and timm are slow to import)."""
+    from .attention import ATTENTIONS
+    from .coding import CODINGS
+    from .data import DATASETS
+    from .models import BACKBONES
+
+    return {"dataset": tuple(DATASETS), "backbone": tuple(BACKBONES), "attention": ATTENTIONS,
+            "coding": CODINGS}
+
+
+class Params:
+    """A validated params.yaml."""
+
+    def __init__(self, raw: Mapping[str, Any], source: str = str(DEFAULT_PARAMS)):
+        self.source = source
+        self.raw = dict(raw)
+        self._check()
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_PARAMS) -> "Params":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ParamsError(f"{path}: not found; run from the repository root or pass --params") from None
+        except yaml.YAMLError as err:
+            raise ParamsError(f"{path}: not valid YAML: {err}") from None
+        return cls(raw if raw is not None else {}, source=str(path))
+
+    # -- validation -------------------------------------------------------------------------
+    def _fail(self, problems: list[str]) -> None:
+        if problems:
+            lines = "\n".join(f"  {p}" for p in problems)
+            raise ParamsError(f"{self.source} is invalid:\n{lines}")
+
+    def _check(self) -> None:
+        self._fail(_schema_errors(self.raw))
+        problems: list[str] = []
+        names = _registries()
+        for study, spec in self.raw["study"].items():
+            for axis in GRID_AXES[:-1]:
+                for i, value in enumerate(spec["grid"][axis]):
+                    if value not in names[axis]:
+                        problems.append(f"study.{study}.grid.{axis}[{i}]: unknown {axis} {value!r}; "
+                                        f"allowed: {', '.join(names[axis])}")
+                    elif axis == "dataset" and value not in self.raw["datasets"]:
+                        problems.append(f"study.{study}.grid.dataset[{i}]: {value!r} has no "
+                                        f"entry under datasets:")
+        problems += self._check_train(self.raw["train"], "train")
+        for study, spec in self.raw["study"].items():
+            problems += self._check_train(spec.get("train", {}), f"study.{study}.train")
+        for name, members in self.raw.get("groups", {}).items():
+            for i, member in enumerate(members):
+                if member not in self.raw["study"]:
+                    problems.append(f"groups.{name}[{i}]: no study named {member!r}")
+        self._fail(problems)
+        for study, spec in self.raw["study"].items():
+            problems += self._check_model(study, spec)
+            try:
+                self.cells(study)
+            except ParamsError as err:
+                problems.append(str(err))
+        try:
+            self.selected()
+        except ParamsError as err:
+            problems.append(str(err))
+        self._fail(problems)
+
+    @staticmethod
+    def _check_train(train: Mapping[str, Any], where: str) -> list[str]:
+        if "opt" not in train:
+            return []
+        from timm.optim import list_optimizers
+
+        if train["opt"] not in list_optimizers():
+            return [f"{where}.opt: unknown optimizer {train['opt']!r}; "
+                    "see timm.optim.list_optimizers() (e.g. adam, adamw, sgd, nadam)"]
+        return []
+
+    def _check_model(self, study: str, spec: Mapping[str, Any]) -> list[str]:
+        from .models import model_class
+        from .neurons import PRESETS
+
+        problems = []
+        model = spec.get("model", {})
+        for backbone in spec["grid"]["backbone"]:
+            accepted = set(inspect.signature(model_class(backbone)).parameters)
+            for key in sorted(set(model) - accepted):
+                problems.append(f"study.{study}.model.{key}: {backbone} takes no {key!r}; "
+                                f"allowed: {', '.join(sorted(accepted - {'self'}))}")
+        neuron = model.get("neuron")
+        if neuron is not None and neuron not in PRESETS:
+            problems.append(f"study.{study}.model.neuron: unknown preset {neuron!r}; "
+                            f"allowed: {', '.join(PRESETS)}")
+        return problems
+
+    # -- selection --------------------------------------------------------------------------
+    @property
+    def studies(self) -> list[str]:
+        return list(self.raw["study"])
+
+    def selected(self, selection: str | list[str] | None = None) -> list[str]:
+        """Study names picked by `selection` (default: the `studies` key), in declared order."""
+        selection = self.raw["studies"] if selection is None else selection
+        words = selection.split(",") if isinstance(selection, str) else list(selection)
+        groups = self.raw.get("groups", {})
+        picked: list[str] = []
+        for word in (w.strip() for w in words):
+            if word == "all":
+                picked += self.studies
+            elif word in groups:
+                picked += groups[word]
+            elif word in self.raw["study"]:
+                picked.append(word)
+            else:
+                raise ParamsError(f"studies: {word!r} is not 'all', a group ({', '.join(groups)}) "
+                                  f"or a study ({', '.join(self.studies)})")
+        return [s for s in self.studies if s in picked]
+
+    # -- one study ------------------------------------------------------------------------
+    def study(self, name: str) -> Mapping[str, Any]:
+        try:
+            return self.raw["study"][name]
+        except KeyError:
+            raise ParamsError(f"{self.source}: no study {name!r}; declared: {', '.join(self.studies)}") from None
+
+    def cells(self, study: str) -> list[Cell]:
+        """The study's grid, minus `exclude`d combinations, in a stable order."""
+        spec = self.study(study)
+        grid = spec["grid"]
+        cells = []
+        for values in itertools.product(*(grid[axis] for axis in GRID_AXES)):
+            coords = dict(zip(GRID_AXES, values))
+            if any(all(coords[k] == v for k, v in ex.items()) for ex in spec.get("exclude", [])):
+                continue
+            cells.append(Cell(study=study, **coords))
+        if not cells:
+            raise ParamsError(f"study.{study}: exclude removes every cell of the grid")
+        for cell in cells:
+            self._check_compatible(cell)
+        return cells
+
+    def _check_compatible(self, cell: Cell) -> None:
+        from .data import DATASETS
+
+        if cell.coding == "gac" and DATASETS[cell.dataset].kind == "events":
+            raise ParamsError(
+                f"study.{cell.study}: cell {cell.id} combines GAC coding (for static images) with "
+                f"the event dataset {cell.dataset!r}; use coding 'direct' for event data, or add "
+                f"{{dataset: {cell.dataset}, coding: gac}} to the study's exclude list")
+
+    def cell(self, study: str, cell_id: str) -> Cell:
+        for cell in self.cells(study):
+            if cell.id == cell_id:
+                return cell
+        ids = "\n  ".join(c.id for c in self.cells(study))
+        raise ParamsError(f"study {study!r} has no cell {cell_id!r}; its cells are:\n  {ids}")
+
+    def seeds(self, study: str) -> list[int]:
+        return list(self.study(study)["seeds"])
+
+    def train_settings(self, study: str) -> dict[str, Any]:
+        """Training defaults with the study's overrides applied."""
+        return {**self.raw["train"], **self.study(study).get("train", {})}
+
+    def model_kwargs(self, study: str) -> dict[str, Any]:
+        return dict(self.study(study).get("model", {}))
+
+    def dataset(self, name: str) -> dict[str, Any]:
+        return dict(self.raw["datasets"][name])
+
+    @property
+    def energy(self) -> dict[str, Any]:
+        return dict(self.raw["energy"])
+
+    def train_spec(self, cell: Cell) -> dict[str, Any]:
+        """Everything a train job's result depends on besides its input data and seed."""
+        return {"cell": cell.coords(), "train": self.train_settings(cell.study),
+                "model": self.model_kwargs(cell.study)}

@@ -1,0 +1,119 @@
+"""The multi-step LIF neuron: one parameterised torch reference for every paper's variant.
+
+Per time step, with post-reset membrane `v` (zero at t = 0):
+
+    u_t = decay * v_{t-1} + g * x_t          g = 1 - decay if decay_input else 1
+    s_t = H(u_t - v_threshold)               surrogate gradient in the backward pass
+    v_t = s_t * v_reset + (1 - s_t) * u_t    hard reset (v_reset is a number)
+    v_t = u_t - s_t * v_threshold            soft reset (v_reset is None)
+
+where `s_t` in the reset is detached when `detach_reset`. The papers' neurons are presets:
+
+- ``ma_dvs``    MA-SNN DVS models: u = h + x, h = 0.3 (s Vth + (1-s) u), Vth 0.3, so a neuron
+                that fired restarts at 0.3 * 0.3; reset not detached; rectangle width 0.5.
+- ``msresnet``  MS-ResNet: m = 0.25 m (1 - s.detach()) + x, Vth 0.5; rectangle width 1.
+- ``gac_cifar`` GAC CIFAR: m = 0.5 m (1 - s) + x, Vth 1, reset not detached; triangle gamma 1.
+- ``sj_tau2``   SpikingJelly LIF tau = 2, decay_input, Vth 1, hard reset to 0 detached; ATan 2.
+
+This loop is the specification the Triton kernels must match: keep it simple and exact.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .surrogate import make_surrogate
+
+
+@dataclass(frozen=True)
+class LIFConfig:
+    """Everything that defines a LIF variant (see the module docstring for the equations)."""
+
+    decay: float = 0.5
+    v_threshold: float = 1.0
+    v_reset: float | None = 0.0
+    decay_input: bool = False
+    detach_reset: bool = True
+    surrogate: str = "atan"
+    surrogate_kwargs: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.decay <= 1.0:
+            raise ValueError(f"LIF decay must be in [0, 1], got {self.decay}")
+        if self.v_threshold <= 0:
+            raise ValueError(f"LIF v_threshold must be > 0, got {self.v_threshold}")
+        make_surrogate(self.surrogate, **self.surrogate_kwargs)  # validates name and kwargs
+
+
+PRESETS: dict[str, LIFConfig] = {
+    "ma_dvs": LIFConfig(decay=0.3, v_threshold=0.3, v_reset=0.3, detach_reset=False,
+                        surrogate="rectangle", surrogate_kwargs={"width": 0.5}),
+    "msresnet": LIFConfig(decay=0.25, v_threshold=0.5, v_reset=0.0, detach_reset=True,
+                          surrogate="rectangle", surrogate_kwargs={"width": 1.0}),
+    "gac_cifar": LIFConfig(decay=0.5, v_threshold=1.0, v_reset=0.0, detach_reset=False,
+                           surrogate="triangle", surrogate_kwargs={"gamma": 1.0}),
+    "sj_tau2": LIFConfig(decay=0.5, v_threshold=1.0, v_reset=0.0, decay_input=True,
+                         detach_reset=True, surrogate="atan", surrogate_kwargs={"alpha": 2.0}),
+}
+
+BACKENDS = ("auto", "torch", "triton")
+
+
+def lif_config(preset: str | None = None, **overrides: Any) -> LIFConfig:
+    """A preset's config with `overrides` applied; unknown presets or fields name what exists."""
+    if preset is None:
+        base = LIFConfig()
+    elif preset in PRESETS:
+        base = PRESETS[preset]
+    else:
+        raise ValueError(f"unknown LIF preset {preset!r}; choose one of {sorted(PRESETS)}")
+    unknown = set(overrides) - set(LIFConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown LIF option(s) {sorted(unknown)}; "
+                         f"allowed: {sorted(LIFConfig.__dataclass_fields__)}")
+    return replace(base, **overrides)
+
+
+def lif_multistep(x: Tensor, cfg: LIFConfig) -> Tensor:
+    """Run the LIF over the leading time axis of `x` ([T, ...]) and return spikes [T, ...]."""
+    surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_kwargs)
+    gain = (1.0 - cfg.decay) if cfg.decay_input else 1.0
+    v = torch.zeros_like(x[0])
+    spikes = []
+    for x_t in x:
+        u = cfg.decay * v + gain * x_t
+        s = surrogate(u - cfg.v_threshold)
+        s_reset = s.detach() if cfg.detach_reset else s
+        if cfg.v_reset is None:
+            v = u - s_reset * cfg.v_threshold
+        else:
+            v = s_reset * cfg.v_reset + (1.0 - s_reset) * u
+        spikes.append(s)
+    return torch.stack(spikes)
+
+
+class MultiStepLIF(nn.Module):
+    """Multi-step LIF layer: input currents [T, ...] -> spikes [T, ...] (no state across calls)."""
+
+    def __init__(self, preset: str | None = None, backend: str = "auto", **overrides: Any):
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown LIF backend {backend!r}; choose one of {list(BACKENDS)}")
+        if backend == "triton":
+            raise NotImplementedError(
+                "the Triton LIF kernels are not implemented yet; use backend='torch' or 'auto' "
+                "(auto runs the torch reference until the kernels land)")
+        self.backend = backend
+        self.preset = preset
+        self.cfg = lif_config(preset, **overrides)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return lif_multistep(x, self.cfg)
+
+    def extra_repr(self) -> str:
+        fields = {k: v for k, v in asdict(self.cfg).items() if v not in ({}, None) or k == "v_reset"}
+        return f"preset={self.preset!r}, backend={self.backend!r}, " + ", ".join(
+            f"{k}={v}" for k, v in fields.items())

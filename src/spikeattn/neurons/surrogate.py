@@ -1,0 +1,101 @@
+"""Surrogate gradients: a Heaviside step forward, a smooth stand-in for its derivative backward.
+
+Each surrogate is a small frozen dataclass whose `grad(x)` is the derivative used in the
+backward pass, with `x = u - V_th`. The step fires on `x > 0` (strictly, as MA-SNN and
+MS-ResNet do; SpikingJelly uses `>=`: the two differ only on exact ties).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+class _Heaviside(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, surrogate: "Surrogate") -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.surrogate = surrogate
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (x,) = ctx.saved_tensors
+        return grad_out * ctx.surrogate.grad(x), None
+
+
+class Surrogate:
+    """Base: calling a surrogate on `u - V_th` gives spikes with its surrogate gradient."""
+
+    name: str = ""
+
+    def grad(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return _Heaviside.apply(x, self)
+
+
+@dataclass(frozen=True)
+class Rectangle(Surrogate):
+    """grad = 1[|x| < width/2] / width (MA-SNN: width 0.5 or 1; MS-ResNet: width 1)."""
+
+    width: float = 1.0
+    name = "rectangle"
+
+    def grad(self, x: Tensor) -> Tensor:
+        return (x.abs() < self.width / 2).to(x.dtype) / self.width
+
+
+@dataclass(frozen=True)
+class Triangle(Surrogate):
+    """grad = max(0, gamma - |x|) / gamma^2 (GAC's CIFAR neuron, gamma = 1)."""
+
+    gamma: float = 1.0
+    name = "triangle"
+
+    def grad(self, x: Tensor) -> Tensor:
+        return (self.gamma - x.abs()).clamp(min=0) / self.gamma**2
+
+
+@dataclass(frozen=True)
+class ATan(Surrogate):
+    """grad = (alpha/2) / (1 + (pi/2 * alpha * x)^2), SpikingJelly's ATan (alpha = 2)."""
+
+    alpha: float = 2.0
+    name = "atan"
+
+    def grad(self, x: Tensor) -> Tensor:
+        return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x) ** 2)
+
+
+@dataclass(frozen=True)
+class Sigmoid(Surrogate):
+    """grad = alpha * sig(alpha x) * (1 - sig(alpha x)), SpikingJelly's Sigmoid (alpha = 4)."""
+
+    alpha: float = 4.0
+    name = "sigmoid"
+
+    def grad(self, x: Tensor) -> Tensor:
+        sg = torch.sigmoid(self.alpha * x)
+        return self.alpha * sg * (1 - sg)
+
+
+SURROGATES: dict[str, type[Surrogate]] = {
+    cls.name: cls for cls in (Rectangle, Triangle, ATan, Sigmoid)
+}
+
+
+def make_surrogate(name: str, **kwargs) -> Surrogate:
+    """Build a surrogate by name; unknown names and arguments get an error listing what exists."""
+    try:
+        cls = SURROGATES[name]
+    except KeyError:
+        raise ValueError(f"unknown surrogate {name!r}; choose one of {sorted(SURROGATES)}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        fields = list(cls.__dataclass_fields__)
+        raise ValueError(f"surrogate {name!r} takes {fields}, got {sorted(kwargs)}") from None

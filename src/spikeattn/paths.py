@@ -1,0 +1,21 @@
+"""Where each stage writes, relative to the repository root. Snakemake rules use these too."""
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS = Path("results")
+REPORTS = Path("reports")
+LOGS = Path("logs")
+
+TRAIN_FILES = ("metrics.json", "history.csv", "checkpoint.pt")
+ENERGY_FILE = "energy.json"
+REPORT_FILES = ("summary.md", "summary.csv", "summary.tex", "metrics.json")
+
+
+def run_dir(study: str, cell: str, seed: int | str) -> Path:
+    """results/<study>/<cell>/seed<k>: one trained model and its measurements."""
+    return RESULTS / study / cell / f"seed{seed}"
+
+
+def report_dir(study: str) -> Path:
+    return REPORTS / study

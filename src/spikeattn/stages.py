@@ -1,0 +1,151 @@
+"""The pipeline's stages as functions: what `spikeattn <stage>` and the Snakemake rules run.
+
+Each stage reads only files written upstream plus its own slice of params.yaml, and writes
+its outputs atomically. MLflow receives what train and energy produce; it is never read
+back as an input, so tables can be rebuilt from results/ alone.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from . import data, paths
+from .config import Cell, Params
+from .io import read_json, write_json
+
+ROOT = Path(".")
+
+
+def prepare(params: Params, dataset: str) -> Path:
+    """Build an embedded dataset into data/raw/<dataset>/."""
+    return data.prepare(dataset, params.dataset(dataset), ROOT)
+
+
+def download(params: Params, dataset: str) -> Path:
+    """Fetch a real dataset into data/raw/<dataset>/."""
+    return data.download(dataset, params.dataset(dataset), ROOT)
+
+
+def preprocess(params: Params, dataset: str, T: int) -> Path:
+    """Raw data -> compact frame tensors cached under a key of their parameters."""
+    return data.preprocess(dataset, params.dataset(dataset), T, ROOT)
+
+
+def frames_path(params: Params, cell: Cell) -> Path:
+    """The cached frames a cell trains and is measured on."""
+    return data.frames_dir(cell.dataset, params.dataset(cell.dataset), cell.T, ROOT) / "frames.pt"
+
+
+def model_spec(params: Params, cell: Cell) -> tuple[str, dict[str, Any]]:
+    """timm model name and constructor arguments for a cell (the checkpoint records both)."""
+    info = data.DATASETS[cell.dataset]
+    height, width = info.input_size(params.dataset(cell.dataset))
+    if height != width:
+        raise ValueError(f"{cell.dataset}: non-square inputs ({height}x{width}) are not supported yet")
+    kwargs = {"attention": cell.attention, "coding": cell.coding, "T": cell.T,
+              "num_classes": info.num_classes, "in_chans": info.in_channels, "img_size": height,
+              **params.model_kwargs(cell.study)}
+    return cell.backbone, kwargs
+
+
+def _tracked(track: bool):
+    from .tracking import Tracker
+
+    return Tracker() if track else None
+
+
+def _test_batches(frames: "data.Frames", batch_size: int):
+    for start in range(0, len(frames.test_y), batch_size):
+        yield frames.to_float(frames.test_x[start:start + batch_size])
+
+
+def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
+          track: bool = True) -> dict[str, Any]:
+    """Train one cell x seed; write metrics.json, history.csv and checkpoint.pt."""
+    import pandas as pd
+    import timm
+    import torch
+
+    from .energy import measure
+    from .io import atomic_path
+    from .train import fit, save_checkpoint, seed_everything
+
+    cell = params.cell(study, cell_id)
+    settings = params.train_settings(study)
+    torch.set_num_threads(threads)
+    frames = data.load_frames(frames_path(params, cell).parent)
+    name, kwargs = model_spec(params, cell)
+    seed_everything(seed)
+    model = timm.create_model(name, **kwargs)
+    out = paths.run_dir(study, cell.id, seed)
+    out.mkdir(parents=True, exist_ok=True)
+
+    tracker = _tracked(track)
+    run = (tracker.start_cell_run(study, cell.id, seed, tags={**cell.coords(), "seed": seed, "cell": cell.id},
+                                  params={"train": settings, "model": kwargs, "model_name": name})
+           if tracker else None)
+    with run if run is not None else contextlib.nullcontext():
+        result = fit(model, (frames.train_x, frames.train_y), (frames.test_x, frames.test_y), settings,
+                     seed, frames.to_float,
+                     on_epoch=(lambda epoch, row: run.log_metrics(row, step=epoch)) if run else None)
+        counts = measure(model, _test_batches(frames, settings["batch_size"]))
+        with atomic_path(out / "history.csv") as tmp:
+            pd.DataFrame(result.history).to_csv(tmp, index=False)
+        save_checkpoint(out / "checkpoint.pt", model, name, kwargs, cell=cell.coords(), seed=seed,
+                        epochs=settings["epochs"])
+        metrics = {
+            **cell.coords(), "cell": cell.id, "seed": seed,
+            "final": {k: result.final[k] for k in ("test_acc", "test_loss", "train_acc", "train_loss")},
+            "best": {"test_acc": result.best["test_acc"], "epoch": result.best["epoch"]},
+            "firing_rates": counts["firing_rates"], "mean_firing_rate": counts["mean_firing_rate"],
+            "params": sum(p.numel() for p in model.parameters()),
+            "epochs": settings["epochs"], "train_seconds": round(result.seconds, 2),
+            "mlflow_run_id": run.run_id if run else None,
+        }
+        write_json(out / "metrics.json", metrics)
+        if run:
+            run.log_metrics({"final_test_acc": metrics["final"]["test_acc"],
+                             "best_test_acc": metrics["best"]["test_acc"],
+                             "mean_firing_rate": metrics["mean_firing_rate"], "params": metrics["params"]})
+            run.log_artifacts([out / f for f in paths.TRAIN_FILES])
+    return metrics
+
+
+def energy(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
+           track: bool = True) -> dict[str, Any]:
+    """Count spikes and operations of a trained cell x seed on its test set; write energy.json."""
+    import torch
+
+    from .energy import energy_from_counts, measure
+    from .train import load_checkpoint
+
+    cell = params.cell(study, cell_id)
+    torch.set_num_threads(threads)
+    out = paths.run_dir(study, cell.id, seed)
+    model, _ = load_checkpoint(out / "checkpoint.pt")
+    frames = data.load_frames(frames_path(params, cell).parent)
+    counts = measure(model, _test_batches(frames, params.train_settings(study)["batch_size"]))
+    constants = params.energy
+    report = {"study": study, "cell": cell.id, "seed": seed,
+              **energy_from_counts(counts, constants["e_mac_pj"], constants["e_ac_pj"]),
+              "mean_firing_rate": counts["mean_firing_rate"], "firing_rates": counts["firing_rates"],
+              "layers": counts["layers"], "samples": counts["samples"]}
+    write_json(out / paths.ENERGY_FILE, report)
+    run_id = read_json(out / "metrics.json").get("mlflow_run_id")
+    tracker = _tracked(track and run_id is not None)
+    if tracker:
+        with tracker.resume_cell_run(run_id) as run:
+            run.log_metrics({k: report[k] for k in ("energy_uj", "energy_mac_uj", "energy_ac_uj", "macs", "sops")})
+            run.log_artifacts([out / paths.ENERGY_FILE])
+    return report
+
+
+def tables(params: Params, study: str) -> Path:
+    """results/<study>/ -> reports/<study>/{summary.md, .csv, .tex, metrics.json}."""
+    from .report import build_tables
+
+    cells = [{"id": c.id, **c.coords()} for c in params.cells(study)]
+    out = paths.report_dir(study)
+    build_tables(study, cells, params.seeds(study), paths.RESULTS, out)
+    return out

@@ -1,0 +1,125 @@
+"""The training loop: epochs of SGD on a model that returns per-time-step logits.
+
+Optimisers and schedules come from timm by name, so params.yaml can name any of them.
+Deterministic for a given seed on CPU (fixed thread count, seeded shuffling, no workers).
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from .losses import Loss, build_loss, predict
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed every RNG a run touches; returns the generator that shuffles the training data."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return torch.Generator().manual_seed(seed)
+
+
+def make_loader(x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator | None = None) -> DataLoader:
+    """Batches of stored (compact) tensors; shuffled when a generator is given."""
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=generator is not None,
+                      generator=generator, num_workers=0)
+
+
+def build_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.Optimizer:
+    return create_optimizer_v2(model, opt=settings["opt"], lr=settings["lr"],
+                               weight_decay=settings["weight_decay"], momentum=settings["momentum"],
+                               **settings.get("opt_kwargs", {}))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, settings: dict[str, Any]):
+    """A timm epoch scheduler, or None for a constant learning rate."""
+    if settings["sched"] == "none":
+        return None
+    kwargs = {"plateau_mode": "min", **settings.get("sched_kwargs", {})}
+    scheduler, _ = create_scheduler_v2(optimizer, sched=settings["sched"], num_epochs=settings["epochs"],
+                                       warmup_epochs=settings["warmup_epochs"],
+                                       min_lr=settings["min_lr"], **kwargs)
+    return scheduler
+
+
+@dataclass
+class Fit:
+    """What a training run produced."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1]
+
+    @property
+    def best(self) -> dict[str, float]:
+        return max(self.history, key=lambda row: (row["test_acc"], -row["epoch"]))
+
+
+def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss, to_input: Callable[[Tensor], Tensor],
+              optimizer: torch.optim.Optimizer | None = None, bar: tqdm | None = None) -> dict[str, float]:
+    """One pass; trains when an optimizer is given, else evaluates without gradients."""
+    model.train(optimizer is not None)
+    total_loss, correct, seen = 0.0, 0, 0
+    with torch.set_grad_enabled(optimizer is not None):
+        for x, y in batches:
+            logits = model(to_input(x))
+            loss = loss_fn(logits, y)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            total_loss += loss.item() * len(y)
+            correct += (predict(logits) == y).sum().item()
+            seen += len(y)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+    return {"loss": total_loss / seen, "acc": correct / seen}
+
+
+def fit(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
+        settings: dict[str, Any], seed: int, to_input: Callable[[Tensor], Tensor],
+        on_epoch: EpochCallback | None = None, progress: bool = True) -> Fit:
+    """Train for `settings['epochs']` epochs, evaluating on `test` after each."""
+    generator = seed_everything(seed)
+    train_loader = make_loader(*train, settings["batch_size"], generator)
+    test_loader = make_loader(*test, settings["batch_size"])
+    loss_fn = build_loss(settings["loss"], settings["label_smoothing"])
+    eval_loss = build_loss(settings["loss"])
+    optimizer = build_optimizer(model, settings)
+    scheduler = build_scheduler(optimizer, settings)
+    result = Fit()
+    start = time.perf_counter()
+    epochs = tqdm(range(settings["epochs"]), desc="epochs", disable=not progress, mininterval=1.0)
+    for epoch in epochs:
+        lr = optimizer.param_groups[0]["lr"]
+        with tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}", leave=False,
+                  disable=not progress, mininterval=1.0) as bar:
+            tr = run_epoch(model, train_loader, loss_fn, to_input, optimizer, bar)
+        te = run_epoch(model, test_loader, eval_loss, to_input)
+        if scheduler is not None:
+            scheduler.step(epoch + 1, tr["loss"])
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": tr["loss"], "train_acc": tr["acc"],
+               "test_loss": te["loss"], "test_acc": te["acc"]}
+        result.history.append(row)
+        epochs.set_postfix(train_loss=f"{tr['loss']:.4f}", test_acc=f"{te['acc']:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, row)
+    result.seconds = time.perf_counter() - start
+    return result
