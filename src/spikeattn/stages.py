@@ -127,10 +127,12 @@ def energy(params: Params, study: str, cell_id: str, seed: int, threads: int = 1
     frames = data.load_frames(frames_path(params, cell).parent)
     counts = measure(model, _test_batches(frames, params.train_settings(study)["batch_size"]))
     constants = params.energy
-    report = {"study": study, "cell": cell.id, "seed": seed,
-              **energy_from_counts(counts, constants["e_mac_pj"], constants["e_ac_pj"]),
+    priced = energy_from_counts(counts, constants["e_mac_pj"], constants["e_ac_pj"])
+    layer_energy = {layer["name"]: layer["energy_uj"] for layer in priced.pop("layers")}
+    report = {"study": study, "cell": cell.id, "seed": seed, **priced,
               "mean_firing_rate": counts["mean_firing_rate"], "firing_rates": counts["firing_rates"],
-              "layers": counts["layers"], "samples": counts["samples"]}
+              "layers": [{**layer, "energy_uj": layer_energy[layer["name"]]} for layer in counts["layers"]],
+              "samples": counts["samples"]}
     write_json(out / paths.ENERGY_FILE, report)
     run_id = read_json(out / "metrics.json").get("mlflow_run_id")
     tracker = _tracked(track and run_id is not None)

@@ -20,6 +20,8 @@ def to_time_major(x: Tensor, T: int) -> Tensor:
 class DirectCoding(nn.Module):
     """Repeat (or pass through) the input over T and apply the stem: the current of layer 1."""
 
+    emits_spikes = False  # the backbone's first LIF turns this current into spikes
+
     def __init__(self, T: int, stem: nn.Module):
         super().__init__()
         self.T = T

@@ -30,6 +30,8 @@ def _same_pad(kernel_size: int) -> nn.ZeroPad2d:
 class GACCoding(nn.Module):
     """Stem conv-BN -> LIF spikes gated by temporal x spatial-channel attention."""
 
+    emits_spikes = True  # the gate has its own LIF; its output feeds the next conv directly
+
     def __init__(self, T: int, stem: nn.Module, channels: int, neuron: nn.Module,
                  ratio_t: int = 2, sca_kernel: int = 4):
         super().__init__()

@@ -1,10 +1,13 @@
 """DemoCNN: a small MA-style spiking CNN sized for the embedded datasets on a laptop CPU.
 
-    coding (stem conv-BN [+ GAC gate]) -> pool -> attention -> LIF
-    -> conv-BN -> pool -> attention -> LIF -> flatten -> linear      logits [T, B, classes]
+    direct: stem conv-BN -> pool -> attention -> LIF
+    GAC:    stem conv-BN -> GAC gate (its own LIF) -> pool
+    then    conv-BN -> pool -> attention -> LIF -> flatten -> linear     logits [T, B, classes]
 
-Every layer follows MA-SNN's placement (conv -> BN -> pool -> attention -> LIF), so the
-same attention and coding names as the paper models plug in.
+Every layer follows MA-SNN's placement (conv -> BN -> pool -> attention -> LIF). A coding
+that emits spikes itself (GAC) replaces the first layer's attention and LIF, as GAC's gated
+output feeds the next block directly in the authors' ResNets; the MA attention then acts
+on the second layer only.
 """
 from __future__ import annotations
 
@@ -44,7 +47,10 @@ class DemoCNN(nn.Module):
 
         self.coding = build_coding(coding, T=T, stem=conv_bn(in_chans, c1), channels=c1,
                                    make_neuron=make_neuron, **(coding_kwargs or {}))
-        self.stage1 = SpikingStage(make_attention(c1), make_neuron(), pool=2)
+        if self.coding.emits_spikes:
+            self.stage1 = TimeDistributed(nn.AvgPool2d(2))
+        else:
+            self.stage1 = SpikingStage(make_attention(c1), make_neuron(), pool=2)
         self.conv2 = conv_bn(c1, c2)
         self.stage2 = SpikingStage(make_attention(c2), make_neuron(), pool=2)
         self.head = TimeDistributed(nn.Flatten(), nn.Linear(c2 * (img_size // 4) ** 2, num_classes))

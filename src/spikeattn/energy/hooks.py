@@ -1,0 +1,234 @@
+"""Count what a spiking network does on real data: MACs, synaptic operations, firing rates.
+
+`OpCounter` hooks a model for the duration of a `with` block:
+
+- every `MultiStepLIF`: spikes and elements -> firing rate per layer;
+- every Conv1d/2d/3d and Linear, however deeply nested: the dense multiply-accumulate count
+  of each call (conv: out.numel() * in_channels/groups * prod(kernel); linear: out.numel() *
+  in_features; biases not counted). A layer whose input is binary (every element 0 or 1) on
+  every call is fed by spikes: it does SOPs = dense MACs x fraction of nonzero inputs, which
+  is the field's fr_{l-1} * T * FLOPs_l because T is merged into the batch. Any other layer
+  (the encoding layer, attention MLPs and convs on real values, GAC's gate) does dense MACs;
+- every module with an `elementwise_macs(x)` method (MA attention, GAC coding): those
+  weight multiplications count as MACs.
+
+BatchNorm (folded into the conv at inference), pooling, ReLU, sigmoid, the LIF update itself
+are not counted. Everything in `report()` is per sample.
+
+Why "binary on every call" rather than per call: whether a layer is fed by spikes is a fact
+about the network, not about one batch. Per call, a real-valued layer whose input happens to
+be all zeros in one batch (a dead ReLU) would flip to SOPs, and the totals would then depend
+on how the data were split into batches. Judged over all calls, the decision sees exactly
+the same elements whatever the batch size. An input that is zero on every call reads as
+binary: a silent spiking layer correctly does 0 SOPs, but so does a real-valued layer behind
+a dead ReLU (e.g. a 1-unit attention MLP at init); `silent_input` flags both in the report.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from ..neurons import MultiStepLIF
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def dense_macs(module: nn.Module, output: Tensor) -> int:
+    """Multiply-accumulates of one dense call of a Conv/Linear that produced `output`."""
+    if isinstance(module, _CONV):
+        return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features
+    raise TypeError(f"no MAC formula for {type(module).__name__}")
+
+
+def _first_tensor(args: Any) -> Tensor | None:
+    for a in args if isinstance(args, (tuple, list)) else (args,):
+        if isinstance(a, Tensor):
+            return a
+    return None
+
+
+@dataclass
+class _LayerStats:
+    type: str
+    kind: str  # "conv" | "linear" | "elementwise"
+    calls: int = 0
+    nonbinary_calls: int = 0  # calls whose input had a value other than 0 or 1
+    dense: int = 0  # dense MACs summed over calls
+    sops_if_spiking: float = 0.0  # sum over calls of dense * nonzero fraction
+    input_nonzero: int = 0
+    input_elements: int = 0
+
+
+@dataclass
+class _LIFStats:
+    spikes: float = 0.0
+    elements: int = 0
+
+
+class OpCounter:
+    """Context manager that counts operations and spikes of `model` while the block runs.
+
+    `force_mac` names Conv/Linear modules (as in `named_modules`) that always count as dense
+    MACs even when fed binary values, e.g. a first layer that reads binary event frames when
+    the convention wanted is "the encoding layer is MACs". Counts accumulate over repeated
+    `with` blocks of one counter; hooks live only inside the block (removed on exceptions too).
+    """
+
+    def __init__(self, model: nn.Module, force_mac: Iterable[str] = ()):
+        self.model = model
+        self.force_mac = set(force_mac)
+        names = {n for n, _ in model.named_modules()}
+        unknown = self.force_mac - names
+        if unknown:
+            raise ValueError(f"force_mac names no module of the model: {sorted(unknown)}")
+        self.samples = 0
+        self._layers: dict[str, _LayerStats] = {}
+        self._lifs: dict[str, _LIFStats] = {}
+        self._handles: list[Any] = []
+
+    # ---- hooks -------------------------------------------------------------------------
+    def __enter__(self) -> "OpCounter":
+        if self._handles:
+            raise RuntimeError("OpCounter is already active")
+        try:
+            self._handles.append(self.model.register_forward_pre_hook(self._count_samples))
+            for name, mod in self.model.named_modules():
+                if isinstance(mod, MultiStepLIF):
+                    self._lifs.setdefault(name, _LIFStats())
+                    self._handles.append(mod.register_forward_hook(self._lif_hook(name)))
+                if isinstance(mod, _CONV + (nn.Linear,)):
+                    kind = "conv" if isinstance(mod, _CONV) else "linear"
+                    self._layers.setdefault(name, _LayerStats(type(mod).__name__, kind))
+                    self._handles.append(mod.register_forward_hook(self._layer_hook(name)))
+                elif callable(getattr(mod, "elementwise_macs", None)):
+                    self._layers.setdefault(name, _LayerStats(type(mod).__name__, "elementwise"))
+                    self._handles.append(mod.register_forward_hook(self._elementwise_hook(name)))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self._remove()
+        return False
+
+    def _remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _count_samples(self, module: nn.Module, args: Any) -> None:
+        x = _first_tensor(args)
+        if x is None:
+            raise TypeError("OpCounter needs the model's first argument to be a batch tensor [B, ...]")
+        self.samples += x.shape[0]
+
+    def _lif_hook(self, name: str):
+        stats = self._lifs[name]
+
+        def hook(module: nn.Module, args: Any, output: Tensor) -> None:
+            out = output.detach()
+            stats.spikes += float(out.sum(dtype=torch.float64))
+            stats.elements += out.numel()
+        return hook
+
+    def _layer_hook(self, name: str):
+        stats = self._layers[name]
+        forced = name in self.force_mac
+
+        def hook(module: nn.Module, args: Any, output: Tensor) -> None:
+            x = _first_tensor(args).detach()
+            dense = dense_macs(module, output)
+            stats.calls += 1
+            stats.dense += dense
+            binary = (not forced) and bool(((x == 0) | (x == 1)).all())
+            if not binary:
+                stats.nonbinary_calls += 1
+                return
+            nonzero = int(torch.count_nonzero(x))
+            stats.input_nonzero += nonzero
+            stats.input_elements += x.numel()
+            stats.sops_if_spiking += dense * nonzero / max(x.numel(), 1)
+        return hook
+
+    def _elementwise_hook(self, name: str):
+        stats = self._layers[name]
+
+        def hook(module: nn.Module, args: Any, output: Tensor) -> None:
+            # The products act on tensors shaped like the output. For MA it equals the input;
+            # GAC's forward input is the image, but its products act on the stem current
+            # (its `elementwise_macs(x)` names that `x`), which is shaped like its output.
+            n = int(module.elementwise_macs(output))
+            stats.calls += 1
+            stats.nonbinary_calls += 1
+            stats.dense += n
+        return hook
+
+    # ---- results -----------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        """Per-sample counts: layers, firing rates, totals (see the module docstring)."""
+        if self.samples == 0:
+            raise ValueError("OpCounter saw no forward pass of the model: nothing to report")
+        n = self.samples
+        layers = []
+        for name, s in self._layers.items():
+            if s.calls == 0:
+                continue
+            spiking = s.nonbinary_calls == 0
+            layers.append({
+                "name": name,
+                "type": s.type,
+                "kind": s.kind,
+                "spiking_input": spiking,
+                "input_rate": s.input_nonzero / s.input_elements if spiking and s.input_elements else None,
+                "dense_macs": s.dense / n,
+                "macs": 0.0 if spiking else s.dense / n,
+                "sops": s.sops_if_spiking / n if spiking else 0.0,
+                "calls": s.calls,
+                "silent_input": spiking and s.kind != "elementwise" and s.input_nonzero == 0,
+            })
+        lifs = {k: v for k, v in self._lifs.items() if v.elements}
+        rates = {k: v.spikes / v.elements for k, v in lifs.items()}
+        total_elems = sum(v.elements for v in lifs.values())
+        return {
+            "samples": n,
+            "layers": layers,
+            "firing_rates": rates,
+            "neurons": [{"name": k, "rate": rates[k], "elements": v.elements / n}
+                        for k, v in lifs.items()],
+            # Weighted by neuron-steps: all spikes / all neuron-steps of the network.
+            "mean_firing_rate": (sum(v.spikes for v in lifs.values()) / total_elems
+                                 if total_elems else None),
+            # Plain mean of the per-layer rates (each layer counts once).
+            "mean_firing_rate_unweighted": sum(rates.values()) / len(rates) if rates else None,
+            "totals": {"macs": sum(l["macs"] for l in layers),
+                       "sops": sum(l["sops"] for l in layers),
+                       "dense_macs": sum(l["dense_macs"] for l in layers)},
+        }
+
+
+def measure(model: nn.Module, batches: Iterable[Any], device: str | torch.device = "cpu",
+            max_batches: int | None = None, force_mac: Iterable[str] = ()) -> dict[str, Any]:
+    """Run `model` in eval mode without gradients over `batches` and return the counter's report.
+
+    A batch is an input tensor [B, ...] or an (input, target, ...) tuple as a DataLoader
+    yields. The model is moved to `device`; its train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        with torch.no_grad(), OpCounter(model, force_mac=force_mac) as counter:
+            for i, batch in enumerate(batches):
+                if max_batches is not None and i >= max_batches:
+                    break
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                model(x.to(device))
+        return counter.report()
+    finally:
+        model.train(was_training)

@@ -1,0 +1,131 @@
+"""The LIF reference against hand-written loops of each paper's equations (float64).
+
+The hand loops get their surrogate gradient from a straight-through antiderivative,
+an implementation independent of spikeattn.neurons.surrogate.
+"""
+import math
+
+import pytest
+import torch
+
+from spikeattn.neurons import PRESETS, MultiStepLIF, lif_config
+
+torch.set_default_dtype(torch.float64)
+
+
+def straight_through(x, antiderivative):
+    """Heaviside(x > 0) forward, d/dx antiderivative(x) backward."""
+    soft = antiderivative(x)
+    return (x > 0).to(x.dtype) + (soft - soft.detach())
+
+
+ANTIDERIVATIVES = {
+    ("rectangle", "width"): lambda a: lambda x: (x / a + 0.5).clamp(0, 1),
+    ("triangle", "gamma"): lambda g: lambda x: torch.where(
+        x.abs() < g, (g * x - x * x.abs() / 2) / g**2 + 0.5, (x > 0).to(x.dtype)),
+    ("atan", "alpha"): lambda a: lambda x: torch.atan(math.pi / 2 * a * x) / math.pi + 0.5,
+    ("sigmoid", "alpha"): lambda a: lambda x: torch.sigmoid(a * x),
+}
+
+
+def ma_dvs_loop(x):  # u = h + x; s = H(u - Vth); h = a (s Vth + (1 - s) u), not detached
+    spike = ANTIDERIVATIVES[("rectangle", "width")](0.5)
+    h, out = torch.zeros_like(x[0]), []
+    for x_t in x:
+        u = h + x_t
+        s = straight_through(u - 0.3, spike)
+        h = 0.3 * (s * 0.3 + (1 - s) * u)
+        out.append(s)
+    return torch.stack(out)
+
+
+def msresnet_loop(x):  # m = 0.25 m (1 - s.detach()) + x; s = H(m - 0.5)
+    spike = ANTIDERIVATIVES[("rectangle", "width")](1.0)
+    m, s, out = torch.zeros_like(x[0]), torch.zeros_like(x[0]), []
+    for x_t in x:
+        m = 0.25 * m * (1 - s.detach()) + x_t
+        s = straight_through(m - 0.5, spike)
+        out.append(s)
+    return torch.stack(out)
+
+
+def gac_cifar_loop(x):  # m = 0.5 m (1 - s) + x (no detach); triangle gamma 1
+    spike = ANTIDERIVATIVES[("triangle", "gamma")](1.0)
+    m, s, out = torch.zeros_like(x[0]), torch.zeros_like(x[0]), []
+    for x_t in x:
+        m = 0.5 * m * (1 - s) + x_t
+        s = straight_through(m - 1.0, spike)
+        out.append(s)
+    return torch.stack(out)
+
+
+def sj_tau2_loop(x):  # SpikingJelly LIF: v += (x - v) / tau; hard reset to 0, detached
+    spike = ANTIDERIVATIVES[("atan", "alpha")](2.0)
+    v, out = torch.zeros_like(x[0]), []
+    for x_t in x:
+        v = v + (x_t - v) / 2.0
+        s = straight_through(v - 1.0, spike)
+        v = v * (1 - s.detach())
+        out.append(s)
+    return torch.stack(out)
+
+
+LOOPS = {"ma_dvs": ma_dvs_loop, "msresnet": msresnet_loop, "gac_cifar": gac_cifar_loop,
+         "sj_tau2": sj_tau2_loop}
+
+
+def test_every_preset_has_a_hand_loop():
+    assert set(LOOPS) == set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("T", [1, 4, 9])
+def test_preset_matches_hand_loop(preset, T):
+    torch.manual_seed(T)
+    x = (torch.randn(T, 3, 17) * 0.8 + 0.4).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    spikes = MultiStepLIF(preset)(x)
+    ref = LOOPS[preset](x_ref)
+    assert torch.equal(spikes, ref)
+    assert 0 < spikes.mean() < 1, "input should make some, not all, neurons fire"
+    weights = torch.randn_like(ref)
+    (spikes * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-12, atol=1e-12)
+    assert x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name,key,value", [
+    ("rectangle", "width", 0.7), ("triangle", "gamma", 0.6), ("atan", "alpha", 3.0), ("sigmoid", "alpha", 5.0)])
+def test_surrogates_and_soft_reset_match_hand_loop(name, key, value):
+    torch.manual_seed(0)
+    x = (torch.randn(6, 40) + 0.5).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    lif = MultiStepLIF(None, decay=0.6, v_threshold=0.8, v_reset=None, detach_reset=False,
+                       surrogate=name, surrogate_kwargs={key: value})
+    spike = ANTIDERIVATIVES[(name, key)](value)
+    v, ref = torch.zeros_like(x_ref[0]), []
+    for x_t in x_ref:
+        u = 0.6 * v + x_t
+        s = straight_through(u - 0.8, spike)
+        v = u - s * 0.8
+        ref.append(s)
+    ref = torch.stack(ref)
+    out = lif(x)
+    assert torch.equal(out, ref)
+    out.pow(2).mul(torch.arange(1.0, 7.0)[:, None]).sum().backward()
+    ref.pow(2).mul(torch.arange(1.0, 7.0)[:, None]).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_bad_options_name_what_is_allowed():
+    with pytest.raises(ValueError, match="choose one of"):
+        MultiStepLIF("nope")
+    with pytest.raises(ValueError, match="unknown LIF option"):
+        lif_config("msresnet", tau=2.0)
+    with pytest.raises(ValueError, match="surrogate"):
+        lif_config(None, surrogate="relu")
+    with pytest.raises(ValueError, match="v_threshold"):
+        lif_config(None, v_threshold=0.0)
+    with pytest.raises(NotImplementedError, match="Triton"):
+        MultiStepLIF("msresnet", backend="triton")

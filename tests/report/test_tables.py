@@ -1,0 +1,186 @@
+"""build_tables: statistics, formats and failure modes, on small hand-written result files."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spikeattn.report import build_tables
+from spikeattn.report.tables import fmt_count, fmt_pm, latex_escape
+
+STUDY = "demo-dvs"
+SEEDS = [0, 1, 2]
+CONVENTIONS = "E_MAC = 4.6 pJ, E_AC = 0.9 pJ (45 nm); first layer counted as MACs & 100% dense"
+
+
+def _cell(attention: str, backbone: str = "demo_cnn") -> dict:
+    cell = {"dataset": "digits-dvs", "backbone": backbone, "attention": attention,
+            "coding": "direct", "T": 8}
+    cell["id"] = f"{cell['dataset']}__{backbone}__{attention}__direct__T8"
+    return cell
+
+
+CELLS = [_cell("none"), _cell("TCSA")]
+# Known per-seed values, by cell id.
+ACC = {CELLS[0]["id"]: [0.9612, 0.9655, 0.9589], CELLS[1]["id"]: [0.9701, 0.9688, 0.9730]}
+BEST = {CELLS[0]["id"]: [0.9650, 0.9670, 0.9610], CELLS[1]["id"]: [0.9720, 0.9700, 0.9750]}
+RATE = {CELLS[0]["id"]: [0.121, 0.118, 0.125], CELLS[1]["id"]: [0.081, 0.079, 0.084]}
+ENERGY = {CELLS[0]["id"]: [0.0412, 0.0405, 0.0420], CELLS[1]["id"]: [0.0301, 0.0297, 0.0310]}
+PARAMS = {CELLS[0]["id"]: 10412, CELLS[1]["id"]: 12_630_000}
+
+
+def _write_seed(root, cell: dict, seed: int, i: int, study: str = STUDY,
+                conventions: str = CONVENTIONS, like: dict | None = None) -> None:
+    """Write one seed's metrics.json and energy.json; `like` borrows another cell's values."""
+    key = (like or cell)["id"]
+    folder = root / study / cell["id"] / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    coords = {k: cell[k] for k in ("dataset", "backbone", "attention", "coding", "T")}
+    metrics = {
+        "study": study, "cell": cell["id"], "seed": seed, **coords,
+        "final": {"test_acc": ACC[key][i], "test_loss": 0.12, "train_acc": 0.99,
+                  "train_loss": 0.05},
+        "best": {"test_acc": BEST[key][i], "epoch": 5},
+        "firing_rates": {"conv1": RATE[key][i], "conv2": RATE[key][i]},
+        "mean_firing_rate": RATE[key][i], "params": PARAMS[key],
+        "epochs": 6, "train_seconds": 41.5,
+    }
+    energy = {
+        "study": study, "cell": cell["id"], "seed": seed,
+        "energy_uj": ENERGY[key][i], "energy_mac_uj": 0.01, "energy_ac_uj": 0.02,
+        "macs": 2_000_000, "sops": 1_500_000.0 + 1000 * i, "mean_firing_rate": RATE[key][i],
+        "e_mac_pj": 4.6, "e_ac_pj": 0.9, "conventions": conventions, "layers": [],
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "energy.json").write_text(json.dumps(energy))
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    for cell in CELLS:
+        for i, seed in enumerate(SEEDS):
+            _write_seed(root, cell, seed, i)
+    return root
+
+
+@pytest.fixture
+def built(results, tmp_path):
+    out = tmp_path / "reports" / STUDY
+    df = build_tables(STUDY, CELLS, SEEDS, results, out, caption_extra="Demo run, 6 epochs.")
+    return df, out
+
+
+def test_means_and_stds_match_numpy(built):
+    df, _ = built
+    for cell in CELLS:
+        row = df.set_index("cell").loc[cell["id"]]
+        acc = 100 * np.array(ACC[cell["id"]])
+        assert row["acc_mean"] == pytest.approx(acc.mean())
+        assert row["acc_std"] == pytest.approx(acc.std(ddof=1))
+        assert row["best_acc_mean"] == pytest.approx(100 * np.mean(BEST[cell["id"]]))
+        assert row["firing_rate_std"] == pytest.approx(np.std(RATE[cell["id"]], ddof=1))
+        assert row["energy_uj_mean"] == pytest.approx(np.mean(ENERGY[cell["id"]]))
+        assert row["seeds"] == 3 and row["params"] == PARAMS[cell["id"]]
+
+
+def test_all_outputs_present_and_consistent(built):
+    df, out = built
+    assert sorted(p.name for p in out.iterdir()) == [
+        "metrics.json", "summary.csv", "summary.md", "summary.tex"]
+    csv = pd.read_csv(out / "summary.csv")
+    assert list(csv["cell"]) == [c["id"] for c in CELLS]  # grid order kept
+    pd.testing.assert_frame_equal(csv, df, check_dtype=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {c["id"] for c in CELLS}
+    for cell in CELLS:
+        assert metrics[cell["id"]]["acc_mean"] == pytest.approx(
+            df.set_index("cell").loc[cell["id"], "acc_mean"])
+    md = (out / "summary.md").read_text()
+    tex = (out / "summary.tex").read_text()
+    first = df.iloc[0]
+    shown = f"{first['acc_mean']:.2f} ± {first['acc_std']:.2f}"
+    assert shown in md and shown.replace("±", r"$\pm$") in tex
+    assert md.startswith(f"# {STUDY}\n")
+    assert "mean ± sample std over 3 seeds" in md and "Demo run, 6 epochs." in md
+    assert "E_MAC = 4.6 pJ" in md  # conventions from energy.json, verbatim
+    assert "10.4k" in md and "12.63M" in md
+
+
+def test_pm_formatting():
+    assert fmt_pm(96.5333, 0.1234, 2) == "96.53 ± 0.12"
+    assert fmt_pm(96.5333, math.nan, 2) == "96.53 ± –"
+    assert fmt_count(10412) == "10.4k" and fmt_count(12_630_000) == "12.63M"
+    assert fmt_count(812) == "812"
+
+
+def test_single_seed_shows_dash_and_nan(results, tmp_path):
+    out = tmp_path / "one"
+    df = build_tables(STUDY, CELLS, [0], results, out)
+    assert df["acc_std"].isna().all()
+    assert pd.read_csv(out / "summary.csv")["acc_std"].isna().all()
+    md = (out / "summary.md").read_text()
+    assert "± –" in md and "± 0.00" not in md
+    assert "--" in (out / "summary.tex").read_text()
+    text = (out / "metrics.json").read_text()
+    assert "NaN" not in text
+    assert json.loads(text)[CELLS[0]["id"]]["acc_std"] is None
+
+
+def test_stale_cell_directories_are_ignored(results, tmp_path):
+    _write_seed(results, _cell("old_attention"), 0, 0, like=CELLS[0])
+    df = build_tables(STUDY, CELLS, SEEDS, results, tmp_path / "out")
+    assert list(df["cell"]) == [c["id"] for c in CELLS]
+    assert "old_attention" not in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_missing_seed_file_names_path_and_writes_nothing(results, tmp_path):
+    missing = results / STUDY / CELLS[1]["id"] / "seed2" / "energy.json"
+    missing.unlink()
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError) as err:
+        build_tables(STUDY, CELLS, SEEDS, results, out)
+    message = str(err.value)
+    assert str(missing) in message
+    assert f"spikeattn energy --study {STUDY} --cell {CELLS[1]['id']} --seed 2" in message
+    assert "snakemake" in message
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_differing_conventions_name_both_files(results, tmp_path):
+    _write_seed(results, CELLS[1], 1, 1, conventions="something else")
+    with pytest.raises(ValueError, match="conventions differ") as err:
+        build_tables(STUDY, CELLS, SEEDS, results, tmp_path / "out")
+    assert "seed0" in str(err.value) and f"{CELLS[1]['id']}/seed1" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_metrics_json_is_strict_json(built):
+    _, out = built
+    data = json.loads((out / "metrics.json").read_text(),
+                      parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    entry = data[CELLS[0]["id"]]
+    assert set(entry) == {"acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean",
+                          "energy_uj_mean", "params"}
+    assert isinstance(entry["params"], int)
+
+
+def test_latex_escapes_underscores(results, tmp_path):
+    cells = [_cell("none"), _cell("none", backbone="other_net")]
+    for i, seed in enumerate(SEEDS):
+        _write_seed(results, cells[1], seed, i, like=CELLS[1])
+    out = tmp_path / "tex"
+    build_tables(STUDY, cells, SEEDS, results, out)
+    tex = (out / "summary.tex").read_text()
+    assert r"other\_net / none / direct / T=8" in tex  # backbone varies, so it names the row
+    assert r"demo\_cnn" in tex and "demo_cnn" not in tex
+    assert r"E\_MAC" in tex and r"100\% dense" in tex and r"MACs \& 100" in tex
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\label{tab:demo-dvs}" in tex
+    assert r"Acc. (\%)" in tex and r"Energy ($\mu$J)" in tex
+
+
+def test_latex_escape_does_not_double_escape():
+    assert latex_escape(r"a_b\c%") == r"a\_b\textbackslash{}c\%"
