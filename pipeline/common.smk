@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 
 from spikeattn import paths
 from spikeattn.config import Params, ParamsError
-from spikeattn.data import DATASETS
+from spikeattn.data import DATASETS, raw_params
 from spikeattn.io import canonical_json
 from spikeattn.stages import frames_path
 

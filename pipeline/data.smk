@@ -5,7 +5,8 @@ rule raw_data:
     output:
         "data/raw/{dataset}/manifest.json",
     params:
-        spec=lambda w: canonical_json(PARAMS.dataset(w.dataset)),
+        # Only what the raw data depends on (e.g. not the upsampled image size).
+        spec=lambda w: canonical_json(raw_params(w.dataset, PARAMS.dataset(w.dataset))),
         stage=lambda w: "prepare" if DATASETS[w.dataset].source == "embedded" else "download",
     log:
         "logs/data/{dataset}.log",

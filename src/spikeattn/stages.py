@@ -57,7 +57,7 @@ def _tracked(track: bool):
 
 def _test_batches(frames: "data.Frames", batch_size: int):
     for start in range(0, len(frames.test_y), batch_size):
-        yield frames.to_float(frames.test_x[start:start + batch_size])
+        yield frames.as_float(frames.test_x[start:start + batch_size])
 
 
 def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
@@ -87,7 +87,7 @@ def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
            if tracker else None)
     with run if run is not None else contextlib.nullcontext():
         result = fit(model, (frames.train_x, frames.train_y), (frames.test_x, frames.test_y), settings,
-                     seed, frames.to_float,
+                     seed, frames.as_float,
                      on_epoch=(lambda epoch, row: run.log_metrics(row, step=epoch)) if run else None)
         counts = measure(model, _test_batches(frames, settings["batch_size"]))
         with atomic_path(out / "history.csv") as tmp:

@@ -1,0 +1,200 @@
+"""The embedded datasets: parameter checks, the simulated event camera, raw files and split."""
+import hashlib
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import tonic
+from sklearn.datasets import load_digits
+
+from spikeattn.data import DATASETS, check_params, download, get_info, load_events, prepare
+from spikeattn.data.embedded import (digit_images, pad_digits, render, saccade_offsets,
+                                     simulate_events, upsample)
+
+DIGITS = {"source": "embedded", "image_size": 16, "test_fraction": 0.2, "split_seed": 0,
+          "max_samples": None}
+DVS = {"source": "embedded", "digit_size": 16, "sensor_size": 24, "saccade_px": 3, "saccade_ms": 100,
+       "step_us": 1000, "threshold": 0.25, "threshold_sigma": 0.03, "seed": 0, "test_fraction": 0.2,
+       "split_seed": 0, "max_samples": 120}
+DURATION_US = 3 * DVS["saccade_ms"] * 1000
+
+
+@pytest.fixture(scope="module")
+def dvs_raw(tmp_path_factory):
+    return prepare("digits-dvs", DVS, tmp_path_factory.mktemp("root"))
+
+
+@pytest.fixture(scope="module")
+def dvs_samples(dvs_raw):
+    samples, labels, split = load_events(dvs_raw)
+    return samples, labels, split
+
+
+def _simulate(n, **changes):
+    params = {**DVS, **changes}
+    images, _ = digit_images(n)
+    return simulate_events(upsample(images, params["digit_size"]) / 16, params)
+
+
+# --- registry and parameters ---------------------------------------------------------------
+
+def test_registry_describes_both_datasets():
+    assert DATASETS["digits"].kind == "static" and DATASETS["digits"].in_channels == 1
+    assert DATASETS["digits-dvs"].kind == "events" and DATASETS["digits-dvs"].in_channels == 2
+    assert DATASETS["digits"].input_size(DIGITS) == (16, 16)
+    assert DATASETS["digits-dvs"].input_size(DVS) == (24, 24)
+    assert set(DATASETS["digits-dvs"].required_keys) == set(DVS)
+
+
+def test_unknown_dataset_lists_known_names():
+    with pytest.raises(KeyError, match="digits, digits-dvs"):
+        get_info("mnist")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"threshold": 0}, r"datasets\.digits-dvs\.threshold must be in \(0"),
+    ({"seed": 1.5}, r"datasets\.digits-dvs\.seed must be an integer"),
+    ({"source": "download"}, r"datasets\.digits-dvs\.source must be 'embedded'"),
+    ({"colour": 1}, r"datasets\.digits-dvs\.colour is not a known key"),
+    ({"sensor_size": 18}, r"datasets\.digits-dvs\.sensor_size must be >= digit_size \+ saccade_px"),
+    ({"step_us": 3000}, r"datasets\.digits-dvs\.step_us must divide"),
+    ({"test_fraction": 1.0}, r"datasets\.digits-dvs\.test_fraction must be in"),
+])
+def test_bad_params_name_the_key(change, message):
+    with pytest.raises(ValueError, match=message):
+        check_params("digits-dvs", {**DVS, **change})
+
+
+def test_missing_param_names_the_key():
+    params = dict(DIGITS)
+    del params["split_seed"]
+    with pytest.raises(ValueError, match=r"datasets\.digits\.split_seed is missing"):
+        check_params("digits", params)
+
+
+def test_check_params_normalises_numbers():
+    assert check_params("digits-dvs", {**DVS, "threshold_sigma": 0})["threshold_sigma"] == 0.0
+    assert isinstance(check_params("digits-dvs", {**DVS, "threshold_sigma": 0})["threshold_sigma"], float)
+
+
+def test_download_says_what_to_do_instead(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="prepare"):
+        download("digits-dvs", DVS, tmp_path)
+    monkeypatch.setitem(DATASETS, "gesture", replace(DATASETS["digits-dvs"], name="gesture", source="download"))
+    with pytest.raises(NotImplementedError, match=r"use an embedded dataset \(digits, digits-dvs\)"):
+        download("gesture", {}, tmp_path)
+
+
+# --- the event camera ----------------------------------------------------------------------
+
+def test_events_use_tonics_dtype_and_work_with_its_transforms(dvs_samples):
+    samples, _, _ = dvs_samples
+    assert samples.events.dtype == tonic.io.events_struct
+    ev = samples[0]
+    down = tonic.transforms.Downsample(spatial_factor=0.5)(ev)
+    assert len(down) == len(ev) and down["x"].max() < DVS["sensor_size"] // 2
+    assert len(tonic.transforms.TimeJitter(std=10, clip_negative=True)(ev)) == len(ev)
+
+
+def test_events_are_sorted_on_the_sensor_and_in_the_saccades(dvs_samples):
+    samples, labels, _ = dvs_samples
+    assert len(samples) == len(labels) == DVS["max_samples"]
+    for i in range(len(samples)):
+        ev = samples[i]
+        assert len(ev) > 500
+        assert np.all(np.diff(ev["t"]) >= 0)
+        assert ev["t"].min() >= 0 and ev["t"].max() <= DURATION_US
+        assert ev["x"].min() >= 0 and ev["x"].max() < DVS["sensor_size"]
+        assert ev["y"].min() >= 0 and ev["y"].max() < DVS["sensor_size"]
+        assert 0.3 < ev["p"].mean() < 0.7  # both polarities, roughly balanced
+
+
+def test_each_saccade_produces_events(dvs_samples):
+    samples, _, _ = dvs_samples
+    saccade = np.minimum(samples.events["t"] // (DURATION_US // 3), 2)
+    assert np.all(np.bincount(saccade, minlength=3) > 0.2 * len(samples.events))
+
+
+def test_simulation_is_deterministic_and_seeded():
+    events, offsets = _simulate(12)
+    again, again_offsets = _simulate(12)
+    assert np.array_equal(events, again) and np.array_equal(offsets, again_offsets)
+    other, _ = _simulate(12, seed=1)
+    assert len(other) != len(events) or not np.array_equal(other, events)
+
+
+def test_simulation_does_not_depend_on_batching():
+    events, offsets = _simulate(12)
+    alone, alone_offsets = _simulate(1)
+    assert np.array_equal(alone, events[:offsets[1]])
+
+
+def test_events_fall_on_the_moving_digits_edges():
+    n = 40
+    images, _ = digit_images(n)
+    digits = upsample(images, DVS["digit_size"]) / 16
+    events, offsets = simulate_events(digits, DVS)
+    padded = pad_digits(digits, DVS["sensor_size"])
+    swept = np.zeros((n, DVS["sensor_size"], DVS["sensor_size"]))
+    for offset in saccade_offsets(DVS)[::10]:
+        gy, gx = np.gradient(render(padded, offset, DVS["sensor_size"]), axis=(1, 2))
+        swept += np.hypot(gy, gx)
+    own, other = [], []
+    for i in range(n):
+        ev = events[offsets[i]:offsets[i + 1]]
+        counts = np.zeros_like(swept[i])
+        np.add.at(counts, (ev["y"], ev["x"]), 1)
+        assert counts[swept[i] > 0.05 * swept[i].max()].sum() > 0.95 * len(ev)
+        own.append(np.corrcoef(counts.ravel(), swept[i].ravel())[0, 1])
+        other.append(np.corrcoef(counts.ravel(), swept[(i + 1) % n].ravel())[0, 1])
+    assert min(own) > 0.7
+    assert np.mean(own) > np.mean(other) + 0.1
+
+
+# --- raw files and split -------------------------------------------------------------------
+
+def test_manifest_records_params_counts_and_checksum(dvs_raw):
+    manifest = json.loads((dvs_raw / "manifest.json").read_text())
+    assert manifest["dataset"] == "digits-dvs" and manifest["params"] == check_params("digits-dvs", DVS)
+    assert manifest["counts"] == {"train": 96, "test": 24}
+    data = (dvs_raw / "events.npz").read_bytes()
+    assert manifest["sha256"] == {"events.npz": hashlib.sha256(data).hexdigest()}
+    assert sorted(p.name for p in dvs_raw.iterdir()) == ["events.npz", "manifest.json"]
+
+
+def test_digits_raw_holds_the_real_images(tmp_path):
+    raw = prepare("digits", DIGITS, tmp_path)
+    with np.load(raw / "digits.npz") as f:
+        images, labels, split = f["images"], f["labels"], f["split"]
+    reference = load_digits()
+    assert images.dtype == np.uint8 and images.shape == (1797, 8, 8)
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+    assert (split == 1).sum() == 360
+
+
+def test_split_is_stratified_fixed_and_seeded(tmp_path):
+    first = prepare("digits", DIGITS, tmp_path / "a")
+    second = prepare("digits", DIGITS, tmp_path / "b")
+    reseeded = prepare("digits", {**DIGITS, "split_seed": 1}, tmp_path / "c")
+    load = lambda raw: (np.load(raw / "digits.npz")["labels"], np.load(raw / "digits.npz")["split"])
+    labels, split = load(first)
+    assert np.array_equal(split, load(second)[1])
+    assert not np.array_equal(split, load(reseeded)[1])
+    per_class = np.bincount(labels)
+    test_per_class = np.bincount(labels[split == 1], minlength=10)
+    assert np.all(np.abs(test_per_class - 0.2 * per_class) <= 1)
+    assert set(np.unique(split)) == {0, 1}
+
+
+def test_too_few_samples_for_a_stratified_split_is_explained(tmp_path):
+    with pytest.raises(ValueError, match="max_samples"):
+        prepare("digits", {**DIGITS, "max_samples": 30}, tmp_path)
+
+
+def test_prepare_replaces_an_old_build(tmp_path):
+    raw = prepare("digits", {**DIGITS, "max_samples": 100}, tmp_path)
+    (raw / "stale.txt").write_text("from an older build")
+    prepare("digits", {**DIGITS, "max_samples": 100}, tmp_path)
+    assert not (raw / "stale.txt").exists()
+    assert [p.name for p in raw.parent.iterdir()] == ["digits"]  # no temporary leftovers

@@ -1,0 +1,151 @@
+"""Preprocessed frames: cache keys, tonic's ToFrame counts, dtypes, atomicity, learnability."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from spikeattn.data import frames_dir, frames_spec, load_events, load_frames, prepare, preprocess
+from spikeattn.data import frames as frames_module
+
+DIGITS = {"source": "embedded", "image_size": 16, "test_fraction": 0.2, "split_seed": 0,
+          "max_samples": 100}
+DVS = {"source": "embedded", "digit_size": 16, "sensor_size": 24, "saccade_px": 3, "saccade_ms": 100,
+       "step_us": 1000, "threshold": 0.25, "threshold_sigma": 0.03, "seed": 0, "test_fraction": 0.2,
+       "split_seed": 0, "max_samples": 100}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("root")
+    prepare("digits", DIGITS, root)
+    prepare("digits-dvs", DVS, root)
+    return root
+
+
+# --- cache keys ----------------------------------------------------------------------------
+
+def test_event_key_follows_T_and_params_not_key_order(tmp_path):
+    base = frames_dir("digits-dvs", DVS, 8, tmp_path)
+    assert base.parent == tmp_path / "data" / "frames" / "digits-dvs" and base.name.startswith("T8-")
+    reordered = dict(reversed(list(DVS.items())))
+    assert frames_dir("digits-dvs", reordered, 8, tmp_path) == base
+    assert frames_dir("digits-dvs", DVS, 4, tmp_path) != base
+    assert frames_dir("digits-dvs", {**DVS, "threshold": 0.3}, 8, tmp_path) != base
+    assert frames_dir("digits-dvs", {**DVS, "threshold_sigma": 0}, 8, tmp_path) == \
+        frames_dir("digits-dvs", {**DVS, "threshold_sigma": 0.0}, 8, tmp_path)
+    spec = frames_spec("digits-dvs", DVS, 8)
+    assert spec["T"] == 8 and spec["params"]["threshold"] == 0.25 and "ToFrame" in spec["frame_method"]
+
+
+def test_static_key_ignores_T(tmp_path):
+    assert "T" not in frames_spec("digits", DIGITS, 8)
+    key = frames_dir("digits", DIGITS, 8, tmp_path)
+    assert key.name.startswith("s16-") and key == frames_dir("digits", DIGITS, 4, tmp_path)
+    assert frames_dir("digits", {**DIGITS, "image_size": 32}, 8, tmp_path) != key
+
+
+# --- static frames -------------------------------------------------------------------------
+
+def test_static_frames_shapes_dtypes_and_scale(root):
+    frames = load_frames(preprocess("digits", DIGITS, 8, root))
+    assert frames.train_x.shape == (80, 1, 16, 16) and frames.test_x.shape == (20, 1, 16, 16)
+    assert frames.train_x.dtype == torch.uint8 and frames.train_y.dtype == torch.int64
+    assert frames.train_x.max() > 200
+    x = frames.as_float(frames.test_x)
+    assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert frames.meta["counts"] == {"train": 80, "test": 20}
+
+
+def test_static_frames_at_native_size_are_the_digits_rescaled(root):
+    frames = load_frames(preprocess("digits", {**DIGITS, "image_size": 8}, 1, root))
+    with np.load(root / "data" / "raw" / "digits" / "digits.npz") as f:
+        images, labels, split = f["images"], f["labels"], f["split"]
+    expected = np.round(images[split == 0] / 16 * 255).astype(np.uint8)
+    assert np.array_equal(frames.train_x[:, 0].numpy(), expected)
+    assert np.array_equal(frames.train_y.numpy(), labels[split == 0])
+
+
+# --- event frames --------------------------------------------------------------------------
+
+def _tonic_binned(ev, T):
+    """Events inside tonic's n_time_bins bins: [t0, t0 + T * ((t_last - t0) // T))."""
+    t0 = ev["t"][0]
+    return ev[ev["t"] < t0 + T * ((ev["t"][-1] - t0) // T)]
+
+
+def test_event_frames_count_the_events_by_polarity_and_pixel(root):
+    T = 4
+    frames = load_frames(preprocess("digits-dvs", DVS, T, root))
+    assert frames.train_x.shape == (80, T, 2, 24, 24) and frames.test_x.shape == (20, T, 2, 24, 24)
+    assert frames.train_x.dtype == torch.uint8 and frames.test_y.dtype == torch.int64
+    samples, labels, split = load_events(root / "data" / "raw" / "digits-dvs")
+    train = np.flatnonzero(split == 0)
+    for row in (0, 37, 79):
+        ev = _tonic_binned(samples[train[row]], T)
+        assert len(ev) > 0.999 * len(samples[train[row]])
+        counts = np.zeros((2, 24, 24), dtype=np.int64)
+        np.add.at(counts, (ev["p"].astype(int), ev["y"], ev["x"]), 1)
+        assert np.array_equal(frames.train_x[row].sum(0).numpy(), counts)
+        assert frames.train_y[row] == labels[train[row]]
+    assert frames.meta["events_total"] == len(samples.events)
+    assert frames.meta["events_in_frames"] == sum(len(_tonic_binned(samples[i], T)) for i in range(len(samples)))
+    assert frames.as_float(frames.train_x).sum() == frames.train_x.sum()
+
+
+def test_counts_too_big_for_uint8_are_kept_as_int16(tmp_path):
+    params = {**DVS, "threshold": 0.01, "max_samples": 20, "test_fraction": 0.5}
+    prepare("digits-dvs", params, tmp_path)
+    frames = load_frames(preprocess("digits-dvs", params, 1, tmp_path))
+    assert frames.train_x.dtype == torch.int16 and frames.meta["max_value"] > 255
+    total = frames.train_x.to(torch.int64).sum() + frames.test_x.to(torch.int64).sum()
+    assert total == frames.meta["events_in_frames"]
+
+
+def test_event_frames_show_the_saccades_in_time(root):
+    frames = load_frames(preprocess("digits-dvs", DVS, 3, root))
+    per_bin = frames.train_x.to(torch.int64).sum(dim=(0, 2, 3, 4))
+    assert torch.all(per_bin > 0.2 * per_bin.sum())
+
+
+def test_missing_raw_dir_names_the_path_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        preprocess("digits-dvs", DVS, 4, tmp_path)
+    assert str(tmp_path / "data" / "raw" / "digits-dvs") in str(err.value)
+    assert "spikeattn prepare digits-dvs" in str(err.value)
+
+
+def test_raw_dir_from_other_params_is_refused(root):
+    with pytest.raises(ValueError, match="prepare digits-dvs"):
+        preprocess("digits-dvs", {**DVS, "seed": 3}, 4, root)
+
+
+def test_failure_inside_preprocess_leaves_nothing_behind(root, monkeypatch):
+    def broken_save(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(frames_module.torch, "save", broken_save)
+    target = frames_dir("digits-dvs", DVS, 5, root)
+    with pytest.raises(RuntimeError, match="disk full"):
+        preprocess("digits-dvs", DVS, 5, root)
+    assert not target.exists()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
+
+
+# --- learnability --------------------------------------------------------------------------
+
+def test_full_digits_dvs_is_learnable_by_a_linear_model(tmp_path):
+    params = {**DVS, "max_samples": None}
+    prepare("digits-dvs", params, tmp_path)
+    frames = load_frames(preprocess("digits-dvs", params, 4, tmp_path))
+    scale = float(frames.train_x.max())
+    train_x = (frames.as_float(frames.train_x).flatten(1) / scale).numpy()
+    test_x = (frames.as_float(frames.test_x).flatten(1) / scale).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LogisticRegression(max_iter=200).fit(train_x, frames.train_y.numpy())
+    accuracy = model.score(test_x, frames.test_y.numpy())
+    print(f"digits-dvs T=4 logistic regression test accuracy: {accuracy:.3f}")
+    assert accuracy > 0.8

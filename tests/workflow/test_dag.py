@@ -1,0 +1,180 @@
+"""The whole DAG on a tiny copy of the demo studies, then what each kind of edit re-plans.
+
+One Snakemake run (module fixture) builds data, frames, two trained cells, energy and
+tables in a scratch copy of the workflow; each test then edits params.yaml and asks
+`snakemake --dry-run` what it would re-run, restoring the file afterwards.
+"""
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOW_FILES = ("Snakefile", "pipeline", "dvc.yaml")
+
+
+def tiny_params() -> dict:
+    """The repository's demo studies, cut down to one cell x one seed x one epoch each."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for dataset in raw["datasets"].values():
+        dataset["max_samples"] = 200
+    raw["study"] = {name: raw["study"][name] for name in raw["groups"]["demo"]}
+    digits, dvs = raw["study"]["demo-digits"], raw["study"]["demo-dvs"]
+    digits["grid"].update(attention=["TCSA"], coding=["gac"], T=[2])
+    dvs["grid"].update(attention=["none"], T=[2])
+    for study in raw["study"].values():
+        study["seeds"] = [0]
+        study["train"] = {"epochs": 1, "batch_size": 50}
+    raw["studies"] = "demo"
+    return raw
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def planned(workdir: Path) -> dict[str, list[str]]:
+    """rule -> outputs of the jobs a dry run would execute."""
+    out = snakemake(workdir, "--dry-run", "--cores", "1").stdout
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        head = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if head:
+            outputs = re.search(r"^\s*output: (.*)$", block, re.M)
+            jobs.setdefault(head.group(1), []).extend(outputs.group(1).split(", ") if outputs else [])
+    return jobs
+
+
+@contextlib.contextmanager
+def edited_params(workdir: Path, edit=None, text=None):
+    path = workdir / "params.yaml"
+    original = path.read_text()
+    if edit is not None:
+        raw = yaml.safe_load(original)
+        edit(raw)
+        text = yaml.safe_dump(raw, sort_keys=False)
+    path.write_text(text)
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("workflow")
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    (root / "params.yaml").write_text(
+        "# tiny copy of the demo studies\n" + yaml.safe_dump(tiny_params(), sort_keys=False))
+    snakemake(root, "--cores", "2")
+    return root
+
+
+def cells_of(workdir: Path, study: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-m", "spikeattn", "cells", study], cwd=workdir,
+                          capture_output=True, text=True, check=True)
+    return proc.stdout.split()
+
+
+def test_run_writes_every_stage_output(workdir):
+    for study in ("demo-digits", "demo-dvs"):
+        for cell in cells_of(workdir, study):
+            run = workdir / "results" / study / cell / "seed0"
+            for name in ("metrics.json", "history.csv", "checkpoint.pt", "energy.json"):
+                assert (run / name).is_file(), run / name
+        for name in ("summary.md", "summary.csv", "summary.tex", "metrics.json"):
+            assert (workdir / "reports" / study / name).is_file()
+    assert "± –" in (workdir / "reports" / "demo-dvs" / "summary.md").read_text()
+    assert list(workdir.glob("data/frames/*/*/frames.pt"))
+
+
+def test_mlflow_holds_one_finished_run_per_cell_and_seed(workdir):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("spikeattn")
+    runs = client.search_runs([experiment.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = {r.info.run_id: r for r in runs if "mlflow.parentRunId" not in r.data.tags}
+    assert sorted(r.info.run_name for r in parents.values()) == ["demo-digits", "demo-dvs"]
+    assert len(children) == 2
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] in parents
+        assert {"test_acc", "train_loss", "energy_uj"} <= set(run.data.metrics)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"history.csv", "checkpoint.pt", "energy.json"} <= artifacts
+
+
+def test_nothing_planned_after_a_finished_run(workdir):
+    assert planned(workdir) == {}
+
+
+def test_training_setting_of_one_study_replans_only_its_jobs(workdir):
+    with edited_params(workdir, lambda raw: raw["study"]["demo-dvs"]["train"].update(lr=5e-4)):
+        jobs = planned(workdir)
+    assert set(jobs) == {"train", "energy", "tables", "all"}
+    planned_files = jobs["train"] + jobs["energy"] + jobs["tables"]
+    assert planned_files and all("/demo-dvs/" in f for f in planned_files), planned_files
+
+
+def test_energy_constant_replans_energy_and_tables_only(workdir):
+    with edited_params(workdir, lambda raw: raw["energy"].update(e_ac_pj=0.77)):
+        jobs = planned(workdir)
+    assert set(jobs) == {"energy", "tables", "all"}
+    assert len(jobs["energy"]) == 2
+
+
+def test_reordered_keys_and_comments_replan_nothing(workdir):
+    text = (workdir / "params.yaml").read_text()
+    raw = yaml.safe_load(text)
+    reordered = {key: raw[key] for key in reversed(list(raw))}
+    reordered["train"] = dict(reversed(list(raw["train"].items())))
+    with edited_params(workdir, text="# a new comment\n" + yaml.safe_dump(reordered, sort_keys=False)):
+        assert planned(workdir) == {}
+
+
+def test_bad_params_stop_before_any_job_naming_the_key(workdir):
+    before = sorted(p.stat().st_mtime_ns for p in (workdir / "results").rglob("*.json"))
+    with edited_params(workdir, lambda raw: raw["study"]["demo-dvs"]["train"].update(lr=0)):
+        proc = snakemake(workdir, "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert "study.demo-dvs.train.lr" in proc.stderr + proc.stdout
+    assert "rule train" not in proc.stdout
+    assert sorted(p.stat().st_mtime_ns for p in (workdir / "results").rglob("*.json")) == before
+
+
+def test_dvc_repro_reuses_outputs_and_shows_metrics(workdir):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    def run(*cmd):
+        proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    checkpoints = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("checkpoint.pt")}
+    out = run("dvc", "repro")
+    for stage in ("data@digits", "data@digits-dvs", "study@demo-digits", "study@demo-dvs"):
+        assert stage in out
+    assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints, "dvc repro retrained"
+    metrics = run("dvc", "metrics", "show")
+    assert "reports/demo-dvs/metrics.json" in metrics and "acc_mean" in metrics
+    assert "Data and pipelines are up to date" in run("dvc", "status")
