@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -40,8 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame):
+    """Snakemake stops jobs with SIGTERM: unwind like Ctrl-C, so no output is left half-written
+    and the job's MLflow run is marked KILLED instead of staying RUNNING."""
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     from . import stages
     from .config import Params, ParamsError
 
