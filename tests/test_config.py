@@ -84,6 +84,7 @@ def test_train_spec_ignores_key_order():
     (lambda r: r["groups"].update(demo=["demo-dvs", "demo-cifar"]), ["groups.demo[1]", "'demo-cifar'"]),
     (lambda r: r.update(studies="paper"), ["studies", "'paper'", "demo"]),
     (lambda r: r["datasets"]["digits-dvs"].update(threshold=0), ["datasets.digits-dvs.threshold"]),
+    (lambda r: r["datasets"]["digits-dvs"].update(sensor_size=17), ["datasets.digits-dvs.sensor_size", "digit_size"]),
     (lambda r: r["energy"].pop("e_ac_pj"), ["energy", "e_ac_pj"]),
 ])
 def test_bad_params_are_rejected_with_the_key_named(edit, fragments):

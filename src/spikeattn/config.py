@@ -8,11 +8,12 @@ from __future__ import annotations
 import inspect
 import itertools
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
+
+from .schema import violations
 
 GRID_AXES = ("dataset", "backbone", "attention", "coding", "T")
 DEFAULT_PARAMS = Path("params.yaml")
@@ -40,38 +41,6 @@ class Cell:
     def coords(self) -> dict[str, Any]:
         """The grid coordinates (and study) as a plain dict, for tags and tables."""
         return asdict(self)
-
-
-def _schema() -> dict:
-    text = resources.files("spikeattn").joinpath("params.schema.yaml").read_text()
-    return yaml.safe_load(text)
-
-
-def _key_path(path: Iterable[Any]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _schema_errors(raw: Any) -> list[str]:
-    """Every schema violation, each as 'key.path: what is wrong'."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(_schema())
-    messages = []
-    for err in sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path))):
-        where = _key_path(err.absolute_path)
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = sorted(err.schema.get("properties", {}))
-            extra = sorted(set(err.instance) - set(allowed))
-            hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
-            messages.append(f"{where}: unknown key(s) {', '.join(map(repr, extra))}{hint}")
-        elif err.validator == "required":
-            messages.append(f"{where}: {err.message}")
-        else:
-            messages.append(f"{where}: {err.message}")
-    return messages
 
 
 def _registries() -> dict[str, tuple[str, ...]]:
@@ -111,7 +80,7 @@ class Params:
             raise ParamsError(f"{self.source} is invalid:\n{lines}")
 
     def _check(self) -> None:
-        self._fail(_schema_errors(self.raw))
+        self._fail(violations(self.raw))
         problems: list[str] = []
         names = _registries()
         for study, spec in self.raw["study"].items():
@@ -123,6 +92,7 @@ class Params:
                     elif axis == "dataset" and value not in self.raw["datasets"]:
                         problems.append(f"study.{study}.grid.dataset[{i}]: {value!r} has no "
                                         f"entry under datasets:")
+        problems += self._check_datasets()
         problems += self._check_train(self.raw["train"], "train")
         for study, spec in self.raw["study"].items():
             problems += self._check_train(spec.get("train", {}), f"study.{study}.train")
@@ -142,6 +112,18 @@ class Params:
         except ParamsError as err:
             problems.append(str(err))
         self._fail(problems)
+
+    def _check_datasets(self) -> list[str]:
+        """What the schema cannot express (e.g. digits-dvs geometry), from the data registry."""
+        from .data import check_params
+
+        problems = []
+        for name, params in self.raw["datasets"].items():
+            try:
+                check_params(name, params)
+            except ValueError as err:
+                problems.append(str(err))
+        return problems
 
     @staticmethod
     def _check_train(train: Mapping[str, Any], where: str) -> list[str]:

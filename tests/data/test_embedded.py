@@ -53,13 +53,13 @@ def test_unknown_dataset_lists_known_names():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"threshold": 0}, r"datasets\.digits-dvs\.threshold must be in \(0"),
-    ({"seed": 1.5}, r"datasets\.digits-dvs\.seed must be an integer"),
-    ({"source": "download"}, r"datasets\.digits-dvs\.source must be 'embedded'"),
-    ({"colour": 1}, r"datasets\.digits-dvs\.colour is not a known key"),
+    ({"threshold": 0}, r"datasets\.digits-dvs\.threshold: 0 is less than or equal to the minimum"),
+    ({"seed": 1.5}, r"datasets\.digits-dvs\.seed: 1\.5 is not of type 'integer'"),
+    ({"source": "download"}, r"datasets\.digits-dvs\.source: 'embedded' was expected"),
+    ({"colour": 1}, r"datasets\.digits-dvs: unknown key\(s\) 'colour'; allowed: digit_size"),
     ({"sensor_size": 18}, r"datasets\.digits-dvs\.sensor_size must be >= digit_size \+ saccade_px"),
     ({"step_us": 3000}, r"datasets\.digits-dvs\.step_us must divide"),
-    ({"test_fraction": 1.0}, r"datasets\.digits-dvs\.test_fraction must be in"),
+    ({"test_fraction": 1.0}, r"datasets\.digits-dvs\.test_fraction: 1\.0 is greater than or equal"),
 ])
 def test_bad_params_name_the_key(change, message):
     with pytest.raises(ValueError, match=message):
@@ -69,7 +69,7 @@ def test_bad_params_name_the_key(change, message):
 def test_missing_param_names_the_key():
     params = dict(DIGITS)
     del params["split_seed"]
-    with pytest.raises(ValueError, match=r"datasets\.digits\.split_seed is missing"):
+    with pytest.raises(ValueError, match=r"datasets\.digits: 'split_seed' is a required property"):
         check_params("digits", params)
 
 

@@ -1,7 +1,8 @@
 """Which datasets exist, what their parameters are, and where their files live.
 
 Parameters arrive as a plain dict from params.yaml `datasets.<name>`; every stage validates
-them here first so a typo fails at once with the key's full name instead of deep in numpy.
+them here first (against that dataset's part of params.schema.yaml, plus checks a schema
+cannot express) so a typo fails at once with the key's full name instead of deep in numpy.
 """
 from __future__ import annotations
 
@@ -9,55 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-# A rule checks one value; it returns the normalised value or raises ValueError("must be ...").
-Rule = Callable[[Any], Any]
-
-
-def _int(lo: int, hi: int | None = None) -> Rule:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be an integer, got {value!r}")
-        if value < lo or (hi is not None and value > hi):
-            raise ValueError(f"must be in [{lo}, {hi}], got {value}" if hi is not None
-                             else f"must be >= {lo}, got {value}")
-        return value
-    return check
-
-
-def _optional(rule: Rule) -> Rule:
-    def check(value: Any) -> Any:
-        return None if value is None else rule(value)
-    return check
-
-
-def _float(lo: float, hi: float, *, open_lo: bool = False, open_hi: bool = False) -> Rule:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be a number, got {value!r}")
-        value = float(value)  # so 1 and 1.0 give the same cache key
-        too_low = value <= lo if open_lo else value < lo
-        too_high = value >= hi if open_hi else value > hi
-        if too_low or too_high:
-            raise ValueError(f"must be in {'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
-                             f", got {value}")
-        return value
-    return check
-
-
-def _is(expected: str) -> Rule:
-    def check(value: Any) -> str:
-        if value != expected:
-            raise ValueError(f"must be {expected!r}, got {value!r}")
-        return value
-    return check
-
-
-_SPLIT_RULES: dict[str, Rule] = {
-    "test_fraction": _float(0.0, 1.0, open_lo=True, open_hi=True),
-    "split_seed": _int(0),
-    "max_samples": _optional(_int(20)),
-}
-
+from ..schema import part, violations
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -69,14 +22,18 @@ class DatasetInfo:
     num_classes: int
     in_channels: int
     size_key: str  # the parameter that gives the (square) input size
-    rules: Mapping[str, Rule]
     # Keys used only when turning raw data into frames; changing them must not force `prepare`.
     frame_keys: tuple[str, ...] = ()
     cross_check: Callable[[dict], None] = field(default=lambda params: None)
 
     @property
+    def schema(self) -> dict:
+        """This dataset's entry in params.schema.yaml."""
+        return part("properties", "datasets", "properties", self.name)
+
+    @property
     def required_keys(self) -> tuple[str, ...]:
-        return tuple(self.rules)
+        return tuple(self.schema["required"])
 
     def input_size(self, params: Mapping[str, Any]) -> tuple[int, int]:
         """(H, W) of one frame as the model sees it."""
@@ -98,25 +55,11 @@ def _check_dvs_geometry(params: dict) -> None:
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(
         name="digits", kind="static", source="embedded", num_classes=10, in_channels=1,
-        size_key="image_size",
-        rules={"source": _is("embedded"), "image_size": _int(8, 256), **_SPLIT_RULES},
-        frame_keys=("image_size",),
+        size_key="image_size", frame_keys=("image_size",),
     ),
     "digits-dvs": DatasetInfo(
         name="digits-dvs", kind="events", source="embedded", num_classes=10, in_channels=2,
         size_key="sensor_size",
-        rules={
-            "source": _is("embedded"),
-            "digit_size": _int(8, 128),
-            "sensor_size": _int(8, 256),
-            "saccade_px": _int(1, 32),
-            "saccade_ms": _int(1, 10_000),
-            "step_us": _int(1, 1_000_000),
-            "threshold": _float(0.0, 5.0, open_lo=True),
-            "threshold_sigma": _float(0.0, 0.25),
-            "seed": _int(0),
-            **_SPLIT_RULES,
-        },
         cross_check=_check_dvs_geometry,
     ),
 }
@@ -131,24 +74,18 @@ def get_info(name: str) -> DatasetInfo:
 
 
 def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate `params` for dataset `name` and return a normalised copy (floats as float).
+    """Validate `params` for dataset `name` and return a normalised copy.
 
-    Errors name the full params.yaml key, e.g. "datasets.digits-dvs.threshold must be > 0".
+    Errors name the full params.yaml key, e.g. "datasets.digits-dvs.threshold: 0 is less than
+    or equal to the minimum of 0". Numbers the schema declares as `number` come back as float,
+    so `1` and `1.0` give the same cache key.
     """
     info = get_info(name)
-    prefix = f"datasets.{name}"
-    missing = [key for key in info.rules if key not in params]
-    unknown = sorted(set(params) - set(info.rules))
-    if missing:
-        raise ValueError(f"{prefix}.{missing[0]} is missing (required keys: {', '.join(info.rules)})")
-    if unknown:
-        raise ValueError(f"{prefix}.{unknown[0]} is not a known key (known: {', '.join(info.rules)})")
-    checked = {}
-    for key, rule in info.rules.items():
-        try:
-            checked[key] = rule(params[key])
-        except ValueError as err:
-            raise ValueError(f"{prefix}.{key} {err}") from None
+    problems = violations(params, info.schema, prefix=f"datasets.{name}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    floats = {k for k, spec in info.schema["properties"].items() if spec.get("type") == "number"}
+    checked = {k: float(v) if k in floats and v is not None else v for k, v in params.items()}
     info.cross_check(checked)
     return checked
 

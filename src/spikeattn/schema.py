@@ -1,0 +1,51 @@
+"""The JSON Schema of params.yaml, and violations as 'key.path: what is wrong' lines.
+
+Structure, types and ranges are declared once, in params.schema.yaml; config.py checks a
+whole params file with it and data/registry.py checks one dataset's entry with its part.
+"""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any, Iterable
+
+import yaml
+
+
+@functools.cache
+def params_schema() -> dict:
+    return yaml.safe_load(resources.files("spikeattn").joinpath("params.schema.yaml").read_text())
+
+
+def part(*path: str) -> dict:
+    """The sub-schema at `path` (e.g. "properties", "datasets", ...), standalone: its $refs
+    still resolve because the root's $defs come along."""
+    node = params_schema()
+    for key in path:
+        node = node[key]
+    return {**node, "$defs": params_schema()["$defs"]}
+
+
+def key_path(path: Iterable[Any], prefix: str = "") -> str:
+    out = prefix
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
+    return out or "(top level)"
+
+
+def violations(instance: Any, schema: dict | None = None, prefix: str = "") -> list[str]:
+    """Every violation of `schema` (default: the whole params schema) by `instance`."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema or params_schema())
+    messages = []
+    for err in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
+        where = key_path(err.absolute_path, prefix)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = sorted(err.schema.get("properties", {}))
+            extra = sorted(set(err.instance) - set(allowed))
+            hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+            messages.append(f"{where}: unknown key(s) {', '.join(map(repr, extra))}{hint}")
+        else:
+            messages.append(f"{where}: {err.message}")
+    return messages
