@@ -120,6 +120,7 @@ def load_frames(path: str | Path) -> Frames:
     """Load a `preprocess` output directory."""
     path = Path(path)
     if not (path / "frames.pt").exists():
-        raise FileNotFoundError(f"{path / 'frames.pt'}: not found; run the preprocess stage (spikeattn.data.preprocess) for this dataset")
+        raise FileNotFoundError(f"{path / 'frames.pt'}: not found; build it with "
+                                f"`spikeattn preprocess {path.parent.name} --T <T>` (or snakemake)")
     tensors = torch.load(path / "frames.pt", weights_only=True)
     return Frames(**tensors, meta=read_json(path / "meta.json"))
