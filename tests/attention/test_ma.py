@@ -4,7 +4,7 @@ import torch
 
 from spikeattn.attention import ATTENTIONS, build_attention
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def mlp(fc1, fc2, v):

@@ -7,7 +7,7 @@ from spikeattn.coding import build_coding, to_time_major
 from spikeattn.layers import conv_bn
 from spikeattn.neurons import MultiStepLIF
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def test_direct_repeats_images_and_transposes_frames():
@@ -20,6 +20,7 @@ def test_direct_repeats_images_and_transposes_frames():
         to_time_major(frames, 5)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_gac_matches_written_out_formula():
     torch.manual_seed(0)
     T, C = 4, 6

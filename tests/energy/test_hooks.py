@@ -127,25 +127,27 @@ def test_elementwise_counts_every_block():
     assert not sa["spiking_input"] and sa["macs"] == 2 * 2 * 2 * 9
 
 
-def _demo(**kwargs):
-    return timm.create_model("demo_cnn", attention="TCSA", coding="gac", T=4, img_size=16,
+def _demo(coding, **kwargs):
+    return timm.create_model("demo_cnn", attention="TCSA", coding=coding, T=4, img_size=16,
                              in_chans=1, **kwargs).eval()
 
 
-def test_demo_cnn_default_neurons_classified():
-    """At init with the ma_dvs preset the net is silent after layer 1; still the right kinds."""
+@pytest.mark.parametrize("coding", ["direct", "gac"])
+def test_demo_cnn_default_neurons_classified(coding):
+    """With the default preset at init (sparse spikes), every layer still gets the right kind."""
     torch.manual_seed(0)
-    rep = measure(_demo(), [torch.rand(2, 1, 16, 16)])
+    rep = measure(_demo(coding), [torch.rand(2, 1, 16, 16)])
     assert not _layer(rep, "coding.stem.0")["spiking_input"]
-    assert _layer(rep, "conv2.0")["spiking_input"] and _layer(rep, "head.1")["spiking_input"]
-    assert _layer(rep, "conv2.0")["macs"] == 0
+    assert _layer(rep, "head.1")["spiking_input"] and _layer(rep, "head.1")["macs"] == 0
+    # direct: conv2 reads stage1's spikes; GAC: the pooled gated output, real-valued -> MACs
+    assert _layer(rep, "conv2.0")["spiking_input"] == (coding == "direct")
 
 
 @pytest.fixture(scope="module")
 def demo():
     """A low threshold makes the untrained net active in every layer (nonzero SOPs to check)."""
     torch.manual_seed(0)
-    model = _demo(neuron_kwargs={"v_threshold": 0.05, "v_reset": 0.0})
+    model = _demo("direct", neuron_kwargs={"v_threshold": 0.05, "v_reset": 0.0})
     data = torch.rand(8, 1, 16, 16)
     return model, data, measure(model, [data])
 
@@ -163,28 +165,38 @@ def test_demo_cnn_mac_and_sop_layers(demo):
     # conv2 and the head read exactly the spikes of stage1's and stage2's LIFs
     assert _layer(rep, "conv2.0")["input_rate"] == pytest.approx(rep["firing_rates"]["stage1.neuron"])
     assert _layer(rep, "head.1")["input_rate"] == pytest.approx(rep["firing_rates"]["stage2.neuron"])
-    # GAC's gate convs and every attention MLP see real values: MACs, never SOPs. (A 1-unit
-    # TA MLP whose ReLU is dead at init feeds fc2 zeros only: flagged silent, 0 ops.)
+    # Every attention MLP and SA conv sees real values: MACs, never SOPs. (A 1-unit TA MLP
+    # whose ReLU is dead at init feeds fc2 zeros only: flagged silent, 0 ops.)
     for layer in rep["layers"]:
-        if layer["name"].startswith(("coding.sca", "coding.ta", "stage1.attention", "stage2.attention")):
+        if layer["name"].startswith(("stage1.attention.", "stage2.attention.")):
             assert layer["sops"] == 0, layer["name"]
             assert not layer["spiking_input"] or layer["silent_input"], layer["name"]
             if not layer["silent_input"]:
                 assert layer["macs"] == layer["dense_macs"] > 0
+
+
+def test_gac_gate_counts_macs():
+    torch.manual_seed(0)
+    rep = measure(_demo("gac", neuron_kwargs={"v_threshold": 0.05, "v_reset": 0.0}),
+                  [torch.rand(8, 1, 16, 16)])
+    for layer in rep["layers"]:
+        if layer["name"].startswith(("coding.sca", "coding.ta")) and not layer["silent_input"]:
+            assert layer["macs"] == layer["dense_macs"] > 0 and layer["sops"] == 0, layer["name"]
     # GAC's two elementwise products act on the stem current [T, C1, H, W] per sample
     assert _layer(rep, "coding")["macs"] == 2 * 4 * 16 * 16 * 16
+    assert set(rep["firing_rates"]) == {"coding.neuron", "stage2.neuron"}
 
 
 def test_demo_cnn_firing_rates(demo):
     model, data, rep = demo
-    assert set(rep["firing_rates"]) == {"coding.neuron", "stage1.neuron", "stage2.neuron"}
+    assert set(rep["firing_rates"]) == {"stage1.neuron", "stage2.neuron"}
     assert all(0.0 <= r <= 1.0 for r in rep["firing_rates"].values())
     neurons = {n["name"]: n for n in rep["neurons"]}
     weighted = (sum(n["rate"] * n["elements"] for n in neurons.values())
                 / sum(n["elements"] for n in neurons.values()))
     assert rep["mean_firing_rate"] == pytest.approx(weighted)
     assert rep["mean_firing_rate_unweighted"] == pytest.approx(
-        sum(rep["firing_rates"].values()) / 3)
+        sum(rep["firing_rates"].values()) / 2)
     assert neurons["stage1.neuron"]["elements"] == 4 * 16 * 8 * 8
 
 

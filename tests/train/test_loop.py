@@ -41,6 +41,19 @@ def test_timm_schedules_by_name(sched):
     assert len(train_once(0, sched=sched, epochs=1).history) == 1
 
 
+def test_plateau_lowers_lr_when_train_loss_stalls():
+    from spikeattn.train.loop import build_scheduler
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = build_scheduler(opt, {**SETTINGS, "sched": "plateau",
+                                  "sched_kwargs": {"patience_epochs": 1, "decay_rate": 0.5}})
+    for epoch, loss in enumerate([1.0, 0.9, 0.9, 0.9], start=1):
+        sched.step(epoch, loss)
+    assert opt.param_groups[0]["lr"] == 0.5
+    with pytest.raises(ValueError, match="decay_rate"):
+        build_scheduler(opt, {**SETTINGS, "sched": "plateau", "sched_kwargs": {"noise": 1}})
+
+
 def test_losses_on_per_step_logits():
     logits = torch.randn(3, 5, 4, requires_grad=True)
     target = torch.tensor([0, 1, 2, 3, 0])

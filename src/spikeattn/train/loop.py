@@ -44,14 +44,38 @@ def build_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.O
                                **settings.get("opt_kwargs", {}))
 
 
+class PlateauOnTrainLoss:
+    """ReduceLROnPlateau on the epoch's training loss, as MA-SNN trains on Gesture.
+
+    torch's scheduler behind timm's `step(epoch, metric)` call (timm's own plateau wrapper
+    is deprecated); its options keep timm's names: decay_rate, patience_epochs, cooldown_epochs.
+    """
+
+    OPTIONS = {"decay_rate": "factor", "patience_epochs": "patience", "cooldown_epochs": "cooldown"}
+
+    def __init__(self, optimizer: torch.optim.Optimizer, settings: dict[str, Any]):
+        options = settings.get("sched_kwargs", {})
+        unknown = set(options) - set(self.OPTIONS)
+        if unknown or settings["warmup_epochs"]:
+            raise ValueError(f"sched plateau takes sched_kwargs {sorted(self.OPTIONS)} and no warmup; "
+                             f"got {sorted(unknown) or 'warmup_epochs'}")
+        self.inner = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", min_lr=settings["min_lr"],
+            **{self.OPTIONS[k]: v for k, v in {"decay_rate": 0.1, "patience_epochs": 10, **options}.items()})
+
+    def step(self, epoch: int, metric: float) -> None:
+        self.inner.step(metric)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, settings: dict[str, Any]):
-    """A timm epoch scheduler, or None for a constant learning rate."""
+    """An epoch scheduler by name (timm's, or plateau on the train loss), None for constant."""
     if settings["sched"] == "none":
         return None
-    kwargs = {"plateau_mode": "min", **settings.get("sched_kwargs", {})}
+    if settings["sched"] == "plateau":
+        return PlateauOnTrainLoss(optimizer, settings)
     scheduler, _ = create_scheduler_v2(optimizer, sched=settings["sched"], num_epochs=settings["epochs"],
                                        warmup_epochs=settings["warmup_epochs"],
-                                       min_lr=settings["min_lr"], **kwargs)
+                                       min_lr=settings["min_lr"], **settings.get("sched_kwargs", {}))
     return scheduler
 
 
