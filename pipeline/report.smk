@@ -6,7 +6,7 @@ rule tables:
         metrics=lambda w: study_run_files(w.study, "metrics.json"),
         energy=lambda w: study_run_files(w.study, paths.ENERGY_FILE),
     output:
-        [str(paths.report_dir("{study}") / name) for name in paths.REPORT_FILES],
+        report_files("{study}"),
     log:
         "logs/{study}/tables.log",
     shell:

@@ -12,9 +12,9 @@ ENERGY_FILE = "energy.json"
 REPORT_FILES = ("summary.md", "summary.csv", "summary.tex", "metrics.json")
 
 
-def run_dir(study: str, cell: str, seed: int | str) -> Path:
+def run_dir(study: str, cell: str, seed: int | str, results: Path = RESULTS) -> Path:
     """results/<study>/<cell>/seed<k>: one trained model and its measurements."""
-    return RESULTS / study / cell / f"seed{seed}"
+    return Path(results) / study / cell / f"seed{seed}"
 
 
 def report_dir(study: str) -> Path:

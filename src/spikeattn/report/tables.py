@@ -14,9 +14,11 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ..config import GRID_AXES
 from ..io import atomic_path, read_json, write_json
+from ..paths import run_dir
 
-AXES = ("dataset", "backbone", "attention", "coding", "T")
+AXES = GRID_AXES
 SUMMARY_COLUMNS = (
     "cell", *AXES, "seeds", "acc_mean", "acc_std", "best_acc_mean", "best_acc_std",
     "firing_rate_mean", "firing_rate_std", "energy_uj_mean", "energy_uj_std",
@@ -25,7 +27,6 @@ SUMMARY_COLUMNS = (
 METRICS_KEYS = ("acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean", "energy_uj_mean",
                 "params")
 NO_STD = "–"  # en dash: std undefined (one seed), deliberately not "± 0"
-OUTPUTS = ("summary.csv", "summary.md", "summary.tex", "metrics.json")
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -34,11 +35,6 @@ def _cell_dict(cell: Any) -> dict[str, Any]:
     if isinstance(cell, Mapping):
         return {"id": cell["id"], **{axis: cell[axis] for axis in AXES}}
     return {"id": cell.id, **{axis: getattr(cell, axis) for axis in AXES}}
-
-
-def seed_dir(results_root: Path, study: str, cell_id: str, seed: int) -> Path:
-    """Where the train and energy stages leave one cell × seed."""
-    return Path(results_root) / study / cell_id / f"seed{seed}"
 
 
 def _stage_hint(study: str, cell_id: str, seed: int, name: str) -> str:
@@ -50,7 +46,7 @@ def _check_inputs(study: str, cells: list[dict], seeds: list[int], results_root:
     """Fail before reading anything, listing every missing file and the command that makes it."""
     missing = [(path, _stage_hint(study, c["id"], seed, name))
                for c in cells for seed in seeds for name in ("metrics.json", "energy.json")
-               if not (path := seed_dir(results_root, study, c["id"], seed) / name).is_file()]
+               if not (path := run_dir(study, c["id"], seed, results_root) / name).is_file()]
     if not missing:
         return
     shown = "\n".join(f"  {path}  (run: {hint})" for path, hint in missing[:10])
@@ -80,7 +76,7 @@ def _load(study: str, cells: list[dict], seeds: list[int], results_root: Path
     for cell in cells:
         runs[cell["id"]] = []
         for seed in seeds:
-            folder = seed_dir(results_root, study, cell["id"], seed)
+            folder = run_dir(study, cell["id"], seed, results_root)
             metrics = _read_checked(folder / "metrics.json", study, cell["id"], seed)
             energy = _read_checked(folder / "energy.json", study, cell["id"], seed)
             runs[cell["id"]].append((metrics, energy, folder / "energy.json"))
