@@ -47,9 +47,10 @@ def report_files(study):
     return [str(paths.report_dir(study) / name) for name in paths.REPORT_FILES]
 
 
-# Every frames cache the selected studies need: (dataset, key) -> T to build it with.
+# Every frames cache the selected studies need: (dataset, key) -> `spikeattn preprocess`
+# arguments that build it (a study whose overrides give the same key shares the cache).
 FRAMES = {}
 for _study in SELECTED:
     for _cell in PARAMS.cells(_study):
         _key = frames_path(PARAMS, _cell).parent.name
-        FRAMES.setdefault((_cell.dataset, _key), _cell.T)
+        FRAMES.setdefault((_cell.dataset, _key), f"--T {_cell.T} --study {_study}")

@@ -20,9 +20,8 @@ rule preprocess:
     output:
         "data/frames/{dataset}/{key}/frames.pt",
     params:
-        T=lambda w: FRAMES[(w.dataset, w.key)],
-        spec=lambda w: canonical_json(PARAMS.dataset(w.dataset)),
+        args=lambda w: FRAMES[(w.dataset, w.key)],
     log:
         "logs/data/{dataset}-{key}.log",
     shell:
-        "{SPIKEATTN} preprocess {wildcards.dataset} --T {params.T} > {log} 2>&1"
+        "{SPIKEATTN} preprocess {wildcards.dataset} {params.args} > {log} 2>&1"

@@ -92,6 +92,27 @@ def test_bad_params_are_rejected_with_the_key_named(edit, fragments):
     assert message.startswith("params.yaml is invalid")
 
 
+def test_study_data_overrides_apply_to_that_study_only():
+    def edit(raw):
+        raw["study"]["demo-dvs"]["data"] = {"digits-dvs": {"threshold": 0.3}}
+    params = params_with(edit)
+    cell = params.cells("demo-dvs")[0]
+    assert params.cell_data(cell)["threshold"] == 0.3
+    assert params.dataset("digits-dvs")["threshold"] == RAW["datasets"]["digits-dvs"]["threshold"]
+    rejects(lambda r: r["study"]["demo-dvs"].update(data={"digits-dvs": {"threshold": -1}}),
+            "study.demo-dvs.data.digits-dvs", "threshold")
+    rejects(lambda r: r["study"]["demo-dvs"].update(data={"digits": {"image_size": 32}}),
+            "study.demo-dvs.data.digits", "not a dataset of this study")
+
+
+def test_targets_must_match_a_cell():
+    def target(cell):
+        return lambda r: r["study"]["demo-dvs"].update(
+            targets=[{"cell": cell, "acc": 90.0, "source": "a paper"}])
+    assert params_with(target({"attention": "TCSA"})).targets("demo-dvs")[0]["acc"] == 90.0
+    rejects(target({"attention": "TA"}), "study.demo-dvs.targets[0].cell", "matches no cell")
+
+
 def test_unreadable_files_name_the_file(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         Params.load(tmp_path / "params.yaml")

@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("preprocess", help="raw data -> cached frame tensors in data/frames/")
     s.add_argument("dataset")
     s.add_argument("--T", type=int, required=True, help="time steps (frames per sample)")
+    s.add_argument("--study", help="apply this study's overrides of the dataset's parameters")
 
     for name, text in (("train", "train one cell x seed into results/<study>/<cell>/seed<k>/"),
                        ("energy", "estimate a trained cell x seed's energy (energy.json)")):
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("prepare", "download"):
             print(getattr(stages, args.command)(params, args.dataset))
         elif args.command == "preprocess":
-            print(stages.preprocess(params, args.dataset, args.T))
+            print(stages.preprocess(params, args.dataset, args.T, args.study))
         elif args.command in ("train", "energy"):
             getattr(stages, args.command)(params, args.study, args.cell, args.seed,
                                           threads=args.threads, track=not args.no_track)

@@ -42,6 +42,10 @@ class Cell:
         """The grid coordinates (and study) as a plain dict, for tags and tables."""
         return asdict(self)
 
+    def matches(self, partial: Mapping[str, Any]) -> bool:
+        """True when every coordinate given in `partial` equals this cell's."""
+        return all(getattr(self, key) == value for key, value in partial.items())
+
 
 def _registries() -> dict[str, tuple[str, ...]]:
     """Names the code defines, imported lazily (torch and timm are slow to import)."""
@@ -114,15 +118,24 @@ class Params:
         self._fail(problems)
 
     def _check_datasets(self) -> list[str]:
-        """What the schema cannot express (e.g. digits-dvs geometry), from the data registry."""
+        """Each dataset entry, and each study's overrides of it, against the data registry
+        (which also checks what the schema cannot express, e.g. digits-dvs geometry)."""
         from .data import check_params
 
         problems = []
-        for name, params in self.raw["datasets"].items():
+        entries = [(name, name, None) for name in self.raw["datasets"]]
+        for study, spec in self.raw["study"].items():
+            for name in spec.get("data", {}):
+                if name not in spec["grid"]["dataset"]:
+                    problems.append(f"study.{study}.data.{name}: not a dataset of this study's grid "
+                                    f"({', '.join(spec['grid']['dataset'])})")
+                else:
+                    entries.append((name, f"study.{study}.data.{name}", study))
+        for name, where, study in entries:
             try:
-                check_params(name, params)
+                check_params(name, self.dataset(name, study))
             except ValueError as err:
-                problems.append(str(err))
+                problems.append(f"{where}: {err}" if study else str(err))
         return problems
 
     @staticmethod
@@ -190,13 +203,17 @@ class Params:
         cells = []
         for values in itertools.product(*(grid[axis] for axis in GRID_AXES)):
             coords = dict(zip(GRID_AXES, values))
-            if any(all(coords[k] == v for k, v in ex.items()) for ex in spec.get("exclude", [])):
-                continue
-            cells.append(Cell(study=study, **coords))
+            cell = Cell(study=study, **coords)
+            if not any(cell.matches(ex) for ex in spec.get("exclude", [])):
+                cells.append(cell)
         if not cells:
             raise ParamsError(f"study.{study}: exclude removes every cell of the grid")
         for cell in cells:
             self._check_compatible(cell)
+        for i, target in enumerate(spec.get("targets", [])):
+            if not any(cell.matches(target["cell"]) for cell in cells):
+                raise ParamsError(f"study.{study}.targets[{i}].cell: {target['cell']} matches no cell "
+                                  "of the study's grid")
         return cells
 
     def _check_compatible(self, cell: Cell) -> None:
@@ -225,12 +242,22 @@ class Params:
     def model_kwargs(self, study: str) -> dict[str, Any]:
         return dict(self.study(study).get("model", {}))
 
-    def dataset(self, name: str) -> dict[str, Any]:
-        return dict(self.raw["datasets"][name])
+    def dataset(self, name: str, study: str | None = None) -> dict[str, Any]:
+        """A dataset's parameters, with `study`'s overrides (its `data:` entry) applied."""
+        overrides = self.study(study).get("data", {}).get(name, {}) if study else {}
+        return {**self.raw["datasets"][name], **overrides}
+
+    def targets(self, study: str) -> list[dict[str, Any]]:
+        """The paper's reported numbers for the study's cells (see `Cell.matches`)."""
+        return list(self.study(study).get("targets", []))
 
     @property
     def energy(self) -> dict[str, Any]:
         return dict(self.raw["energy"])
+
+    def cell_data(self, cell: Cell) -> dict[str, Any]:
+        """The parameters of the data a cell trains on."""
+        return self.dataset(cell.dataset, cell.study)
 
     def train_spec(self, cell: Cell) -> dict[str, Any]:
         """Everything a train job's result depends on besides its input data and seed."""

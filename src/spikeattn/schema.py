@@ -23,7 +23,11 @@ def part(*path: str) -> dict:
     node = params_schema()
     for key in path:
         node = node[key]
-    return {**node, "$defs": params_schema()["$defs"]}
+    defs = params_schema()["$defs"]
+    ref = node.get("$ref", "")
+    if ref.startswith("#/$defs/"):  # a shared definition: return it, with any local additions
+        node = {**defs[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}}
+    return {**node, "$defs": defs}
 
 
 def key_path(path: Iterable[Any], prefix: str = "") -> str:

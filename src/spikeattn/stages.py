@@ -27,24 +27,24 @@ def download(params: Params, dataset: str) -> Path:
     return data.download(dataset, params.dataset(dataset), ROOT)
 
 
-def preprocess(params: Params, dataset: str, T: int) -> Path:
-    """Raw data -> compact frame tensors cached under a key of their parameters."""
-    return data.preprocess(dataset, params.dataset(dataset), T, ROOT)
+def preprocess(params: Params, dataset: str, T: int, study: str | None = None) -> Path:
+    """Raw data -> compact frame tensors cached under a key of their parameters (with
+    `study`'s overrides of the dataset's parameters, if any)."""
+    return data.preprocess(dataset, params.dataset(dataset, study), T, ROOT)
 
 
 def frames_path(params: Params, cell: Cell) -> Path:
     """The cached frames a cell trains and is measured on."""
-    return data.frames_dir(cell.dataset, params.dataset(cell.dataset), cell.T, ROOT) / "frames.pt"
+    return data.frames_dir(cell.dataset, params.cell_data(cell), cell.T, ROOT) / "frames.pt"
 
 
 def model_spec(params: Params, cell: Cell) -> tuple[str, dict[str, Any]]:
     """timm model name and constructor arguments for a cell (the checkpoint records both)."""
     info = data.DATASETS[cell.dataset]
-    height, width = info.input_size(params.dataset(cell.dataset))
-    if height != width:
-        raise ValueError(f"{cell.dataset}: non-square inputs ({height}x{width}) are not supported yet")
+    height, width = info.input_size(params.cell_data(cell))
     kwargs = {"attention": cell.attention, "coding": cell.coding, "T": cell.T,
-              "num_classes": info.num_classes, "in_chans": info.in_channels, "img_size": height,
+              "num_classes": info.num_classes, "in_chans": info.in_channels,
+              "img_size": height if height == width else (height, width),
               **params.model_kwargs(cell.study)}
     return cell.backbone, kwargs
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from spikeattn.attention import ATTENTIONS, build_attention
+from spikeattn.attention import MA_VARIANTS, attention_slots, build_attention
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -32,17 +32,18 @@ def written_out(module, x_tb):
     return torch.relu(out).transpose(0, 1)
 
 
-@pytest.mark.parametrize("name", [a for a in ATTENTIONS if a != "none"])
+@pytest.mark.parametrize("name", MA_VARIANTS)
 def test_matches_written_out_formula(name):
     torch.manual_seed(1)
     T, B, C, H, W = 6, 3, 16, 5, 7
-    module = build_attention(name, T=T, channels=C, ratio_t=2, ratio_c=4, sa_kernel=3)
+    module = build_attention(name, T=T, channels=C,
+                             attention_kwargs={"ma": {"ratio_t": 2, "ratio_c": 4, "sa_kernel": 3}})
     x = torch.randn(T, B, C, H, W)
     torch.testing.assert_close(module(x), written_out(module, x))
 
 
 def test_block_order_and_hidden_widths():
-    module = build_attention("TCSA", T=8, channels=32, ratio_t=2, ratio_c=8)
+    module = build_attention("TCSA", T=8, channels=32, attention_kwargs={"ma": {"ratio_t": 2, "ratio_c": 8}})
     assert module.dims == "TCS"
     assert module.blocks[0].mlp.fc1.out_features == 4
     assert module.blocks[1].mlp.fc1.out_features == 4
@@ -69,3 +70,10 @@ def test_wrong_T_and_unknown_name_say_what_is_allowed():
 def test_none_is_identity():
     x = torch.randn(2, 2, 3, 4, 4)
     assert build_attention("none", T=2, channels=3)(x) is x
+
+
+def test_slots_put_ma_on_the_current_and_options_per_family():
+    conv, current = attention_slots("CSA", T=4, channels=8)
+    assert isinstance(conv, torch.nn.Identity) and current.dims == "CS"
+    with pytest.raises(ValueError, match="one mapping per family"):
+        build_attention("TA", T=4, channels=8, attention_kwargs={"ratio_t": 2})

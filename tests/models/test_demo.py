@@ -17,8 +17,11 @@ def test_shapes_and_gradients_reach_every_parameter(attention, coding):
     torch.manual_seed(0)
     # Demo-sized layers: MA attention scales currents by up to three sigmoid weights, so a
     # much smaller net can be silent at init (no spikes, no gradient), as in the paper's models.
+    # Small ratio_t: with the default 4, T=4 leaves one hidden unit in the time MLPs, whose ReLU
+    # can be dead at init (then those weights get no gradient until it revives)
     model = timm.create_model("demo_cnn", attention=attention, coding=coding, T=4, num_classes=7,
-                              in_chans=1, img_size=16)
+                              in_chans=1, img_size=16,
+                              attention_kwargs={"ma": {"ratio_t": 2}, "sma": {"ratio_t": 1}})
     out = model(torch.rand(16, 1, 16, 16))
     assert out.shape == (4, 16, 7)
     out.square().mean().backward()

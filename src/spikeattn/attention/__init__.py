@@ -1,24 +1,88 @@
-"""Attention modules by name, so configs and models never branch on attention names."""
+"""Attention modules by name, so configs and models never branch on attention names.
+
+Each attention family has a *slot* in a spiking conv layer:
+
+    conv -> [conv slot] -> BN -> (pool) -> [current slot] -> LIF
+
+- MA-SNN's TA/CA/SA and combinations weight the layer's current before the LIF ("current").
+- SMA (and SMA-L, and either with AZO) replaces the conv's output before its BN ("conv").
+
+Backbones ask `attention_slots()` for both and put `nn.Identity()` where nothing goes.
+Options come per family: `attention_kwargs={"ma": {...}, "sma": {...}}`.
+"""
 from __future__ import annotations
+
+from typing import Any, Callable
 
 from torch import nn
 
 from .ma import MA_VARIANTS, ChannelAttention, MultiDimAttention, SpatialAttention, TemporalAttention, build_ma
 
-ATTENTIONS: tuple[str, ...] = ("none", *MA_VARIANTS)
+# Paper name -> SMA options it implies.
+SMA_VARIANTS: dict[str, dict[str, bool]] = {
+    "SMA": {"light": False, "azo": False},
+    "SMA-L": {"light": True, "azo": False},
+    "SMA+AZO": {"light": False, "azo": True},
+    "SMA-L+AZO": {"light": True, "azo": True},
+}
+ATTENTIONS: tuple[str, ...] = ("none", *MA_VARIANTS, *SMA_VARIANTS)
+FAMILIES = ("ma", "sma")
 
 
-def build_attention(name: str, *, T: int, channels: int, spatial: bool = True, **kwargs) -> nn.Module:
-    """The attention block `name` for a layer of `channels` channels at `T` time steps.
-
-    `kwargs` are the block's options (ratio_t, ratio_c, sa_kernel); "none" is the identity.
-    """
+def family(name: str) -> str | None:
+    """'ma', 'sma', or None for no attention; unknown names list what exists."""
     if name == "none":
-        return nn.Identity()
+        return None
     if name in MA_VARIANTS:
-        return build_ma(name, T=T, channels=channels, spatial=spatial, **kwargs)
+        return "ma"
+    if name in SMA_VARIANTS:
+        return "sma"
     raise ValueError(f"unknown attention {name!r}; choose one of {list(ATTENTIONS)}")
 
 
-__all__ = ["ATTENTIONS", "MA_VARIANTS", "build_attention", "build_ma", "ChannelAttention",
+def slot(name: str) -> str | None:
+    """Where attention `name` goes in a layer: 'current', 'conv', or None."""
+    return {"ma": "current", "sma": "conv", None: None}[family(name)]
+
+
+def _options(name: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    kwargs = kwargs or {}
+    unknown = set(kwargs) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"attention_kwargs takes one mapping per family {list(FAMILIES)}, e.g. "
+                         f"{{'ma': {{'ratio_c': 8}}}}; got key(s) {sorted(unknown)}")
+    return dict(kwargs.get(family(name), {}))
+
+
+def build_attention(name: str, *, T: int, channels: int, spatial: bool = True,
+                    make_neuron: Callable[[], nn.Module] | None = None,
+                    attention_kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """The attention block `name` for a layer of `channels` channels at `T` time steps.
+
+    "none" is the identity. `make_neuron` builds the LIFs of SMA's branches.
+    """
+    options = _options(name, attention_kwargs)
+    fam = family(name)
+    if fam is None:
+        return nn.Identity()
+    if fam == "ma":
+        return build_ma(name, T=T, channels=channels, spatial=spatial, **options)
+    if not spatial:
+        raise ValueError(f"attention {name!r} needs [T, B, C, H, W] input; "
+                         "fully connected layers take TA only")
+    from .sma import SMA
+
+    return SMA(T, channels, make_neuron=make_neuron, **SMA_VARIANTS[name], **options)
+
+
+def attention_slots(name: str, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
+    """(conv slot, current slot) for one layer: the attention in its slot, Identity in the other."""
+    module = build_attention(name, **kwargs)
+    where = slot(name)
+    return (module if where == "conv" else nn.Identity(),
+            module if where == "current" else nn.Identity())
+
+
+__all__ = ["ATTENTIONS", "FAMILIES", "MA_VARIANTS", "SMA_VARIANTS", "attention_slots",
+           "build_attention", "build_ma", "family", "slot", "ChannelAttention",
            "MultiDimAttention", "SpatialAttention", "TemporalAttention"]

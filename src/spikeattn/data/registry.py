@@ -21,7 +21,8 @@ class DatasetInfo:
     source: str  # "embedded" (built locally) or "download"
     num_classes: int
     in_channels: int
-    size_key: str  # the parameter that gives the (square) input size
+    size_key: str | None = None  # the parameter that gives a square input size, or:
+    sensor: tuple[int, int] | None = None  # a real event camera's (H, W), divided by `downsample`
     # Keys used only when turning raw data into frames; changing them must not force `prepare`.
     frame_keys: tuple[str, ...] = ()
     cross_check: Callable[[dict], None] = field(default=lambda params: None)
@@ -37,8 +38,10 @@ class DatasetInfo:
 
     def input_size(self, params: Mapping[str, Any]) -> tuple[int, int]:
         """(H, W) of one frame as the model sees it."""
-        size = params[self.size_key]
-        return size, size
+        if self.size_key is not None:
+            return params[self.size_key], params[self.size_key]
+        height, width = self.sensor
+        return height // params["downsample"], width // params["downsample"]
 
 
 def _check_dvs_geometry(params: dict) -> None:
@@ -63,6 +66,27 @@ DATASETS: dict[str, DatasetInfo] = {
         cross_check=_check_dvs_geometry,
     ),
 }
+
+# Real datasets: fetched by `spikeattn download` (not implemented yet). The raw files do not
+# depend on any parameter: every key shapes the frames only.
+_DVS_FRAME_KEYS = ("frame_method", "dt_ms", "downsample", "split", "test_fraction", "split_seed")
+_REAL_DVS = {  # name: (classes, sensor H x W)
+    "dvs128-gesture": (11, (128, 128)),
+    "dvs128-gait": (21, (128, 128)),
+    "cifar10-dvs": (10, (128, 128)),
+    "n-caltech101": (101, (180, 240)),
+}
+_REAL_IMAGES = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}  # name: classes
+DATASETS.update({
+    name: DatasetInfo(name=name, kind="events", source="download", num_classes=classes,
+                      in_channels=2, sensor=sensor, frame_keys=_DVS_FRAME_KEYS)
+    for name, (classes, sensor) in _REAL_DVS.items()
+})
+DATASETS.update({
+    name: DatasetInfo(name=name, kind="static", source="download", num_classes=classes,
+                      in_channels=3, size_key="image_size", frame_keys=("image_size",))
+    for name, classes in _REAL_IMAGES.items()
+})
 
 
 def get_info(name: str) -> DatasetInfo:

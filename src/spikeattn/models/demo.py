@@ -1,13 +1,14 @@
 """DemoCNN: a small MA-style spiking CNN sized for the embedded datasets on a laptop CPU.
 
-    direct: stem conv-BN -> pool -> attention -> LIF
+    direct: stem conv-BN -> pool -> [MA] -> LIF
     GAC:    stem conv-BN -> GAC gate (its own LIF) -> pool
-    then    conv-BN -> pool -> attention -> LIF -> flatten -> linear     logits [T, B, classes]
+    then    conv -> [SMA] -> BN -> pool -> [MA] -> LIF -> flatten -> linear   logits [T, B, classes]
 
-Every layer follows MA-SNN's placement (conv -> BN -> pool -> attention -> LIF). A coding
+MA attention sits on each layer's current (MA-SNN's conv -> BN -> pool -> attention -> LIF);
+SMA replaces the second conv's output before its BN (the stem belongs to the coding, so
+SMA acts on layer 2 only, as in the authors' VGG where SMA starts at block 2). A coding
 that emits spikes itself (GAC) replaces the first layer's attention and LIF, as GAC's gated
-output feeds the next block directly in the authors' ResNets; the MA attention then acts
-on the second layer only.
+output feeds the next block directly in the authors' ResNets.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 from timm.models import register_model
 from torch import Tensor, nn
 
-from ..attention import build_attention
+from ..attention import attention_slots, build_attention, slot
 from ..coding import build_coding
 from ..layers import SpikingStage, TimeDistributed, conv_bn
 from ..neurons import MultiStepLIF
@@ -42,22 +43,25 @@ class DemoCNN(nn.Module):
         def make_neuron() -> nn.Module:
             return MultiStepLIF(neuron, backend=lif_backend, **(neuron_kwargs or {}))
 
-        def make_attention(width: int) -> nn.Module:
-            return build_attention(attention, T=T, channels=width, **(attention_kwargs or {}))
-
+        options = {"T": T, "make_neuron": make_neuron, "attention_kwargs": attention_kwargs}
         self.coding = build_coding(coding, T=T, stem=conv_bn(in_chans, c1), channels=c1,
                                    make_neuron=make_neuron, **(coding_kwargs or {}))
         if self.coding.emits_spikes:
             self.stage1 = TimeDistributed(nn.AvgPool2d(2))
         else:
-            self.stage1 = SpikingStage(make_attention(c1), make_neuron(), pool=2)
-        self.conv2 = conv_bn(c1, c2)
-        self.stage2 = SpikingStage(make_attention(c2), make_neuron(), pool=2)
+            current = (build_attention(attention, channels=c1, **options)
+                       if slot(attention) == "current" else nn.Identity())
+            self.stage1 = SpikingStage(current, make_neuron(), pool=2)
+        conv_slot, current_slot = attention_slots(attention, channels=c2, **options)
+        self.conv2 = TimeDistributed(nn.Conv2d(c1, c2, 3, padding=1, bias=False))
+        self.conv2_attention = conv_slot
+        self.bn2 = TimeDistributed(nn.BatchNorm2d(c2))
+        self.stage2 = SpikingStage(current_slot, make_neuron(), pool=2)
         self.head = TimeDistributed(nn.Flatten(), nn.Linear(c2 * (img_size // 4) ** 2, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stage1(self.coding(x))
-        x = self.stage2(self.conv2(x))
+        x = self.stage2(self.bn2(self.conv2_attention(self.conv2(x))))
         return self.head(x)
 
 

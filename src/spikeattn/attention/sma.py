@@ -1,0 +1,167 @@
+"""SMA, spiking multiscale attention, and AZO, attention zoneout (Shan et al., "Advancing SNNs
+towards Multiscale Spatiotemporal Interaction Learning"; code: Ym-Shan/Spiking_Multiscale_
+Attention_Arxiv).
+
+SMA replaces a conv layer's output `x` ([T, B, C, H, W], before its BN) by a weighted mix of
+multiscale branches; the backbone then applies BN -> LIF -> pool as usual:
+
+    U_n  = act(BN(Conv_k(x)))  per time step, one branch per kernel k (C -> C, padding k//2)
+    z    = mean over H, W of sum_n U_n                                          -> [T, B, C]
+    a_c  = softmax_n(E_n(ReLU(S(z))))   S: C -> C/ratio_c shared, E_n: -> C    -> [n, T, B, C]
+    a_t  = softmax_n(F_n(ReLU(R(mean_C z))))  R: T -> T/ratio_t, F_n: -> T    -> [n, T, B]
+    Y    = sum_n a_t[n] * a_c[n] * U_n
+
+SMA-L (`light`) averages z over T before the channel MLP, so a_c is [n, 1, B, C].
+
+AZO (training only): per branch, take the T // azo_rtr steps with the smallest time weight
+(summed over the batch), then the C // azo_rcr channels with the smallest channel weight
+(summed over the batch and those steps); for those (t, c) with t != 0 the branch's weighted
+term takes its value from step t-1: `Y_n[t, :, c] <- Y_n[t-1, :, c]`.
+
+Choices, following the authors' code where the text is silent:
+- Every conv/linear has a bias (their layers use PyTorch's default bias=True), the branch
+  convs included although BN follows them.
+- The copies read the values from before any copy (their "tensor parallelism" version clones
+  first; their explicit-loop version writes in place, so consecutive selected steps chain).
+- Ties in "smallest" go to the lower index (stable sort), so AZO is deterministic on every
+  device; the authors use `topk`, whose tie order is unspecified.
+- Nothing is copied when T // azo_rtr or C // azo_rcr is 0, or when the only selected step is
+  t = 0 (the authors' code raises in those cases).
+- Hidden widths are at least 1 (`max(1, width // ratio)`); the authors' code breaks at 0.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import TimeDistributed
+
+BRANCH_ACTS = ("lif", "relu")
+
+
+def _smallest(score: Tensor, k: int) -> Tensor:
+    """Indices of the k smallest entries of a 1-D score; ties go to the lower index."""
+    return torch.argsort(score, stable=True)[:k]
+
+
+class SMA(nn.Module):
+    """Spiking multiscale attention on a conv output [T, B, C, H, W] (optionally SMA-L / AZO).
+
+    Defaults follow the authors' DVS code: kernels (1, 3, 5, 7), ratio_c 4, ratio_t 4, LIF
+    branches (`branch_act="lif"`, built by `make_neuron`); their ImageNet code uses ReLU
+    branches instead (`branch_act="relu"`). AZO: azo_rtr 4, azo_rcr 10 (Gesture; the paper
+    uses 4 on CIFAR10-DVS and 24 on N-Caltech101). T is fixed at build: the time MLP has T
+    inputs.
+    """
+
+    slot = "conv"  # goes between a conv and its BN (see attention/__init__.py)
+
+    def __init__(self, T: int, channels: int, make_neuron: Callable[[], nn.Module] | None = None,
+                 kernels: Sequence[int] = (1, 3, 5, 7), ratio_c: int = 4, ratio_t: int = 4,
+                 light: bool = False, azo: bool = False, azo_rtr: int = 4, azo_rcr: int = 10,
+                 branch_act: str = "lif"):
+        super().__init__()
+        if branch_act not in BRANCH_ACTS:
+            raise ValueError(f"SMA branch_act must be one of {list(BRANCH_ACTS)}, "
+                             f"got {branch_act!r}")
+        if branch_act == "lif" and make_neuron is None:
+            raise ValueError("SMA with branch_act='lif' needs make_neuron (a callable returning a "
+                             "fresh multi-step LIF for each branch); or use branch_act='relu'")
+        kernels = tuple(int(k) for k in kernels)
+        if not kernels or any(k < 1 or k % 2 == 0 for k in kernels):
+            raise ValueError(f"SMA kernels must be a non-empty list of odd sizes (padding k//2 "
+                             f"keeps H x W), got {kernels}")
+        for name, value in (("T", T), ("channels", channels), ("ratio_c", ratio_c),
+                            ("ratio_t", ratio_t), ("azo_rtr", azo_rtr), ("azo_rcr", azo_rcr)):
+            if value < 1:
+                raise ValueError(f"SMA {name} must be >= 1, got {value}")
+        self.T, self.channels, self.kernels = T, channels, kernels
+        self.light, self.azo, self.azo_rtr, self.azo_rcr = light, azo, azo_rtr, azo_rcr
+        self.branch_act = branch_act
+
+        def act() -> nn.Module:
+            return make_neuron() if branch_act == "lif" else nn.ReLU()
+
+        self.branches = nn.ModuleList(
+            nn.Sequential(TimeDistributed(nn.Conv2d(channels, channels, k, padding=k // 2),
+                                          nn.BatchNorm2d(channels)),
+                          act())
+            for k in kernels)
+        hidden_c, hidden_t = max(1, channels // ratio_c), max(1, T // ratio_t)
+        self.channel_squeeze = nn.Linear(channels, hidden_c)
+        self.channel_excite = nn.ModuleList(nn.Linear(hidden_c, channels) for _ in kernels)
+        self.time_squeeze = nn.Linear(T, hidden_t)
+        self.time_excite = nn.ModuleList(nn.Linear(hidden_t, T) for _ in kernels)
+
+    # ---- pieces, public so tests and analyses can look inside -----------------------------
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 5:
+            raise ValueError(f"SMA takes [T, B, C, H, W], got shape {tuple(x.shape)}")
+        if x.shape[0] != self.T:
+            raise ValueError(f"SMA was built for T={self.T}, got T={x.shape[0]} (its time MLP has "
+                             f"{self.T} inputs); build it with T={x.shape[0]}")
+
+    def branch_outputs(self, x: Tensor) -> Tensor:
+        """U: the branches' outputs stacked, [n, T, B, C, H, W]."""
+        self._check(x)
+        return torch.stack([branch(x) for branch in self.branches])
+
+    def weights_from(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(a_t [n, T, B], a_c [n, T, B, C] or [n, 1, B, C] when light) from branch outputs."""
+        z = u.sum(0).mean((-2, -1))  # [T, B, C]
+        zc = z.mean(0, keepdim=True) if self.light else z
+        hc = torch.relu(self.channel_squeeze(zc))
+        a_c = torch.softmax(torch.stack([e(hc) for e in self.channel_excite]), dim=0)
+        ht = torch.relu(self.time_squeeze(z.mean(2).t()))  # [B, T] -> [B, T/ratio_t]
+        a_t = torch.softmax(torch.stack([e(ht) for e in self.time_excite]), dim=0)  # [n, B, T]
+        return a_t.transpose(1, 2), a_c
+
+    def weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(a_t, a_c) for input x; each sums to 1 over the branch axis (runs the branches,
+        so BN in training mode updates its running statistics as a forward would)."""
+        return self.weights_from(self.branch_outputs(x))
+
+    def zoneout_mask(self, a_t: Tensor, a_c: Tensor) -> Tensor:
+        """AZO's choice, [n, T, C] bool: True where branch n's step t, channel c copies t-1.
+
+        Selection sees no gradient (indices only); t = 0 is never selected for copying.
+        """
+        n, T, B = a_t.shape
+        C = a_c.shape[-1]
+        mask = torch.zeros(n, T, C, dtype=torch.bool, device=a_t.device)
+        n_t, n_c = T // self.azo_rtr, C // self.azo_rcr
+        if n_t == 0 or n_c == 0:
+            return mask
+        a_t, a_c = a_t.detach(), a_c.detach().expand(n, T, B, C)
+        for i in range(n):
+            steps = _smallest(a_t[i].sum(1), n_t)
+            chans = _smallest(a_c[i, steps].sum((0, 1)), n_c)
+            steps = steps[steps != 0]
+            mask[i, steps[:, None], chans[None, :]] = True
+        return mask
+
+    # ---- forward -------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        u = self.branch_outputs(x)
+        a_t, a_c = self.weights_from(u)
+        w = a_t[..., None] * a_c  # [n, T, B, C]
+        if not (self.azo and self.training):
+            return torch.einsum("ntbc,ntbchw->tbchw", w, u)
+        y = w[..., None, None] * u  # [n, T, B, C, H, W]
+        mask = self.zoneout_mask(a_t, a_c)[:, :, None, :, None, None]
+        previous = torch.cat([y[:, :1], y[:, :-1]], dim=1)  # step t holds y at t-1
+        return torch.where(mask, previous, y).sum(0)
+
+    def elementwise_macs(self, x: Tensor) -> int:
+        """Weight products per forward on tensors shaped like x: a_t * a_c per branch
+        (n * T * B * C), then each weighted U_n accumulated into Y (n * numel).
+        The branch convs and the MLPs' linear layers are counted by the energy hooks."""
+        n = len(self.kernels)
+        return n * x.numel() + n * x[..., 0, 0].numel()
+
+    def extra_repr(self) -> str:
+        return (f"T={self.T}, channels={self.channels}, kernels={self.kernels}, "
+                f"light={self.light}, azo={self.azo}, azo_rtr={self.azo_rtr}, "
+                f"azo_rcr={self.azo_rcr}, branch_act={self.branch_act!r}")

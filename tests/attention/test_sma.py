@@ -1,0 +1,212 @@
+"""SMA / SMA-L / AZO against the paper's formulas, written out from the module's own weights."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikeattn.attention.sma import SMA
+from spikeattn.neurons import MultiStepLIF, lif_multistep
+
+pytestmark = pytest.mark.usefixtures("float64")
+
+T, B, C, H, W = 8, 3, 12, 5, 6
+
+
+def make_lif():
+    return MultiStepLIF("sj_tau2", backend="torch")
+
+
+def build(branch_act="relu", **kwargs):
+    torch.manual_seed(0)
+    options = dict(ratio_c=4, ratio_t=2)
+    options.update(kwargs)
+    module = SMA(T, C, make_neuron=make_lif if branch_act == "lif" else None,
+                 branch_act=branch_act, **options)
+    with torch.no_grad():  # BN affine away from (1, 0) so the written-out BN is really checked
+        for branch in module.branches:
+            bn = branch[0][1]
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-0.5, 0.5)
+    return module
+
+
+def linear(layer, v):
+    return v @ layer.weight.T + layer.bias
+
+
+def written_out_branches(module, x):
+    """U_n = act(BN(conv_k(x))) per time step, BN with batch statistics over T*B, H, W."""
+    us = []
+    for k, branch in zip(module.kernels, module.branches):
+        conv, bn = branch[0][0], branch[0][1]
+        v = F.conv2d(x.flatten(0, 1), conv.weight, conv.bias, padding=k // 2)
+        mean, var = v.mean((0, 2, 3)), v.var((0, 2, 3), unbiased=False)
+        v = (v - mean[:, None, None]) / torch.sqrt(var[:, None, None] + bn.eps)
+        v = (v * bn.weight[:, None, None] + bn.bias[:, None, None]).reshape(x.shape)
+        us.append(lif_multistep(v, branch[1].cfg) if module.branch_act == "lif" else v.clamp(min=0))
+    return us
+
+
+def written_out_weights(module, us):
+    """a_t [n][T, B] and a_c [n][T or 1, B, C] by the paper's formulas."""
+    z = sum(us).mean((-2, -1))  # [T, B, C]
+    zc = z.mean(0, keepdim=True) if module.light else z
+    hc = torch.relu(linear(module.channel_squeeze, zc))
+    logits_c = torch.stack([linear(e, hc) for e in module.channel_excite])
+    a_c = logits_c.exp() / logits_c.exp().sum(0)
+    zt = z.mean(2).t()  # [B, T]
+    ht = torch.relu(linear(module.time_squeeze, zt))
+    logits_t = torch.stack([linear(e, ht).t() for e in module.time_excite])  # [n, T, B]
+    a_t = logits_t.exp() / logits_t.exp().sum(0)
+    return a_t, a_c
+
+
+def written_out(module, x):
+    us = written_out_branches(module, x)
+    a_t, a_c = written_out_weights(module, us)
+    return sum(a_t[n][:, :, None, None, None] * a_c[n][..., None, None] * us[n]
+               for n in range(len(us)))
+
+
+@pytest.mark.parametrize("light", [False, True])
+@pytest.mark.parametrize("branch_act", ["relu", "lif"])
+def test_matches_written_out_formula(branch_act, light):
+    module = build(branch_act, light=light)
+    x = 2 * torch.randn(T, B, C, H, W)
+    us = written_out_branches(module, x)
+    if branch_act == "lif":  # the LIF branches really spike, and not everywhere
+        rate = torch.stack(us).mean()
+        assert 0.02 < rate < 0.9
+    torch.testing.assert_close(module(x), written_out(module, x))
+    a_t, a_c = module.weights(x)
+    assert a_t.shape == (4, T, B)
+    assert a_c.shape == (4, 1 if light else T, B, C)
+    if light:  # channel weights pooled over time: one set for all steps
+        torch.testing.assert_close(a_c, written_out_weights(module, us)[1])
+
+
+@pytest.mark.parametrize("light", [False, True])
+def test_weights_are_softmax_over_branches(light):
+    module = build("relu", light=light)
+    a_t, a_c = module.weights(torch.randn(T, B, C, H, W))
+    torch.testing.assert_close(a_t.sum(0), torch.ones(T, B))
+    torch.testing.assert_close(a_c.sum(0), torch.ones(a_c.shape[1:]))
+    assert (a_t > 0).all() and (a_c > 0).all()
+
+
+def test_shape_slot_and_hidden_widths():
+    module = SMA(16, 128, make_neuron=make_lif)  # the authors' Gesture block 2
+    assert SMA.slot == "conv" and module.slot == "conv"
+    assert module.channel_squeeze.out_features == 32 and module.time_squeeze.out_features == 4
+    assert [b[0][0].kernel_size for b in module.branches] == [(1, 1), (3, 3), (5, 5), (7, 7)]
+    assert module.azo_rtr == 4 and module.azo_rcr == 10 and not module.azo and not module.light
+    small = SMA(2, 3, branch_act="relu")  # widths below the ratio keep one hidden unit
+    assert small.channel_squeeze.out_features == 1 and small.time_squeeze.out_features == 1
+    x = torch.randn(2, 2, 3, 4, 4)
+    assert small(x).shape == x.shape
+
+
+def hand_set_azo():
+    """Two branches whose weights ignore the input: logits are set by the excitation biases.
+
+    Branch 0's time logits l[t] (branch 1's are 0), so a_t[0] = sigmoid(l), a_t[1] = 1 - a_t[0];
+    likewise channel logits m[c]. With T // 4 = 2 steps and C // 6 = 2 channels per branch:
+      branch 0: smallest l at t = 0, 5 -> copies at t = 5 only; smallest m at c = 1, 3
+      branch 1: largest l at t = 4, 3 (consecutive);            largest m at c = 4, 0
+    """
+    torch.manual_seed(0)
+    module = SMA(T, C, kernels=(1, 3), branch_act="relu", ratio_c=4, ratio_t=2,
+                 azo=True, azo_rtr=4, azo_rcr=6)
+    l = torch.tensor([-3.0, 0.1, 0.2, 2.0, 3.0, -2.0, 0.3, 0.4])
+    m = torch.tensor([1.0, -2.0, 0.5, -1.0, 2.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7])
+    with torch.no_grad():
+        for e in [*module.time_excite, *module.channel_excite]:
+            e.weight.zero_()
+            e.bias.zero_()
+        module.time_excite[0].bias.copy_(l)
+        module.channel_excite[0].bias.copy_(m)
+    expected = {0: [(5, 1), (5, 3)], 1: [(4, 4), (4, 0), (3, 4), (3, 0)]}
+    return module, l, m, expected
+
+
+def test_azo_copies_the_hand_set_steps_and_channels():
+    module, l, m, expected = hand_set_azo()
+    x = torch.randn(T, B, C, H, W)
+    a_t, a_c = module.weights(x)
+    torch.testing.assert_close(a_t[0], torch.sigmoid(l)[:, None].expand(T, B))
+    mask = module.zoneout_mask(a_t, a_c)
+    for n, pairs in expected.items():
+        assert sorted(map(tuple, mask[n].nonzero().tolist())) == sorted(pairs)
+
+    # Written out: the weighted branch terms, then the copies from the *original* t-1 values
+    # (branch 1 copies both t = 3 <- 2 and t = 4 <- 3: step 4 gets step 3's own value).
+    us = written_out_branches(module, x)
+    def weight(lt, mc):  # [T] x [C] -> broadcast over [T, B, C, H, W]
+        return lt[:, None, None, None, None] * mc[None, None, :, None, None]
+    terms = [weight(torch.sigmoid(l), torch.sigmoid(m)) * us[0],
+             weight(torch.sigmoid(-l), torch.sigmoid(-m)) * us[1]]
+    zoned = [t.clone() for t in terms]
+    for n, pairs in expected.items():
+        for t, c in pairs:
+            zoned[n][t, :, c] = terms[n][t - 1, :, c]
+    y = module(x)
+    torch.testing.assert_close(y, zoned[0] + zoned[1])
+    assert not torch.allclose(y, terms[0] + terms[1])
+    torch.testing.assert_close(y[0], (terms[0] + terms[1])[0])  # t = 0 never changes
+
+
+def test_azo_train_only_deterministic_and_t0_untouched():
+    torch.manual_seed(3)
+    azo = SMA(T, 20, make_neuron=make_lif, ratio_c=4, ratio_t=2, azo=True, azo_rtr=2, azo_rcr=4)
+    plain = SMA(T, 20, make_neuron=make_lif, ratio_c=4, ratio_t=2)
+    plain.load_state_dict(azo.state_dict())
+    x = 2 * torch.randn(T, B, 20, H, W)
+
+    y1, y2, y_plain = azo(x), azo(x), plain(x)
+    torch.testing.assert_close(y1, y2, rtol=0, atol=0)  # deterministic
+    assert not torch.allclose(y1, y_plain)  # training: AZO changes the output ...
+    torch.testing.assert_close(y1[0], y_plain[0])  # ... but never at t = 0
+    changed = ((y1 - y_plain).abs() > 1e-12).flatten(3).any(-1).any(1)  # [T, C]
+    a_t, a_c = azo.weights(x)
+    assert not (changed & ~azo.zoneout_mask(a_t, a_c).any(0)).any()  # only selected (t, c)
+
+    plain.load_state_dict(azo.state_dict())  # same BN running statistics
+    azo.eval(), plain.eval()
+    assert not torch.allclose(azo(x), y1)  # evaluation differs from training ...
+    torch.testing.assert_close(azo(x), plain(x), rtol=0, atol=0)  # ... and is plain SMA
+
+
+@pytest.mark.parametrize("rtr, rcr", [(16, 4), (4, 100)])
+def test_azo_selects_nothing_when_counts_are_zero(rtr, rcr):
+    module = build("relu", azo=True, azo_rtr=rtr, azo_rcr=rcr)
+    plain = build("relu")
+    x = torch.randn(T, B, C, H, W)
+    torch.testing.assert_close(module(x), plain(x))
+    assert not module.zoneout_mask(*module.weights(x)).any()
+
+
+def test_wrong_T_and_missing_neuron_raise():
+    module = build("relu")
+    with pytest.raises(ValueError, match="SMA was built for T=8, got T=6"):
+        module(torch.randn(6, B, C, H, W))
+    with pytest.raises(ValueError, match="needs make_neuron"):
+        SMA(T, C)
+    with pytest.raises(ValueError, match="branch_act"):
+        SMA(T, C, branch_act="gelu")
+    with pytest.raises(ValueError, match="odd"):
+        SMA(T, C, branch_act="relu", kernels=(1, 2))
+
+
+@pytest.mark.parametrize("light", [False, True])
+def test_gradients_reach_every_parameter(light):
+    module = build("lif", light=light, azo=True, azo_rtr=4, azo_rcr=4)
+    x = (2 * torch.randn(T, B, C, H, W)).requires_grad_()
+    (module(x) * torch.randn(T, B, C, H, W)).sum().backward()
+    for name, p in module.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert x.grad.abs().sum() > 0
+
+
+def test_elementwise_macs():
+    module = build("relu")
+    x = torch.randn(T, B, C, H, W)
+    assert module.elementwise_macs(module(x)) == 4 * x.numel() + 4 * T * B * C
