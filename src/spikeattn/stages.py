@@ -149,5 +149,5 @@ def tables(params: Params, study: str) -> Path:
 
     cells = [{"id": c.id, **c.coords()} for c in params.cells(study)]
     out = paths.report_dir(study)
-    build_tables(study, cells, params.seeds(study), paths.RESULTS, out)
+    build_tables(study, cells, params.seeds(study), paths.RESULTS, out, targets=params.targets(study))
     return out

@@ -164,7 +164,8 @@ def test_metrics_json_is_strict_json(built):
                       parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     entry = data[CELLS[0]["id"]]
     assert set(entry) == {"acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean",
-                          "energy_uj_mean", "params"}
+                          "energy_uj_mean", "params", "target_acc"}
+    assert entry["target_acc"] is None
     assert isinstance(entry["params"], int)
 
 
@@ -184,3 +185,16 @@ def test_latex_escapes_underscores(results, tmp_path):
 
 def test_latex_escape_does_not_double_escape():
     assert latex_escape(r"a_b\c%") == r"a\_b\textbackslash{}c\%"
+
+
+def test_paper_targets_sit_beside_matching_cells(results, tmp_path):
+    out = tmp_path / "reports" / STUDY
+    targets = [{"cell": {"attention": "TCSA"}, "acc": 96.53, "source": "MA-SNN (TPAMI 2023)"}]
+    df = build_tables(STUDY, CELLS, SEEDS, results, out, targets=targets)
+    assert math.isnan(df.loc[0, "target_acc"]) and df.loc[1, "target_acc"] == 96.53
+    md = (out / "summary.md").read_text()
+    assert "Paper (%)" in md and "96.53 |" in md and "MA-SNN (TPAMI 2023)" in md
+    assert json.loads((out / "metrics.json").read_text())[CELLS[1]["id"]]["target_acc"] == 96.53
+    plain = build_tables(STUDY, CELLS, SEEDS, results, tmp_path / "plain")
+    assert plain["target_acc"].isna().all()
+    assert "Paper" not in (tmp_path / "plain" / "summary.md").read_text()

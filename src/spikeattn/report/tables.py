@@ -22,10 +22,10 @@ AXES = GRID_AXES
 SUMMARY_COLUMNS = (
     "cell", *AXES, "seeds", "acc_mean", "acc_std", "best_acc_mean", "best_acc_std",
     "firing_rate_mean", "firing_rate_std", "energy_uj_mean", "energy_uj_std",
-    "sops_mean", "macs_mean", "params",
+    "sops_mean", "macs_mean", "params", "target_acc", "target_energy_mj",
 )
 METRICS_KEYS = ("acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean", "energy_uj_mean",
-                "params")
+                "params", "target_acc")
 NO_STD = "–"  # en dash: std undefined (one seed), deliberately not "± 0"
 
 
@@ -123,10 +123,24 @@ def _summary_row(cell: dict, seed_runs: list[tuple[dict, dict, Path]]) -> dict[s
     }
 
 
-def summarise(cells: list[dict], runs: Mapping[str, list[tuple[dict, dict, Path]]]
-              ) -> pd.DataFrame:
+def _target(cell: dict, targets: Iterable[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The first paper target whose `cell` coordinates all match this cell ({} if none)."""
+    for target in targets:
+        if all(cell[axis] == value for axis, value in target["cell"].items()):
+            return target
+    return {}
+
+
+def summarise(cells: list[dict], runs: Mapping[str, list[tuple[dict, dict, Path]]],
+              targets: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """One row per cell, in grid order, with the columns of summary.csv."""
-    rows = [_summary_row(cell, runs[cell["id"]]) for cell in cells]
+    targets = list(targets)
+    rows = []
+    for cell in cells:
+        target = _target(cell, targets)
+        rows.append({**_summary_row(cell, runs[cell["id"]]),
+                     "target_acc": target.get("acc", math.nan),
+                     "target_energy_mj": target.get("energy_mj", math.nan)})
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
@@ -183,11 +197,14 @@ def human_table(summary: pd.DataFrame) -> pd.DataFrame:
             "Energy (µJ)": fmt_pm(r["energy_uj_mean"], r["energy_uj_std"], uj_dec),
             "Params": fmt_count(int(r["params"])),
             "Seeds": str(int(r["seeds"])),
+            **({"Paper (%)": "" if math.isnan(r["target_acc"]) else f"{r['target_acc']:.2f}"}
+               if summary["target_acc"].notna().any() else {}),
         })
     return pd.DataFrame(rows)
 
 
-def caption(summary: pd.DataFrame, seeds: list[int], conventions: str, extra: str = "") -> str:
+def caption(summary: pd.DataFrame, seeds: list[int], conventions: str, extra: str = "",
+            targets: Iterable[Mapping[str, Any]] = ()) -> str:
     """The caption under both tables: what each number is, so the table stands on its own."""
     n = len(seeds)
     listed = ", ".join(map(str, seeds))
@@ -201,6 +218,9 @@ def caption(summary: pd.DataFrame, seeds: list[int], conventions: str, extra: st
                 if summary[a].nunique() == 1]
     if constant:
         parts.append("All cells: " + ", ".join(constant) + ".")
+    sources = list(dict.fromkeys(t["source"] for t in targets))
+    if sources and summary["target_acc"].notna().any():
+        parts.append("Paper: accuracy reported by " + "; ".join(sources) + ".")
     if conventions:
         parts.append(f"Energy conventions: {conventions.rstrip('.')}.")
     if extra.strip():
@@ -250,20 +270,23 @@ def metrics_json(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 # -- entry point -------------------------------------------------------------------------------
 def build_tables(study: str, cells: list[dict], seeds: list[int], results_root: Path,
-                 out_dir: Path, caption_extra: str = "") -> pd.DataFrame:
+                 out_dir: Path, caption_extra: str = "",
+                 targets: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """Build `out_dir`/{summary.csv,summary.md,summary.tex,metrics.json} for one study.
 
     `cells` is the study's current grid (dicts with id and the grid axes, or `Cell`s), in grid
     order; result directories of cells not in it are ignored. Files are read from
-    `results_root/<study>/<cell>/seed<k>/`. Returns the summary.csv table.
+    `results_root/<study>/<cell>/seed<k>/`. `targets` are the paper's numbers (params.yaml
+    `targets:` entries), shown beside the cells they match. Returns the summary.csv table.
     """
+    targets = list(targets)
     cells = [_cell_dict(c) for c in cells]
     seeds = [int(s) for s in seeds]
     if not cells or not seeds:
         raise ValueError(f"study {study!r}: need at least one cell and one seed to tabulate")
     runs = _load(study, cells, seeds, Path(results_root))
-    summary = summarise(cells, runs)
-    text = caption(summary, seeds, _conventions(runs), caption_extra)
+    summary = summarise(cells, runs, targets)
+    text = caption(summary, seeds, _conventions(runs), caption_extra, targets)
     table = human_table(summary)
     rendered = {"summary.md": render_markdown(study, table, text),
                 "summary.tex": render_latex(study, table, text),
