@@ -29,26 +29,29 @@ def rejects(edit, *fragments):
 def test_repository_params_are_valid_and_demo_selects_demo_studies():
     params = Params.load(REPO / "params.yaml")
     assert params.selected("demo") == ["demo-digits", "demo-dvs"]
+    assert params.selected() == params.selected("paper") and "demo-dvs" not in params.selected()
     assert params.selected("all") == params.studies
     assert params.selected("demo-dvs, demo-digits") == ["demo-digits", "demo-dvs"]
 
 
 def test_cells_are_the_grid_product_with_readable_ids():
     params = Params.load(REPO / "params.yaml")
-    cells = params.cells("demo-digits")
-    grid = RAW["study"]["demo-digits"]["grid"]
+    cells = params.cells("demo-dvs")
+    grid = RAW["study"]["demo-dvs"]["grid"]
     assert len(cells) == len(grid["attention"]) * len(grid["coding"]) * len(grid["T"])
-    assert cells[0].id == "digits__demo_cnn__none__direct__T4"
-    assert params.cell("demo-digits", cells[-1].id) == cells[-1]
+    assert cells[0].id == "digits-dvs__demo_cnn__none__direct__T8"
+    assert params.cell("demo-dvs", cells[-1].id) == cells[-1]
     with pytest.raises(ParamsError, match="its cells are"):
-        params.cell("demo-digits", "digits__demo_cnn__XA__direct__T4")
+        params.cell("demo-dvs", "digits-dvs__demo_cnn__XA__direct__T8")
 
 
 def test_exclude_drops_matching_cells():
+    full = Params(RAW).cells("demo-dvs")
+
     def edit(raw):
-        raw["study"]["demo-digits"]["exclude"] = [{"attention": "TCSA", "coding": "gac"}]
-    ids = [c.id for c in params_with(edit).cells("demo-digits")]
-    assert "digits__demo_cnn__TCSA__gac__T4" not in ids and len(ids) == 3
+        raw["study"]["demo-dvs"]["exclude"] = [{"attention": "TCSA", "coding": "direct"}]
+    ids = [c.id for c in params_with(edit).cells("demo-dvs")]
+    assert "digits-dvs__demo_cnn__TCSA__direct__T8" not in ids and len(ids) == len(full) - 1
 
 
 def test_study_overrides_train_defaults_only_for_that_study():
@@ -82,7 +85,7 @@ def test_train_spec_ignores_key_order():
     (lambda r: r["study"]["demo-dvs"]["model"].update(width=3), ["study.demo-dvs.model.width", "allowed:"]),
     (lambda r: r["study"]["demo-dvs"]["model"].update(neuron="izhikevich"), ["model.neuron", "ma_dvs"]),
     (lambda r: r["groups"].update(demo=["demo-dvs", "demo-cifar"]), ["groups.demo[1]", "'demo-cifar'"]),
-    (lambda r: r.update(studies="paper"), ["studies", "'paper'", "demo"]),
+    (lambda r: r.update(studies="demo,papers"), ["studies", "'papers'", "paper", "demo-dvs"]),
     (lambda r: r["datasets"]["digits-dvs"].update(threshold=0), ["datasets.digits-dvs.threshold"]),
     (lambda r: r["datasets"]["digits-dvs"].update(sensor_size=17), ["datasets.digits-dvs.sensor_size", "digit_size"]),
     (lambda r: r["energy"].pop("e_ac_pj"), ["energy", "e_ac_pj"]),
@@ -110,7 +113,7 @@ def test_targets_must_match_a_cell():
         return lambda r: r["study"]["demo-dvs"].update(
             targets=[{"cell": cell, "acc": 90.0, "source": "a paper"}])
     assert params_with(target({"attention": "TCSA"})).targets("demo-dvs")[0]["acc"] == 90.0
-    rejects(target({"attention": "TA"}), "study.demo-dvs.targets[0].cell", "matches no cell")
+    rejects(target({"attention": "SMA"}), "study.demo-dvs.targets[0].cell", "matches no cell")
 
 
 def test_unreadable_files_name_the_file(tmp_path):

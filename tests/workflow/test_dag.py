@@ -24,11 +24,13 @@ WORKFLOW_FILES = ("Snakefile", "pipeline", "dvc.yaml")
 def tiny_params() -> dict:
     """The repository's demo studies, cut down to one cell x one seed x one epoch each."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    for dataset in raw["datasets"].values():
-        dataset["max_samples"] = 200
+    raw["groups"] = {"demo": raw["groups"]["demo"]}
     raw["study"] = {name: raw["study"][name] for name in raw["groups"]["demo"]}
+    used = {d for study in raw["study"].values() for d in study["grid"]["dataset"]}
+    raw["datasets"] = {name: {**raw["datasets"][name], "max_samples": 200} for name in used}
     digits, dvs = raw["study"]["demo-digits"], raw["study"]["demo-dvs"]
     digits["grid"].update(attention=["TCSA"], coding=["gac"], T=[2])
+    digits.pop("exclude", None)
     dvs["grid"].update(attention=["none"], T=[2])
     for study in raw["study"].values():
         study["seeds"] = [0]

@@ -1,0 +1,159 @@
+"""MS-ResNet through timm: shapes, gradients, the papers' parameter counts, attention placement."""
+import pytest
+import timm
+import torch
+
+import spikeattn.models.ms_resnet  # noqa: F401  (registers the MS-ResNets)
+from spikeattn.attention.ma import SharedMLP
+from spikeattn.attention.sma import SMA
+from spikeattn.models.ms_resnet import MSResNet
+
+NAMES = ("ms_resnet18", "ms_resnet34", "ms_resnet104", "gac_ms_resnet18_cifar")
+ATTENTIONS = ("none", "CSA", "TCSA", "SMA", "SMA+AZO")
+CODINGS = ("direct", "gac")
+# Low thresholds so an untrained net spikes in every layer: a silent LIF passes no gradient
+# to the conv after it. (The membrane shortcut keeps gradients flowing either way.)
+SPIKY = {"v_threshold": 0.1}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: intra-op threads only contend on shared cores (measured 9 s vs 15-57 s)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def _meta(name, **kwargs):
+    """Build on the meta device: no memory, no init cost; enough for counts and structure."""
+    with torch.device("meta"):
+        return timm.create_model(name, **kwargs)
+
+
+def _wake_narrow_mlps(model):
+    """At T=2 the time MLPs (MA's TA, GAC's TA, SMA's time squeeze) have one hidden unit behind
+    a ReLU (CA few, at narrow widths), dead at init for about half the seeds (the max-pooled
+    inputs are positive). Positive squeeze weights keep them alive: the test checks wiring,
+    not the seed."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, SharedMLP):
+                m.fc1.weight.abs_()
+            if isinstance(m, SMA):
+                m.time_squeeze.weight.abs_()
+                m.time_squeeze.bias.abs_()
+
+
+def _dead_gradients(model):
+    """Parameters whose gradient is missing or zero. A bias right before a batch-statistics
+    BN (SMA's branch convs) has an exactly-zero gradient in theory, so only its presence counts."""
+    dead = []
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            dead.append(name)
+        elif not (name.endswith("bias") and ".branches." in name) and not p.grad.abs().sum() > 0:
+            dead.append(name)
+    return dead
+
+
+# The full attention x coding product runs on narrow copies (same entry points and classes,
+# fewer channels): SMA at 512 channels alone has 22M parameters per block.
+NARROW = {"ms_resnet18": {"stem_width": 16, "widths": (16, 32, 64, 128)},
+          "gac_ms_resnet18_cifar": {"stem_width": 16, "widths": (32, 64, 128)}}
+
+
+@pytest.mark.parametrize("name", list(NARROW))
+@pytest.mark.parametrize("coding", CODINGS)
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_shapes_and_gradients_reach_every_parameter(name, coding, attention):
+    torch.manual_seed(0)
+    model = timm.create_model(name, attention=attention, coding=coding, T=2, num_classes=5,
+                              img_size=16, neuron_kwargs=SPIKY, **NARROW[name])
+    _wake_narrow_mlps(model)
+    out = model(torch.rand(2, 3, 16, 16))
+    assert out.shape == (2, 2, 5)
+    out.square().mean().backward()
+    assert not _dead_gradients(model)
+
+
+@pytest.mark.parametrize("name,attention,T", [("ms_resnet18", "SMA", 2), ("ms_resnet34", "CSA", 1),
+                                              ("ms_resnet104", "CSA", 1),
+                                              ("gac_ms_resnet18_cifar", "TCSA", 2)])
+def test_full_width_models_run(name, attention, T):
+    torch.manual_seed(0)
+    model = timm.create_model(name, attention=attention, coding="gac" if T > 1 else "direct", T=T,
+                              num_classes=5, img_size=32).eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (T, 2, 5)
+
+
+@pytest.mark.parametrize("name,target", [("ms_resnet18", 11.82e6), ("ms_resnet34", 21.93e6),
+                                         ("gac_ms_resnet18_cifar", 12.63e6)])
+def test_parameter_counts_match_gac(name, target):
+    """GAC's counts include its coding (SCA convs 131,072 + TA 16 at T=4); CIFAR with 10 classes."""
+    n = _n_params(_meta(name, coding="gac", T=4, num_classes=10 if "cifar" in name else 1000))
+    print(name, n)
+    assert abs(n / target - 1) < 0.005
+
+
+def test_parameter_count_details():
+    """What separates our counts from torchvision's, and the R104 stems."""
+    assert _n_params(_meta("ms_resnet18")) == 11_689_512 + 4_224  # + stage-1 stride-2 shortcut
+    assert _n_params(_meta("ms_resnet34")) == 21_797_672 + 4_224
+    r104 = _n_params(_meta("ms_resnet104"))
+    deep = _n_params(_meta("ms_resnet104", stem="deep"))
+    print("ms_resnet104", r104, "deep stem", deep)
+    # three biased 3x3 convs (3->64, 64->64, 64->64) instead of one bias-free 7x7 (3->64)
+    assert deep - r104 == (3 * 64 * 9 + 64 + 2 * (64 * 64 * 9 + 64)) - 3 * 64 * 49
+    assert _n_params(_meta("gac_ms_resnet18_cifar", coding="gac", T=6, num_classes=100)) - \
+        _n_params(_meta("gac_ms_resnet18_cifar", coding="gac", T=6)) == 90 * 513
+
+
+def test_sma_placement_follows_the_authors_imagenet_code():
+    model = _meta("ms_resnet34", attention="SMA", T=4)
+    for stage in model.stages:
+        for i, block in enumerate(stage):
+            assert isinstance(block.conv1_attention, SMA) == (i < 2)
+            assert isinstance(block.conv2_attention, torch.nn.Identity)
+            assert isinstance(block.attention, torch.nn.Identity)
+    sma = model.stages[0][0].conv1_attention
+    assert sma.branch_act == "relu" and sma.channels == 64
+    model = _meta("ms_resnet34", attention="SMA", T=4, sma_position="conv2", sma_blocks_per_stage="all",
+                  attention_kwargs={"sma": {"branch_act": "lif"}})
+    blocks = [b for stage in model.stages for b in stage]
+    assert all(isinstance(b.conv2_attention, SMA) and b.conv2_attention.branch_act == "lif"
+               for b in blocks)
+    assert all(isinstance(b.conv1_attention, torch.nn.Identity) for b in blocks)
+
+
+def test_ma_attention_goes_after_the_second_bn_in_every_block():
+    model = _meta("ms_resnet18", attention="CSA", T=1)
+    blocks = [b for stage in model.stages for b in stage]
+    assert all(type(b.attention).__name__ == "MultiDimAttention" for b in blocks)
+    assert all(isinstance(b.conv1_attention, torch.nn.Identity) for b in blocks)
+
+
+def test_ta_at_one_time_step_is_refused():
+    with pytest.raises(ValueError, match=r"contains TA.*T=1.*'CSA'"):
+        _meta("ms_resnet18", attention="TCSA", T=1)
+    with pytest.raises(ValueError, match="choose one of"):
+        _meta("ms_resnet18", attention="XA")
+
+
+def test_registered_and_odd_sizes():
+    for name in NAMES:
+        assert isinstance(_meta(name), MSResNet)
+    torch.manual_seed(0)
+    for downsample in ("avgpool", "strided"):  # 36 -> 18 -> 9 -> 5: pooled shortcut must match
+        model = timm.create_model("ms_resnet18", T=1, num_classes=3, downsample=downsample).eval()
+        with torch.no_grad():
+            assert model(torch.rand(1, 3, 36, 36)).shape == (1, 1, 3)
+    with pytest.raises(ValueError, match="downsample"):
+        _meta("ms_resnet18", downsample="maxpool")
+    with pytest.raises(ValueError, match="pretrained"):
+        timm.create_model("ms_resnet18", pretrained=True)

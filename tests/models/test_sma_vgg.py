@@ -1,0 +1,120 @@
+"""SMA's DVS VGG8 (sma_vgg8): shapes, gradients, layer structure, sma_blocks code vs paper."""
+import pytest
+import timm
+import torch
+from torch import nn
+
+import spikeattn.models.sma_vgg  # noqa: F401  (registers the entry point)
+from spikeattn.attention import MultiDimAttention
+from spikeattn.models.sma_vgg import SMAVGG8, TimeSharedDropout
+
+ATTENTIONS = ("none", "TA", "CA", "SA", "TCSA", "SMA", "SMA-L", "SMA+AZO")
+T, SIZE = 8, 32  # 32: the smallest input five MaxPools allow
+
+
+def bias_before_bn(model: nn.Module) -> set[int]:
+    """Ids of conv/linear biases whose output goes straight into a BatchNorm: in training mode
+    BN removes any per-channel constant, so their gradient is zero by construction."""
+    def leaves(m: nn.Module) -> list[nn.Module]:
+        kids = [k for k in m.children() if not isinstance(k, nn.Identity)]
+        return [m] if not kids else [leaf for k in kids for leaf in leaves(k)]
+
+    found = set()
+    for module in model.modules():
+        kids = [k for k in module.children() if not isinstance(k, nn.Identity)]
+        for a, b in zip(kids, kids[1:]):
+            last, first = leaves(a)[-1], leaves(b)[0]
+            if (isinstance(last, (nn.Conv2d, nn.Linear)) and last.bias is not None
+                    and isinstance(first, nn.modules.batchnorm._BatchNorm)):
+                found.add(id(last.bias))
+    return found
+
+
+def sma_count(model: nn.Module) -> int:
+    from spikeattn.attention.sma import SMA
+
+    return sum(isinstance(m, SMA) for m in model.modules())
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("coding", ("direct", "gac"))
+def test_shapes_and_gradients_reach_every_parameter(coding, attention):
+    torch.manual_seed(0)
+    B = 1  # (B = 3 in test_layer_structure_and_fc_size)
+    # Threshold 0.25 (sj_tau2 has 1): the FC layers and the blocks behind MA's sigmoid weights
+    # are silent at init otherwise, and silent inputs give the next layer's weights no gradient.
+    # ratio_t 1 (8 units at T=8): a 2-unit time MLP can be dead (ReLU) for the whole batch at init. Two SMA
+    # kernels keep the test fast (the structure tests below build the paper's four).
+    model = timm.create_model("sma_vgg8", attention=attention, coding=coding, T=T, num_classes=5,
+                              img_size=SIZE, neuron_kwargs={"v_threshold": 0.25},
+                              attention_kwargs={"ma": {"ratio_t": 1},
+                                                "sma": {"ratio_t": 1, "kernels": (1, 3)}})
+    x = torch.rand(B, T, 2, SIZE, SIZE) if coding == "direct" else torch.rand(B, 2, SIZE, SIZE)
+    out = model(x)
+    assert out.shape == (T, B, 5)
+    (out * torch.randn_like(out)).sum().backward()
+    exempt = bias_before_bn(model)
+    missing = [n for n, p in model.named_parameters()
+               if p.grad is None or (id(p) not in exempt and not p.grad.abs().sum() > 0)]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+def test_layer_structure_and_fc_size():
+    model = SMAVGG8(T=4)  # paper input 2x128x128; built only (a forward at 128x128 is slow)
+    assert model.fc_in_features == 4608
+    linears = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(4608, 2048), (2048, 1024), (1024, 11)]
+    # FC order: Linear -> LIF -> Dropout(0.5), twice, then the read-out Linear.
+    kinds = [type(m).__name__ for m in model.classifier]
+    assert kinds == ["TimeDistributed", "MultiStepLIF", "TimeSharedDropout"] * 2 + ["TimeDistributed"]
+    convs = [model.coding.stem[0]] + [block.conv[0] for block in model.features[1:]]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 512]
+    assert all(c.bias is not None for c in convs)
+    # The adaptive pool makes the FC input 4608 for small inputs too.
+    small = SMAVGG8(T=2, img_size=SIZE, num_classes=3).eval()
+    assert small(torch.rand(3, 2, 2, SIZE, SIZE)).shape == (2, 3, 3)
+
+
+@pytest.mark.parametrize("sma_blocks, blocks", [("code", (2, 3)), ("paper", (2, 3, 4, 5))])
+def test_sma_blocks_code_vs_paper(sma_blocks, blocks):
+    from spikeattn.attention.sma import SMA
+
+    model = SMAVGG8(attention="SMA+AZO", T=4, sma_blocks=sma_blocks)
+    assert sma_count(model) == len(blocks)
+    with_sma = tuple(b for b, block in enumerate(model.features, start=1)
+                     if isinstance(getattr(block, "conv_attention", None), SMA))
+    assert with_sma == blocks
+    assert [model.features[b - 1].conv_attention.channels for b in blocks] == \
+        [128, 256, 512, 512][:len(blocks)]
+    # MA attentions take the current slot of the same blocks; the FC layers get none.
+    ma = SMAVGG8(attention="TCSA", T=4, img_size=SIZE, sma_blocks=sma_blocks)
+    with_ma = tuple(b for b, block in enumerate(ma.features, start=1)
+                    if isinstance(getattr(block, "attention", None), MultiDimAttention))
+    assert with_ma == blocks
+    assert not any(isinstance(m, MultiDimAttention) for m in ma.classifier.modules())
+
+
+def test_default_is_the_code_choice():
+    assert SMAVGG8(attention="SMA", T=4, img_size=SIZE).attention_blocks == (2, 3)
+
+
+def test_dropout_mask_is_shared_over_time():
+    torch.manual_seed(0)
+    x = torch.ones(6, 4, 100)
+    shared = TimeSharedDropout(0.5).train()(x)
+    assert torch.equal(shared, shared[:1].expand_as(shared))
+    assert set(shared.unique().tolist()) == {0.0, 2.0}
+    independent = TimeSharedDropout(0.5, shared=False).train()(x)
+    assert not torch.equal(independent, independent[:1].expand_as(independent))
+    assert torch.equal(TimeSharedDropout(0.5).eval()(x), x)
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="at least 32"):
+        SMAVGG8(img_size=16)
+    with pytest.raises(ValueError, match="sma_blocks"):
+        SMAVGG8(sma_blocks="all")
+    with pytest.raises(ValueError, match="choose one of"):
+        SMAVGG8(attention="XA")
+    with pytest.raises(ValueError, match="pretrained"):
+        timm.create_model("sma_vgg8", pretrained=True)
