@@ -4,6 +4,7 @@ import timm
 import torch
 from torch import nn
 
+from gradcheck import assert_gradients_reach_every_parameter
 import spikeattn.models.ma_cnn  # noqa: F401  (registers the entry points)
 from spikeattn.attention import MultiDimAttention, TemporalAttention
 from spikeattn.models.ma_cnn import MACNNGait, MACNNGesture
@@ -15,33 +16,6 @@ SMALL = {"ma_cnn_gesture": 8, "ma_cnn_gait": 64}
 # the paper's four (1, 3, 5, 7).
 SMA_OPTIONS = {"ma_cnn_gesture": {}, "ma_cnn_gait": {"kernels": (1, 3)}}
 T = 8  # with ratio_t 1, 8-unit time MLPs: none is dead for the whole batch at init
-
-
-def bias_before_bn(model: nn.Module) -> set[int]:
-    """Ids of conv/linear biases whose output goes straight into a BatchNorm: in training mode
-    BN removes any per-channel constant, so their gradient is zero by construction."""
-    def leaves(m: nn.Module) -> list[nn.Module]:
-        kids = [k for k in m.children() if not isinstance(k, nn.Identity)]
-        return [m] if not kids else [leaf for k in kids for leaf in leaves(k)]
-
-    found = set()
-    for module in model.modules():
-        kids = [k for k in module.children() if not isinstance(k, nn.Identity)]
-        for a, b in zip(kids, kids[1:]):
-            last, first = leaves(a)[-1], leaves(b)[0]
-            if (isinstance(last, (nn.Conv2d, nn.Linear)) and last.bias is not None
-                    and isinstance(first, nn.modules.batchnorm._BatchNorm)):
-                found.add(id(last.bias))
-    return found
-
-
-def assert_gradients_reach_every_parameter(model: nn.Module, out: torch.Tensor) -> None:
-    # A random projection gives every output a non-zero gradient (a spike-only loss would not).
-    (out * torch.randn_like(out)).sum().backward()
-    exempt = bias_before_bn(model)
-    missing = [n for n, p in model.named_parameters()
-               if p.grad is None or (id(p) not in exempt and not p.grad.abs().sum() > 0)]
-    assert not missing, f"no gradient reaches {missing}"
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)

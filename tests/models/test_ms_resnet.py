@@ -3,6 +3,7 @@ import pytest
 import timm
 import torch
 
+from gradcheck import dead_parameters
 import spikeattn.models.ms_resnet  # noqa: F401  (registers the MS-ResNets)
 from spikeattn.attention.ma import SharedMLP
 from spikeattn.attention.sma import SMA
@@ -49,18 +50,6 @@ def _wake_narrow_mlps(model):
                 m.time_squeeze.bias.abs_()
 
 
-def _dead_gradients(model):
-    """Parameters whose gradient is missing or zero. A bias right before a batch-statistics
-    BN (SMA's branch convs) has an exactly-zero gradient in theory, so only its presence counts."""
-    dead = []
-    for name, p in model.named_parameters():
-        if p.grad is None:
-            dead.append(name)
-        elif not (name.endswith("bias") and ".branches." in name) and not p.grad.abs().sum() > 0:
-            dead.append(name)
-    return dead
-
-
 # The full attention x coding product runs on narrow copies (same entry points and classes,
 # fewer channels): SMA at 512 channels alone has 22M parameters per block.
 NARROW = {"ms_resnet18": {"stem_width": 16, "widths": (16, 32, 64, 128)},
@@ -78,7 +67,7 @@ def test_shapes_and_gradients_reach_every_parameter(name, coding, attention):
     out = model(torch.rand(2, 3, 16, 16))
     assert out.shape == (2, 2, 5)
     out.square().mean().backward()
-    assert not _dead_gradients(model)
+    assert not dead_parameters(model)
 
 
 @pytest.mark.parametrize("name,attention,T", [("ms_resnet18", "SMA", 2), ("ms_resnet34", "CSA", 1),
