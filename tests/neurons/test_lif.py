@@ -127,5 +127,5 @@ def test_bad_options_name_what_is_allowed():
         lif_config(None, surrogate="relu")
     with pytest.raises(ValueError, match="v_threshold"):
         lif_config(None, v_threshold=0.0)
-    with pytest.raises(NotImplementedError, match="Triton"):
-        MultiStepLIF("msresnet", backend="triton")
+    with pytest.raises(ValueError, match="backend"):
+        MultiStepLIF("msresnet", backend="cuda")

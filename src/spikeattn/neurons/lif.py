@@ -16,9 +16,11 @@ where `s_t` in the reset is detached when `detach_reset`. The papers' neurons ar
 - ``sj_tau2``   SpikingJelly LIF tau = 2, decay_input, Vth 1, hard reset to 0 detached; ATan 2.
 
 This loop is the specification the Triton kernels must match: keep it simple and exact.
+`MultiStepLIF(backend=...)` picks between it and the fused kernels (`triton_lif.py`).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -95,22 +97,40 @@ def lif_multistep(x: Tensor, cfg: LIFConfig) -> Tensor:
     return torch.stack(spikes)
 
 
+def triton_interpreter() -> bool:
+    """True when Triton runs kernels on the CPU (TRITON_INTERPRET=1, set before import)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 class MultiStepLIF(nn.Module):
-    """Multi-step LIF layer: input currents [T, ...] -> spikes [T, ...] (no state across calls)."""
+    """Multi-step LIF layer: input currents [T, ...] -> spikes [T, ...] (no state across calls).
+
+    backend "torch" runs the reference loop; "triton" the fused kernels (CUDA tensors, or CPU
+    tensors under TRITON_INTERPRET=1); "auto" the kernels on CUDA tensors, else the reference.
+    """
 
     def __init__(self, preset: str | None = None, backend: str = "auto", **overrides: Any):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"unknown LIF backend {backend!r}; choose one of {list(BACKENDS)}")
-        if backend == "triton":
-            raise NotImplementedError(
-                "the Triton LIF kernels are not implemented yet; use backend='torch' or 'auto' "
-                "(auto runs the torch reference until the kernels land)")
         self.backend = backend
         self.preset = preset
         self.cfg = lif_config(preset, **overrides)
 
+    def _use_triton(self, x: Tensor) -> bool:
+        if self.backend == "torch" or (self.backend == "auto" and not x.is_cuda):
+            return False
+        if not x.is_cuda and not triton_interpreter():
+            raise RuntimeError("MultiStepLIF(backend='triton') needs CUDA tensors, or "
+                               "TRITON_INTERPRET=1 set before importing spikeattn to run the "
+                               "kernels on the CPU; use backend='auto' or 'torch' otherwise")
+        return True
+
     def forward(self, x: Tensor) -> Tensor:
+        if self._use_triton(x):
+            from .lif_op import lif_triton
+
+            return lif_triton(x, self.cfg)
         return lif_multistep(x, self.cfg)
 
     def extra_repr(self) -> str:
