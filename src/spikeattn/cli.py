@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     from . import stages
     from .config import Params, ParamsError
+    from .data.download import DownloadError
 
     try:
         params = Params.load(args.params)
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                           threads=args.threads, track=not args.no_track)
         elif args.command == "tables":
             print(stages.tables(params, args.study))
-    except (ParamsError, FileNotFoundError, NotImplementedError) as err:
+    except (ParamsError, FileNotFoundError, NotImplementedError, DownloadError) as err:
         print(f"spikeattn {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

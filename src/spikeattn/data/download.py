@@ -1,24 +1,137 @@
-"""Downloaded (real) datasets: not implemented yet.
+"""Downloading real datasets: mirrors, md5 checks, resumable transfers, safe extraction.
 
-tonic's download URLs for DVS128 Gesture and others have broken or moved (see REFERENCE.md,
-section 5), so a downloader must pin its own mirror and checksum; until one exists, the
-embedded datasets stand in and this module says so plainly.
+Dataset hosting breaks often (tonic's DVSGesture download fails since 2026-01; NMNIST,
+NCALTECH101 and CIFAR10DVS moved before), so every archive lists its own mirrors and md5 in
+params.yaml (`datasets.<name>.archives`), and a failure says exactly where to put the file
+by hand. `raw_dir/<file>` holds each verified archive and `raw_dir/<file stem>/` its
+extracted content (tonic counts a dataset as present only when both exist);
+`manifest.json`, written last, marks the download complete.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
+from urllib.error import URLError
+from urllib.request import Request, urlopen
 
-from spikeattn.data.registry import DATASETS, get_info
+from spikeattn.data.registry import DATASETS, check_params, get_info, raw_dir, raw_params
+from spikeattn.io import atomic_dir, file_digest, write_json
+
+TIMEOUT_S = 10.0  # per connection attempt: an offline mirror fails in seconds, not minutes
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 
 
-def download(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
-    """Fetch dataset `name` into `root/data/raw/<name>/`; no downloadable dataset exists yet."""
+class DownloadError(RuntimeError):
+    """No mirror delivered a file with the right md5; the message says how to place it by hand."""
+
+
+def md5sum(path: Path) -> str:
+    return file_digest(path, "md5")
+
+
+def _fetch_one(url: str, part: Path, timeout: float) -> None:
+    """Fetch `url` into `part`, resuming from its current size when the server allows it."""
+    start = part.stat().st_size if part.exists() else 0
+    request = Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    with urlopen(request, timeout=timeout) as response:
+        resumed = start > 0 and getattr(response, "status", None) == 206
+        with open(part, "ab" if resumed else "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+
+
+def fetch(archive: Mapping[str, Any], path: Path, timeout: float = TIMEOUT_S) -> None:
+    """Put the archive at `path`, md5-verified, trying each mirror in turn."""
+    part = path.with_name(path.name + ".part")
+    problems = []
+    for url in archive["urls"]:
+        try:
+            _fetch_one(url, part, timeout)
+        except (URLError, OSError, ValueError) as err:
+            problems.append(f"{url}: {getattr(err, 'reason', err)}")
+            continue
+        got = md5sum(part)
+        if got == archive["md5"]:
+            os.replace(part, path)
+            return
+        problems.append(f"{url}: md5 {got}, expected {archive['md5']}")
+        part.unlink()
+    size = f", {archive['size']:,} bytes" if archive.get("size") else ""
+    tried = "\n  ".join(problems) or "(no mirror listed)"
+    raise DownloadError(
+        f"could not fetch {archive['file']} (md5 {archive['md5']}{size}) from any mirror:\n  "
+        f"{tried}\nDownload it by hand and place it at {path.resolve()}; the next run checks "
+        "its md5 and carries on from there.")
+
+
+def _check_member(name: str, is_link: bool, archive: Path) -> None:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or is_link:
+        raise DownloadError(f"{archive}: refusing to extract member {name!r} (absolute path, '..' or "
+                         "link: it could write outside the dataset folder); delete the archive "
+                         "and fetch it from a trusted mirror")
+
+
+def safe_extract(archive: Path, dest: Path) -> None:
+    """Extract a tar/zip archive into `dest` atomically, refusing members that could escape it."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    _check_member(info.filename, stat.S_ISLNK(info.external_attr >> 16), archive)
+                with atomic_dir(dest) as tmp:
+                    zf.extractall(tmp)
+            return
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            for member in members:
+                _check_member(member.name, member.issym() or member.islnk(), archive)
+                if not (member.isfile() or member.isdir()):
+                    raise DownloadError(f"{archive}: refusing special member {member.name!r}")
+            with atomic_dir(dest) as tmp:
+                tf.extractall(tmp, members=members, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
+        raise DownloadError(f"{archive}: not a readable archive ({err}); delete it and run "
+                         "`spikeattn download` again") from None
+
+
+def _is_archive(name: str) -> bool:
+    return name.endswith(ARCHIVE_SUFFIXES)
+
+
+def _stem(name: str) -> str:
+    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def download(name: str, params: Mapping[str, Any], root: str | Path,
+             timeout: float = TIMEOUT_S) -> Path:
+    """Fetch, verify and extract dataset `name` into `root/data/raw/<name>/`; return that dir."""
     if get_info(name).source == "embedded":
         raise ValueError(f"dataset {name!r} is built locally, not downloaded: use "
                          f"spikeattn.data.prepare({name!r}, ...) (`spikeattn prepare {name}`)")
-    embedded = ", ".join(n for n, info in DATASETS.items() if info.source == "embedded")
-    raise NotImplementedError(
-        "downloading real datasets (DVS128 Gesture, ...) is not implemented yet; use an embedded "
-        f"dataset ({embedded}) or add a downloader with a pinned mirror and checksum to "
-        "spikeattn/data/download.py (tonic's own URLs are broken, see REFERENCE.md section 5)")
+    checked = check_params(name, params)
+    archives = checked.get("archives") or []
+    if not archives:
+        embedded = ", ".join(n for n, info in DATASETS.items() if info.source == "embedded")
+        raise NotImplementedError(
+            f"datasets.{name}.archives in params.yaml lists no archive to download (file, md5, "
+            f"mirror urls); add them, or use an embedded dataset ({embedded})")
+    target = raw_dir(name, root)
+    target.mkdir(parents=True, exist_ok=True)
+    for archive in archives:
+        path = target / archive["file"]
+        if not (path.exists() and md5sum(path) == archive["md5"]):
+            fetch(archive, path, timeout)
+        if archive.get("extract", True) and _is_archive(archive["file"]):
+            safe_extract(path, target / _stem(archive["file"]))
+    write_json(target / "manifest.json", {
+        "dataset": name, "params": raw_params(name, checked),
+        "md5": {archive["file"]: archive["md5"] for archive in archives}})
+    return target

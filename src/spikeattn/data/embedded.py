@@ -6,7 +6,6 @@ triangle) and emits ON/OFF events where the log intensity changes by more than a
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -18,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from tonic.io import events_struct
 
 from spikeattn.data.registry import get_info, raw_dir, raw_params
-from spikeattn.io import atomic_dir, read_json, write_json
+from spikeattn.io import atomic_dir, file_digest, read_json, write_json
 
 EVENT_DTYPE = events_struct  # tonic's own (x int16, y int16, t int64, p bool): its transforms expect it
 LOG_EPS = 0.1  # dark floor of the log intensity, as a real sensor's dark current: I=0 is not -inf
@@ -210,14 +209,6 @@ _BUILDERS: dict[str, Callable[[dict, Path], tuple[str, np.ndarray, np.ndarray]]]
 }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def prepare(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
     """Build `root/data/raw/<name>/` (data file + manifest.json) atomically; return it."""
     info = get_info(name)
@@ -232,7 +223,7 @@ def prepare(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
             "params": params,
             "counts": {"train": int((split == 0).sum()), "test": int((split == 1).sum())},
             "class_counts": np.bincount(labels, minlength=info.num_classes).tolist(),
-            "sha256": {filename: _sha256(tmp / filename)},
+            "sha256": {filename: file_digest(tmp / filename)},
         })
     return target
 
