@@ -191,11 +191,12 @@ class MSResNet(nn.Module):
         for depth, width, stride in zip(depths, widths, strides):
             blocks = []
             for i in range(depth):
-                conv_slot, current_slot = attention_slots(
-                    attention, T=T, channels=width, make_neuron=make_neuron,
-                    attention_kwargs=attention_kwargs)
-                if sma_blocks_per_stage != "all" and i >= sma_blocks_per_stage:
-                    conv_slot = nn.Identity()
+                if fam == "sma" and sma_blocks_per_stage != "all" and i >= sma_blocks_per_stage:
+                    conv_slot, current_slot = nn.Identity(), nn.Identity()  # no SMA in this block
+                else:
+                    conv_slot, current_slot = attention_slots(
+                        attention, T=T, channels=width, make_neuron=make_neuron,
+                        attention_kwargs=attention_kwargs)
                 conv1_att, conv2_att = ((conv_slot, nn.Identity()) if sma_position == "conv1"
                                         else (nn.Identity(), conv_slot))
                 blocks.append(MSBlock(channels, width, stride if i == 0 else 1, make_neuron,
