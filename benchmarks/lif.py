@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -72,19 +74,33 @@ def saved_bytes(make_out: Callable[[], torch.Tensor]) -> int:
 
 
 def spikingjelly_neurons(device: str) -> dict[str, torch.nn.Module]:
-    """SpikingJelly's multi-step LIF per installed backend (empty when it is not installed)."""
+    """SpikingJelly's multi-step LIF, keyed by implementation (empty when not installed).
+
+    SpikingJelly 0.0.0.0.x takes `backend=` (torch/cupy); 2.x picks its implementation itself
+    (cuda, triton or torch; force one with SJ_LIF_CUDA_IMPLEMENTATION) and reports which."""
     try:
-        from spikingjelly.activation_based import neuron
+        from spikingjelly.activation_based import neuron, surrogate
     except ImportError:
         return {}
+    version = importlib.metadata.version("spikingjelly")
+    like_ours = dict(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=True,
+                     surrogate_function=surrogate.ATan(alpha=2.0), step_mode="m")
     found = {}
-    for backend in ("triton", "cupy", "torch"):
+    if "backend" not in inspect.signature(neuron.LIFNode.__init__).parameters:
+        from spikingjelly.activation_based.functional import neuron_implementation
+
+        node = neuron.LIFNode(**like_ours).to(device)
+        node(torch.zeros(2, 8, device=device))
+        node.reset()
+        impl = (neuron_implementation("lif", torch.device(device))["implementation"]
+                if device == "cuda" else "torch")
+        return {f"{impl}, SJ {version}": node}
+    for backend in ("cupy", "torch"):
         try:
-            node = neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0,
-                                  detach_reset=True, step_mode="m", backend=backend).to(device)
+            node = neuron.LIFNode(backend=backend, **like_ours).to(device)
             node(torch.zeros(2, 8, device=device))
             node.reset()
-            found[backend] = node
+            found[f"{backend}, SJ {version}"] = node
         except Exception:  # a backend whose package is missing
             continue
     return found

@@ -11,7 +11,7 @@ import timm
 
 import spikeattn  # noqa: F401
 from conftest import DEVICE
-from spikeattn.neurons import PRESETS, MultiStepLIF, lif_config, lif_multistep
+from spikeattn.neurons import PRESETS, MultiStepLIF, lif_config, lif_multistep, make_surrogate
 from spikeattn.neurons.triton_lif import BLOCK
 
 N_ODD = 2 * BLOCK + 37  # several blocks and a ragged tail
@@ -65,31 +65,51 @@ def test_decay_input_and_odd_shapes():
     assert_matches(cfg, T=5, shape=(5, 3, 7, 11, 13))
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_half_precision_inputs_keep_an_fp32_membrane(preset, dtype):
-    out, ref, grad, grad_ref = compare(lif_config(preset), T=8, dtype=dtype)
-    # Spikes from the fp32 membrane equal the float64 reference's (ties aside).
-    assert (out != ref).float().mean() < 1e-3
-    # Gradients pass through half-precision storage (m and dL/dx). A continuous surrogate keeps
-    # them within 1e-2, norm-wise. The rectangle is discontinuous: where the rounded m lands on
-    # the other side of a window edge (about as many elements as lie within half a storage
-    # ulp of it, a handful here) the gradient takes the neighbouring value; all others agree.
-    if lif_config(preset).surrogate != "rectangle":
-        assert (grad - grad_ref).norm() <= 1e-2 * grad_ref.norm()
-    off = (grad - grad_ref).abs() > 1e-2 * grad_ref.abs().max()
-    assert off.float().mean() <= 1e-3, f"{int(off.sum())} of {off.numel()} elements differ"
-
-
-def test_saved_for_backward_is_the_membrane_only():
-    x = torch.randn(4, 100, device=DEVICE, requires_grad=True)
-    out = MultiStepLIF("msresnet", backend="triton")(x)
+def saved_m(out):
+    """The tensor the Triton op saved for backward (m = u - V_th) behind `out`."""
     node = out.grad_fn
     while node is not None and "lif" not in type(node).__name__.lower():
         node = node.next_functions[0][0] if node.next_functions else None
     assert node is not None
-    (m,) = node.saved_tensors  # m = u - V_th only, in the input's dtype: no (T+1)-sized state
-    assert m.shape == (4, 100) and m.dtype == x.dtype
+    (m,) = node.saved_tensors
+    return m
+
+
+def near_window_edge(cfg, x):
+    """Neurons whose stored m comes within one storage ulp of the rectangle's window edge.
+
+    Rounding m to a half type can carry such an m across the edge, and the surrogate gradient
+    is then the neighbouring value (and flows back through earlier steps of that neuron)."""
+    m = saved_m(MultiStepLIF(backend="triton", **dataclasses.asdict(cfg))(x.detach().requires_grad_()))
+    edge = make_surrogate(cfg.surrogate, **cfg.surrogate_kwargs).width / 2
+    ulp = torch.finfo(m.dtype).eps * edge
+    return ((m.float().abs() - edge).abs() <= ulp).any(0).cpu()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_half_precision_inputs_keep_an_fp32_membrane(preset, dtype):
+    cfg = lif_config(preset)
+    out, ref, grad, grad_ref = compare(cfg, T=8, dtype=dtype)
+    # Spikes from the fp32 membrane equal the float64 reference's (ties aside).
+    assert (out != ref).float().mean() < 1e-3
+    # Gradients pass through half-precision storage (m and dL/dx): within 1e-2 norm-wise for a
+    # continuous surrogate. The rectangle is discontinuous, so neurons whose m rounds across a
+    # window edge are exempt; every other neuron must agree element-wise.
+    if cfg.surrogate != "rectangle":
+        assert (grad - grad_ref).norm() <= 1e-2 * grad_ref.norm()
+        return
+    x = torch.randn(8, N_ODD, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exempt = near_window_edge(cfg, (x * 0.8 + 0.6).to(dtype).to(DEVICE))
+    assert exempt.float().mean() < 0.15, "most neurons must stay clear of the edges and be compared"
+    off = ((grad - grad_ref).abs() > 1e-2 * grad_ref.abs().max()).any(0)
+    assert not (off & ~exempt).any(), f"{int((off & ~exempt).sum())} neurons differ"
+
+
+def test_saved_for_backward_is_the_membrane_only():
+    x = torch.randn(4, 100, device=DEVICE, requires_grad=True)
+    m = saved_m(MultiStepLIF("msresnet", backend="triton")(x))
+    assert m.shape == (4, 100) and m.dtype == x.dtype  # m = u - V_th only: no (T+1)-sized state
 
 
 def test_autocast_and_compile_compose():
