@@ -1,13 +1,14 @@
 # Validation and helpers shared by the rules. The grid comes from params.yaml through
 # spikeattn.config, so it is declared once and checked before any job is scheduled.
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from spikeattn import paths
 from spikeattn.config import Params, ParamsError
 from spikeattn.data import DATASETS, raw_params
-from spikeattn.io import canonical_json
+from spikeattn.io import canonical_json, write_json
 from spikeattn.stages import frames_path
 
 # Jobs read the same file Snakemake read (the last --configfile wins over params.yaml).

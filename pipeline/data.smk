@@ -18,10 +18,26 @@ rule preprocess:
     input:
         "data/raw/{dataset}/manifest.json",
     output:
-        "data/frames/{dataset}/{key}/frames.pt",
+        # One file per split, and meta.json; the directory appears whole or not at all.
+        "data/frames/{dataset}/{key}/train.pt",
+        "data/frames/{dataset}/{key}/test.pt",
+        "data/frames/{dataset}/{key}/meta.json",
     params:
         args=lambda w: FRAMES[(w.dataset, w.key)],
+    threads: 4
     log:
         "logs/data/{dataset}-{key}.log",
     shell:
-        "{SPIKEATTN} preprocess {wildcards.dataset} {params.args} > {log} 2>&1"
+        "{SPIKEATTN} preprocess {wildcards.dataset} {params.args} --workers {threads} > {log} 2>&1"
+
+
+rule dataset_frames:
+    """Every frames cache of one dataset that the selected studies use, listed in one file:
+    DVC's data stage builds this, so `dvc push`/`dvc pull` share the caches."""
+    input:
+        lambda w: [f"data/frames/{d}/{key}/meta.json" for d, key in FRAMES if d == w.dataset],
+    output:
+        "data/frames/{dataset}/caches.json",
+    run:
+        write_json(output[0], {"dataset": wildcards.dataset,
+                               "caches": sorted(Path(p).parent.name for p in input)})

@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("dataset")
     s.add_argument("--T", type=int, required=True, help="time steps (frames per sample)")
     s.add_argument("--study", help="apply this study's overrides of the dataset's parameters")
+    s.add_argument("--workers", type=int, default=1, help="processes reading and framing events")
 
     for name, text in (("train", "train one cell x seed into results/<study>/<cell>/seed<k>/"),
                        ("energy", "estimate a trained cell x seed's energy (energy.json)")):
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import stages
     from .config import Params, ParamsError
     from .data.download import DownloadError
+    from .data.sources import DataError
 
     try:
         params = Params.load(args.params)
@@ -62,13 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("prepare", "download"):
             print(getattr(stages, args.command)(params, args.dataset))
         elif args.command == "preprocess":
-            print(stages.preprocess(params, args.dataset, args.T, args.study))
+            print(stages.preprocess(params, args.dataset, args.T, args.study,
+                                   workers=args.workers))
         elif args.command in ("train", "energy"):
             getattr(stages, args.command)(params, args.study, args.cell, args.seed,
                                           threads=args.threads, track=not args.no_track)
         elif args.command == "tables":
             print(stages.tables(params, args.study))
-    except (ParamsError, FileNotFoundError, NotImplementedError, DownloadError) as err:
+    except (ParamsError, FileNotFoundError, NotImplementedError, DownloadError,
+            DataError) as err:
         print(f"spikeattn {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

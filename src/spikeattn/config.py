@@ -261,5 +261,9 @@ class Params:
 
     def train_spec(self, cell: Cell) -> dict[str, Any]:
         """Everything a train job's result depends on besides its input data and seed."""
+        from .data import get_info
+
+        data = self.cell_data(cell)
+        loading = {k: data[k] for k in get_info(cell.dataset).loader_keys if k in data}
         return {"cell": cell.coords(), "train": self.train_settings(cell.study),
-                "model": self.model_kwargs(cell.study)}
+                "model": self.model_kwargs(cell.study), **({"loading": loading} if loading else {})}

@@ -27,15 +27,23 @@ def download(params: Params, dataset: str) -> Path:
     return data.download(dataset, params.dataset(dataset), ROOT)
 
 
-def preprocess(params: Params, dataset: str, T: int, study: str | None = None) -> Path:
+def preprocess(params: Params, dataset: str, T: int, study: str | None = None,
+               workers: int = 1) -> Path:
     """Raw data -> compact frame tensors cached under a key of their parameters (with
     `study`'s overrides of the dataset's parameters, if any)."""
-    return data.preprocess(dataset, params.dataset(dataset, study), T, ROOT)
+    return data.preprocess(dataset, params.dataset(dataset, study), T, ROOT, workers=workers)
 
 
 def frames_path(params: Params, cell: Cell) -> Path:
-    """The cached frames a cell trains and is measured on."""
-    return data.frames_dir(cell.dataset, params.cell_data(cell), cell.T, ROOT) / "frames.pt"
+    """The cached frames a cell trains and is measured on (its meta.json, written with them)."""
+    return data.frames_dir(cell.dataset, params.cell_data(cell), cell.T, ROOT) / "meta.json"
+
+
+def training_device() -> "torch.device":
+    """The GPU when there is one (frames then live there), else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def model_spec(params: Params, cell: Cell) -> tuple[str, dict[str, Any]]:
@@ -55,9 +63,15 @@ def _tracked(track: bool):
     return Tracker() if track else None
 
 
-def _test_batches(frames: "data.Frames", batch_size: int):
-    for start in range(0, len(frames.test_y), batch_size):
-        yield frames.as_float(frames.test_x[start:start + batch_size])
+def _cell_batches(params: Params, cell: Cell, frames: "data.Frames", part: str, batch_size: int,
+                  device, seed: int = 0, clips: int | None = None):
+    from .data.loader import batches
+
+    return batches(frames, params.cell_data(cell), part, batch_size, cell.T, device, seed, clips)
+
+
+def _inputs(loader):
+    return (batch.x for batch in loader)
 
 
 def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
@@ -74,10 +88,14 @@ def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
     cell = params.cell(study, cell_id)
     settings = params.train_settings(study)
     torch.set_num_threads(threads)
+    device = training_device()
     frames = data.load_frames(frames_path(params, cell).parent)
+    size = settings["batch_size"]
+    train_batches = _cell_batches(params, cell, frames, "train", size, device, seed)
+    test_batches = _cell_batches(params, cell, frames, "test", size, device, seed)
     name, kwargs = model_spec(params, cell)
     seed_everything(seed)
-    model = timm.create_model(name, **kwargs)
+    model = timm.create_model(name, **kwargs).to(device)
     out = paths.run_dir(study, cell.id, seed)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -86,10 +104,10 @@ def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
                                   params={"train": settings, "model": kwargs, "model_name": name})
            if tracker else None)
     with run if run is not None else contextlib.nullcontext():
-        result = fit(model, (frames.train_x, frames.train_y), (frames.test_x, frames.test_y), settings,
-                     seed, frames.as_float,
+        result = fit(model, train_batches, test_batches, settings, seed,
                      on_epoch=(lambda epoch, row: run.log_metrics(row, step=epoch)) if run else None)
-        counts = measure(model, _test_batches(frames, settings["batch_size"]))
+        counts = measure(model, _inputs(_cell_batches(params, cell, frames, "test", size, device, clips=1)),
+                         device=device)
         with atomic_path(out / "history.csv") as tmp:
             pd.DataFrame(result.history).to_csv(tmp, index=False)
         save_checkpoint(out / "checkpoint.pt", model, name, kwargs, cell=cell.coords(), seed=seed,
@@ -101,6 +119,7 @@ def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
             "firing_rates": counts["firing_rates"], "mean_firing_rate": counts["mean_firing_rate"],
             "params": sum(p.numel() for p in model.parameters()),
             "epochs": settings["epochs"], "train_seconds": round(result.seconds, 2),
+            "device": str(device),
             "mlflow_run_id": run.run_id if run else None,
         }
         write_json(out / "metrics.json", metrics)
@@ -123,9 +142,12 @@ def energy(params: Params, study: str, cell_id: str, seed: int, threads: int = 1
     cell = params.cell(study, cell_id)
     torch.set_num_threads(threads)
     out = paths.run_dir(study, cell.id, seed)
+    device = training_device()
     model, _ = load_checkpoint(out / "checkpoint.pt")
     frames = data.load_frames(frames_path(params, cell).parent)
-    counts = measure(model, _test_batches(frames, params.train_settings(study)["batch_size"]))
+    size = params.train_settings(study)["batch_size"]
+    counts = measure(model, _inputs(_cell_batches(params, cell, frames, "test", size, device, clips=1)),
+                     device=device)
     constants = params.energy
     priced = energy_from_counts(counts, constants["e_mac_pj"], constants["e_ac_pj"])
     layer_energy = {layer["name"]: layer["energy_uj"] for layer in priced.pop("layers")}

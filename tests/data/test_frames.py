@@ -37,7 +37,7 @@ def test_event_key_follows_T_and_params_not_key_order(tmp_path):
     assert frames_dir("digits-dvs", {**DVS, "threshold_sigma": 0}, 8, tmp_path) == \
         frames_dir("digits-dvs", {**DVS, "threshold_sigma": 0.0}, 8, tmp_path)
     spec = frames_spec("digits-dvs", DVS, 8)
-    assert spec["T"] == 8 and spec["params"]["threshold"] == 0.25 and "ToFrame" in spec["frame_method"]
+    assert spec["T"] == 8 and spec["params"]["threshold"] == 0.25
 
 
 def test_static_key_ignores_T(tmp_path):
@@ -51,10 +51,10 @@ def test_static_key_ignores_T(tmp_path):
 
 def test_static_frames_shapes_dtypes_and_scale(root):
     frames = load_frames(preprocess("digits", DIGITS, 8, root))
-    assert frames.train_x.shape == (80, 1, 16, 16) and frames.test_x.shape == (20, 1, 16, 16)
-    assert frames.train_x.dtype == torch.uint8 and frames.train_y.dtype == torch.int64
-    assert frames.train_x.max() > 200
-    x = frames.as_float(frames.test_x)
+    assert frames.train.x.shape == (80, 1, 16, 16) and frames.test.x.shape == (20, 1, 16, 16)
+    assert frames.train.x.dtype == torch.uint8 and frames.train.y.dtype == torch.int64
+    assert frames.train.x.max() > 200
+    x = frames.as_float(frames.test.x)
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     assert frames.meta["counts"] == {"train": 80, "test": 20}
 
@@ -64,8 +64,8 @@ def test_static_frames_at_native_size_are_the_digits_rescaled(root):
     with np.load(root / "data" / "raw" / "digits" / "digits.npz") as f:
         images, labels, split = f["images"], f["labels"], f["split"]
     expected = np.round(images[split == 0] / 16 * 255).astype(np.uint8)
-    assert np.array_equal(frames.train_x[:, 0].numpy(), expected)
-    assert np.array_equal(frames.train_y.numpy(), labels[split == 0])
+    assert np.array_equal(frames.train.x[:, 0].numpy(), expected)
+    assert np.array_equal(frames.train.y.numpy(), labels[split == 0])
 
 
 # --- event frames --------------------------------------------------------------------------
@@ -79,8 +79,8 @@ def _tonic_binned(ev, T):
 def test_event_frames_count_the_events_by_polarity_and_pixel(root):
     T = 4
     frames = load_frames(preprocess("digits-dvs", DVS, T, root))
-    assert frames.train_x.shape == (80, T, 2, 24, 24) and frames.test_x.shape == (20, T, 2, 24, 24)
-    assert frames.train_x.dtype == torch.uint8 and frames.test_y.dtype == torch.int64
+    assert frames.train.x.shape == (80, T, 2, 24, 24) and frames.test.x.shape == (20, T, 2, 24, 24)
+    assert frames.train.x.dtype == torch.uint8 and frames.test.y.dtype == torch.int64
     samples, labels, split = load_events(root / "data" / "raw" / "digits-dvs")
     train = np.flatnonzero(split == 0)
     for row in (0, 37, 79):
@@ -88,25 +88,25 @@ def test_event_frames_count_the_events_by_polarity_and_pixel(root):
         assert len(ev) > 0.999 * len(samples[train[row]])
         counts = np.zeros((2, 24, 24), dtype=np.int64)
         np.add.at(counts, (ev["p"].astype(int), ev["y"], ev["x"]), 1)
-        assert np.array_equal(frames.train_x[row].sum(0).numpy(), counts)
-        assert frames.train_y[row] == labels[train[row]]
+        assert np.array_equal(frames.train.x[row].sum(0).numpy(), counts)
+        assert frames.train.y[row] == labels[train[row]]
     assert frames.meta["events_total"] == len(samples.events)
     assert frames.meta["events_in_frames"] == sum(len(_tonic_binned(samples[i], T)) for i in range(len(samples)))
-    assert frames.as_float(frames.train_x).sum() == frames.train_x.sum()
+    assert frames.as_float(frames.train.x).sum() == frames.train.x.sum()
 
 
 def test_counts_too_big_for_uint8_are_kept_as_int16(tmp_path):
     params = {**DVS, "threshold": 0.01, "max_samples": 20, "test_fraction": 0.5}
     prepare("digits-dvs", params, tmp_path)
     frames = load_frames(preprocess("digits-dvs", params, 1, tmp_path))
-    assert frames.train_x.dtype == torch.int16 and frames.meta["max_value"] > 255
-    total = frames.train_x.to(torch.int64).sum() + frames.test_x.to(torch.int64).sum()
+    assert frames.train.x.dtype == torch.int16 and frames.meta["max_value"] > 255
+    total = frames.train.x.to(torch.int64).sum() + frames.test.x.to(torch.int64).sum()
     assert total == frames.meta["events_in_frames"]
 
 
 def test_event_frames_show_the_saccades_in_time(root):
     frames = load_frames(preprocess("digits-dvs", DVS, 3, root))
-    per_bin = frames.train_x.to(torch.int64).sum(dim=(0, 2, 3, 4))
+    per_bin = frames.train.x.to(torch.int64).sum(dim=(0, 2, 3, 4))
     assert torch.all(per_bin > 0.2 * per_bin.sum())
 
 
@@ -140,12 +140,12 @@ def test_full_digits_dvs_is_learnable_by_a_linear_model(tmp_path):
     params = {**DVS, "max_samples": None}
     prepare("digits-dvs", params, tmp_path)
     frames = load_frames(preprocess("digits-dvs", params, 4, tmp_path))
-    scale = float(frames.train_x.max())
-    train_x = (frames.as_float(frames.train_x).flatten(1) / scale).numpy()
-    test_x = (frames.as_float(frames.test_x).flatten(1) / scale).numpy()
+    scale = float(frames.train.x.max())
+    train_x = (frames.as_float(frames.train.x).flatten(1) / scale).numpy()
+    test_x = (frames.as_float(frames.test.x).flatten(1) / scale).numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = LogisticRegression(max_iter=200).fit(train_x, frames.train_y.numpy())
-    accuracy = model.score(test_x, frames.test_y.numpy())
+        model = LogisticRegression(max_iter=200).fit(train_x, frames.train.y.numpy())
+    accuracy = model.score(test_x, frames.test.y.numpy())
     print(f"digits-dvs T=4 logistic regression test accuracy: {accuracy:.3f}")
     assert accuracy > 0.8

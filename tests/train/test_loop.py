@@ -4,7 +4,10 @@ import timm
 import torch
 
 import spikeattn  # noqa: F401
+from spikeattn.data.frames import Split
+from spikeattn.data.loader import TensorBatches
 from spikeattn.train import LOSSES, build_loss, fit, seed_everything
+from spikeattn.train.loop import vote
 
 SETTINGS = {"epochs": 2, "batch_size": 16, "opt": "adam", "lr": 3e-3, "weight_decay": 0.0,
             "momentum": 0.9, "sched": "cosine", "warmup_epochs": 0, "min_lr": 0.0, "loss": "ce_mean",
@@ -24,8 +27,10 @@ def train_once(seed, **overrides):
     xtr, ytr, xte, yte = toy_data()
     seed_everything(seed)
     model = timm.create_model("demo_cnn", attention="TCSA", T=2, num_classes=4, img_size=16)
-    return fit(model, (xtr, ytr), (xte, yte), {**SETTINGS, **overrides}, seed,
-               lambda x: x.float() / 255, progress=False)
+    settings = {**SETTINGS, **overrides}
+    train = TensorBatches(Split(xtr, ytr), 1 / 255, settings["batch_size"], train=True, seed=seed)
+    test = TensorBatches(Split(xte, yte), 1 / 255, settings["batch_size"])
+    return fit(model, train, test, settings, seed, progress=False)
 
 
 def test_same_seed_same_history_other_seed_differs():
@@ -67,3 +72,11 @@ def test_losses_on_per_step_logits():
     assert set(LOSSES) == {"ce_mean", "mse_mean", "tet"}
     with pytest.raises(ValueError, match="choose one of"):
         build_loss("hinge")
+
+
+def test_clip_vote_is_the_most_frequent_prediction():
+    # logits [T=1, B*clips=2*3, K=3]: sample 0's clips say 2, 2, 0; sample 1's say 1, 0, 0.
+    decisions = torch.tensor([2, 2, 0, 1, 0, 0])
+    logits = torch.nn.functional.one_hot(decisions, 3).float()[None]
+    assert vote(logits, 3).tolist() == [2, 0]
+    assert vote(logits, 1).tolist() == decisions.tolist()

@@ -102,7 +102,7 @@ def test_run_writes_every_stage_output(workdir):
         for name in ("summary.md", "summary.csv", "summary.tex", "metrics.json"):
             assert (workdir / "reports" / study / name).is_file()
     assert "± –" in (workdir / "reports" / "demo-dvs" / "summary.md").read_text()
-    assert list(workdir.glob("data/frames/*/*/frames.pt"))
+    assert list(workdir.glob("data/frames/*/*/train.pt"))
 
 
 def test_mlflow_holds_one_finished_run_per_cell_and_seed(workdir):

@@ -110,12 +110,31 @@ def _stem(name: str) -> str:
     return name
 
 
+def check_folder(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
+    """A dataset the user provides as a folder (ImageNet): check its layout, record it."""
+    from spikeattn.data.sources import get_source
+
+    checked = check_params(name, params)
+    folder = Path(checked["root"]).expanduser()
+    get_source(name).check(folder)
+    target = raw_dir(name, root)
+    target.mkdir(parents=True, exist_ok=True)
+    write_json(target / "manifest.json", {"dataset": name, "params": raw_params(name, checked),
+                                          "root": str(folder.resolve())})
+    return target
+
+
 def download(name: str, params: Mapping[str, Any], root: str | Path,
              timeout: float = TIMEOUT_S) -> Path:
     """Fetch, verify and extract dataset `name` into `root/data/raw/<name>/`; return that dir."""
-    if get_info(name).source == "embedded":
+    from spikeattn.data.sources import get_source
+
+    info = get_info(name)
+    if info.source == "embedded":
         raise ValueError(f"dataset {name!r} is built locally, not downloaded: use "
                          f"spikeattn.data.prepare({name!r}, ...) (`spikeattn prepare {name}`)")
+    if info.source == "folder":
+        return check_folder(name, params, root)
     checked = check_params(name, params)
     archives = checked.get("archives") or []
     if not archives:
@@ -125,12 +144,14 @@ def download(name: str, params: Mapping[str, Any], root: str | Path,
             f"mirror urls); add them, or use an embedded dataset ({embedded})")
     target = raw_dir(name, root)
     target.mkdir(parents=True, exist_ok=True)
+    (target / "manifest.json").unlink(missing_ok=True)  # complete again only once all is done
     for archive in archives:
         path = target / archive["file"]
         if not (path.exists() and md5sum(path) == archive["md5"]):
             fetch(archive, path, timeout)
         if archive.get("extract", True) and _is_archive(archive["file"]):
             safe_extract(path, target / _stem(archive["file"]))
+    get_source(name).after_extract(target)
     write_json(target / "manifest.json", {
         "dataset": name, "params": raw_params(name, checked),
         "md5": {archive["file"]: archive["md5"] for archive in archives}})

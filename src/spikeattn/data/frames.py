@@ -1,38 +1,53 @@
-"""Raw data -> the tensors a model trains on, cached under a key made of every parameter.
+"""Raw data -> the compact tensors a model trains on, cached under a key made of their parameters.
 
 tonic's DiskCachedDataset keys its cache by file name only and cannot see a transform
-change, so here the directory name is a hash of the full spec instead.
+change, so here the directory name is a hash of the full spec instead. Each cache directory
+holds one file per split (`train.pt`, `test.pt`) and `meta.json`, and appears atomically:
+a failed or interrupted build leaves nothing a later run could trust.
+
+Layouts (meta["layout"]):
+- ``fixed``: x [N, ...] (images [N, C, H, W] uint8; event frames [N, T, 2, H, W] counts).
+- ``clips``: event frames of variable length, x [frames, 2, H, W] with `offsets` [N + 1]
+  (MA-SNN's time windows: the loader cuts T-frame clips from each sample).
+- ``files``: an index of image files (ImageNet), read from disk while training.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
-from tonic.transforms import ToFrame
+import torch.nn.functional as F
 
-from spikeattn.data.embedded import DIGITS_MAX, load_digits_raw, load_events, read_raw, upsample
-from spikeattn.data.registry import check_params, get_info
+from spikeattn.data import sources
+from spikeattn.data.embedded import DIGITS_MAX, load_digits_raw, load_events, upsample
+from spikeattn.data.event_frames import Framing, compact
+from spikeattn.data.registry import check_params, get_info, raw_dir, raw_params
+from spikeattn.data.splits import per_class_split
 from spikeattn.io import atomic_dir, read_json, short_hash, write_json
 
-FRAMES_VERSION = 1  # bump when the conversion code changes what it writes
-EVENT_FRAME_METHOD = "tonic.transforms.ToFrame(n_time_bins=T)"  # what DVS128 Gesture will use too
+FRAMES_VERSION = 2  # bump when the conversion code changes what it writes
+SPLITS = ("train", "test")
 
 
 def frames_spec(name: str, params: Mapping[str, Any], T: int) -> dict[str, Any]:
     """Everything that determines the preprocessed tensors, and nothing else.
 
-    Static images do not depend on T (the model's input coding repeats them over time), so T
-    is left out of their spec and one cache serves every T.
+    Loader settings (training window, test clips, augmentation) act at load time and stay out.
+    Static images and time-window frames do not depend on T, so one cache serves every T.
     """
+    info = get_info(name)
     params = check_params(name, params)
+    params = {k: v for k, v in params.items() if k not in info.loader_keys}
     spec: dict[str, Any] = {"dataset": name, "params": params, "version": FRAMES_VERSION}
-    if get_info(name).kind == "events":
+    if info.kind == "events":
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ValueError(f"T (n_time_bins) must be a positive integer, got {T!r}")
-        spec.update(T=T, frame_method=EVENT_FRAME_METHOD)
+            raise ValueError(f"T must be a positive integer, got {T!r}")
+        if params.get("frame_method", "time_bins") != "time_window":
+            spec["T"] = T
     return spec
 
 
@@ -40,62 +55,184 @@ def frames_dir(name: str, params: Mapping[str, Any], T: int, root: str | Path) -
     """`root/data/frames/<name>/<readable prefix>-<hash of the spec>`."""
     spec = frames_spec(name, params, T)
     info = get_info(name)
-    prefix = f"T{T}" if info.kind == "events" else f"s{spec['params'][info.size_key]}"
+    if info.kind == "static":
+        prefix = f"s{spec['params'][info.size_key]}"
+    elif "T" in spec:
+        prefix = f"T{T}"
+    else:
+        prefix = f"dt{spec['params']['dt_ms']:g}ms"
     return Path(root) / "data" / "frames" / name / f"{prefix}-{short_hash(spec)}"
 
 
-def _static_frames(raw: Path, params: dict) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """uint8 [N, 1, S, S] images in 0..255, bilinearly resized from the 8x8 digits."""
-    images, labels, split = load_digits_raw(raw)
-    x = np.round(upsample(images, params["image_size"]) * (255 / DIGITS_MAX))  # bilinear: stays in 0..255
-    return {"x": x.astype(np.uint8)[:, None], "y": labels, "split": split}, {"scale": 1 / 255}
+def read_raw(name: str, params: Mapping[str, Any], root: str | Path) -> tuple[Path, dict]:
+    """The raw dir and its manifest, checked to match `params`; the error says how to fix it."""
+    info = get_info(name)
+    stage = "prepare" if info.source == "embedded" else "download"
+    target = raw_dir(name, root)
+    if not (target / "manifest.json").exists():
+        raise FileNotFoundError(f"{target}: raw data not found; run `spikeattn {stage} {name}` first")
+    manifest = read_json(target / "manifest.json")
+    if manifest["params"] != raw_params(name, params):
+        raise ValueError(f"{target} was built with other parameters ({manifest['params']}); "
+                         f"run `spikeattn {stage} {name}` again")
+    return target, manifest
 
 
-def _event_frames(raw: Path, params: dict, T: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """[N, T, 2, H, W] event counts per polarity and time bin, through tonic's ToFrame.
+# --- building each kind ----------------------------------------------------------------------
 
-    Stored as uint8 when every count fits, else int16 (tonic's own dtype), never clipped.
-    """
+@dataclass
+class Built:
+    """One split's arrays (or file index) before saving."""
+
+    tensors: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _frame_chunk(args) -> list[np.ndarray]:
+    """Worker: read and frame a chunk of records (in a subprocess when workers > 1)."""
+    name, framing, records = args
+    source = sources.get_source(name)
+    return [framing(sources.read_events(source, record)) for record in records]
+
+
+def _frame_all(name: str, framing: Framing, records: list, workers: int) -> list[np.ndarray]:
+    chunks = [records[i:i + 64] for i in range(0, len(records), 64)]
+    if workers <= 1 or len(chunks) <= 1:
+        return [f for chunk in chunks for f in _frame_chunk((name, framing, chunk))]
+    with ProcessPoolExecutor(workers) as pool:
+        return [f for part in pool.map(_frame_chunk, [(name, framing, c) for c in chunks]) for f in part]
+
+
+def _pack_events(frames: list[np.ndarray], labels: np.ndarray, framing: Framing) -> dict[str, Any]:
+    out = {"x": torch.from_numpy(compact(frames, framing.variable_length)),
+           "y": torch.as_tensor(labels, dtype=torch.int64)}
+    if framing.variable_length:
+        lengths = np.array([len(f) for f in frames], dtype=np.int64)
+        out["offsets"] = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]))
+    return out
+
+
+def _real_events(name: str, params: dict, T: int, root: Path, workers: int) -> dict[str, Built]:
+    source = sources.get_source(name)
+    records = source.records(raw_dir(name, root))
+    labels = np.array([r.label for r in records], dtype=np.int64)
+    if params["split"] == "official":
+        if any(r.split is None for r in records):
+            raise ValueError(f"datasets.{name}.split: {name} has no official split; use per_class")
+        split = np.array([r.split for r in records], dtype=np.int8)
+    else:
+        split = per_class_split(labels, params["test_fraction"], params["split_seed"])
+    framing = Framing.from_params(params, source.sensor, T)
+    built = {}
+    for k, part in enumerate(SPLITS):
+        chosen = [r for r, s in zip(records, split) if s == k]
+        frames = _frame_all(name, framing, chosen, workers)
+        built[part] = Built(_pack_events(frames, labels[split == k], framing),
+                            {"files": len(chosen), "groups": sorted({r.group for r in chosen} - {""})})
+    return built
+
+
+def _embedded_events(params: dict, T: int, raw: Path) -> dict[str, Built]:
     samples, labels, split = load_events(raw)
     size = params["sensor_size"]
-    to_frame = ToFrame(sensor_size=(size, size, 2), n_time_bins=T)
-    x = np.stack([to_frame(samples[i]) for i in range(len(samples))])
-    counted = int(x.sum(dtype=np.int64))
-    dtype = np.uint8 if x.max() <= np.iinfo(np.uint8).max else np.int16
-    # tonic's bins end at t0 + T * ((t_last - t0) // T) (exclusive), so the last few events
-    # of a sample are not counted; recorded here so the loss is visible, not hidden.
-    extra = {"scale": 1.0, "events_total": len(samples.events), "events_in_frames": counted}
-    return {"x": x.astype(dtype), "y": labels, "split": split}, extra
+    framing = Framing("time_bins", (size, size), T=T)
+    built = {}
+    for k, part in enumerate(SPLITS):
+        idx = np.flatnonzero(split == k)
+        frames = [framing(samples[i]) for i in idx]
+        counted = int(sum(int(f.sum(dtype=np.int64)) for f in frames))
+        events = int(sum(len(samples[i]) for i in idx))
+        # tonic's bins end at t0 + T * ((t_last - t0) // T) (exclusive), so the last few events
+        # of a sample are not counted; recorded here so the loss is visible, not hidden.
+        built[part] = Built(_pack_events(frames, labels[idx], framing),
+                            {"events_total": events, "events_in_frames": counted})
+    return built
 
 
-def preprocess(name: str, params: Mapping[str, Any], T: int, root: str | Path) -> Path:
-    """Write `frames_dir(...)` atomically: frames.pt (train/test x and y) and meta.json."""
+def _resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [N, C, h, w] -> [N, C, size, size], bilinear with antialiasing, rounded."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    t = F.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="bilinear",
+                      antialias=True, align_corners=False)
+    return t.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _static(name: str, params: dict, raw: Path) -> dict[str, Built]:
+    size = params["image_size"]
+    if name == "digits":
+        images, labels, split = load_digits_raw(raw)
+        x = np.round(upsample(images, size) * (255 / DIGITS_MAX)).astype(np.uint8)[:, None]
+        return {part: Built({"x": torch.from_numpy(x[split == k]),
+                             "y": torch.from_numpy(labels[split == k])})
+                for k, part in enumerate(SPLITS)}
+    source = sources.get_source(name)
+    built = {}
+    for part in SPLITS:
+        images, labels = source.load(raw, part)
+        x = _resize_uint8(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), size)
+        built[part] = Built({"x": torch.from_numpy(x), "y": torch.as_tensor(labels, dtype=torch.int64)})
+    return built
+
+
+def _image_files(params: dict) -> dict[str, Built]:
+    source = sources.get_source("imagenet")
+    root = Path(params["root"]).expanduser()
+    source.check(root)
+    built = {}
+    for part in SPLITS:
+        records = source.records(root, part)
+        built[part] = Built({"paths": [str(p.relative_to(root)) for p, _ in records],
+                             "y": torch.tensor([label for _, label in records], dtype=torch.int64)},
+                            {"root": str(root)})
+    return built
+
+
+def preprocess(name: str, params: Mapping[str, Any], T: int, root: str | Path, workers: int = 1) -> Path:
+    """Build `frames_dir(...)` atomically: train.pt, test.pt and meta.json."""
+    root = Path(root)
     spec = frames_spec(name, params, T)
-    raw, _ = read_raw(name, params, root)
-    kind = get_info(name).kind
-    if kind == "events":
-        data, extra = _event_frames(raw, spec["params"], T)
+    info = get_info(name)
+    checked = check_params(name, params)
+    raw, _ = read_raw(name, checked, root)
+    if name == "imagenet":
+        built, layout = _image_files(checked), "files"
+    elif info.kind == "static":
+        built, layout = _static(name, checked, raw), "fixed"
+    elif info.source == "embedded":
+        built, layout = _embedded_events(checked, T, raw), "fixed"
     else:
-        data, extra = _static_frames(raw, spec["params"])
-    test = data["split"] == 1
-    tensors = {
-        "train_x": torch.from_numpy(data["x"][~test]), "train_y": torch.from_numpy(data["y"][~test]),
-        "test_x": torch.from_numpy(data["x"][test]), "test_y": torch.from_numpy(data["y"][test]),
-    }
+        built = _real_events(name, checked, T, root, workers)
+        layout = "clips" if "offsets" in built["train"].tensors else "fixed"
+    for part, b in built.items():
+        if len(b.tensors["y"]) == 0:
+            raise ValueError(f"{name}: the {part} split is empty; check datasets.{name}.split "
+                             "and test_fraction")
     meta = {
-        "spec": spec, "kind": kind,
-        "shapes": {k: list(v.shape) for k, v in tensors.items()},
-        "dtypes": {k: str(v.dtype).removeprefix("torch.") for k, v in tensors.items()},
-        "counts": {"train": int((~test).sum()), "test": int(test.sum())},
-        "max_value": int(data["x"].max()),
-        **extra,
+        "spec": spec, "kind": info.kind, "layout": layout,
+        "scale": 1 / 255 if info.kind == "static" else 1.0,
+        "counts": {part: len(b.tensors["y"]) for part, b in built.items()},
+        "class_counts": {part: torch.bincount(b.tensors["y"], minlength=info.num_classes).tolist()
+                         for part, b in built.items()},
+        "shapes": {part: {k: list(v.shape) for k, v in b.tensors.items() if torch.is_tensor(v)}
+                   for part, b in built.items()},
+        "dtypes": {part: {k: str(v.dtype).removeprefix("torch.") for k, v in b.tensors.items()
+                          if torch.is_tensor(v)} for part, b in built.items()},
+        "max_value": max(int(b.tensors["x"].max()) for b in built.values()) if layout != "files" else 255,
+        **{part: b.extra for part, b in built.items() if b.extra},
     }
+    if info.source == "embedded" and info.kind == "events":
+        meta["events_total"] = sum(b.extra["events_total"] for b in built.values())
+        meta["events_in_frames"] = sum(b.extra["events_in_frames"] for b in built.values())
     target = frames_dir(name, params, T, root)
     with atomic_dir(target) as tmp:
-        torch.save(tensors, tmp / "frames.pt")
+        for part, b in built.items():
+            torch.save(b.tensors, tmp / f"{part}.pt")
         write_json(tmp / "meta.json", meta)
     return target
 
+
+# --- reading a cache back --------------------------------------------------------------------
 
 def to_float(x: torch.Tensor, meta: Mapping[str, Any]) -> torch.Tensor:
     """A stored batch as float32 model input: images in [0, 1], event counts as they are."""
@@ -103,24 +240,41 @@ def to_float(x: torch.Tensor, meta: Mapping[str, Any]) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Frames:
-    """The preprocessed tensors of one dataset, as stored (uint8/int16 x, int64 y)."""
+class Split:
+    """One split as stored: x (uint8/int16), y (int64), and offsets or file paths by layout."""
 
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
+    x: torch.Tensor | None
+    y: torch.Tensor
+    offsets: torch.Tensor | None = None
+    paths: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Frames:
+    """The preprocessed splits of one dataset and their meta.json."""
+
+    train: Split
+    test: Split
     meta: dict[str, Any]
 
     def as_float(self, x: torch.Tensor) -> torch.Tensor:
         return to_float(x, self.meta)
 
 
+def load_split(path: str | Path, part: str) -> Split:
+    """Read one split file of a cache directory."""
+    file = Path(path) / f"{part}.pt"
+    if not file.exists():
+        raise FileNotFoundError(f"{file}: not found; build it with `spikeattn preprocess "
+                                f"{Path(path).parent.name} --T <T>` (or snakemake)")
+    stored = torch.load(file, weights_only=True)
+    return Split(x=stored.get("x"), y=stored["y"], offsets=stored.get("offsets"), paths=stored.get("paths"))
+
+
 def load_frames(path: str | Path) -> Frames:
     """Load a `preprocess` output directory."""
     path = Path(path)
-    if not (path / "frames.pt").exists():
-        raise FileNotFoundError(f"{path / 'frames.pt'}: not found; build it with "
-                                f"`spikeattn preprocess {path.parent.name} --T <T>` (or snakemake)")
-    tensors = torch.load(path / "frames.pt", weights_only=True)
-    return Frames(**tensors, meta=read_json(path / "meta.json"))
+    return Frames(load_split(path, "train"), load_split(path, "test"), read_json(path / "meta.json"))

@@ -25,6 +25,8 @@ class DatasetInfo:
     sensor: tuple[int, int] | None = None  # a real event camera's (H, W), divided by `downsample`
     # Keys used only when turning raw data into frames; changing them must not force `prepare`.
     frame_keys: tuple[str, ...] = ()
+    # Keys used only when loading batches (augmentation, clip sampling): no cache depends on them.
+    loader_keys: tuple[str, ...] = ()
     cross_check: Callable[[dict], None] = field(default=lambda params: None)
 
     @property
@@ -67,25 +69,32 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
 }
 
-# Real datasets: fetched by `spikeattn download` (not implemented yet). The raw files do not
-# depend on any parameter: every key shapes the frames only.
+# Real datasets: fetched by `spikeattn download` (ImageNet: a folder the user provides, which
+# `download` checks). The raw files depend only on the archives; every other key shapes the
+# frames (frame keys) or the batches (loader keys).
+_LOADER_KEYS = ("train_window", "test_clips", "augment")
 _DVS_FRAME_KEYS = ("frame_method", "dt_ms", "downsample", "split", "test_fraction", "split_seed")
 _REAL_DVS = {  # name: (classes, sensor H x W)
     "dvs128-gesture": (11, (128, 128)),
     "dvs128-gait": (21, (128, 128)),
     "cifar10-dvs": (10, (128, 128)),
     "n-caltech101": (101, (180, 240)),
+    "n-mnist": (10, (34, 34)),
 }
-_REAL_IMAGES = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}  # name: classes
+_REAL_IMAGES = {"cifar10": (10, "download"), "cifar100": (100, "download"),
+                "imagenet": (1000, "folder")}  # name: (classes, source)
 DATASETS.update({
     name: DatasetInfo(name=name, kind="events", source="download", num_classes=classes,
-                      in_channels=2, sensor=sensor, frame_keys=_DVS_FRAME_KEYS)
+                      in_channels=2, sensor=sensor, frame_keys=_DVS_FRAME_KEYS + _LOADER_KEYS,
+                      loader_keys=_LOADER_KEYS)
     for name, (classes, sensor) in _REAL_DVS.items()
 })
 DATASETS.update({
-    name: DatasetInfo(name=name, kind="static", source="download", num_classes=classes,
-                      in_channels=3, size_key="image_size", frame_keys=("image_size",))
-    for name, classes in _REAL_IMAGES.items()
+    name: DatasetInfo(name=name, kind="static", source=source, num_classes=classes,
+                      in_channels=3, size_key="image_size",
+                      frame_keys=("image_size",) + _LOADER_KEYS + (("root",) if source == "folder" else ()),
+                      loader_keys=_LOADER_KEYS)
+    for name, (classes, source) in _REAL_IMAGES.items()
 })
 
 

@@ -1,7 +1,10 @@
 """The training loop: epochs of SGD on a model that returns per-time-step logits.
 
-Optimisers and schedules come from timm by name, so params.yaml can name any of them.
-Deterministic for a given seed on CPU (fixed thread count, seeded shuffling, no workers).
+Batches come from `spikeattn.data.loader` (already on the device, already float), each
+carrying how many clips per sample it holds: test accuracy is then the majority vote of the
+clips' predictions (MA-SNN's 10-clip test). Optimisers and schedules come from timm by name,
+so params.yaml can name any of them. Deterministic for a given seed on CPU (fixed thread count,
+seeded shuffling, no workers).
 """
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from .losses import Loss, build_loss, predict
@@ -30,12 +32,6 @@ def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     return torch.Generator().manual_seed(seed)
-
-
-def make_loader(x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator | None = None) -> DataLoader:
-    """Batches of stored (compact) tensors; shuffled when a generator is given."""
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=generator is not None,
-                      generator=generator, num_workers=0)
 
 
 def build_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.Optimizer:
@@ -95,21 +91,29 @@ class Fit:
         return max(self.history, key=lambda row: (row["test_acc"], -row["epoch"]))
 
 
-def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss, to_input: Callable[[Tensor], Tensor],
+def vote(logits: Tensor, clips: int) -> Tensor:
+    """Per-sample decisions from logits [T, B * clips, K]: the most frequent clip prediction
+    (ties go to the smallest class index)."""
+    per_clip = predict(logits).view(-1, clips)
+    return per_clip.mode(dim=1).values if clips > 1 else per_clip[:, 0]
+
+
+def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss,
               optimizer: torch.optim.Optimizer | None = None, bar: tqdm | None = None) -> dict[str, float]:
     """One pass; trains when an optimizer is given, else evaluates without gradients."""
     model.train(optimizer is not None)
     total_loss, correct, seen = 0.0, 0, 0
     with torch.set_grad_enabled(optimizer is not None):
-        for x, y in batches:
-            logits = model(to_input(x))
-            loss = loss_fn(logits, y)
+        for batch in batches:
+            logits = model(batch.x)
+            y = batch.y
+            loss = loss_fn(logits, y.repeat_interleave(batch.clips) if batch.clips > 1 else y)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
             total_loss += loss.item() * len(y)
-            correct += (predict(logits) == y).sum().item()
+            correct += (vote(logits, batch.clips) == y).sum().item()
             seen += len(y)
             if bar is not None:
                 bar.update(1)
@@ -117,13 +121,11 @@ def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss, to_input: Call
     return {"loss": total_loss / seen, "acc": correct / seen}
 
 
-def fit(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
-        settings: dict[str, Any], seed: int, to_input: Callable[[Tensor], Tensor],
-        on_epoch: EpochCallback | None = None, progress: bool = True) -> Fit:
-    """Train for `settings['epochs']` epochs, evaluating on `test` after each."""
-    generator = seed_everything(seed)
-    train_loader = make_loader(*train, settings["batch_size"], generator)
-    test_loader = make_loader(*test, settings["batch_size"])
+def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, settings: dict[str, Any],
+        seed: int, on_epoch: EpochCallback | None = None, progress: bool = True) -> Fit:
+    """Train for `settings['epochs']` epochs on `train_loader`'s batches (a re-iterable that
+    reshuffles itself), evaluating on `test_loader` after each."""
+    seed_everything(seed)
     loss_fn = build_loss(settings["loss"], settings["label_smoothing"])
     eval_loss = build_loss(settings["loss"])
     optimizer = build_optimizer(model, settings)
@@ -135,8 +137,8 @@ def fit(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tens
         lr = optimizer.param_groups[0]["lr"]
         with tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}", leave=False,
                   disable=not progress, mininterval=1.0) as bar:
-            tr = run_epoch(model, train_loader, loss_fn, to_input, optimizer, bar)
-        te = run_epoch(model, test_loader, eval_loss, to_input)
+            tr = run_epoch(model, train_loader, loss_fn, optimizer, bar)
+        te = run_epoch(model, test_loader, eval_loss)
         if scheduler is not None:
             scheduler.step(epoch + 1, tr["loss"])
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": tr["loss"], "train_acc": tr["acc"],
