@@ -110,3 +110,14 @@ def test_missing_imagenet_folder_names_the_key(tmp_path):
     params = {**PARAMS["imagenet"], "root": str(tmp_path / "nowhere")}
     with pytest.raises(DataError, match="datasets.imagenet.root"):
         download("imagenet", params, tmp_path / "root")
+
+
+def test_worker_processes_build_the_same_cache(tmp_path):
+    params = mirrored("n-mnist", tmp_path)
+    root = tmp_path / "root"
+    download("n-mnist", params, root)
+    serial = load_frames(preprocess("n-mnist", params, T, root))
+    parallel = load_frames(preprocess("n-mnist", params, T, root, workers=2))
+    for part in ("train", "test"):
+        a, b = getattr(serial, part), getattr(parallel, part)
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)

@@ -13,6 +13,7 @@ Layouts (meta["layout"]):
 """
 from __future__ import annotations
 
+import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,9 +97,11 @@ def _frame_chunk(args) -> list[np.ndarray]:
 
 
 def _frame_all(name: str, framing: Framing, records: list, workers: int) -> list[np.ndarray]:
-    chunks = [records[i:i + 64] for i in range(0, len(records), 64)]
-    if workers <= 1 or len(chunks) <= 1:
-        return [f for chunk in chunks for f in _frame_chunk((name, framing, chunk))]
+    """Frames of every record, in order; spread over `workers` processes in ~4 chunks each."""
+    if workers <= 1 or len(records) <= 1:
+        return _frame_chunk((name, framing, records))
+    size = math.ceil(len(records) / (4 * workers))
+    chunks = [records[i:i + size] for i in range(0, len(records), size)]
     with ProcessPoolExecutor(workers) as pool:
         return [f for part in pool.map(_frame_chunk, [(name, framing, c) for c in chunks]) for f in part]
 
@@ -123,10 +126,11 @@ def _real_events(name: str, params: dict, T: int, root: Path, workers: int) -> d
     else:
         split = per_class_split(labels, params["test_fraction"], params["split_seed"])
     framing = Framing.from_params(params, source.sensor, T)
+    every = _frame_all(name, framing, records, workers)  # one pool for both splits
     built = {}
     for k, part in enumerate(SPLITS):
         chosen = [r for r, s in zip(records, split) if s == k]
-        frames = _frame_all(name, framing, chosen, workers)
+        frames = [f for f, s in zip(every, split) if s == k]
         built[part] = Built(_pack_events(frames, labels[split == k], framing),
                             {"files": len(chosen), "groups": sorted({r.group for r in chosen} - {""})})
     return built
