@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from tonic.io import events_struct
 
 from spikeattn.data.registry import get_info, raw_dir, raw_params
-from spikeattn.io import atomic_dir, file_digest, read_json, write_json
+from spikeattn.io import atomic_dir, file_digest, write_json
 
 EVENT_DTYPE = events_struct  # tonic's own (x int16, y int16, t int64, p bool): its transforms expect it
 LOG_EPS = 0.1  # dark floor of the log intensity, as a real sensor's dark current: I=0 is not -inf
@@ -226,18 +226,6 @@ def prepare(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
             "sha256": {filename: file_digest(tmp / filename)},
         })
     return target
-
-
-def read_raw(name: str, params: Mapping[str, Any], root: str | Path) -> tuple[Path, dict]:
-    """The raw dir and its manifest, checked to match `params`; the error says how to fix it."""
-    target = raw_dir(name, root)
-    if not (target / "manifest.json").exists():
-        raise FileNotFoundError(f"{target}: raw data not found; run `spikeattn prepare {name}` first")
-    manifest = read_json(target / "manifest.json")
-    if manifest["params"] != raw_params(name, params):
-        raise ValueError(f"{target} was prepared with other parameters ({manifest['params']}); "
-                         f"run `spikeattn prepare {name}` again")
-    return target, manifest
 
 
 def load_digits_raw(raw: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
