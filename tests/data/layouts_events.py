@@ -130,13 +130,18 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def tar_gz_bytes(members: dict[str, bytes]) -> bytes:
+def tar_gz_bytes(members: dict[str, bytes], symlink: str | None = None) -> bytes:
+    """A .tar.gz of `members`; `symlink` adds a link of that name to /etc/passwd (a hostile archive)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
+        if symlink:
+            info = tarfile.TarInfo(symlink)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tf.addfile(info)
     return buf.getvalue()
 
 

@@ -2,32 +2,18 @@
 import hashlib
 import http.server
 import io
-import tarfile
 import threading
 import time
 import zipfile
 
 import pytest
 
+from layouts_events import tar_gz_bytes
 from spikeattn.data import download
 from spikeattn.data.download import DownloadError
 
 BASE = {"source": "download", "frame_method": "time_window", "dt_ms": 15, "downsample": 4,
         "split": "official", "test_fraction": None, "split_seed": None}
-
-
-def tar_bytes(members: dict[str, bytes], symlink: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        if symlink:
-            info = tarfile.TarInfo(symlink)
-            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
-            tf.addfile(info)
-    return buf.getvalue()
 
 
 def archive_params(tmp_path, data: bytes, file="gesture.tar.gz", urls=None, md5=None):
@@ -39,7 +25,7 @@ def archive_params(tmp_path, data: bytes, file="gesture.tar.gz", urls=None, md5=
     return {**BASE, "archives": [entry]}
 
 
-GOOD = tar_bytes({"DvsGesture/user01_fluorescent.aedat": b"events" * 100,
+GOOD = tar_gz_bytes({"DvsGesture/user01_fluorescent.aedat": b"events" * 100,
                   "DvsGesture/user01_fluorescent_labels.csv": b"class,start,end\n1,0,10\n"})
 
 
@@ -88,7 +74,7 @@ def test_wrong_md5_is_refused_and_leaves_nothing(tmp_path):
 def test_unsafe_members_are_refused(tmp_path, members, symlink):
     root = tmp_path / "repo"
     with pytest.raises(DownloadError, match="refusing"):
-        download("dvs128-gesture", archive_params(tmp_path, tar_bytes(members, symlink)), root)
+        download("dvs128-gesture", archive_params(tmp_path, tar_gz_bytes(members, symlink)), root)
     raw = root / "data" / "raw" / "dvs128-gesture"
     assert not (tmp_path / "repo" / "data" / "raw" / "escape.txt").exists()
     assert not (raw / "gesture").exists() and not (raw / "manifest.json").exists()

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 from tonic.io import read_mnist_file
 
-from spikeattn.data.download import safe_extract
-
-from .base import EVENT_DTYPE, DataError, EventRecord, EventSource, find_dirs, refetch_hint
+from .base import (EVENT_DTYPE, DataError, EventRecord, EventSource, extract_inner, find_dirs,
+                   refetch_hint, sample_files, unique)
 
 DIGITS = tuple("0123456789")
 
@@ -31,26 +30,6 @@ CALTECH101_CLASSES = (
     "pyramid revolver rhino rooster saxophone schooner scissors scorpion sea_horse snoopy "
     "soccer_ball stapler starfish stegosaurus stop_sign strawberry sunflower tick trilobite umbrella "
     "watch water_lilly wheelchair wild_cat windsor_chair wrench yin_yang").split()
-
-
-def sample_files(raw: Path, pattern: str) -> list[Path]:
-    """Files matching `pattern` at any depth under `raw`, skipping hidden entries (unfinished
-    extractions `.<name>.tmp`, macOS `._*` forks) and `__MACOSX/` folders."""
-    return [path for path in raw.rglob(pattern)
-            if not any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(raw).parts)]
-
-
-def unique(records: list[EventRecord], name: str) -> list[EventRecord]:
-    """`records` unchanged; DataError if one sample (split, class folder, file) appears twice,
-    i.e. the dataset was extracted twice under raw and would be counted (and split) twice."""
-    seen: dict[tuple, Path] = {}
-    for r in records:
-        key = (r.split, r.path.parent.name, r.path.name)
-        if key in seen:
-            raise DataError(f"{r.path} and {seen[key]}: two copies of the same {name} sample; "
-                            "delete one of the two extracted folders")
-        seen[key] = r.path
-    return records
 
 
 def read_atis_bin(path: Path, name: str) -> np.ndarray:
@@ -100,10 +79,7 @@ class NCaltech101(EventSource):
 
     def after_extract(self, raw: Path) -> None:
         """Unpack the inner Caltech101.zip next to itself, once (tonic's folder counts as done)."""
-        for inner in sorted(sample_files(raw, "Caltech101.zip")):
-            dest = inner.with_suffix("")
-            if not dest.exists():
-                safe_extract(inner, dest)
+        extract_inner(raw, "Caltech101.zip")
 
     def records(self, raw: Path) -> list[EventRecord]:
         find_dirs(raw, "**/Caltech101", self.name, "Caltech101/ folder (is the inner Caltech101.zip extracted?)")

@@ -98,6 +98,37 @@ def read_events(source: EventSource, record: EventRecord) -> np.ndarray:
     return check_events(events, record.path, source.sensor, source.name)
 
 
+def sample_files(raw: Path, pattern: str) -> list[Path]:
+    """Files matching `pattern` at any depth under `raw`, skipping hidden entries (unfinished
+    extractions `.<name>.tmp`, macOS `._*` forks) and `__MACOSX/` folders."""
+    return [path for path in raw.rglob(pattern)
+            if not any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(raw).parts)]
+
+
+def unique(records: list[EventRecord], name: str) -> list[EventRecord]:
+    """`records` unchanged; DataError if one sample (split, class folder, file) appears twice,
+    i.e. the dataset was extracted twice under raw and would be counted (and split) twice."""
+    seen: dict[tuple, Path] = {}
+    for r in records:
+        key = (r.split, r.path.parent.name, r.path.name)
+        if key in seen:
+            raise DataError(f"{r.path} and {seen[key]}: two copies of the same {name} sample; "
+                            "delete one of the two extracted folders")
+        seen[key] = r.path
+    return records
+
+
+def extract_inner(raw: Path, pattern: str, keep=lambda archive: True) -> None:
+    """Unpack each archive matching `pattern` under `raw` (that `keep` accepts) next to itself,
+    once: releases that pack archives inside archives (tonic's folder counts as done)."""
+    from spikeattn.data.download import safe_extract
+
+    for inner in sorted(sample_files(raw, pattern)):
+        dest = inner.with_suffix("")
+        if keep(inner) and not dest.exists():
+            safe_extract(inner, dest)
+
+
 def find_dirs(raw: Path, pattern: str, name: str, what: str) -> list[Path]:
     """Folders under `raw` matching a glob `pattern`, sorted; DataError naming the layout if none."""
     found = sorted(p for p in raw.glob(pattern) if p.is_dir())

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeattn.data.download import safe_extract
-
-from .atis_bin import sample_files, unique
-from .base import DataError, EventRecord, EventSource, refetch_hint
+from .base import DataError, EventRecord, EventSource, extract_inner, refetch_hint, sample_files, unique
 
 # tonic's CIFAR10DVS.classes: folder name -> label
 CLASSES = {"airplane": 0, "automobile": 1, "bird": 2, "cat": 3, "deer": 4,
@@ -32,10 +29,7 @@ class CIFAR10DVS(EventSource):
 
     def after_extract(self, raw: Path) -> None:
         """Unpack each inner <class>.zip next to itself, once (tonic's folder counts as done)."""
-        for inner in sorted(sample_files(raw, "*.zip")):
-            dest = inner.with_suffix("")
-            if inner.stem in CLASSES and not dest.exists():
-                safe_extract(inner, dest)
+        extract_inner(raw, "*.zip", keep=lambda inner: inner.stem in CLASSES)
 
     def records(self, raw: Path) -> list[EventRecord]:
         found = []

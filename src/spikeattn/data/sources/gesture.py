@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atis_bin import sample_files, unique
-from .base import DataError, EventRecord, EventSource, find_dirs, refetch_hint
+from .base import DataError, EventRecord, EventSource, find_dirs, refetch_hint, sample_files, unique
 
 FOLDERS = ("ibmGestureTrain", "ibmGestureTest")  # split 0, 1
 
