@@ -100,10 +100,16 @@ class Params:
         problems += self._check_train(self.raw["train"], "train")
         for study, spec in self.raw["study"].items():
             problems += self._check_train(spec.get("train", {}), f"study.{study}.train")
-        for name, members in self.raw.get("groups", {}).items():
-            for i, member in enumerate(members):
+        for name, paper in self.raw.get("papers", {}).items():
+            for i, member in enumerate(paper["studies"]):
                 if member not in self.raw["study"]:
-                    problems.append(f"groups.{name}[{i}]: no study named {member!r}")
+                    problems.append(f"papers.{name}.studies[{i}]: no study named {member!r}")
+        for name, members in self.raw.get("groups", {}).items():
+            if name in self.raw.get("papers", {}):
+                problems.append(f"groups.{name}: a paper has that name already; rename one")
+            for i, member in enumerate(members):
+                if member not in self.raw["study"] and member not in self.raw.get("papers", {}):
+                    problems.append(f"groups.{name}[{i}]: no study or paper named {member!r}")
         self._fail(problems)
         for study, spec in self.raw["study"].items():
             problems += self._check_model(study, spec)
@@ -176,18 +182,49 @@ class Params:
         selection = self.raw["studies"] if selection is None else selection
         words = selection.split(",") if isinstance(selection, str) else list(selection)
         groups = self.raw.get("groups", {})
+        papers = self.raw.get("papers", {})
         picked: list[str] = []
         for word in (w.strip() for w in words):
             if word == "all":
                 picked += self.studies
             elif word in groups:
-                picked += groups[word]
+                picked += [s for member in groups[word]
+                           for s in (papers[member]["studies"] if member in papers else [member])]
+            elif word in papers:
+                picked += papers[word]["studies"]
             elif word in self.raw["study"]:
                 picked.append(word)
             else:
-                raise ParamsError(f"studies: {word!r} is not 'all', a group ({', '.join(groups)}) "
-                                  f"or a study ({', '.join(self.studies)})")
+                raise ParamsError(f"studies: {word!r} is not 'all', a group ({', '.join(groups)}), "
+                                  f"a paper ({', '.join(papers)}) or a study ({', '.join(self.studies)})")
         return [s for s in self.studies if s in picked]
+
+    # -- papers -----------------------------------------------------------------------------
+    @property
+    def papers(self) -> list[str]:
+        return list(self.raw.get("papers", {}))
+
+    def paper(self, name: str) -> dict[str, Any]:
+        """A paper's title and studies (params.yaml `papers:`)."""
+        try:
+            return dict(self.raw["papers"][name])
+        except KeyError:
+            raise ParamsError(f"{self.source}: no paper {name!r}; declared: {', '.join(self.papers)}") from None
+
+    def papers_of(self, studies: Iterable[str]) -> dict[str, list[str]]:
+        """{paper: its studies among `studies`} for every paper with at least one of them."""
+        chosen = set(studies)
+        out = {}
+        for name in self.papers:
+            members = [s for s in self.raw["papers"][name]["studies"] if s in chosen]
+            if members:
+                out[name] = members
+        return out
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """Significance settings of the ablation tables (params.yaml `report:`)."""
+        return dict(self.raw["report"])
 
     # -- one study ------------------------------------------------------------------------
     def study(self, name: str) -> Mapping[str, Any]:

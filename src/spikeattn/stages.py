@@ -136,7 +136,7 @@ def energy(params: Params, study: str, cell_id: str, seed: int, threads: int = 1
     """Count spikes and operations of a trained cell x seed on its test set; write energy.json."""
     import torch
 
-    from .energy import energy_from_counts, measure
+    from .energy import EnergyConventions, estimate
     from .train import load_checkpoint
 
     cell = params.cell(study, cell_id)
@@ -146,21 +146,15 @@ def energy(params: Params, study: str, cell_id: str, seed: int, threads: int = 1
     model, _ = load_checkpoint(out / "checkpoint.pt")
     frames = data.load_frames(frames_path(params, cell).parent)
     size = params.train_settings(study)["batch_size"]
-    counts = measure(model, _inputs(_cell_batches(params, cell, frames, "test", size, device, clips=1)),
-                     device=device)
-    constants = params.energy
-    priced = energy_from_counts(counts, constants["e_mac_pj"], constants["e_ac_pj"])
-    layer_energy = {layer["name"]: layer["energy_uj"] for layer in priced.pop("layers")}
-    report = {"study": study, "cell": cell.id, "seed": seed, **priced,
-              "mean_firing_rate": counts["mean_firing_rate"], "firing_rates": counts["firing_rates"],
-              "layers": [{**layer, "energy_uj": layer_energy[layer["name"]]} for layer in counts["layers"]],
-              "samples": counts["samples"]}
+    estimated = estimate(model, _inputs(_cell_batches(params, cell, frames, "test", size, device, clips=1)),
+                         EnergyConventions.from_params(params.energy), device=device, T=cell.T)
+    report = {"study": study, "cell": cell.id, "seed": seed, **estimated.to_dict()}
     write_json(out / paths.ENERGY_FILE, report)
     run_id = read_json(out / "metrics.json").get("mlflow_run_id")
     tracker = _tracked(track and run_id is not None)
     if tracker:
         with tracker.resume_cell_run(run_id) as run:
-            run.log_metrics({k: report[k] for k in ("energy_uj", "energy_mac_uj", "energy_ac_uj", "macs", "sops")})
+            run.log_metrics({k: report[k] for k in ("energy_uj", "energy_mac_uj", "energy_ac_uj", "macs", "sops", "spikes")})
             run.log_artifacts([out / paths.ENERGY_FILE])
     return report
 

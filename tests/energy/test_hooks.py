@@ -157,7 +157,8 @@ def test_demo_cnn_mac_and_sop_layers(demo):
     assert rep["samples"] == 8
     stem = _layer(rep, "coding.stem.0")
     assert not stem["spiking_input"] and stem["sops"] == 0
-    assert stem["macs"] == 4 * 16 * 16 * 16 * 1 * 9  # T * C1 * H * W * in_chans * 3x3
+    # C1 * H * W * in_chans * 3x3, once: the static image is the same at all T=4 steps
+    assert stem["macs"] == 16 * 16 * 16 * 1 * 9 and stem["dense_macs"] == 4 * stem["macs"]
     for name in ("conv2.0", "head.1"):
         layer = _layer(rep, name)
         assert layer["spiking_input"] and layer["macs"] == 0 and 0 < layer["input_rate"] < 1
@@ -180,8 +181,10 @@ def test_gac_gate_counts_macs():
     rep = measure(_demo("gac", neuron_kwargs={"v_threshold": 0.05, "v_reset": 0.0}),
                   [torch.rand(8, 1, 16, 16)])
     for layer in rep["layers"]:
-        if layer["name"].startswith(("coding.sca", "coding.ta")) and not layer["silent_input"]:
+        if layer["name"].startswith("coding.ta") and not layer["silent_input"]:
             assert layer["macs"] == layer["dense_macs"] > 0 and layer["sops"] == 0, layer["name"]
+        if layer["name"].startswith("coding.sca"):  # on the stem current, the same at every step
+            assert layer["macs"] == layer["dense_macs"] / 4 > 0 and layer["sops"] == 0, layer["name"]
     # GAC's two elementwise products act on the stem current [T, C1, H, W] per sample
     assert _layer(rep, "coding")["macs"] == 2 * 4 * 16 * 16 * 16
     assert set(rep["firing_rates"]) == {"coding.neuron", "stage2.neuron"}
@@ -230,3 +233,16 @@ def test_report_without_forward_raises():
         with OpCounter(Toy()) as c:
             pass
         c.report()
+
+
+def test_repeats_over_time_needs_a_time_major_shape():
+    from spikeattn.energy import repeats_over_time
+
+    same = torch.ones(4, 2, 3)  # [T=4, B=2, F], identical steps
+    assert repeats_over_time(same, 4, batch=2)
+    assert repeats_over_time(same.reshape(8, 3), 4, batch=2)  # [T*B, F]
+    assert not repeats_over_time(torch.zeros(8, 4), 4, batch=8)  # [B, T]: not time-major
+    varying = same.clone()
+    varying[3, 1, 0] = 2.0
+    assert not repeats_over_time(varying, 4, batch=2)
+    assert not repeats_over_time(same, None, batch=2) and not repeats_over_time(same, 1, batch=2)

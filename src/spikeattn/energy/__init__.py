@@ -1,10 +1,12 @@
 """Energy estimates: count MACs / synaptic operations on real data, then price them.
 
-    report = measure(model, batches)            # per-sample counts and firing rates
-    energy = energy_from_counts(report, 4.6, 0.9)   # µJ per sample + the conventions caption
+    report = estimate(model, test_batches, EnergyConventions.from_params(params["energy"]))
+    report.layers, report.energy_uj, report.caption()
 """
-from .hooks import OpCounter, dense_macs, measure
-from .model import CONVENTIONS, E_AC_PJ_45NM, E_MAC_PJ_45NM, conventions_text, energy_from_counts
+from .conventions import CHOICES, E_AC_PJ_45NM, E_MAC_PJ_45NM, EnergyConventions
+from .hooks import OpCounter, dense_macs, exact_sops, measure, repeats_over_time
+from .model import LAYER_COLUMNS, EnergyReport, estimate
 
-__all__ = ["OpCounter", "dense_macs", "measure", "CONVENTIONS", "E_AC_PJ_45NM", "E_MAC_PJ_45NM",
-           "conventions_text", "energy_from_counts"]
+__all__ = ["CHOICES", "E_AC_PJ_45NM", "E_MAC_PJ_45NM", "EnergyConventions", "OpCounter",
+           "dense_macs", "exact_sops", "measure", "repeats_over_time", "LAYER_COLUMNS",
+           "EnergyReport", "estimate"]

@@ -13,7 +13,9 @@
   weight multiplications count as MACs.
 
 BatchNorm (folded into the conv at inference), pooling, ReLU, sigmoid, the LIF update itself
-are not counted. Everything in `report()` is per sample.
+are not counted. Everything in `report()` is per sample. The choices the field makes
+differently (exact vs rate SOPs, a repeated static input computed once or T times, the
+encoding layer, attention products) follow an `EnergyConventions` (conventions.py).
 
 Why "binary on every call" rather than per call: whether a layer is fed by spikes is a fact
 about the network, not about one batch. Per call, a real-valued layer whose input happens to
@@ -32,9 +34,13 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+import torch.nn.functional as F
+
 from ..neurons import MultiStepLIF
+from .conventions import EnergyConventions
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_FN = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 
 
 def dense_macs(module: nn.Module, output: Tensor) -> int:
@@ -44,6 +50,46 @@ def dense_macs(module: nn.Module, output: Tensor) -> int:
     if isinstance(module, nn.Linear):
         return output.numel() * module.in_features
     raise TypeError(f"no MAC formula for {type(module).__name__}")
+
+
+def exact_sops(module: nn.Module, x: Tensor) -> int:
+    """Accumulates one call does when only nonzero inputs are sent: every input spike times
+    the synapses it reaches (its fan-out), borders and strides included.
+
+    For a conv this sums, over outputs, the nonzero inputs in each receptive field, times the
+    output channels that read them: a conv of the spike indicator (summed over each group's
+    input channels) with an all-ones kernel.
+    """
+    if isinstance(module, nn.Linear):
+        return int(torch.count_nonzero(x)) * module.out_features
+    if not isinstance(module, _CONV):
+        raise TypeError(f"no SOP formula for {type(module).__name__}")
+    spatial = len(module.kernel_size)
+    g = module.groups
+    ind = (x != 0).to(torch.float64)
+    ind = ind.reshape(ind.shape[0], g, module.in_channels // g, *ind.shape[2:]).sum(2)
+    padding = module.padding
+    if module.padding_mode != "zeros":
+        ind = F.pad(ind, module._reversed_padding_repeated_twice, mode=module.padding_mode)
+        padding = 0
+    ones = torch.ones(g, 1, *module.kernel_size, dtype=ind.dtype, device=ind.device)
+    reach = _CONV_FN[type(module)](ind, ones, None, module.stride, padding, module.dilation, g)
+    assert reach.dim() == spatial + 2
+    return int(round(float(reach.sum()))) * (module.out_channels // g)
+
+
+def repeats_over_time(x: Tensor, T: int | None, batch: int) -> bool:
+    """True when `x` is time-major for a model batch of `batch` samples ([T, B, ...] or
+    [T*B, ...]) and the same at every step. Other shapes (an attention MLP's [B, T] input)
+    are never taken for time-major, so a coincidence across samples cannot trigger it."""
+    if T is None or T < 2 or x.dim() == 0:
+        return False
+    merged = x.shape[0] == T * batch
+    stacked = x.dim() >= 2 and x.shape[0] == T and x.shape[1] == batch
+    if not (merged or stacked):
+        return False
+    steps = x.reshape(T, -1)
+    return bool((steps == steps[:1]).all())
 
 
 def _first_tensor(args: Any) -> Tensor | None:
@@ -57,16 +103,19 @@ def _first_tensor(args: Any) -> Tensor | None:
 class _LayerStats:
     type: str
     kind: str  # "conv" | "linear" | "elementwise"
+    order: int  # position of its first call in the forward pass
     calls: int = 0
     nonbinary_calls: int = 0  # calls whose input had a value other than 0 or 1
     dense: int = 0  # dense MACs summed over calls
-    sops_if_spiking: float = 0.0  # sum over calls of dense * nonzero fraction
+    varying_calls: int = 0  # calls whose input was not one static input repeated over time
+    sops_if_spiking: float = 0.0  # per the sop_count convention, summed over calls
     input_nonzero: int = 0
     input_elements: int = 0
 
 
 @dataclass
 class _LIFStats:
+    order: int = 0
     spikes: float = 0.0
     elements: int = 0
 
@@ -75,14 +124,21 @@ class OpCounter:
     """Context manager that counts operations and spikes of `model` while the block runs.
 
     `force_mac` names Conv/Linear modules (as in `named_modules`) that always count as dense
-    MACs even when fed binary values, e.g. a first layer that reads binary event frames when
-    the convention wanted is "the encoding layer is MACs". Counts accumulate over repeated
-    `with` blocks of one counter; hooks live only inside the block (removed on exceptions too).
+    MACs even when fed binary values. `conventions` picks the counting choices (energies per
+    operation are applied later, by `energy_from_counts`/`estimate`); `T` (default: the
+    model's `T` attribute) lets a repeated static input be recognised. Counts accumulate over
+    repeated `with` blocks of one counter; hooks live only inside the block (removed on
+    exceptions too).
     """
 
-    def __init__(self, model: nn.Module, force_mac: Iterable[str] = ()):
+    def __init__(self, model: nn.Module, force_mac: Iterable[str] = (),
+                 conventions: EnergyConventions | None = None, T: int | None = None):
         self.model = model
+        self.conventions = conventions or EnergyConventions()
+        self.T = T if T is not None else getattr(model, "T", None)
         self.force_mac = set(force_mac)
+        self._calls = 0
+        self._batch = 0
         names = {n for n, _ in model.named_modules()}
         unknown = self.force_mac - names
         if unknown:
@@ -100,14 +156,15 @@ class OpCounter:
             self._handles.append(self.model.register_forward_pre_hook(self._count_samples))
             for name, mod in self.model.named_modules():
                 if isinstance(mod, MultiStepLIF):
-                    self._lifs.setdefault(name, _LIFStats())
+                    self._lifs.setdefault(name, _LIFStats(order=-1))
                     self._handles.append(mod.register_forward_hook(self._lif_hook(name)))
                 if isinstance(mod, _CONV + (nn.Linear,)):
                     kind = "conv" if isinstance(mod, _CONV) else "linear"
-                    self._layers.setdefault(name, _LayerStats(type(mod).__name__, kind))
+                    self._layers.setdefault(name, _LayerStats(type(mod).__name__, kind, order=-1))
                     self._handles.append(mod.register_forward_hook(self._layer_hook(name)))
                 elif callable(getattr(mod, "elementwise_macs", None)):
-                    self._layers.setdefault(name, _LayerStats(type(mod).__name__, "elementwise"))
+                    self._layers.setdefault(name, _LayerStats(type(mod).__name__, "elementwise",
+                                                              order=-1))
                     self._handles.append(mod.register_forward_hook(self._elementwise_hook(name)))
         except BaseException:
             self._remove()
@@ -128,25 +185,36 @@ class OpCounter:
         if x is None:
             raise TypeError("OpCounter needs the model's first argument to be a batch tensor [B, ...]")
         self.samples += x.shape[0]
+        self._batch = x.shape[0]
 
     def _lif_hook(self, name: str):
         stats = self._lifs[name]
 
         def hook(module: nn.Module, args: Any, output: Tensor) -> None:
+            self._seen(stats)
             out = output.detach()
             stats.spikes += float(out.sum(dtype=torch.float64))
             stats.elements += out.numel()
         return hook
 
+    def _seen(self, stats: "_LayerStats | _LIFStats") -> None:
+        if stats.order < 0:
+            stats.order = self._calls
+            self._calls += 1
+
     def _layer_hook(self, name: str):
         stats = self._layers[name]
         forced = name in self.force_mac
+        conv = self.conventions
 
         def hook(module: nn.Module, args: Any, output: Tensor) -> None:
+            self._seen(stats)
             x = _first_tensor(args).detach()
             dense = dense_macs(module, output)
             stats.calls += 1
             stats.dense += dense
+            if not repeats_over_time(x, self.T, self._batch):
+                stats.varying_calls += 1
             binary = (not forced) and bool(((x == 0) | (x == 1)).all())
             if not binary:
                 stats.nonbinary_calls += 1
@@ -154,7 +222,8 @@ class OpCounter:
             nonzero = int(torch.count_nonzero(x))
             stats.input_nonzero += nonzero
             stats.input_elements += x.numel()
-            stats.sops_if_spiking += dense * nonzero / max(x.numel(), 1)
+            stats.sops_if_spiking += (exact_sops(module, x) if conv.sop_count == "exact"
+                                      else dense * nonzero / max(x.numel(), 1))
         return hook
 
     def _elementwise_hook(self, name: str):
@@ -164,57 +233,76 @@ class OpCounter:
             # The products act on tensors shaped like the output. For MA it equals the input;
             # GAC's forward input is the image, but its products act on the stem current
             # (its `elementwise_macs(x)` names that `x`), which is shaped like its output.
+            self._seen(stats)
             n = int(module.elementwise_macs(output))
             stats.calls += 1
             stats.nonbinary_calls += 1
             stats.dense += n
+            stats.varying_calls += 1
         return hook
 
     # ---- results -----------------------------------------------------------------------
+    def _macs(self, s: _LayerStats) -> float:
+        """A real-valued layer's MACs under the conventions. Judged over all calls, like the
+        binary test: a layer counts once per sample only if every call repeated its input."""
+        if s.kind == "elementwise":
+            return s.dense if self.conventions.elementwise == "mac" else 0.0
+        if self.conventions.repeated_input == "once" and s.varying_calls == 0:
+            return s.dense / self.T
+        return float(s.dense)
+
     def report(self) -> dict[str, Any]:
-        """Per-sample counts: layers, firing rates, totals (see the module docstring)."""
+        """Per-sample counts: layers and neurons in forward order, firing rates, totals."""
         if self.samples == 0:
             raise ValueError("OpCounter saw no forward pass of the model: nothing to report")
         n = self.samples
+        called = sorted(((name, s) for name, s in self._layers.items() if s.calls),
+                        key=lambda item: item[1].order)
+        synaptic = [name for name, s in called if s.kind != "elementwise"]
+        encoder = synaptic[0] if synaptic and self.conventions.encoding_layer == "mac" else None
         layers = []
-        for name, s in self._layers.items():
-            if s.calls == 0:
-                continue
-            spiking = s.nonbinary_calls == 0
+        for name, s in called:
+            spiking = s.nonbinary_calls == 0 and name != encoder
+            macs = 0.0 if spiking else self._macs(s) / n
             layers.append({
                 "name": name,
+                "order": s.order,
                 "type": s.type,
                 "kind": s.kind,
                 "spiking_input": spiking,
                 "input_rate": s.input_nonzero / s.input_elements if spiking and s.input_elements else None,
+                "input_spikes": s.input_nonzero / n if spiking else None,
                 "dense_macs": s.dense / n,
-                "macs": 0.0 if spiking else s.dense / n,
+                "macs": macs,
                 "sops": s.sops_if_spiking / n if spiking else 0.0,
                 "calls": s.calls,
                 "silent_input": spiking and s.kind != "elementwise" and s.input_nonzero == 0,
             })
-        lifs = {k: v for k, v in self._lifs.items() if v.elements}
-        rates = {k: v.spikes / v.elements for k, v in lifs.items()}
-        total_elems = sum(v.elements for v in lifs.values())
+        lifs = sorted(((k, v) for k, v in self._lifs.items() if v.elements),
+                      key=lambda item: item[1].order)
+        rates = {k: v.spikes / v.elements for k, v in lifs}
+        total_elems = sum(v.elements for _, v in lifs)
+        total_spikes = sum(v.spikes for _, v in lifs)
         return {
             "samples": n,
             "layers": layers,
             "firing_rates": rates,
-            "neurons": [{"name": k, "rate": rates[k], "elements": v.elements / n}
-                        for k, v in lifs.items()],
+            "neurons": [{"name": k, "rate": rates[k], "elements": v.elements / n,
+                         "spikes": v.spikes / n, "order": v.order} for k, v in lifs],
             # Weighted by neuron-steps: all spikes / all neuron-steps of the network.
-            "mean_firing_rate": (sum(v.spikes for v in lifs.values()) / total_elems
-                                 if total_elems else None),
+            "mean_firing_rate": total_spikes / total_elems if total_elems else None,
             # Plain mean of the per-layer rates (each layer counts once).
             "mean_firing_rate_unweighted": sum(rates.values()) / len(rates) if rates else None,
             "totals": {"macs": sum(l["macs"] for l in layers),
                        "sops": sum(l["sops"] for l in layers),
-                       "dense_macs": sum(l["dense_macs"] for l in layers)},
+                       "dense_macs": sum(l["dense_macs"] for l in layers),
+                       "spikes": total_spikes / n},
         }
 
 
 def measure(model: nn.Module, batches: Iterable[Any], device: str | torch.device = "cpu",
-            max_batches: int | None = None, force_mac: Iterable[str] = ()) -> dict[str, Any]:
+            max_batches: int | None = None, force_mac: Iterable[str] = (),
+            conventions: EnergyConventions | None = None, T: int | None = None) -> dict[str, Any]:
     """Run `model` in eval mode without gradients over `batches` and return the counter's report.
 
     A batch is an input tensor [B, ...] or an (input, target, ...) tuple as a DataLoader
@@ -223,7 +311,7 @@ def measure(model: nn.Module, batches: Iterable[Any], device: str | torch.device
     was_training = model.training
     model.to(device).eval()
     try:
-        with torch.no_grad(), OpCounter(model, force_mac=force_mac) as counter:
+        with torch.no_grad(), OpCounter(model, force_mac, conventions, T) as counter:
             for i, batch in enumerate(batches):
                 if max_batches is not None and i >= max_batches:
                     break

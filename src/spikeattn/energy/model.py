@@ -1,63 +1,125 @@
 """Energy from operation counts, as the field commonly estimates it (REFERENCE.md section 4).
 
-Energy per sample = E_MAC * MACs + E_AC * SOPs, with the 45 nm figures E_MAC = 4.6 pJ and
-E_AC = 0.9 pJ by default. Every choice is a parameter and the text that states them travels
-with the numbers (`conventions`), so a table never shows energies without their caption.
+    report = estimate(model, test_inputs, EnergyConventions.from_params(params["energy"]))
+    report.layers       # one row per layer: kind, firing rate, spikes, SOPs, MACs, energy (pJ)
+    report.energy_uj    # per sample; report.caption() states how it was counted
+
+Energy per sample = E_MAC * MACs + E_AC * SOPs. Every choice is a field of
+`EnergyConventions` (params.yaml `energy:`), and its caption travels with the numbers.
 """
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
-E_MAC_PJ_45NM = 4.6
-E_AC_PJ_45NM = 0.9
+import pandas as pd
+import torch
+from torch import nn
 
+from .conventions import EnergyConventions
+from .hooks import measure
 
-def conventions_text(e_mac_pj: float = E_MAC_PJ_45NM, e_ac_pj: float = E_AC_PJ_45NM) -> str:
-    """The caption that states how the energies were counted, with the figures used."""
-    figures = ("45 nm" if (e_mac_pj, e_ac_pj) == (E_MAC_PJ_45NM, E_AC_PJ_45NM)
-               else "user-set")
-    return (f"Energy per sample = E_MAC·MACs + E_AC·SOPs ({figures}: E_MAC = {e_mac_pj:g} pJ, "
-            f"E_AC = {e_ac_pj:g} pJ); conv/linear layers fed by binary "
-            "spikes do SOPs = dense MACs × input firing rate (T merged into the batch, i.e. "
-            "fr·T·FLOPs), while layers fed by real values (encoding layer, attention MLPs and "
-            "convs, GAC gate) and the attention/gating multiplications count as MACs; "
-            "BatchNorm (folded into the conv), pooling, activations, LIF updates and biases "
-            "are not counted.")
+LAYER_COLUMNS = ("layer", "kind", "type", "input", "firing_rate", "spike_count", "sops",
+                 "macs", "energy_pj")
+PJ_PER_UJ = 1e6
 
 
-CONVENTIONS = conventions_text()
+def _layer_rows(counts: dict[str, Any], conv: EnergyConventions) -> list[dict[str, Any]]:
+    """Synaptic/elementwise layers and spiking neurons, interleaved in forward order.
 
-
-def energy_from_counts(report: dict[str, Any], e_mac_pj: float = E_MAC_PJ_45NM,
-                       e_ac_pj: float = E_AC_PJ_45NM) -> dict[str, Any]:
-    """Per-sample energy (µJ) of an `OpCounter.report()` / `measure()` result.
-
-    Reads report["totals"]["macs"|"sops"] (per sample); per-layer energies are added when
-    the report has "layers".
+    For a LIF row, firing_rate/spike_count are what it emits; for a layer fed by spikes, what
+    reaches it; a layer fed by real values has neither (NaN).
     """
-    if e_mac_pj < 0 or e_ac_pj < 0:
-        raise ValueError(f"energies per operation must be >= 0, got E_MAC={e_mac_pj}, E_AC={e_ac_pj}")
-    try:
-        macs = float(report["totals"]["macs"])
-        sops = float(report["totals"]["sops"])
-    except (KeyError, TypeError):
-        raise ValueError("report needs totals {macs, sops} per sample, as OpCounter.report() "
-                         "returns") from None
-    pj_to_uj = 1e-6
-    e_mac = e_mac_pj * macs * pj_to_uj
-    e_ac = e_ac_pj * sops * pj_to_uj
-    out: dict[str, Any] = {
-        "energy_uj": e_mac + e_ac,
-        "energy_mac_uj": e_mac,
-        "energy_ac_uj": e_ac,
-        "macs": macs,
-        "sops": sops,
-        "e_mac_pj": e_mac_pj,
-        "e_ac_pj": e_ac_pj,
-        "conventions": conventions_text(e_mac_pj, e_ac_pj),
-    }
-    if "layers" in report:
-        out["layers"] = [{"name": l["name"],
-                          "energy_uj": (e_mac_pj * l["macs"] + e_ac_pj * l["sops"]) * pj_to_uj}
-                         for l in report["layers"]]
-    return out
+    rows = []
+    for layer in counts["layers"]:
+        spikes_in = layer["spiking_input"] and layer["kind"] != "elementwise"
+        rows.append((layer.get("order", 0), {
+            "layer": layer["name"], "kind": layer["kind"], "type": layer["type"],
+            "input": "spikes" if spikes_in else "real",
+            "firing_rate": layer["input_rate"] if spikes_in and layer["input_rate"] is not None else math.nan,
+            "spike_count": layer["input_spikes"] if spikes_in and layer.get("input_spikes") is not None else math.nan,
+            "sops": layer["sops"], "macs": layer["macs"],
+            "energy_pj": conv.e_mac_pj * layer["macs"] + conv.e_ac_pj * layer["sops"],
+        }))
+    for neuron in counts["neurons"]:
+        rows.append((neuron.get("order", 0), {
+            "layer": neuron["name"], "kind": "lif", "type": "MultiStepLIF", "input": "real",
+            "firing_rate": neuron["rate"], "spike_count": neuron["spikes"],
+            "sops": 0.0, "macs": 0.0, "energy_pj": 0.0,
+        }))
+    return [row for _, row in sorted(rows, key=lambda item: item[0])]
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    """Per-sample counts and energy of a model on some inputs, per layer and in total."""
+
+    layers: pd.DataFrame
+    samples: int
+    conventions: EnergyConventions
+    firing_rates: dict[str, float] = field(default_factory=dict)
+    mean_firing_rate: float | None = None
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, Any], conventions: EnergyConventions) -> "EnergyReport":
+        """Price an `OpCounter.report()` / `measure()` result."""
+        for key in ("layers", "neurons", "samples"):
+            if key not in counts:
+                raise ValueError(f"counts lack {key!r}: pass what OpCounter.report() returns")
+        table = pd.DataFrame(_layer_rows(counts, conventions), columns=list(LAYER_COLUMNS))
+        return cls(table, int(counts["samples"]), conventions, dict(counts["firing_rates"]),
+                   counts["mean_firing_rate"])
+
+    @property
+    def macs(self) -> float:
+        return float(self.layers["macs"].sum())
+
+    @property
+    def sops(self) -> float:
+        return float(self.layers["sops"].sum())
+
+    @property
+    def spikes(self) -> float:
+        """Spikes emitted per sample by all spiking neurons."""
+        return float(self.layers.loc[self.layers["kind"] == "lif", "spike_count"].sum())
+
+    @property
+    def energy_mac_uj(self) -> float:
+        return self.conventions.e_mac_pj * self.macs / PJ_PER_UJ
+
+    @property
+    def energy_ac_uj(self) -> float:
+        return self.conventions.e_ac_pj * self.sops / PJ_PER_UJ
+
+    @property
+    def energy_uj(self) -> float:
+        return self.energy_mac_uj + self.energy_ac_uj
+
+    def caption(self) -> str:
+        return self.conventions.caption()
+
+    def totals(self) -> dict[str, float]:
+        return {"energy_uj": self.energy_uj, "energy_mac_uj": self.energy_mac_uj,
+                "energy_ac_uj": self.energy_ac_uj, "macs": self.macs, "sops": self.sops,
+                "spikes": self.spikes}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: totals, firing rates, the layer table as records, the conventions."""
+        records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                   for row in self.layers.to_dict(orient="records")]
+        return {**self.totals(), "samples": self.samples,
+                "mean_firing_rate": self.mean_firing_rate, "firing_rates": self.firing_rates,
+                "layers": records, "conventions": self.caption(),
+                "convention": self.conventions.as_dict()}
+
+
+def estimate(model: nn.Module, inputs: Iterable[Any],
+             conventions: EnergyConventions | None = None, device: str | torch.device = "cpu",
+             T: int | None = None, max_batches: int | None = None) -> EnergyReport:
+    """Count what `model` does on `inputs` (batches [B, ...] or (x, y, ...) tuples, e.g. the
+    test set) in eval mode, and price it. `T` defaults to the model's `T` attribute."""
+    conventions = conventions or EnergyConventions()
+    counts = measure(model, inputs, device=device, max_batches=max_batches,
+                     conventions=conventions, T=T)
+    return EnergyReport.from_counts(counts, conventions)
