@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine (Python 3.11):
-#   make demo   create .venv with the pinned dependencies, then run the demo studies
+#   make demo   create .venv with the pinned dependencies, run the demo studies and
+#               write reports/report.html
 #   make test   the test suite (what CI runs)
 PYTHON ?= python3
 VENV   := .venv
@@ -7,7 +8,7 @@ BIN    := $(VENV)/bin
 CORES  ?= $(shell nproc)
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lock clean-results
+.PHONY: install demo browser test lock clean-results
 
 install: $(STAMP)
 
@@ -21,8 +22,16 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --config studies=demo
+	$(BIN)/snakemake --config studies=demo --report reports/report.html
 
-test: $(STAMP)
+# The report page test drives Debian's chromium (playwright's own browser download needs a
+# network); installed here when missing and apt-get can (root), else that test skips locally.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null) || \
+		echo "warning: could not install chromium; the report page test will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 # Re-pin every dependency from the current .venv (after changing pyproject.toml).

@@ -1,9 +1,13 @@
-# spikeattn workflow: params.yaml -> data -> frames -> train -> energy -> tables.
+# spikeattn workflow: params.yaml -> data -> frames -> train -> energy -> tables, figures.
 #   snakemake --cores N                         every study selected in params.yaml
 #   snakemake --cores N --config studies=demo   the demo studies (embedded data, CPU)
+#   snakemake --config studies=demo --report reports/report.html   tables and figures, one page
 # Stages live in pipeline/*.smk; each rule runs one `spikeattn <stage>` command.
 
 configfile: "params.yaml"
+
+
+report: "pipeline/report/workflow.rst"
 
 
 include: "pipeline/common.smk"
@@ -12,7 +16,8 @@ include: "pipeline/common.smk"
 rule all:
     default_target: True
     input:
-        [report_files(study) for study in SELECTED],
+        [report_files(study) + figure_files(study) for study in SELECTED],
+        [paper_files(paper) for paper in PAPERS],
 
 
 include: "pipeline/data.smk"

@@ -27,6 +27,7 @@ wildcard_constraints:
     cell="[^/]+",
     seed=r"\d+",
     dataset="|".join(DATASETS),
+    paper="|".join(PARAMS.papers) or "^$",
 
 
 def cell_of(wildcards):
@@ -46,6 +47,23 @@ def study_run_files(study, name):
 
 def report_files(study):
     return [str(paths.report_dir(study) / name) for name in paths.REPORT_FILES]
+
+
+def figure_file(study, name, fmt):
+    return str(paths.report_dir(study) / f"{name}.{fmt}")
+
+
+def figure_files(study):
+    return [figure_file(study, n, f) for n in paths.FIGURE_NAMES for f in paths.FIGURE_FORMATS]
+
+
+def paper_files(paper):
+    return [str(paths.report_dir(paper) / name) for name in paths.PAPER_FILES]
+
+
+# Papers whose studies are all selected get their tables (a paper's table needs every study).
+PAPERS = PARAMS.papers_of(SELECTED)
+PAPER_OF = {study: paper for paper in PARAMS.papers for study in PARAMS.paper(paper)["studies"]}
 
 
 # Every frames cache the selected studies need: (dataset, key) -> `spikeattn preprocess`

@@ -1,4 +1,18 @@
-# Tables: one report per study, computed from results/ files only.
+# Reports, computed from results/ files only: per study its tables and figures, per paper
+# its results and ablation tables; `snakemake --report reports/report.html` gathers them.
+from spikeattn.energy import EnergyConventions
+from spikeattn.report.captions import figure_captions, paper_report_caption
+
+ENERGY_CAPTION = EnergyConventions.from_params(PARAMS.energy).caption()
+
+
+def paper_title(wildcards):
+    paper = wildcards.paper if "paper" in wildcards.keys() else PAPER_OF.get(wildcards.study)
+    return PARAMS.paper(paper)["title"] if paper else "Studies outside any paper"
+
+
+def paper_studies(wildcards):
+    return PARAMS.paper(wildcards.paper)["studies"]
 
 
 rule tables:
@@ -11,3 +25,45 @@ rule tables:
         "logs/{study}/tables.log",
     shell:
         "{SPIKEATTN} tables --study {wildcards.study} > {log} 2>&1"
+
+
+def _figure(name, label):
+    return report(figure_file("{study}", name, "png"), caption=f"report/{name}.rst",
+                  category=paper_title, subcategory="{study}",
+                  labels={"study": "{study}", "figure": label})
+
+
+rule figures:
+    input:
+        summary=str(paths.report_dir("{study}") / "summary.csv"),
+        energy=lambda w: study_run_files(w.study, paths.ENERGY_FILE),
+        history=lambda w: study_run_files(w.study, "history.csv"),
+    output:
+        pareto=_figure("pareto", "accuracy vs energy"),
+        firing_rates=_figure("firing_rates", "firing rate per layer"),
+        training_curves=_figure("training_curves", "training curves"),
+        svg=[figure_file("{study}", n, "svg") for n in paths.FIGURE_NAMES],
+    params:
+        captions=lambda w: figure_captions(PARAMS, w.study, ENERGY_CAPTION),
+    log:
+        "logs/{study}/figures.log",
+    shell:
+        "{SPIKEATTN} figures --study {wildcards.study} > {log} 2>&1"
+
+
+rule paper:
+    input:
+        metrics=lambda w: [f for s in paper_studies(w) for f in study_run_files(s, "metrics.json")],
+        energy=lambda w: [f for s in paper_studies(w) for f in study_run_files(s, paths.ENERGY_FILE)],
+    output:
+        tables=report(str(paths.report_dir("{paper}") / "tables.html"), caption="report/tables.rst",
+                      category=paper_title, subcategory="Tables",
+                      labels={"paper": "{paper}", "tables": "results, ablations, studies"}),
+        other=[str(paths.report_dir("{paper}") / n) for n in paths.PAPER_FILES if n != "tables.html"],
+    params:
+        settings=canonical_json(PARAMS.report),
+        caption=lambda w: paper_report_caption(PARAMS, w.paper, paper_studies(w), ENERGY_CAPTION),
+    log:
+        "logs/{paper}/paper.log",
+    shell:
+        "{SPIKEATTN} paper --paper {wildcards.paper} > {log} 2>&1"

@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("tables", help="results/<study>/ -> reports/<study>/ tables")
     s.add_argument("--study", required=True)
+    s = sub.add_parser("figures", help="results/<study>/ -> reports/<study>/ figures (PNG, SVG)")
+    s.add_argument("--study", required=True)
+    s = sub.add_parser("paper", help="a paper's studies -> reports/<paper>/ results, ablations, "
+                                     "tables.html")
+    s.add_argument("--paper", required=True)
     return p
 
 
@@ -69,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("train", "energy"):
             getattr(stages, args.command)(params, args.study, args.cell, args.seed,
                                           threads=args.threads, track=not args.no_track)
-        elif args.command == "tables":
-            print(stages.tables(params, args.study))
+        elif args.command in ("tables", "figures"):
+            print(getattr(stages, args.command)(params, args.study))
+        elif args.command == "paper":
+            print(stages.paper(params, args.paper))
     except (ParamsError, FileNotFoundError, NotImplementedError, DownloadError,
             DataError) as err:
         print(f"spikeattn {args.command}: error: {err}", file=sys.stderr)

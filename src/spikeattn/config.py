@@ -211,15 +211,11 @@ class Params:
         except KeyError:
             raise ParamsError(f"{self.source}: no paper {name!r}; declared: {', '.join(self.papers)}") from None
 
-    def papers_of(self, studies: Iterable[str]) -> dict[str, list[str]]:
-        """{paper: its studies among `studies`} for every paper with at least one of them."""
+    def papers_of(self, studies: Iterable[str]) -> list[str]:
+        """The papers all of whose studies are among `studies`: a paper's tables need them all."""
         chosen = set(studies)
-        out = {}
-        for name in self.papers:
-            members = [s for s in self.raw["papers"][name]["studies"] if s in chosen]
-            if members:
-                out[name] = members
-        return out
+        return [name for name in self.papers
+                if set(self.raw["papers"][name]["studies"]) <= chosen]
 
     @property
     def report(self) -> dict[str, Any]:

@@ -10,6 +10,11 @@ LOGS = Path("logs")
 TRAIN_FILES = ("metrics.json", "history.csv", "checkpoint.pt")
 ENERGY_FILE = "energy.json"
 REPORT_FILES = ("summary.md", "summary.csv", "summary.tex", "metrics.json")
+FIGURE_NAMES = ("pareto", "firing_rates", "training_curves")
+FIGURE_FORMATS = ("png", "svg")
+PAPER_FILES = ("results.md", "results.tex", "results.csv", "ablation.md", "ablation.tex",
+               "ablation.csv", "tables.html")
+REPORT_HTML = REPORTS / "report.html"
 
 
 def run_dir(study: str, cell: str, seed: int | str, results: Path = RESULTS) -> Path:

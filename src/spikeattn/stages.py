@@ -167,3 +167,33 @@ def tables(params: Params, study: str) -> Path:
     out = paths.report_dir(study)
     build_tables(study, cells, params.seeds(study), paths.RESULTS, out, targets=params.targets(study))
     return out
+
+
+def _study_inputs(params: Params, study: str):
+    from .report.build import StudyInputs
+
+    return StudyInputs(cells=[{"id": c.id, **c.coords()} for c in params.cells(study)],
+                       seeds=params.seeds(study), targets=params.targets(study),
+                       epochs=params.train_settings(study)["epochs"])
+
+
+def figures(params: Params, study: str) -> Path:
+    """reports/<study>/summary.csv + results/ -> reports/<study>/{pareto, firing_rates,
+    training_curves}.{png,svg}."""
+    from .report.build import build_figures
+
+    out = paths.report_dir(study)
+    build_figures(study, _study_inputs(params, study), out / "summary.csv", paths.RESULTS, out)
+    return out
+
+
+def paper(params: Params, name: str) -> Path:
+    """results/ of the paper's studies -> reports/<paper>/{results, ablation}.{md,tex,csv}
+    and tables.html."""
+    from .report.build import build_paper
+
+    declared = params.paper(name)
+    out = paths.report_dir(name)
+    build_paper(name, declared["title"], {s: _study_inputs(params, s) for s in declared["studies"]},
+                paths.RESULTS, out, params.report)
+    return out

@@ -1,8 +1,9 @@
 """The whole DAG on a tiny copy of the demo studies, then what each kind of edit re-plans.
 
-One Snakemake run (module fixture) builds data, frames, two trained cells, energy and
-tables in a scratch copy of the workflow; each test then edits params.yaml and asks
-`snakemake --dry-run` what it would re-run, restoring the file afterwards.
+One Snakemake run (module fixture) builds data, frames, three trained cells (one over three
+seeds, for the ablation's significance test), energy, tables, figures, the demo paper's
+tables and the HTML report in a scratch copy of the workflow; each test then edits
+params.yaml and asks `snakemake --dry-run` what it would re-run, restoring the file afterwards.
 """
 import contextlib
 import os
@@ -22,19 +23,22 @@ WORKFLOW_FILES = ("Snakefile", "pipeline", "dvc.yaml")
 
 
 def tiny_params() -> dict:
-    """The repository's demo studies, cut down to one cell x one seed x one epoch each."""
+    """The repository's demo studies, cut down to one epoch: one digits cell with one seed,
+    and a vanilla and a TA digits-dvs cell with three seeds."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["groups"] = {"demo": raw["groups"]["demo"]}
-    raw["study"] = {name: raw["study"][name] for name in raw["groups"]["demo"]}
+    raw.pop("groups", None)
+    raw["papers"] = {"demo": raw["papers"]["demo"]}
+    raw["study"] = {name: raw["study"][name] for name in raw["papers"]["demo"]["studies"]}
     used = {d for study in raw["study"].values() for d in study["grid"]["dataset"]}
     raw["datasets"] = {name: {**raw["datasets"][name], "max_samples": 200} for name in used}
     digits, dvs = raw["study"]["demo-digits"], raw["study"]["demo-dvs"]
     digits["grid"].update(attention=["TCSA"], coding=["gac"], T=[2])
     digits.pop("exclude", None)
-    dvs["grid"].update(attention=["none"], T=[2])
+    dvs["grid"].update(attention=["none", "TA"], T=[2])
     for study in raw["study"].values():
         study["seeds"] = [0]
         study["train"] = {"epochs": 1, "batch_size": 50}
+    dvs["seeds"] = [0, 1, 2]
     raw["studies"] = "demo"
     return raw
 
@@ -84,6 +88,7 @@ def workdir(tmp_path_factory):
     (root / "params.yaml").write_text(
         "# tiny copy of the demo studies\n" + yaml.safe_dump(tiny_params(), sort_keys=False))
     snakemake(root, "--cores", "2")
+    snakemake(root, "--report", "reports/report.html")
     return root
 
 
@@ -99,9 +104,16 @@ def test_run_writes_every_stage_output(workdir):
             run = workdir / "results" / study / cell / "seed0"
             for name in ("metrics.json", "history.csv", "checkpoint.pt", "energy.json"):
                 assert (run / name).is_file(), run / name
-        for name in ("summary.md", "summary.csv", "summary.tex", "metrics.json"):
+        for name in ("summary.md", "summary.csv", "summary.tex", "metrics.json",
+                     "pareto.png", "pareto.svg", "firing_rates.svg", "training_curves.png"):
             assert (workdir / "reports" / study / name).is_file()
-    assert "± –" in (workdir / "reports" / "demo-dvs" / "summary.md").read_text()
+    assert "± –" in (workdir / "reports" / "demo-digits" / "summary.md").read_text()
+    for name in ("results.md", "results.tex", "results.csv", "ablation.md", "ablation.tex",
+                 "ablation.csv", "tables.html"):
+        assert (workdir / "reports" / "demo" / name).is_file()
+    ablation = (workdir / "reports" / "demo" / "ablation.md").read_text()
+    assert "TA" in ablation and "3 vs 3" in ablation  # tested: three seeds on each side
+    assert (workdir / "reports" / "report.html").stat().st_size > 100_000
     assert list(workdir.glob("data/frames/*/*/train.pt"))
 
 
@@ -114,7 +126,7 @@ def test_mlflow_holds_one_finished_run_per_cell_and_seed(workdir):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     parents = {r.info.run_id: r for r in runs if "mlflow.parentRunId" not in r.data.tags}
     assert sorted(r.info.run_name for r in parents.values()) == ["demo-digits", "demo-dvs"]
-    assert len(children) == 2
+    assert len(children) == 7
     for run in children:
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] in parents
@@ -130,16 +142,23 @@ def test_nothing_planned_after_a_finished_run(workdir):
 def test_training_setting_of_one_study_replans_only_its_jobs(workdir):
     with edited_params(workdir, lambda raw: raw["study"]["demo-dvs"]["train"].update(lr=5e-4)):
         jobs = planned(workdir)
-    assert set(jobs) == {"train", "energy", "tables", "all"}
-    planned_files = jobs["train"] + jobs["energy"] + jobs["tables"]
+    assert set(jobs) == {"train", "energy", "tables", "figures", "paper", "all"}
+    planned_files = jobs["train"] + jobs["energy"] + jobs["tables"] + jobs["figures"]
     assert planned_files and all("/demo-dvs/" in f for f in planned_files), planned_files
 
 
-def test_energy_constant_replans_energy_and_tables_only(workdir):
-    with edited_params(workdir, lambda raw: raw["energy"].update(e_ac_pj=0.77)):
+@pytest.mark.parametrize("edit", [{"e_ac_pj": 0.77}, {"repeated_input": "every_step"}])
+def test_energy_setting_replans_energy_and_reports_only(workdir, edit):
+    with edited_params(workdir, lambda raw: raw["energy"].update(edit)):
         jobs = planned(workdir)
-    assert set(jobs) == {"energy", "tables", "all"}
-    assert len(jobs["energy"]) == 2
+    assert set(jobs) == {"energy", "tables", "figures", "paper", "all"}
+    assert len(jobs["energy"]) == 7
+
+
+def test_significance_setting_replans_the_paper_tables_only(workdir):
+    with edited_params(workdir, lambda raw: raw["report"].update(alpha=0.01)):
+        jobs = planned(workdir)
+    assert set(jobs) == {"paper", "all"}
 
 
 def test_reordered_keys_and_comments_replan_nothing(workdir):
@@ -174,9 +193,67 @@ def test_dvc_repro_reuses_outputs_and_shows_metrics(workdir):
     run("dvc", "init", "-q")
     checkpoints = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("checkpoint.pt")}
     out = run("dvc", "repro")
-    for stage in ("data@digits", "data@digits-dvs", "study@demo-digits", "study@demo-dvs"):
+    for stage in ("data@digits", "data@digits-dvs", "study@demo-digits", "study@demo-dvs",
+                  "paper@demo"):
         assert stage in out
     assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints, "dvc repro retrained"
     metrics = run("dvc", "metrics", "show")
     assert "reports/demo-dvs/metrics.json" in metrics and "acc_mean" in metrics
     assert "Data and pipelines are up to date" in run("dvc", "status")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Chromium as root in a sandboxless container, with no background traffic on a closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture
+def browser_page():
+    if CHROMIUM is None:
+        message = "Debian's chromium is not installed (`make test` installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 900})
+        finally:
+            browser.close()
+
+
+def test_report_page_renders_tables_and_figures_in_chromium(workdir, browser_page):
+    """Open reports/report.html as a reader would: the paper's tables render inside the
+    report, with the ablation's significance, and a study's figure loads; screenshots are
+    kept in test-artifacts/."""
+    page = browser_page
+    page.goto((workdir / "reports" / "report.html").as_uri())
+    page.get_by_text("Results", exact=True).first.click()
+    page.get_by_text("Tables", exact=True).first.click()
+    page.locator("tr", has_text="results, ablations, studies").locator("a[iconname=eye]").click()
+    frame = page.frame_locator("iframe")
+    frame.locator("table.ablation").wait_for(timeout=15_000)
+    headings = frame.locator("h2").all_inner_texts()
+    assert headings == ["Results", "Ablations against the vanilla twin", "Study demo-digits",
+                        "Study demo-dvs"]
+    results = frame.locator("table.results").inner_text()
+    assert "digits-dvs · demo_cnn · T=2" in results and "Ours (%)" in results
+    assert "TA / direct" in results and "± –" in results  # one-seed cells say so
+    ablation = frame.locator("table.ablation tbody tr")
+    assert ablation.count() == 1 and "3 vs 3" in ablation.inner_text()
+    assert "Energy conventions" in frame.locator("p.caption").first.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-tables.png"))
+
+    title = yaml.safe_load((workdir / "params.yaml").read_text())["papers"]["demo"]["title"]
+    page.get_by_text(title, exact=True).first.click()  # the breadcrumb back to the paper
+    page.get_by_text("demo-dvs", exact=True).first.click()
+    page.locator("tr", has_text="accuracy vs energy").locator("a[iconname=eye]").click()
+    image = page.locator("#app img").first
+    image.wait_for(timeout=15_000)
+    assert page.evaluate("img => img.complete && img.naturalWidth > 0", image.element_handle())
+    page.screenshot(path=str(ARTIFACTS / "report-pareto.png"))

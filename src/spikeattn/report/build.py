@@ -1,0 +1,91 @@
+"""Entry points of the report stages: a study's figures, a paper's tables and its HTML page.
+
+Every output is rendered in memory first and then written atomically, so a failure (a
+missing result file, a bad value) leaves the previous report untouched, never half of one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from ..io import atomic_path
+from ..paths import FIGURE_NAMES
+from . import figures as fig
+from .ablation import ablation_caption, ablation_table, render_ablation
+from .html import tables_page
+from .paper import paper_caption, paper_long, paper_sources, paper_wide, render_paper
+from .results import histories, layer_rates, runs_frame
+from .tables import _cell_dict, _conventions, _load, caption as study_caption, human_table, summarise
+
+FIGURES = FIGURE_NAMES
+
+
+@dataclass(frozen=True)
+class StudyInputs:
+    """What a report needs to know about one study besides its result files."""
+
+    cells: list[Any]
+    seeds: list[int]
+    targets: list[dict[str, Any]]
+    epochs: int
+
+
+def _write_texts(out_dir: Path, texts: Mapping[str, str]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, content in texts.items():
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(content, encoding="utf-8")
+
+
+def build_figures(study: str, inputs: StudyInputs, summary_csv: Path, results_root: Path,
+                  out_dir: Path) -> list[Path]:
+    """Accuracy vs energy (with the Pareto front), per-layer firing rates per variant and
+    training curves of one study, as PNG and SVG in `out_dir`."""
+    summary = pd.read_csv(summary_csv)
+    made = [
+        fig.pareto_figure(summary, f"{study}: accuracy vs energy"),
+        fig.firing_rate_figure(layer_rates(study, inputs.cells, inputs.seeds, results_root),
+                               f"{study}: firing rate per layer"),
+        fig.training_curves_figure(histories(study, inputs.cells, inputs.seeds, results_root),
+                                   f"{study}: training curves"),
+    ]
+    written = []
+    for name, figure in zip(FIGURES, made):
+        written += fig.save_figure(figure, Path(out_dir) / name)
+    return written
+
+
+def build_paper(name: str, title: str, studies: Mapping[str, StudyInputs], results_root: Path,
+                out_dir: Path, report: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """reports/<paper>/: the paper-shaped results table, the ablation table (Markdown, LaTeX,
+    CSV) and tables.html, which also holds each study's summary table. Returns the frames."""
+    results_root = Path(results_root)
+    runs = pd.concat([runs_frame(s, i.cells, i.seeds, results_root) for s, i in studies.items()],
+                     ignore_index=True)
+    loaded = {s: _load(s, [_cell_dict(c) for c in i.cells], i.seeds, results_root)
+              for s, i in studies.items()}
+    conventions = _conventions({f"{s}/{cell}": seeds for s, by_cell in loaded.items()
+                                for cell, seeds in by_cell.items()})
+    targets = {s: i.targets for s, i in studies.items()}
+    long = paper_long(runs, targets)
+    wide = paper_wide(long)
+    text = paper_caption(title, long, {s: {"seeds": i.seeds, "epochs": i.epochs}
+                                       for s, i in studies.items()},
+                         conventions, paper_sources(targets))
+    alpha, min_seeds, correction = report["alpha"], report["min_seeds"], report["correction"]
+    ablation = ablation_table(runs, alpha, min_seeds, correction)
+    ab_text = ablation_caption(ablation, alpha, min_seeds, correction)
+    summaries = {}
+    for study, inputs in studies.items():
+        cells = [_cell_dict(c) for c in inputs.cells]
+        summary = summarise(cells, loaded[study], inputs.targets)
+        summaries[study] = (human_table(summary),
+                            study_caption(summary, inputs.seeds, conventions, "", inputs.targets))
+    texts = {**render_paper(name, wide, long, text),
+             **render_ablation(name, ablation, ab_text),
+             "tables.html": tables_page(title, wide, text, ablation, ab_text, summaries)}
+    _write_texts(Path(out_dir), texts)
+    return {"runs": runs, "results": long, "ablation": ablation}

@@ -1,0 +1,55 @@
+"""Captions of the report's figures and tables, from params.yaml alone.
+
+`snakemake --report` renders each result's caption from an RST template that reads these
+strings from the rule's params; they state dataset, T, seeds, epochs and the energy
+conventions, so a figure lifted out of the report still says what it shows.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_RST_SPECIAL = "\\*`_|"
+
+
+def rst_escape(text: str) -> str:
+    """Backslash-escape RST inline markup, so captions render as the plain text they are."""
+    return "".join(f"\\{ch}" if ch in _RST_SPECIAL else ch for ch in text)
+
+
+def study_setting(params: Any, study: str) -> str:
+    """'digits-dvs T=8; 8 cells; seeds 0, 1; 5 epochs' for one study."""
+    cells = params.cells(study)
+    data = ", ".join(f"{d} T={t}" for d, t in dict.fromkeys((c.dataset, c.T) for c in cells))
+    seeds = params.seeds(study)
+    epochs = params.train_settings(study)["epochs"]
+    return (f"{data}; {len(cells)} cells; seed{'s' if len(seeds) > 1 else ''} "
+            f"{', '.join(map(str, seeds))}; {epochs} epochs")
+
+
+def figure_captions(params: Any, study: str, energy_caption: str) -> dict[str, str]:
+    setting = study_setting(params, study)
+    spread = "mean ± sample std over seeds" if len(params.seeds(study)) > 1 else "a single seed"
+    captions = {
+        "pareto": (f"Study {study} ({setting}). Final test accuracy against estimated energy "
+                   f"per test sample, one point per cell ({spread}); the step line joins the "
+                   "Pareto front (no other cell is both cheaper and more accurate); hollow "
+                   "diamonds mark the paper's reported accuracy where there is one. "
+                   f"Energy conventions: {energy_caption}"),
+        "firing_rates": (f"Study {study} ({setting}). Firing rate of each spiking layer, in "
+                         "forward order, per attention variant (mean over seeds, measured on "
+                         "the test set): where an attention module suppresses spikes."),
+        "training_curves": (f"Study {study} ({setting}). Test accuracy and training loss per "
+                            "epoch, mean over seeds with the min-max band across seeds."),
+    }
+    return {k: rst_escape(v) for k, v in captions.items()}
+
+
+def paper_report_caption(params: Any, paper: str, studies: list[str], energy_caption: str) -> str:
+    report = params.report
+    settings = " ".join(f"{s}: {study_setting(params, s)}." for s in studies)
+    text = (f"{params.paper(paper)['title']}: the results table (ours vs the paper's numbers, "
+            "rows = cells, columns = dataset and T), the ablations (each variant against its "
+            f"vanilla twin; two-sided Welch t-test, alpha {report['alpha']:g}, at least "
+            f"{report['min_seeds']} seeds, {report['correction']} correction) and each study's "
+            f"summary. {settings} Energy conventions: {energy_caption}")
+    return rst_escape(text)

@@ -1,0 +1,55 @@
+"""One self-contained HTML page of a paper's tables, for `snakemake --report` to embed.
+
+Snakemake's report shows HTML results in a frame but offers CSV files only as downloads, so
+the tables a reader should see are rendered here, each followed by its caption.
+"""
+from __future__ import annotations
+
+import html
+from typing import Mapping
+
+import pandas as pd
+
+from .ablation import ablation_human
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1f2328; }
+h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.85rem; }
+th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #d0d7de; text-align: right; }
+th { background: #f6f8fa; text-align: center; }
+td:first-child, th:first-child { text-align: left; }
+p.caption { max-width: 60rem; font-size: 0.8rem; color: #57606a; }
+"""
+
+
+def _table(frame: pd.DataFrame, index: bool, css_class: str) -> str:
+    return frame.to_html(index=index, escape=True, border=0, classes=css_class, na_rep="")
+
+
+def _section(heading: str, table_html: str, caption: str, section_id: str) -> str:
+    return (f'<section id="{section_id}"><h2>{html.escape(heading)}</h2>\n{table_html}\n'
+            f'<p class="caption">{html.escape(caption)}</p></section>')
+
+
+def tables_page(title: str, results: pd.DataFrame, results_caption: str,
+                ablation: pd.DataFrame, ablation_caption: str,
+                summaries: Mapping[str, tuple[pd.DataFrame, str]]) -> str:
+    """Results table (paper-shaped), ablations against the vanilla twins, each study's summary."""
+    # index name "" would add an empty header row
+    sections = [_section("Results", _table(results.rename_axis(index=None), True, "results"),
+                         results_caption, "results")]
+    if ablation.empty:
+        sections.append(_section("Ablations", "<p>No variant has a vanilla twin in these "
+                                 "studies.</p>", ablation_caption, "ablation"))
+    else:
+        sections.append(_section("Ablations against the vanilla twin",
+                                 _table(ablation_human(ablation), False, "ablation"),
+                                 ablation_caption, "ablation"))
+    for study, (table, caption) in summaries.items():
+        sections.append(_section(f"Study {study}", _table(table, False, "summary"), caption,
+                                 f"study-{study}"))
+    body = "\n".join(sections)
+    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
+            f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")

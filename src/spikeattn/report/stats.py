@@ -1,0 +1,108 @@
+"""Significance of a difference between two cells, so seed noise is never reported as a gain.
+
+A study trains each cell over a handful of seeds. Whether a variant's accuracy gain over its
+vanilla twin is real is a two-sample question on those per-seed values: Welch's t-test (no
+equal-variance assumption: an attention module can make training more or less stable) with
+the matching Welch–Satterthwaite confidence interval, and Holm's step-down correction when a
+study asks the question once per variant.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as _st
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Welch comparison of sample `a` against sample `b` (diff = mean_a - mean_b).
+
+    `testable` is True when both sides have at least `min_seeds` values; only then are the
+    interval and the p-value defined (NaN otherwise, while `diff` is always reported).
+    """
+
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    testable: bool
+
+
+def _sample(values: Sequence[float], side: str) -> np.ndarray:
+    """A 1-d float array; a NaN or inf would silently poison the test, so it is refused."""
+    arr = np.asarray(list(values), dtype=float).ravel()
+    if not np.isfinite(arr).all():
+        raise ValueError(f"welch: sample {side} has non-finite values {arr.tolist()}")
+    return arr
+
+
+def _mean(arr: np.ndarray) -> float:
+    return float(arr.mean()) if arr.size else math.nan
+
+
+def welch_df(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
+    """Welch–Satterthwaite degrees of freedom of the difference of two means."""
+    qa, qb = var_a / n_a, var_b / n_b
+    return (qa + qb) ** 2 / (qa ** 2 / (n_a - 1) + qb ** 2 / (n_b - 1))
+
+
+def welch(a: Sequence[float], b: Sequence[float], alpha: float = 0.05,
+          min_seeds: int = 3) -> Comparison:
+    """Two-sided Welch t-test of mean(a) == mean(b) and the (1 - alpha) interval of the gap.
+
+    The p-value is scipy's `ttest_ind(equal_var=False)`; the interval is built here from the
+    same standard error and Welch–Satterthwaite df, so the two always agree. When both
+    samples have zero variance (e.g. deterministic training), the t statistic is 0/0 or ±inf:
+    equal means give p = 1, and different means are an exact difference, p = 0 and the
+    interval collapses to [diff, diff]. Fewer than `min_seeds` values on either side (or
+    fewer than 2, whatever `min_seeds` says) leave p and the interval NaN.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"welch: alpha must be in (0, 1), got {alpha!r}")
+    xa, xb = _sample(a, "a"), _sample(b, "b")
+    n_a, n_b = int(xa.size), int(xb.size)
+    mean_a, mean_b = _mean(xa), _mean(xb)
+    diff = mean_a - mean_b
+    untested = Comparison(n_a, n_b, mean_a, mean_b, diff, math.nan, math.nan, math.nan, False)
+    if min(n_a, n_b) < max(int(min_seeds), 2):
+        return untested
+    if np.ptp(xa) == 0 and np.ptp(xb) == 0:  # exact ties, not var() == 0: no float dust
+        p = 1.0 if diff == 0 else 0.0
+        return Comparison(n_a, n_b, mean_a, mean_b, diff, diff, diff, p, True)
+    var_a, var_b = float(xa.var(ddof=1)), float(xb.var(ddof=1))
+    se = math.sqrt(var_a / n_a + var_b / n_b)
+    half = float(_st.t.ppf(1.0 - alpha / 2.0, welch_df(var_a, n_a, var_b, n_b))) * se
+    with warnings.catch_warnings():
+        if np.ptp(xa) == 0 or np.ptp(xb) == 0:  # one constant side: its variance is exactly 0
+            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        p = float(_st.ttest_ind(xa, xb, equal_var=False).pvalue)
+    return Comparison(n_a, n_b, mean_a, mean_b, diff, diff - half, diff + half, p, True)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the input order.
+
+    NaNs (untested comparisons) stay NaN and do not count in m, so an untestable cell
+    neither costs nor gains the others anything. Adjusted values are monotone in the raw
+    ones and capped at 1; reject where adjusted < alpha controls the family-wise error.
+    """
+    p = np.asarray(list(p_values), dtype=float)
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError(f"holm: p-values must lie in [0, 1], got {p.tolist()}")
+    out = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = order.size
+    running = 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        out[idx] = running
+    return [float(v) for v in out]
