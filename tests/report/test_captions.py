@@ -87,7 +87,7 @@ def test_study_setting_single_seed_says_seed():
         def train_settings(self, study):
             return {"epochs": 1}
 
-    assert study_setting(OneSeed(), "s") == "d T=2, d T=4; 2 cells; seed 7; 1 epochs"
+    assert study_setting(OneSeed(), "s") == "d T=2, d T=4; 2 cells; seed 7; 1 epoch"
 
 
 def test_figure_captions_demo_dvs(params, energy_caption):

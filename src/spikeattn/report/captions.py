@@ -23,7 +23,7 @@ def study_setting(params: Any, study: str) -> str:
     seeds = params.seeds(study)
     epochs = params.train_settings(study)["epochs"]
     return (f"{data}; {len(cells)} cells; seed{'s' if len(seeds) > 1 else ''} "
-            f"{', '.join(map(str, seeds))}; {epochs} epochs")
+            f"{', '.join(map(str, seeds))}; {epochs} epoch{'s' if epochs != 1 else ''}")
 
 
 def figure_captions(params: Any, study: str, energy_caption: str) -> dict[str, str]:
@@ -39,7 +39,8 @@ def figure_captions(params: Any, study: str, energy_caption: str) -> dict[str, s
                          "forward order, per attention variant (mean over seeds, measured on "
                          "the test set): where an attention module suppresses spikes."),
         "training_curves": (f"Study {study} ({setting}). Test accuracy and training loss per "
-                            "epoch, mean over seeds with the min-max band across seeds."),
+                            "epoch, " + ("mean over seeds with the min-max band across seeds."
+                                         if len(params.seeds(study)) > 1 else "one seed.")),
     }
     return {k: rst_escape(v) for k, v in captions.items()}
 

@@ -104,7 +104,8 @@ def paper_caption(title: str, long: pd.DataFrame, studies: Mapping[str, Mapping[
         cells = long[long["study"] == study]
         data = ", ".join(f"{d} T={t}" for d, t in dict.fromkeys(zip(cells["dataset"], cells["T"])))
         seeds = ", ".join(map(str, info["seeds"]))
-        parts.append(f"{study}: {data}; seeds {seeds}; {info['epochs']} epochs.")
+        plural = "s" if info["epochs"] != 1 else ""
+        parts.append(f"{study}: {data}; seeds {seeds}; {info['epochs']} epoch{plural}.")
     sources = list(dict.fromkeys(sources))
     if sources:
         parts.append("Targets from: " + "; ".join(sources) + ".")
