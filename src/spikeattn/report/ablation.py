@@ -272,14 +272,6 @@ def ablation_caption(table: pd.DataFrame, alpha: float, min_seeds: int,
 
 
 # -- rendering ---------------------------------------------------------------------------------
-_TEX_EXTRA = {"Δ": r"$\Delta$", "−": "-", "<": r"$<$", ">": r"$>$"}
-
-
-def _tex(text: Any) -> str:
-    """tables.latex_escape plus the few characters only this table uses ('<' is '¡' in OT1)."""
-    return "".join(_TEX_EXTRA.get(ch) or latex_escape(ch) for ch in str(text))
-
-
 def _empty_note(name: str) -> str:
     return (f"No variant in {name} has a vanilla twin (attention none, direct coding, same "
             "dataset, backbone and T), so there is nothing to compare.")
@@ -294,18 +286,18 @@ def _markdown(name: str, human: pd.DataFrame, caption: str) -> str:
 
 def _latex(name: str, human: pd.DataFrame, caption: str) -> str:
     """A booktabs `table` float, built like tables.render_latex."""
-    escaped = human.map(_tex)
-    escaped.columns = [_tex(c) for c in human.columns]
+    escaped = human.map(latex_escape)
+    escaped.columns = [latex_escape(c) for c in human.columns]
     left = sum(c in ("Study", "Variant", "vs") for c in human.columns)
     return escaped.style.hide(axis="index").to_latex(
         hrules=True, position="htbp", position_float="centering",
         column_format="l" * left + "r" * (human.shape[1] - left),
-        caption=_tex(caption), label=f"tab:{name}-ablation")
+        caption=latex_escape(caption), label=f"tab:{name}-ablation")
 
 
 def _latex_note(name: str) -> str:
-    return ("\\begin{table}[htbp]\n\\centering\n" + _tex(_empty_note(name)) + "\n"
-            f"\\caption{{{_tex(name)}: ablations}}\n\\label{{tab:{name}-ablation}}\n"
+    return ("\\begin{table}[htbp]\n\\centering\n" + latex_escape(_empty_note(name)) + "\n"
+            f"\\caption{{{latex_escape(name)}: ablations}}\n\\label{{tab:{name}-ablation}}\n"
             "\\end{table}\n")
 
 

@@ -11,8 +11,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from .ablation import _tex
-from .tables import NO_STD, _column_decimals, _target, fmt_pm, mean_std
+from .tables import NO_STD, _column_decimals, _target, fmt_pm, latex_escape, mean_std
 
 LONG_COLUMNS = ("study", "cell", "dataset", "backbone", "attention", "coding", "T", "row",
                 "column", "seeds", "acc_mean", "acc_std", "target_acc", "delta",
@@ -122,13 +121,13 @@ def render_paper(name: str, wide: pd.DataFrame, long: pd.DataFrame, caption: str
     body = flat.to_markdown(index=False, disable_numparse=True,  # keep "+0.60", "96.50"
                             colalign=("left",) + ("right",) * (flat.shape[1] - 1))
     markdown = f"# {name}: results\n\n{body}\n\n{caption}\n"
-    escaped = wide.map(_tex)
-    escaped.index = [_tex(i) for i in wide.index]
+    escaped = wide.map(latex_escape)
+    escaped.index = [latex_escape(i) for i in wide.index]
     escaped.columns = pd.MultiIndex.from_tuples(
-        [(_tex(g), _tex(q)) for g, q in wide.columns])
+        [(latex_escape(g), latex_escape(q)) for g, q in wide.columns])
     latex = escaped.style.to_latex(
         hrules=True, position="htbp", position_float="centering", multicol_align="c",
-        column_format="l" + "r" * wide.shape[1], caption=_tex(caption),
+        column_format="l" + "r" * wide.shape[1], caption=latex_escape(caption),
         label=f"tab:{name}-results")
     csv = long.to_csv(index=False, na_rep="NaN")
     return {"results.md": markdown, "results.tex": latex, "results.csv": csv}

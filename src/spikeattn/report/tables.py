@@ -237,6 +237,7 @@ _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "±": r"$\pm$", "µ": r"$\mu$", "μ": r"$\mu$", "–": "--", "×": r"$\times$",
+    "Δ": r"$\Delta$", "−": "-", "<": r"$<$", ">": r"$>$",  # '<' prints as '¡' in OT1
 }
 
 
