@@ -17,7 +17,7 @@ from . import figures as fig
 from .ablation import ablation_caption, ablation_table, render_ablation
 from .html import tables_page
 from .paper import paper_caption, paper_long, paper_sources, paper_wide, render_paper
-from .results import histories, layer_rates, runs_frame
+from .results import frame_of_runs, histories, layer_rates
 from .tables import _cell_dict, _conventions, _load, caption as study_caption, human_table, summarise
 
 FIGURES = FIGURE_NAMES
@@ -63,10 +63,10 @@ def build_paper(name: str, title: str, studies: Mapping[str, StudyInputs], resul
     """reports/<paper>/: the paper-shaped results table, the ablation table (Markdown, LaTeX,
     CSV) and tables.html, which also holds each study's summary table. Returns the frames."""
     results_root = Path(results_root)
-    runs = pd.concat([runs_frame(s, i.cells, i.seeds, results_root) for s, i in studies.items()],
-                     ignore_index=True)
     loaded = {s: _load(s, [_cell_dict(c) for c in i.cells], i.seeds, results_root)
               for s, i in studies.items()}
+    runs = pd.concat([frame_of_runs(s, [_cell_dict(c) for c in i.cells], loaded[s])
+                      for s, i in studies.items()], ignore_index=True)
     conventions = _conventions({f"{s}/{cell}": seeds for s, by_cell in loaded.items()
                                 for cell, seeds in by_cell.items()})
     targets = {s: i.targets for s, i in studies.items()}

@@ -21,7 +21,13 @@ def runs_frame(study: str, cells: Iterable[Any], seeds: Iterable[int],
                results_root: Path) -> pd.DataFrame:
     """One row per cell x seed: accuracies in %, spikes and energy per test sample."""
     cells = [_cell_dict(c) for c in cells]
-    runs = _load(study, cells, [int(s) for s in seeds], Path(results_root))
+    return frame_of_runs(study, cells, _load(study, cells, [int(s) for s in seeds],
+                                             Path(results_root)))
+
+
+def frame_of_runs(study: str, cells: list[dict], runs: Mapping[str, list]) -> pd.DataFrame:
+    """runs_frame from result files already read by tables._load ({cell id: [(metrics,
+    energy, path) per seed]}), so a caller that needs both reads each file once."""
     rows = []
     for cell in cells:
         for metrics, energy, _ in runs[cell["id"]]:
@@ -83,9 +89,3 @@ def histories(study: str, cells: Iterable[Any], seeds: Iterable[int],
             frames.append(frame.assign(label=labels[cell["id"]], seed=int(seed)))
     return pd.concat(frames, ignore_index=True)
 
-
-def study_frames(studies: Mapping[str, tuple[list[Any], list[int]]],
-                 results_root: Path) -> pd.DataFrame:
-    """runs_frame over several studies ({study: (cells, seeds)}), concatenated in order."""
-    return pd.concat([runs_frame(s, cells, seeds, results_root)
-                      for s, (cells, seeds) in studies.items()], ignore_index=True)
