@@ -1,4 +1,5 @@
-"""Tests of spikeattn.tracking against real MLflow SQLite stores in temporary directories.
+"""Tests of spikeattn.tracking against real MLflow stores (SQLite, and a real `mlflow server`
+on 127.0.0.1) in temporary directories.
 
 Every test changes into its own tmp_path, so the repository's own mlflow.db is never touched.
 """
@@ -7,11 +8,18 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
+import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -150,7 +158,7 @@ def test_contradicting_coordinate_is_rejected(tracker):
         tracker.start_cell_run("s", "c", 0, {"seed": 3}, {})
 
 
-# ---------------------------------------------------------------- resume (energy stage)
+# ---------------------------------------------------------------- resume (energy) and reopen
 
 
 def test_resume_adds_metrics_and_artifacts_and_keeps_the_train_run_finished(tracker, tmp_path):
@@ -190,97 +198,574 @@ def test_resume_unknown_run_id_is_a_clear_error(tracker):
         tracker.resume_cell_run("not-a-run-id")
 
 
+def test_reopened_run_continues_logs_only_missing_steps_and_ends_now(tracker):
+    run = tracker.start_cell_run("s", "killed", 0, {}, {"lr": 0.1})
+    for epoch in range(3):
+        run.log_metrics({"train_loss": 1 / (epoch + 1)}, step=epoch)
+    # The job is SIGKILLed here: the run stays RUNNING. Its restart is a new process.
+    again = Tracker(uri=tracker.uri).reopen_cell_run(run.run_id)
+    assert again.run_id == run.run_id and not again.resumed
+    assert again.logged_steps("train_loss") == {0, 1, 2}
+    assert again.logged_steps("never_logged") == set()
+    with again:
+        assert _run(tracker, run.run_id).info.status == "RUNNING"
+        for epoch in range(5):
+            if epoch not in again.logged_steps("train_loss"):
+                again.log_metrics({"train_loss": 1 / (epoch + 1)}, step=epoch)
+        again.set_tags({"spikeattn.status": "diverged", "spikeattn.at": {"epoch": 4}})
+    got = _run(tracker, run.run_id)
+    assert got.info.status == "FINISHED"
+    assert [s for s, _ in _steps(tracker, run.run_id, "train_loss")] == [0, 1, 2, 3, 4]
+    assert got.data.tags["spikeattn.status"] == "diverged"
+    assert got.data.tags["spikeattn.at"] == '{"epoch":4}'
+    assert got.data.params == {"lr": "0.1"}
+
+    for status in ("FAILED", "KILLED", "FINISHED"):  # whatever the killed job left behind
+        with tracker.locked() as client:
+            client.set_terminated(run.run_id, status, end_time=1000)
+        reopened = tracker.reopen_cell_run(run.run_id)
+        assert _run(tracker, run.run_id).info.status == "RUNNING"
+        before = int(time.time() * 1000)
+        reopened.finish()
+        info = _run(tracker, run.run_id).info
+        assert info.status == "FINISHED" and info.end_time >= before  # ends now, not at 1000
+    with pytest.raises(RunNotFoundError, match="not in the tracking store"):
+        tracker.reopen_cell_run("0" * 32)
+
+
+def test_ensure_store_creates_db_experiment_and_parents_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/new/mlflow.db"
+    exp_id = Tracker(uri=uri).ensure_store(studies=["a", "b"])
+    assert (tmp_path / "new" / "mlflow.db").exists()
+    again = Tracker(uri=uri)  # another process, e.g. the next Snakemake invocation
+    assert again.ensure_store(studies=["b", "a"]) == exp_id
+    assert again.ensure_store() == exp_id
+    with again.locked() as client:
+        exp = client.get_experiment(exp_id)
+        parents = client.search_runs([exp_id])
+    assert exp.name == "spikeattn"
+    assert exp.artifact_location == (tmp_path / "new" / "mlartifacts" / "spikeattn").as_uri()
+    assert sorted((r.data.tags["spikeattn.study"], r.data.tags["spikeattn.kind"], r.info.status)
+                  for r in parents) == [("a", "study", "FINISHED"), ("b", "study", "FINISHED")]
+    with again.start_cell_run("a", "c", 0, {}, {}) as run:  # a job finds its parent
+        pass
+    parent_a = next(r.info.run_id for r in parents if r.data.tags["spikeattn.study"] == "a")
+    assert _run(again, run.run_id).data.tags["mlflow.parentRunId"] == parent_a
+
+
+# ---------------------------------------------------------------- retries
+
+
+def _raised(make: Callable[[], BaseException], cause: BaseException, *,
+            chained: bool = True) -> BaseException:
+    """`make()` raised while handling `cause`: `raise ... from cause` if `chained`, else a plain
+    `raise` inside `except` (as MLflow's REST client does), so the error chain is the real one."""
+    try:
+        try:
+            raise cause
+        except BaseException:
+            if chained:
+                raise make() from cause
+            raise make()  # noqa: B904
+    except BaseException as err:
+        return err
+
+
+def _sqlite_error(text: str) -> BaseException:
+    """What MLflow's SQLite store raises: MlflowException from SQLAlchemy from sqlite3."""
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    dbapi = sqlite3.OperationalError(text)
+    wrapped = _raised(lambda: sqlalchemy.exc.OperationalError("SELECT 1", {}, dbapi), dbapi)
+    return _raised(lambda: MlflowException(message=wrapped, error_code=TEMPORARILY_UNAVAILABLE),
+                   wrapped)
+
+
+def _http_error(exc: BaseException) -> BaseException:
+    """What MLflow's REST client raises once its own HTTP retries gave up."""
+    from mlflow.exceptions import MlflowException
+
+    return _raised(lambda: MlflowException(f"API request to http://127.0.0.1:5000/api failed "
+                                           f"with exception {exc}"), exc, chained=False)
+
+
+def test_transient_errors_are_told_apart_from_real_ones(monkeypatch):
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as sock:  # a port nothing listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    with pytest.raises(MlflowException) as refused:
+        MlflowClient(f"http://127.0.0.1:{closed}").get_experiment_by_name("x")
+
+    transient = [
+        _sqlite_error("database is locked"), _sqlite_error("database is busy"),
+        sqlite3.OperationalError("database is locked"), refused.value,
+        _http_error(requests.exceptions.RetryError("too many 503 error responses")),
+        _http_error(requests.exceptions.ReadTimeout("read timed out")),
+        RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"}),
+        RestException({"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}),
+    ]
+    permanent = [
+        _sqlite_error("no such table: runs"), _sqlite_error("disk I/O error"),
+        sqlite3.OperationalError("unable to open database file"),
+        MlflowException("Changing param values is not allowed", error_code=TEMPORARILY_UNAVAILABLE),
+        _http_error(requests.exceptions.SSLError("certificate verify failed")),
+        _http_error(requests.exceptions.InvalidURL("bad url")),
+        RestException({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no run"}),
+        RestException({"error_code": "INTERNAL_ERROR", "message": "bug"}),
+        ValueError("database is locked"), TimeoutError(),
+    ]
+    assert [tracking.is_transient(e) for e in transient] == [True] * len(transient)
+    assert [tracking.is_transient(e) for e in permanent] == [False] * len(permanent)
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """Record backoff sleeps instead of sleeping."""
+    slept: list[float] = []
+    monkeypatch.setattr(tracking, "_sleep", slept.append)
+    return slept
+
+
+def _flaky(monkeypatch, client, method: str, errors: list, after: bool = False) -> list:
+    """Make `client.<method>` raise errors[0], errors[1], ... (after really running it if
+    `after`: the write happened, its answer got lost), then work; returns its calls."""
+    real = getattr(client, method)
+    calls: list = []
+
+    def flaky(*args, **kwargs):
+        calls.append((args, kwargs))
+        if len(calls) > len(errors):
+            return real(*args, **kwargs)
+        if after:
+            real(*args, **kwargs)
+        raise errors[len(calls) - 1]
+
+    monkeypatch.setattr(client, method, flaky)
+    return calls
+
+
+def test_locked_store_is_retried_with_growing_jittered_backoff(tracker, sleeps, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    with tracker.start_cell_run("s", "retry", 0, {}, {}) as run:
+        with tracker.locked() as client:
+            pass
+        calls = _flaky(monkeypatch, client, "log_batch", [_sqlite_error("database is locked")] * 3)
+        run.log_metrics({"loss": 0.5}, step=7)
+        assert len(calls) == 4 and len(sleeps) == 3
+        for i, slept in enumerate(sleeps):  # 0.5, 1, 2 s, each jittered down to at most half
+            base = tracking.RETRY_FIRST_S * 2**i
+            assert base / 2 <= slept <= base
+        assert _steps(tracker, run.run_id, "loss") == [(7, 0.5)]
+
+        sleeps.clear()
+        calls = _flaky(monkeypatch, client, "log_batch", [
+            MlflowException("Changing param values is not allowed", error_code=1001)])
+        with pytest.raises(MlflowException, match="Changing param"):
+            run.log_params({"lr": 2})
+        assert len(calls) == 1 and sleeps == []  # not transient: raised at once
+
+        calls = _flaky(monkeypatch, client, "log_batch", [_sqlite_error("no such table: x")])
+        with pytest.raises(MlflowException, match="no such table"):
+            run.log_metrics({"loss": 0.1}, step=8)
+        assert len(calls) == 1 and sleeps == []
+
+        calls = _flaky(monkeypatch, client, "log_batch",
+                       [_sqlite_error("database is locked")] * tracking.RETRY_TRIES)
+        with pytest.raises(MlflowException, match="database is locked") as gave_up:
+            run.log_metrics({"loss": 0.2}, step=9)
+        assert len(calls) == tracking.RETRY_TRIES and len(sleeps) == tracking.RETRY_TRIES - 1
+        assert sum(sleeps) <= tracking.RETRY_BUDGET_S
+        assert f"after {tracking.RETRY_TRIES} tries" in "".join(gave_up.value.__notes__)
+    assert _run(tracker, run.run_id).info.status == "FINISHED"
+
+
+def test_retries_stop_when_the_time_budget_is_spent():
+    calls = []
+
+    def always_locked(attempt):
+        calls.append(attempt)
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(sqlite3.OperationalError):
+        tracking.retry_transient(always_locked, "test", budget_s=0.0)
+    assert calls == [0]
+
+
+def test_retried_creation_whose_answer_was_lost_creates_no_second_run(tracker, sleeps, monkeypatch):
+    import requests
+
+    with tracker.locked() as client:
+        pass
+    lost = _http_error(requests.exceptions.ConnectionError("Connection aborted"))
+    calls = _flaky(monkeypatch, client, "create_run", [lost, lost], after=True)
+    # try 1 creates the parent (answer lost); try 2 finds it and creates the child (answer
+    # lost); try 3 finds the child by its create token
+    with tracker.start_cell_run("lost", "c", 0, {}, {"lr": 1}) as run:
+        run.log_metrics({"loss": 1.0}, step=0)
+    assert len(calls) == 2 and len(sleeps) == 2
+    with tracker.locked() as client:
+        runs = client.search_runs([tracker._experiment_id], "tags.`spikeattn.study` = 'lost'")
+    kinds = sorted((r.data.tags["spikeattn.kind"], r.info.status) for r in runs)
+    assert kinds == [("cell", "FINISHED"), ("study", "FINISHED")]
+    child = next(r for r in runs if r.data.tags["spikeattn.kind"] == "cell")
+    assert child.info.run_id == run.run_id and child.data.params == {"lr": "1"}
+
+
+def test_run_logs_through_a_write_lock_held_elsewhere(tmp_path, monkeypatch, caplog):
+    from sqlalchemy import event
+
+    monkeypatch.chdir(tmp_path)
+    tracker = Tracker(uri=f"sqlite:///{tmp_path}/mlflow.db")
+    tracker.ensure_store()
+    run = tracker.start_cell_run("s", "c", 0, {}, {})
+    with tracker.locked() as client:
+        engine = client._tracking_client.store.engine
+
+    # MLflow lets SQLite wait up to 20 s for a lock; shorten that here so that a 2 s hold
+    # fails the store as a longer one would (a slow `mlflow ui` query, a copy of the db, ...)
+    def short_busy_wait(conn, cursor, statement, parameters, context, executemany):
+        return statement.replace("busy_timeout = 20000", "busy_timeout = 50"), parameters
+
+    event.listen(engine, "before_cursor_execute", short_busy_wait, retval=True)
+    holder = sqlite3.connect(tracker.db_path, isolation_level=None, check_same_thread=False)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # no other connection may read or write now
+        release = threading.Timer(2.0, holder.execute, ["COMMIT"])
+        release.start()
+        started = time.monotonic()
+        with caplog.at_level("WARNING", logger="spikeattn.tracking"):
+            run.log_metrics({"loss": 1.0, "acc": 0.5}, step=3)
+        waited = time.monotonic() - started
+        release.join()
+    finally:
+        event.remove(engine, "before_cursor_execute", short_busy_wait)
+        holder.close()
+    run.finish()
+    assert waited >= 1.9, "the write went through while the db was locked?"
+    assert any("transient error" in r.getMessage() for r in caplog.records)
+    assert _steps(tracker, run.run_id, "loss") == [(3, 1.0)]
+    assert _steps(tracker, run.run_id, "acc") == [(3, 0.5)]
+    assert _run(tracker, run.run_id).info.status == "FINISHED"
+
+
+def test_experiment_created_by_another_job_meanwhile_is_used(tracker, monkeypatch):
+    exp_id = tracker.ensure_store()
+    late = Tracker(uri=tracker.uri)  # a job that looked before the other created it
+    with late.locked() as client:
+        real = client.get_experiment_by_name
+    calls = []
+    monkeypatch.setattr(client, "get_experiment_by_name",
+                        lambda name: calls.append(name) or (real(name) if len(calls) > 1 else None))
+    assert late.ensure_store() == exp_id and len(calls) == 2
+
+
+def test_without_a_lock_parallel_parents_settle_on_the_earliest(tracker, sleeps):
+    tags = {"spikeattn.study": "race", "spikeattn.kind": "study"}
+    with tracker.locked() as client:
+        exp_id = tracker._experiment_id_locked(client)
+        first, used, late = (client.create_run(exp_id, start_time=t, tags=tags, run_name="race")
+                             for t in (1000, 2000, 3000))
+        client.create_run(exp_id, tags={"mlflow.parentRunId": used.info.run_id})
+        for own in (late, used, first):  # what each of three racing jobs does after creating
+            assert tracker._settle_parent(client, exp_id, "race", own.info.run_id) == \
+                first.info.run_id
+        stages = [client.get_run(r.info.run_id).info.lifecycle_stage for r in (first, used, late)]
+    assert stages == ["active", "active", "deleted"]  # `used` has a child: kept
+    assert sleeps == [tracking.PARENT_SETTLE_S] * 3
+
+
+# ---------------------------------------------------------------- the tracking server
+
+
+def test_server_command_serves_the_trackers_db_with_artifacts_next_to_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")  # the jobs' URI
+    argv = tracking.server_command()
+    assert argv[:3] == ["env", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
+                        "MLFLOW_DISABLE_TELEMETRY=true"]
+    assert argv[3:7] == [sys.executable, "-m", "mlflow", "server"]
+    opt = lambda name: argv[argv.index(name) + 1]  # noqa: E731
+    assert (opt("--host"), opt("--port"), opt("--workers")) == ("127.0.0.1", "5000", "1")
+    assert opt("--backend-store-uri") == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert opt("--artifacts-destination") == str(tmp_path.resolve() / "mlartifacts")
+    assert "--serve-artifacts" in argv
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///sub/m.db")
+    argv = tracking.server_command(port=5123, workers=2)
+    assert opt("--backend-store-uri") == f"sqlite:///{tmp_path.resolve()}/sub/m.db"
+    assert opt("--artifacts-destination") == str(tmp_path.resolve() / "sub" / "mlartifacts")
+    assert (opt("--port"), opt("--workers")) == ("5123", "2")
+    argv = tracking.server_command("sqlite:////x/y.db", Path("arts"), host="0.0.0.0")
+    assert opt("--backend-store-uri") == "sqlite:////x/y.db"
+    assert opt("--artifacts-destination") == str(tmp_path.resolve() / "arts")
+    assert opt("--host") == "0.0.0.0"
+
+
 # ---------------------------------------------------------------- parallel jobs
 
-# A job runs two phases, each started at the same moment in all jobs (a line on their stdin):
+# A job runs two phases, each started at the same moment in all jobs (a file appears):
 # 1. study "alpha" on a fresh db: all jobs migrate the new db and create the experiment at once;
 # 2. study "beta" on the now migrated db: all jobs look up (and create) beta's parent at once.
-# The package is loaded without running spikeattn/__init__.py (torch and timm: ~4 s a process).
+# One launcher imports the package and mlflow once (without running spikeattn/__init__.py, which
+# imports torch and timm), then forks one process per job: importing mlflow costs ~3 s of CPU a
+# process. The jobs are still separate processes, each with its own connections and lock.
 # SPIKEATTN_TEST_NO_LOCK=1 swaps the lock for a no-op, to check that this test catches the races.
+# With MLFLOW_TRACKING_URI set (a server) the jobs skip importing the SQLite store.
 WORKER = textwrap.dedent("""
-    import contextlib, os, sys, types
+    import contextlib, os, sys, time, traceback, types
     from pathlib import Path
     pkg = types.ModuleType("spikeattn")
     pkg.__path__ = [sys.argv[1]]
     sys.modules["spikeattn"] = pkg
     from spikeattn import tracking
     import mlflow.tracking, mlflow.entities, mlflow.store.artifact.artifact_repository_registry
-    import mlflow.store.tracking.sqlalchemy_store
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        import mlflow.store.tracking.sqlalchemy_store
     if os.environ.get("SPIKEATTN_TEST_NO_LOCK"):
         tracking._make_lock = lambda db: contextlib.nullcontext()
-    cell, seed = sys.argv[2], int(sys.argv[3])
-    tracker = tracking.Tracker()
-    for study in sys.argv[4:]:
-        Path(f"ready-{study}-{cell}").touch()
-        assert sys.stdin.readline().strip() == study  # blocks until the test says go
-        coords = {"study": study, "cell": cell, "seed": seed, "dataset": "dvs", "T": 4}
-        with tracker.start_cell_run(study, cell, seed, coords, {"lr": 0.01, "job": cell}) as run:
-            for epoch in range(5):
-                run.log_metrics({"train_loss": 1 / (epoch + 1), "test_acc": epoch / 5}, step=epoch)
-            Path(f"{study}-{cell}.txt").write_text(cell)
-            run.log_artifacts([Path(f"{study}-{cell}.txt")])
+
+    def job(cell, seed, studies):
+        tracker = tracking.Tracker()
+        for study in studies:
+            Path(f"ready-{study}-{cell}").touch()
+            deadline = time.time() + 120
+            while not Path(f"go-{study}").exists():  # blocks until the test says go
+                assert time.time() < deadline, "no go from the test"
+                time.sleep(0.002)
+            coords = {"study": study, "cell": cell, "seed": seed, "dataset": "dvs", "T": 4}
+            params = {"lr": 0.01, "job": cell}
+            with tracker.start_cell_run(study, cell, seed, coords, params) as run:
+                for epoch in range(5):
+                    run.log_metrics({"train_loss": 1 / (epoch + 1), "test_acc": epoch / 5},
+                                    step=epoch)
+                Path(f"{study}-{cell}.txt").write_text(cell)
+                run.log_artifacts([Path(f"{study}-{cell}.txt")])
+
+    jobs = {}
+    for seed, cell in enumerate(sys.argv[2].split(",")):
+        pid = os.fork()
+        if pid == 0:
+            out = os.open(f"{cell}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            code = 0
+            try:
+                job(cell, seed, sys.argv[3:])
+            except BaseException:
+                traceback.print_exc()
+                Path(f"failed-{cell}").touch()  # the test then stops waiting for this job
+                code = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        jobs[pid] = cell
+    failed = [cell for pid, cell in jobs.items()
+              if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])]
+    print("failed:", *failed)
+    sys.exit(1 if failed else 0)
 """)
 
-CELLS = [f"cell{i}" for i in range(4)]
+CELLS = [f"cell{i}" for i in range(8)]
 STUDIES = ["alpha", "beta"]
+METRICS = ["train_loss", "test_acc"]
+EPOCHS = 5
 
 
-def _run_jobs_in_step(root: Path) -> list[tuple[str, int, str]]:
-    """Start one process per cell; release each phase once every job is waiting for it."""
-    procs = []
-    for seed, cell in enumerate(CELLS):
-        with open(root / f"{cell}.log", "w") as log:  # a file: a pipe could fill up and block
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", WORKER, str(PKG_DIR), cell, str(seed), *STUDIES],
-                cwd=root, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                text=True))
+def _start_jobs(root: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The launcher of one process per cell; each waits for its go before touching the store."""
+    with open(root / "jobs.log", "w") as log:  # a file: a pipe could fill up and block
+        return subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(PKG_DIR), ",".join(CELLS), *STUDIES],
+            cwd=root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _release_in_step(root: Path, jobs: subprocess.Popen) -> None:
+    """Release each phase once every job is waiting for it."""
     for study in STUDIES:
         deadline = time.time() + 120
         while not all((root / f"ready-{study}-{cell}").exists() for cell in CELLS):
-            if time.time() > deadline or any(p.poll() is not None for p in procs):
+            if time.time() > deadline or jobs.poll() is not None or any(root.glob("failed-*")):
                 break
             time.sleep(0.005)
-        for p in procs:
-            with contextlib.suppress(BrokenPipeError):  # a job that already died
-                p.stdin.write(f"{study}\n")
-                p.stdin.flush()
-    return [(cell, _wait(p), (root / f"{cell}.log").read_text()) for cell, p in zip(CELLS, procs)]
+        (root / f"go-{study}").touch()
 
 
-def _wait(proc: subprocess.Popen) -> int:
+def _finish_jobs(root: Path, jobs: subprocess.Popen) -> list[str]:
+    """Wait for every job; the failures' logs (none: all went well)."""
     try:
-        proc.communicate(timeout=180)
+        jobs.wait(timeout=180)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-    return proc.returncode
+        jobs.kill()  # the jobs give up by themselves: they wait for a go at most 120 s
+        jobs.wait()
+    if jobs.returncode == 0:
+        return []
+    logs = [f"--- launcher (exit {jobs.returncode}): {(root / 'jobs.log').read_text()[-3000:]}"]
+    for cell in CELLS:
+        out = (root / f"{cell}.log").read_text() if (root / f"{cell}.log").exists() else ""
+        if "Traceback" in out:
+            logs.append(f"--- {cell}:\n{out[-3000:]}")
+    return logs
+
+
+def _expected() -> dict:
+    pairs = [(study, cell) for study in STUDIES for cell in CELLS]
+    return {
+        "runs": len(STUDIES) + len(pairs),
+        "parents": {study: 1 for study in STUDIES},
+        "children of each parent": {study: CELLS for study in STUDIES},
+        "finished children": len(pairs),
+        "params": {pair: {"lr": "0.01", "job": pair[1]} for pair in pairs},
+        "steps": {(*pair, key): list(range(EPOCHS)) for pair in pairs for key in METRICS},
+        "artifacts": {pair: [f"{pair[0]}-{pair[1]}.txt"] for pair in pairs},
+    }
+
+
+def _counted(tracker: Tracker) -> dict:
+    """What arrived, read through the tracker's store, shaped like `_expected()`."""
+    with tracker.locked() as client:
+        exp_id = client.get_experiment_by_name("spikeattn").experiment_id
+        runs = client.search_runs([exp_id], max_results=1000)
+    parents = {r.info.run_id: r.data.tags["spikeattn.study"] for r in runs
+               if r.data.tags.get("spikeattn.kind") == "study"}
+    children = [r for r in runs if r.data.tags.get("spikeattn.kind") == "cell"]
+    key = lambda r: (r.data.tags["spikeattn.study"], r.data.tags["spikeattn.cell"])  # noqa: E731
+    return {
+        "runs": len(runs),
+        "parents": {s: list(parents.values()).count(s) for s in sorted(set(parents.values()))},
+        "children of each parent": {s: sorted(r.data.tags["spikeattn.cell"] for r in children
+                                              if parents.get(r.data.tags["mlflow.parentRunId"]) == s
+                                              and r.data.tags["spikeattn.study"] == s)
+                                    for s in sorted(set(parents.values()))},
+        "finished children": sum(r.info.status == "FINISHED" and r.info.run_name ==
+                                 f"{key(r)[1]}/seed{r.data.tags['spikeattn.seed']}"
+                                 for r in children),
+        "params": {key(r): r.data.params for r in children},
+        "steps": {(*key(r), m): [s for s, _ in _steps(tracker, r.info.run_id, m)]
+                  for r in children for m in METRICS},
+        "artifacts": {key(r): _artifacts(tracker, r.info.run_id) for r in children},
+    }
 
 
 def test_parallel_jobs_lose_nothing_and_share_one_parent_per_study(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    results = _run_jobs_in_step(tmp_path)
-    failed = [f"--- {cell} (exit {rc}):\n{out[-3000:]}" for cell, rc, out in results if rc != 0]
+    jobs = _start_jobs(tmp_path)
+    _release_in_step(tmp_path, jobs)
+    failed = _finish_jobs(tmp_path, jobs)
     assert not failed, "\n".join(failed)
+    assert _counted(Tracker()) == _expected()  # the jobs used the default URI: ./mlflow.db
 
-    tracker = Tracker()  # the jobs used the default URI: ./mlflow.db
-    with tracker.locked() as client:
-        runs = client.search_runs(
-            [client.get_experiment_by_name("spikeattn").experiment_id], max_results=1000)
-    parents = {s: [r for r in runs if r.data.tags.get("spikeattn.kind") == "study"
-                   and r.data.tags.get("spikeattn.study") == s] for s in STUDIES}
-    assert {s: len(p) for s, p in parents.items()} == {s: 1 for s in STUDIES}
-    assert len(runs) == len(STUDIES) * (1 + len(CELLS))
 
-    for study in STUDIES:
-        parent_id = parents[study][0].info.run_id
-        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
-        assert sorted(r.data.tags["spikeattn.cell"] for r in children) == CELLS
-        for child in children:
-            cell = child.data.tags["spikeattn.cell"]
-            assert child.info.status == "FINISHED"
-            assert child.info.run_name == f"{cell}/seed{child.data.tags['spikeattn.seed']}"
-            assert child.data.params == {"lr": "0.01", "job": cell}
-            for key in ("train_loss", "test_acc"):
-                assert [s for s, _ in _steps(tracker, child.info.run_id, key)] == [0, 1, 2, 3, 4]
-            assert _artifacts(tracker, child.info.run_id) == [f"{study}-{cell}.txt"]
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _mlflow_server(argv: list[str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """Run the server in its own process group; stop the whole group however the test ends."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):  # anything of it still there
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"mlflow server exited:\n{log_path.read_text()[-3000:]}"
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        time.sleep(0.2)
+    pytest.fail(f"mlflow server not healthy after {timeout} s:\n{log_path.read_text()[-3000:]}")
+
+
+def _counted_in_db(db: Path) -> dict:
+    """The same counts straight from the SQLite file the server wrote."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        active = ("SELECT run_uuid FROM runs JOIN experiments USING (experiment_id) "
+                  "WHERE runs.lifecycle_stage = 'active' AND experiments.name = 'spikeattn'")
+        one = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "runs": one(f"SELECT count(*) FROM ({active})"),
+            "parents": one(f"SELECT count(*) FROM tags WHERE key = 'spikeattn.kind' "
+                           f"AND value = 'study' AND run_uuid IN ({active})"),
+            "params": one(f"SELECT count(*) FROM params WHERE run_uuid IN ({active})"),
+            "metric rows": one(f"SELECT count(*) FROM metrics WHERE run_uuid IN ({active})"),
+            "metric steps": one(f"SELECT count(*) FROM (SELECT DISTINCT run_uuid, key, step "
+                                f"FROM metrics WHERE run_uuid IN ({active}))"),
+        }
+    finally:
+        con.close()
+
+
+def test_jobs_logging_through_a_local_mlflow_server_lose_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # The repository's situation: mlflow.db and its experiment (file:// artifacts next to the
+    # db) were made by earlier direct runs; the server then serves that db.
+    Tracker().ensure_store()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "server.log"
+    (tmp_path / "upload.txt").write_text("through the server")
+    with _mlflow_server(tracking.server_command(port=port), log_path) as server:
+        jobs = _start_jobs(tmp_path, {**os.environ, "MLFLOW_TRACKING_URI": url})
+        try:
+            _wait_healthy(url, server, log_path)
+            Tracker(uri=url).ensure_store(studies=["alpha"])  # as Snakemake's onstart would;
+            _release_in_step(tmp_path, jobs)  # beta's parent is left to the racing jobs
+        finally:
+            failed = _finish_jobs(tmp_path, jobs)
+        assert not failed, "\n".join(failed)
+        assert _counted(Tracker(uri=url)) == _expected()
+
+        # An experiment the server creates: its artifacts are uploaded through the server.
+        served = Tracker(uri=url, experiment="served")
+        with served.start_cell_run("s", "c", 0, {}, {}) as run:
+            run.log_artifacts([tmp_path / "upload.txt"], artifact_path="out")
+        assert run.artifact_uri.startswith("mlflow-artifacts:/")
+        assert _artifacts(served, run.run_id, "out") == ["out/upload.txt"]
+
+        # MLflow's HTTP layer re-sent a create whose answer got lost: the extra run is deleted.
+        with served.locked() as client:
+            real = client.create_run
+        monkeypatch.setattr(client, "create_run", lambda *a, **k: [real(*a, **k) for _ in "12"][1])
+        with served.start_cell_run("s", "twice", 0, {}, {}) as twice:
+            pass
+        with served.locked() as client:
+            found = client.search_runs([served._experiment_id], "tags.`spikeattn.cell` = 'twice'")
+        assert [r.info.run_id for r in found] == [twice.run_id]
+    log = log_path.read_text()
+    assert "database is locked" not in log
+    assert not re.findall(r'" (?:429|5\d\d) ', log), "the server answered with errors"
+    assert _counted_in_db(tmp_path / "mlflow.db") == {
+        "runs": len(STUDIES) * (1 + len(CELLS)), "parents": len(STUDIES),
+        "params": 2 * len(STUDIES) * len(CELLS),
+        "metric rows": len(STUDIES) * len(CELLS) * len(METRICS) * EPOCHS,
+        "metric steps": len(STUDIES) * len(CELLS) * len(METRICS) * EPOCHS}
+    on_disk = sorted(p.name for p in (tmp_path / "mlartifacts").rglob("*.txt"))
+    assert on_disk == sorted([f"{s}-{c}.txt" for s in STUDIES for c in CELLS] + ["upload.txt"])

@@ -7,37 +7,72 @@ Layout: one experiment ("spikeattn"); per study one PARENT run (name = study, ta
 tag `mlflow.parentRunId`, one `spikeattn.<key>` tag per grid coordinate).
 
 Store: MLflow's embedded SQLite store `sqlite:///<cwd>/mlflow.db` unless `MLFLOW_TRACKING_URI`
-(or the `uri` argument) says otherwise. Snakemake runs many jobs as separate processes, and SQLite
-with concurrent writers fails ("database is locked"), lets two jobs both create a study's parent
-run, and races the schema migrations that the first connection to a new db runs. So every store
-access of this module (including building the client, which migrates) happens under a
-`filelock.FileLock` at `<db>.lock`. Each access is short: one `log_batch` per epoch. Artifact
-files are copied outside the lock (they go to a per-run directory, not into the db).
+(or the `uri` argument) says otherwise, e.g. a local `mlflow server` (see `server_command`).
+Snakemake runs many jobs as separate processes, and SQLite with concurrent writers fails
+("database is locked"), lets two jobs both create a study's parent run, and races the schema
+migrations that the first connection to a new db runs. So every store access of this module
+(including building the client, which migrates) happens under a `filelock.FileLock` at
+`<db>.lock`. Each access is short: one `log_batch` per epoch. Artifact files are copied outside
+the lock (they go to a per-run directory, not into the db).
+
+The lock does not cover everything: the `mlflow ui`/server may hold the db, and on some network
+filesystems flock is a no-op. So each store access is also retried with exponential backoff and
+jitter (at most `RETRY_TRIES` tries within about `RETRY_BUDGET_S`) on transient errors only:
+SQLite "database is locked/busy", and for servers connection errors, timeouts and 429/5xx that
+MLflow's own HTTP retries gave up on. Retries must not duplicate data: metrics keep their
+timestamp (MLflow skips an identical (key, step, timestamp, value) row), params are written once
+with the same value, and a run is created with a unique `spikeattn.create_token` tag that a retry
+looks up before creating again. `Tracker.ensure_store` creates the db, the experiment and
+optionally the studies' parent runs before any job starts (Snakemake's `onstart`). That matters
+for servers: without a lock, jobs that find no parent create one each, then keep the earliest
+after `PARENT_SETTLE_S` and delete their own if unused (best effort; creating it upstream is exact).
 
 Artifacts, sqlite stores only: MLflow's default is `./mlruns/<experiment id>/`, resolved against the
 working directory of whichever process first creates the experiment. That depends on where a job
 happened to start, so the experiment is created with its artifact location next to the db instead:
-`<db dir>/mlartifacts/<experiment>/<run id>/artifacts/`. An existing experiment keeps its location.
-For server URIs the server decides.
+`<db dir>/mlartifacts/<experiment>/<run id>/artifacts/`. An existing experiment keeps its location,
+also when jobs later log through a server: such `file://` runs are written directly by the job
+(same machine only). Experiments that a server creates get `mlflow-artifacts:/` locations,
+uploaded through the server into its `--artifacts-destination`.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import random
 import re
+import sqlite3
+import sys
+import time
+import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar
 from urllib.parse import unquote
 
 from .io import canonical_json
 
 if TYPE_CHECKING:
+    from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
+T = TypeVar("T")
+
 TAG_PREFIX = "spikeattn."
+CREATE_TOKEN_TAG = f"{TAG_PREFIX}create_token"
 LOCK_TIMEOUT_S = 600.0  # a holder only does one short db write; this long means a stuck process
+RETRY_TRIES = 8
+RETRY_BUDGET_S = 60.0  # no new try starts later than this after the first one
+RETRY_FIRST_S = 0.5  # first backoff; doubles each try, jittered down to half, capped below
+RETRY_MAX_S = 16.0
+PARENT_SETTLE_S = 1.0  # lock-free stores: how long parallel creators of a parent may lag
+SERVER_WORKERS = 1  # see server_command
 _TRUNCATION_MARK = "...[truncated]"
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
+_LOCKED_TEXT = ("database is locked", "database is busy")
+
+_log = logging.getLogger(__name__)
+_sleep = time.sleep  # tests replace it
 
 
 class RunNotFoundError(LookupError):
@@ -80,6 +115,83 @@ def _make_lock(db: Path | None) -> contextlib.AbstractContextManager:
     from filelock import FileLock
 
     return FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S)
+
+
+# ---------------------------------------------------------------- retries
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """The error and what it was raised from or during (MLflow wraps without `from` at times)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [err]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [c for c in (e.__cause__, e.__context__) if c is not None]
+
+
+def is_transient(err: BaseException) -> bool:
+    """Worth trying again: the store was busy or unreachable, not wrong about the request.
+
+    SQLite: only "database is locked/busy" (MLflow maps every OperationalError, "no such table"
+    included, to TEMPORARILY_UNAVAILABLE). Servers: connection errors, timeouts, exhausted
+    429/5xx retries, and 429/503 answers MLflow did not retry.
+    """
+    for e in _causes(err):
+        text = str(e).lower()
+        locked = any(t in text for t in _LOCKED_TEXT)
+        if isinstance(e, sqlite3.OperationalError) and locked:
+            return True
+        if type(e).__module__.startswith("requests") and _is_transient_http(e):
+            return True
+        code = getattr(e, "error_code", None)
+        if type(e).__module__.startswith("mlflow") and isinstance(code, str):
+            if code == "TEMPORARILY_UNAVAILABLE" and locked:
+                return True
+            if type(e).__name__ == "RestException" and code in (
+                    "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED"):
+                return True
+    return False
+
+
+def _is_transient_http(err: BaseException) -> bool:
+    from requests import exceptions as rex
+
+    if isinstance(err, rex.SSLError):  # a ConnectionError, but it will not fix itself
+        return False
+    return isinstance(err, (rex.ConnectionError, rex.Timeout, rex.RetryError,
+                            rex.ChunkedEncodingError))
+
+
+def retry_transient(fn: Callable[[int], T], what: str, *, tries: int = RETRY_TRIES,
+                    budget_s: float = RETRY_BUDGET_S) -> T:
+    """`fn(try_index)`, tried again after a transient error with jittered exponential backoff.
+
+    Other errors raise at once. `fn` gets the index so that a retry can first check whether the
+    failed try wrote anything after all.
+    """
+    start = time.monotonic()
+    for attempt in range(tries):
+        try:
+            return fn(attempt)
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            elapsed = time.monotonic() - start
+            left = budget_s - elapsed
+            if attempt + 1 >= tries or left <= 0:
+                err.add_note(f"(spikeattn gave up on {what} after {attempt + 1} tries "
+                             f"in {elapsed:.1f} s)")
+                raise
+            delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = min(delay, left)
+            _log.warning("%s: transient error, try %d of %d in %.1f s: %s", what, attempt + 2,
+                         tries, delay, str(err).splitlines()[0][:300] if str(err) else repr(err))
+            _sleep(delay)
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------- value helpers
@@ -138,6 +250,38 @@ def _check_name(what: str, name: str) -> str:
     return name
 
 
+# ---------------------------------------------------------------- tracking server
+
+
+def server_command(backend_uri: str | None = None, artifacts: Path | None = None,
+                   host: str = "127.0.0.1", port: int = 5000,
+                   workers: int = SERVER_WORKERS) -> list[str]:
+    """argv that runs `mlflow server` on the jobs' SQLite store; exec it as it is.
+
+    Defaults: the store a Tracker here would use (`MLFLOW_TRACKING_URI` if it is sqlite, else
+    `./mlflow.db`) and `mlartifacts/` next to it. One worker: SQLite takes one writer at a time,
+    so more workers add lock contenders, memory and start-up time but no write throughput (one
+    worker still serves requests on threads). MLflow's job runner (GenAI scoring and trace jobs,
+    seven more processes polling the db) is switched off, and telemetry unless opted in.
+    """
+    if backend_uri is None:
+        env_uri = default_uri()
+        backend_uri = env_uri if sqlite_path(env_uri) else f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    backend_uri = _absolute_uri(backend_uri)
+    db = sqlite_path(backend_uri)
+    if artifacts is None:
+        artifacts = (db.parent if db else Path.cwd()) / "mlartifacts"
+    telemetry_off = os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")
+    return [
+        "env", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
+        f"MLFLOW_DISABLE_TELEMETRY={telemetry_off}",
+        sys.executable, "-m", "mlflow", "server",
+        "--host", host, "--port", str(port), "--workers", str(workers),
+        "--backend-store-uri", backend_uri,
+        "--serve-artifacts", "--artifacts-destination", str(Path(artifacts).absolute()),
+    ]
+
+
 # ---------------------------------------------------------------- tracker
 
 
@@ -159,7 +303,7 @@ class Tracker:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[MlflowClient]:
-        """The client, held under the store lock: wrap every store access in this."""
+        """The client, held under the store lock (no retries: `_store` adds them)."""
         from mlflow.tracking import MlflowClient  # imports outside the lock: they are slow
 
         if self._client_obj is None and self.db_path is not None:
@@ -174,6 +318,33 @@ class Tracker:
                 self._client_obj = MlflowClient(tracking_uri=self.uri)  # runs migrations
             yield self._client_obj
 
+    def _store(self, what: str, fn: Callable[[MlflowClient, int], T]) -> T:
+        """One store access: `fn(client, try_index)` under the lock, retried when transient.
+
+        The lock is released between tries, so other jobs go on while this one backs off.
+        """
+        def attempt(index: int) -> T:
+            with self.locked() as client:
+                return fn(client, index)
+
+        return retry_transient(attempt, f"MLflow {what} ({self.uri})")
+
+    def ensure_store(self, studies: Iterable[str] = ()) -> str:
+        """Create the db (migrations), the experiment and the studies' parent runs; idempotent.
+
+        For Snakemake's `onstart`: jobs then find everything and only create their own runs.
+        Returns the experiment id.
+        """
+        studies = [_check_name("study", s) for s in studies]
+
+        def ensure(client: MlflowClient, _: int) -> str:
+            exp_id = self._experiment_id_locked(client)
+            for study in studies:
+                self._study_run_id_locked(client, study)
+            return exp_id
+
+        return self._store("ensure store", ensure)
+
     def artifact_root(self) -> str | None:
         """Where a new experiment's artifacts go: next to a SQLite db, else the server's choice."""
         if self.db_path is None:
@@ -182,32 +353,47 @@ class Tracker:
         return (self.db_path.parent / "mlartifacts" / safe).as_uri()
 
     def _experiment_id_locked(self, client: MlflowClient) -> str:
+        from mlflow.exceptions import MlflowException
+
         if self._experiment_id is None:
             exp = client.get_experiment_by_name(self.experiment)
             if exp is None:
-                self._experiment_id = client.create_experiment(
-                    self.experiment, artifact_location=self.artifact_root()
-                )
-            elif exp.lifecycle_stage != "active":
+                try:
+                    self._experiment_id = client.create_experiment(
+                        self.experiment, artifact_location=self.artifact_root()
+                    )
+                    return self._experiment_id
+                except MlflowException as err:  # another job (no lock: a server) was first
+                    if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    exp = client.get_experiment_by_name(self.experiment)
+                    if exp is None:
+                        raise
+            if exp.lifecycle_stage != "active":
                 raise RuntimeError(
                     f"experiment {self.experiment!r} in {self.uri} is deleted; restore it "
                     f"(`mlflow experiments restore`) or use another experiment name"
                 )
-            else:
-                self._experiment_id = exp.experiment_id
+            self._experiment_id = exp.experiment_id
         return self._experiment_id
 
-    def _study_run_id_locked(self, client: MlflowClient, study: str) -> str:
-        """Get or create the study's parent run; called under the lock, so exactly one exists."""
-        exp_id = self._experiment_id_locked(client)
+    def _study_parents(self, client: MlflowClient, exp_id: str, study: str) -> list[Run]:
+        """Active parent runs of a study, earliest first (ties: run id, the same in every job)."""
         found = client.search_runs(
             [exp_id],
             filter_string=f"tags.`{TAG_PREFIX}study` = '{study}' "
             f"and tags.`{TAG_PREFIX}kind` = 'study'",
-            max_results=1,
-            order_by=["attributes.start_time ASC"],
+            max_results=1000,
         )
+        return sorted(found, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    def _study_run_id_locked(self, client: MlflowClient, study: str) -> str:
+        """Get or create the study's parent run: exactly one under the lock (else see below)."""
+        exp_id = self._experiment_id_locked(client)
+        found = self._study_parents(client, exp_id, study)
         if found:
+            if found[0].info.status == "RUNNING":  # a try that created it failed right after
+                client.set_terminated(found[0].info.run_id, "FINISHED")
             return found[0].info.run_id
         run = client.create_run(
             exp_id, run_name=study, tags={f"{TAG_PREFIX}study": study, f"{TAG_PREFIX}kind": "study"}
@@ -215,21 +401,47 @@ class Tracker:
         # The parent only groups its children, which start and end over days; left RUNNING it
         # would spin forever in the UI, so it is closed at once. Its status says nothing about them.
         client.set_terminated(run.info.run_id, "FINISHED")
+        if self.db_path is None:
+            return self._settle_parent(client, exp_id, study, run.info.run_id)
         return run.info.run_id
+
+    def _settle_parent(self, client: MlflowClient, exp_id: str, study: str, own: str) -> str:
+        """No lock (a server): others may have created a parent too. All keep the earliest;
+        ours is deleted unless a child already uses it (a job that looked in between)."""
+        _sleep(PARENT_SETTLE_S)
+        parents = self._study_parents(client, exp_id, study)
+        if not parents or parents[0].info.run_id == own:
+            return own
+        keep = parents[0].info.run_id
+        if any(r.info.run_id == own for r in parents) and not client.search_runs(
+                [exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{own}'", max_results=1):
+            client.delete_run(own)
+        return keep
 
     def start_cell_run(
         self, study: str, cell: str, seed: int, tags: Mapping[str, Any], params: Mapping[str, Any]
     ) -> CellRun:
         """Create the child run of one cell x seed (and the study's parent if it is the first)."""
         _check_name("study", study)
-        all_tags = _cell_tags(study, cell, seed, tags)
-        with self.locked() as client:
+        token = uuid.uuid4().hex
+        all_tags = {**_cell_tags(study, cell, seed, tags), CREATE_TOKEN_TAG: token}
+        by_token = f"tags.`{CREATE_TOKEN_TAG}` = '{token}'"
+
+        def create(client: MlflowClient, attempt: int) -> Run:
+            exp_id = self._experiment_id_locked(client)
             parent_id = self._study_run_id_locked(client, study)
-            run = client.create_run(
-                self._experiment_id_locked(client),
-                run_name=f"{cell}/seed{seed}",
-                tags={"mlflow.parentRunId": parent_id, **all_tags},
-            )
+            # A failed try may have created the run before its answer got lost.
+            found = client.search_runs([exp_id], by_token, max_results=10) if attempt else []
+            run = found[0] if found else client.create_run(
+                exp_id, run_name=f"{cell}/seed{seed}",
+                tags={"mlflow.parentRunId": parent_id, **all_tags})
+            if self.db_path is None:  # MLflow's HTTP layer may have re-sent the create itself
+                for other in client.search_runs([exp_id], by_token, max_results=10):
+                    if other.info.run_id != run.info.run_id:
+                        client.delete_run(other.info.run_id)
+            return run
+
+        run = self._store("create run", create)
         cell_run = CellRun(self, run.info.run_id, run.info.artifact_uri)
         try:
             cell_run.log_params(params)
@@ -238,24 +450,34 @@ class Tracker:
             raise
         return cell_run
 
-    def resume_cell_run(self, run_id: str) -> CellRun:
-        """Re-open a (usually FINISHED) run to add a later stage's results, e.g. energy."""
+    def _active_run(self, run_id: str) -> Run:
+        """The run, or RunNotFoundError naming the likely mix-up (another store, deleted)."""
         from mlflow.exceptions import MlflowException
 
-        with self.locked() as client:
-            try:
-                run = client.get_run(run_id)
-            except MlflowException as err:
-                if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                    raise
-                raise RunNotFoundError(
-                    f"run {run_id!r} is not in the tracking store {self.uri}; was it logged "
-                    f"to another store (check MLFLOW_TRACKING_URI and the working directory)?"
-                ) from None
+        try:
+            run = self._store("get run", lambda client, _: client.get_run(run_id))
+        except MlflowException as err:
+            if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            raise RunNotFoundError(
+                f"run {run_id!r} is not in the tracking store {self.uri}; was it logged "
+                f"to another store (check MLFLOW_TRACKING_URI and the working directory)?"
+            ) from None
         if run.info.lifecycle_stage != "active":
             raise RunNotFoundError(f"run {run_id!r} in {self.uri} is deleted; restore it first")
-        info = run.info
+        return run
+
+    def resume_cell_run(self, run_id: str) -> CellRun:
+        """Re-open a (usually FINISHED) run to add a later stage's results, e.g. energy."""
+        info = self._active_run(run_id).info
         return CellRun(self, run_id, info.artifact_uri, resumed=True, end_time=info.end_time)
+
+    def reopen_cell_run(self, run_id: str) -> CellRun:
+        """Continue a run whose training job died (any status): RUNNING again until finished,
+        then ending now. Use `CellRun.logged_steps` to log only the epochs still missing."""
+        info = self._active_run(run_id).info
+        self._store("reopen run", lambda client, _: client.update_run(run_id, status="RUNNING"))
+        return CellRun(self, run_id, info.artifact_uri)
 
 
 def _cell_tags(study: str, cell: str, seed: int, coords: Mapping[str, Any]) -> dict[str, str]:
@@ -281,6 +503,7 @@ class CellRun:
     run is allowed, but with the default end_time=now it would stretch the run's duration over
     the gap between the stages. Its status becomes that of the later stage: FAILED if the energy
     stage fails (the run now lacks its results), FINISHED again when that stage is re-run.
+    A reopened run (`Tracker.reopen_cell_run`) is the same training continued: it ends now.
     """
 
     def __init__(self, tracker: Tracker, run_id: str, artifact_uri: str, *,
@@ -308,6 +531,10 @@ class CellRun:
         except Exception as err:  # never hide the exception that ended the block
             exc.add_note(f"(also failed to mark MLflow run {self.run_id} {status}: {err!r})")
 
+    def _log_batch(self, what: str, **batch: list) -> None:
+        """One store write; safe to retry (see the module docstring)."""
+        self.tracker._store(what, lambda client, _: client.log_batch(self.run_id, **batch))
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Flattened (dots); strings as they are, other values as JSON (`true`, `[1,2]`); cut to
         MLflow's length limit (6000 characters in 3.17) with a mark; one locked batch per 100."""
@@ -317,11 +544,23 @@ class CellRun:
         items = [Param(k, _truncate(_stringify(v), value_limit))
                  for k, v in flatten(params).items()]
         for chunk in _chunks(items, batch):
-            with self.tracker.locked() as client:
-                client.log_batch(self.run_id, params=chunk)
+            self._log_batch("log params", params=chunk)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set (or overwrite) run tags, keys as given, values stringified like params."""
+        from mlflow.entities import RunTag
+
+        _, tag_limit, batch, _ = _limits()
+        items = [RunTag(k, _truncate(_stringify(v), tag_limit)) for k, v in tags.items()]
+        for chunk in _chunks(items, batch):
+            self._log_batch("set tags", tags=chunk)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """One epoch's metrics in one short locked write. None is skipped; NaN/inf are kept."""
+        """One epoch's metrics in one short locked write. None is skipped; NaN/inf are kept.
+
+        The timestamp is taken once, so a retried write repeats identical rows, which MLflow
+        skips instead of storing twice.
+        """
         from mlflow.entities import Metric
         from mlflow.utils.time import get_current_time_millis
 
@@ -330,14 +569,20 @@ class CellRun:
                  for k, v in metrics.items() if v is not None]
         _, _, _, batch = _limits()
         for chunk in _chunks(items, batch):
-            with self.tracker.locked() as client:
-                client.log_batch(self.run_id, metrics=chunk)
+            self._log_batch("log metrics", metrics=chunk)
+
+    def logged_steps(self, key: str) -> set[int]:
+        """Steps of metric `key` already in the store (a resumed job logs only the others)."""
+        history = self.tracker._store(
+            "read metric history", lambda client, _: client.get_metric_history(self.run_id, key))
+        return {m.step for m in history}
 
     def log_artifacts(self, paths: list[str | os.PathLike],
                       artifact_path: str | None = None) -> None:
         """Copy files (or whole directories, under their own name) into the run's artifacts.
 
         The copy needs no lock: the run's artifact URI was read when the run was opened.
+        Uploads to a server are retried like store accesses; a repeated upload overwrites.
         """
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
@@ -346,12 +591,17 @@ class CellRun:
         if missing:
             raise FileNotFoundError(f"cannot log missing artifact(s): {', '.join(missing)}")
         repo = get_artifact_repository(self.artifact_uri, tracking_uri=self.tracker.uri)
-        for path in paths:
+
+        def upload(path: Path) -> None:
             if path.is_dir():
                 sub = f"{artifact_path}/{path.name}" if artifact_path else path.name
                 repo.log_artifacts(str(path), sub)
             else:
                 repo.log_artifact(str(path), artifact_path)
+
+        for path in paths:
+            retry_transient(lambda _, path=path: upload(path),
+                            f"MLflow artifact upload of {path.name} ({self.artifact_uri})")
 
     def finish(self, status: str = "FINISHED") -> None:
         """Terminate the run once (later calls do nothing); a resumed run keeps its end time."""
@@ -359,8 +609,8 @@ class CellRun:
             raise ValueError(f"status must be one of {_TERMINAL}, not {status!r}")
         if self._closed:
             return
-        with self.tracker.locked() as client:
-            client.set_terminated(self.run_id, status, end_time=self._end_time)
+        self.tracker._store("finish run", lambda client, _: client.set_terminated(
+            self.run_id, status, end_time=self._end_time))
         self._closed = True
 
 
