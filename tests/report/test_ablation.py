@@ -253,3 +253,126 @@ def test_render_empty_table(runs):
     assert "nothing to compare" in out["ablation.tex"]
     assert r"\label{tab:s3-ablation}" in out["ablation.tex"]
     assert out["ablation.csv"].strip() == ",".join(ABLATION_COLUMNS)
+
+
+# -- diverged runs -----------------------------------------------------------------------------
+NAN_WORD = re.compile(r"\bnan\b", re.IGNORECASE)
+
+
+def _with_status(rows: list[dict], diverged_seeds=()) -> list[dict]:
+    """Mark runs diverged as runs_frame does: status 'diverged' and NaN values."""
+    out = []
+    for row in rows:
+        bad = row["seed"] in diverged_seeds
+        out.append({**row, "status": "diverged" if bad else "completed",
+                    **({"acc": math.nan, "spikes": math.nan, "energy_uj": math.nan}
+                       if bad else {})})
+    return out
+
+
+def _diverged_study(vanilla_diverged=(), variant_diverged=(), other_diverged=()):
+    """Study d: vanilla twin, TCSA and TA over seeds 0-3, with the given seeds diverged."""
+    vanilla = _cell_runs("d", *G[:2], "none", "direct", 8, [90.0, 91.0, 89.0, 90.5],
+                         [1000.0, 1100.0, 900.0, 1000.0], [10.0, 11.0, 9.0, 10.0])
+    tcsa = _cell_runs("d", *G[:2], "TCSA", "direct", 8, [95.0, 96.0, 94.0, 95.5],
+                      [150.0, 160.0, 140.0, 150.0], [3.0, 3.2, 2.8, 3.0])
+    ta = _cell_runs("d", *G[:2], "TA", "direct", 8, [90.5, 89.0, 91.5, 90.0],
+                    [800.0, 820.0, 780.0, 800.0], [8.0, 8.0, 8.0, 8.0])
+    return pd.DataFrame(_with_status(vanilla, vanilla_diverged)
+                        + _with_status(tcsa, variant_diverged)
+                        + _with_status(ta, other_diverged))
+
+
+def test_diverged_seed_is_left_out_and_counted():
+    runs = _diverged_study(variant_diverged={1})
+    table = ablation_table(runs)
+    r = _row(table, "d", "TCSA")
+    # 3 common completed seeds (0, 2, 3): both sides matched on them, the twin's seed 1 unused
+    assert (r["seeds"], r["twin_seeds"]) == (3, 3)
+    assert (r["n_diverged"], r["twin_n_diverged"]) == (1, 0)
+    assert r["seeds_matched"]
+    assert r["acc_mean"] == pytest.approx(np.mean([95.0, 94.0, 95.5]))
+    assert r["twin_acc_mean"] == pytest.approx(np.mean([90.0, 89.0, 90.5]))
+    ref = welch([95.0, 94.0, 95.5], [90.0, 89.0, 90.5])
+    assert r["p_value"] == pytest.approx(ref.p_value) and bool(r["significant"])
+    assert r["energy_uj_mean"] == pytest.approx(np.mean([3.0, 2.8, 3.0]))
+    human = ablation_human(table)
+    assert human.iloc[0]["Seeds"] == "3, 1 diverged vs 3"
+    assert human.iloc[1]["Seeds"] == "4 vs 4"
+    text = ablation_caption(table, 0.05, 3, "holm")
+    assert "diverged" in text and "completed seeds only" in text
+    assert "diverged" not in ablation_caption(ablation_table(_diverged_study()), 0.05, 3, "holm")
+
+
+def test_too_few_completed_seeds_is_n_a_with_the_reason():
+    table = ablation_table(_diverged_study(variant_diverged={0, 1}))
+    r = _row(table, "d", "TCSA")
+    assert (r["seeds"], r["n_diverged"]) == (2, 2)
+    assert math.isnan(r["p_value"]) and pd.isna(r["significant"])
+    assert r["acc_delta"] == pytest.approx(np.mean([94.0, 95.5]) - np.mean([90, 91, 89, 90.5]))
+    row = ablation_human(table).iloc[0]
+    assert row["p (adj.)"] == "n/a (2 seeds < 3, 2 diverged)"
+    assert row["Significant"] == "n/a" and row["Seeds"] == "2, 2 diverged vs 4"
+    assert row["Acc. Δ (pp)"].endswith("[n/a]")
+    # the untested row does not count in Holm's m: TA alone in the family
+    ta = _row(table, "d", "TA")
+    assert ta["p_adjusted"] == pytest.approx(ta["p_value"])
+
+
+def test_fully_diverged_vanilla_twin():
+    runs = _diverged_study(vanilla_diverged={0, 1, 2, 3})
+    table = ablation_table(runs)
+    assert list(table["attention"]) == ["TCSA", "TA"]  # the rows stay, untested
+    for _, r in table.iterrows():
+        assert (r["twin_seeds"], r["twin_n_diverged"], r["seeds"]) == (0, 4, 4)
+        for column in ("twin_acc_mean", "acc_delta", "acc_delta_ci_low", "p_value",
+                       "p_adjusted", "twin_spikes_mean", "spike_reduction_pct",
+                       "twin_energy_uj_mean", "energy_ratio"):
+            assert math.isnan(r[column]), column
+        assert pd.isna(r["significant"])
+    assert _row(table, "d", "TCSA")["acc_mean"] == pytest.approx(95.125)
+    human = ablation_human(table)
+    first = human.iloc[0]
+    assert first["Seeds"] == "4 vs all 4 diverged"
+    assert first["Acc. Δ (pp)"] == "n/a"
+    assert first["p (adj.)"] == "n/a (twin: all 4 diverged)"
+    assert (first["Significant"], first["Spikes -%"], first["Energy ratio"]) == ("n/a",) * 3
+    assert not human.map(lambda v: bool(NAN_WORD.search(str(v)))).any().any()
+    out = render_ablation("demo", table, ablation_caption(table, 0.05, 3, "holm"))
+    assert "twin: all 4 diverged" in out["ablation.md"]
+    assert not any(NAN_WORD.search(line) for line in out["ablation.md"].splitlines()
+                   if line.startswith("|"))
+    csv = pd.read_csv(io.StringIO(out["ablation.csv"]))
+    assert tuple(csv.columns) == ABLATION_COLUMNS
+    assert csv["twin_n_diverged"].tolist() == [4, 4] and csv["n_diverged"].tolist() == [0, 0]
+    assert csv["significant"].isna().all()
+    # read back from CSV (no attrs, NaN as float): the reason is still given
+    assert ablation_human(csv).iloc[0]["p (adj.)"] == "n/a (twin: all 4 diverged)"
+
+
+def test_fully_diverged_variant_and_both_sides():
+    table = ablation_table(_diverged_study(variant_diverged={0, 1, 2, 3}))
+    row = ablation_human(table).iloc[0]
+    assert row["p (adj.)"] == "n/a (variant: all 4 diverged)"
+    assert row["Seeds"] == "all 4 diverged vs 4"
+    both = ablation_table(_diverged_study(vanilla_diverged={0, 1, 2, 3},
+                                          variant_diverged={0, 1, 2, 3}))
+    assert ablation_human(both).iloc[0]["p (adj.)"] == (
+        "n/a (variant: all 4 diverged; twin: all 4 diverged)")
+
+
+def test_status_column_is_checked():
+    runs = _diverged_study()
+    runs.loc[0, "status"] = "running"
+    with pytest.raises(ValueError, match="unknown status 'running'"):
+        ablation_table(runs)
+    # a completed run with a missing value is still refused; a diverged one is expected
+    runs = _diverged_study(variant_diverged={1})
+    runs.loc[0, "acc"] = math.nan
+    with pytest.raises(ValueError, match="'d'.*seed 0 has a missing or non-finite"):
+        ablation_table(runs)
+
+
+def test_old_runs_without_status_match_all_completed():
+    old = _diverged_study().drop(columns="status")
+    pd.testing.assert_frame_equal(ablation_table(old), ablation_table(_diverged_study()))

@@ -1,12 +1,13 @@
 """build_paper, build_figures and tables_page, on small hand-written per-seed result files."""
 from __future__ import annotations
 
-import json
+import re
 from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
 
+from result_files import lif_layers, write_run
 from spikeattn.paths import FIGURE_FORMATS, FIGURE_NAMES, PAPER_FILES
 from spikeattn.report import build_tables
 from spikeattn.report.ablation import ABLATION_COLUMNS, ablation_table
@@ -37,32 +38,17 @@ TARGETS = {"sa": [{"cell": {"attention": "TCSA"}, "acc": 97.5, "energy_mj": 0.01
 
 
 def _write_seed(root, study: str, cell: dict, seed: int, i: int,
-                conventions: str = CONVENTIONS) -> None:
-    """metrics.json, energy.json (with spikes and per-layer rows) and history.csv."""
+                conventions: str = CONVENTIONS, **status):
+    """metrics.json, energy.json (with spikes and per-layer rows) and history.csv; `status`
+    passes status / diverged_epoch / loss on to write_run."""
     att = cell["attention"]
-    folder = root / study / cell["id"] / f"seed{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
     rates = [r + 0.01 * i for r in RATES[att]]
-    metrics = {"study": study, "cell": cell["id"], "seed": seed,
-               "final": {"test_acc": ACC[att][i], "test_loss": 0.1},
-               "best": {"test_acc": ACC[att][i] + 0.001, "epoch": 2},
-               "mean_firing_rate": sum(rates) / 2, "params": 12_345, "epochs": 2}
-    layers = [{"layer": "conv1", "kind": "conv", "type": "Conv2d", "input": "real",
-               "firing_rate": 1.0, "spike_count": 0.0, "sops": 0.0, "macs": 1000.0,
-               "energy_pj": 4600.0}]
-    for k, rate in enumerate(rates, start=1):
-        layers.append({"layer": f"lif{k}", "kind": "lif", "type": "LIF", "input": "real",
-                       "firing_rate": rate, "spike_count": 100 * rate, "sops": 0.0,
-                       "macs": 0.0, "energy_pj": 0.0})
-    energy = {"study": study, "cell": cell["id"], "seed": seed, "energy_uj": ENERGY[att][i],
-              "macs": 1000, "sops": 2000.0, "mean_firing_rate": sum(rates) / 2,
-              "spikes": SPIKES[att][i], "conventions": conventions, "layers": layers}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    (folder / "energy.json").write_text(json.dumps(energy))
-    (folder / "history.csv").write_text(
-        "epoch,lr,train_loss,train_acc,test_loss,test_acc\n"
-        f"1,0.001,1.2,0.6,1.0,{ACC[att][i] - 0.1}\n"
-        f"2,0.0005,0.6,0.9,0.4,{ACC[att][i]}\n")
+    return write_run(root, study, cell, seed, acc=ACC[att][i], best=ACC[att][i] + 0.001,
+                     rate=sum(rates) / 2, energy_rate=sum(rates) / 2,
+                     energy_uj=ENERGY[att][i], params=12_345, spikes=SPIKES[att][i],
+                     sops=2000.0, macs=1000, layers=lif_layers(rates), conventions=conventions,
+                     history=[(1.2, ACC[att][i] - 0.1), (0.6, ACC[att][i])], epochs=2,
+                     **status)
 
 
 @pytest.fixture
@@ -293,3 +279,95 @@ def test_tables_page_csv_of_results_is_not_embedded():
     assert "97.10 ± 0.10 (3)" in page
     assert repr(float(long.loc[1, "acc_mean"])) not in page
     assert page.startswith("<!doctype html>")
+
+
+# -- diverged runs -----------------------------------------------------------------------------
+NAN_WORD = re.compile(r"\bnan\b", re.IGNORECASE)
+
+
+def _table_rows(md: str) -> list[str]:
+    return [line for line in md.splitlines() if line.startswith("|")]
+
+
+def _svg_text(path) -> str:
+    """The figure's texts (matplotlib writes each line as a comment before its glyphs)."""
+    return " ".join(re.findall(r"<!-- (.*?) -->", path.read_text()))
+
+
+@pytest.fixture
+def diverged_results(results):
+    """sa: TCSA seed 1 diverged in epoch 2; sb: the vanilla twin diverged in epoch 1 on every
+    seed (null finals, header-only histories)."""
+    _write_seed(results, "sa", CELLS["sa"][1], 1, 1, status="diverged", diverged_epoch=2)
+    for i, seed in enumerate(SEEDS):
+        _write_seed(results, "sb", CELLS["sb"][0], seed, i, status="diverged", diverged_epoch=1,
+                    loss="inf")
+    return results
+
+
+def test_build_paper_with_diverged_runs(diverged_results, tmp_path):
+    out = tmp_path / "out"
+    frames = build_paper("demo", "Demo paper", _inputs(), diverged_results, out, REPORT)
+    runs = frames["runs"]
+    assert len(runs) == 12 and runs["status"].eq("diverged").sum() == 4
+
+    md = (out / "results.md").read_text()
+    none_row, tcsa_row = _table_rows(md)[2:4]
+    assert "diverged (all 3)" in none_row and "96.12 ± 0.35 (3)" in none_row
+    acc = [97.00, 97.20]  # seeds 0 and 2 of TCSA in sa
+    assert f"{sum(acc) / 2:.2f} ± 0.14 (2, 1 diverged)" in tcsa_row
+    assert not any(NAN_WORD.search(line) for line in _table_rows(md))
+    assert "4 runs diverged" in md and "sb none (B · demo_cnn · T=8) seed 0 (epoch 1)" in md
+    results_csv = pd.read_csv(out / "results.csv")
+    assert results_csv["status"].tolist() == ["completed", "some_diverged", "diverged",
+                                              "completed"]
+    assert results_csv["n_diverged"].tolist() == [0, 1, 3, 0]
+
+    ablation = pd.read_csv(out / "ablation.csv")
+    assert ablation["n_diverged"].tolist() == [1, 0]
+    assert ablation["twin_n_diverged"].tolist() == [0, 3]
+    # sa: only 2 common completed seeds (< 3), so the twin keeps all 3 of its own
+    assert ablation["twin_seeds"].tolist() == [3, 0]
+    assert ablation["significant"].isna().all()  # sa: 2 completed seeds < 3; sb: no twin left
+    ab_md = (out / "ablation.md").read_text()
+    assert "n/a (2 seeds < 3, 1 diverged)" in ab_md and "n/a (twin: all 3 diverged)" in ab_md
+    assert "2, 1 diverged vs 3" in ab_md and "3 vs all 3 diverged" in ab_md
+    assert not any(NAN_WORD.search(line) for line in _table_rows(ab_md))
+
+    page = (out / "tables.html").read_text()
+    tags = _parse(page)
+    assert tags.counts["table"] == 2 + len(CELLS)
+    text = "".join(tags.text)
+    assert "all 3 diverged" in text and "diverged (all 3)" in text
+    assert "1 run diverged" in text and "3 runs diverged" in text  # sa's, sb's summaries
+    assert not NAN_WORD.search(text.replace("NaN or infinite", "").replace("NaN loss", ""))
+
+
+def test_build_figures_with_a_fully_diverged_cell(diverged_results, tmp_path):
+    tables = tmp_path / "reports" / "sb"
+    summary = build_tables("sb", CELLS["sb"], SEEDS, diverged_results, tables)
+    assert summary["status"].tolist() == ["diverged", "completed"]
+    out = tmp_path / "figures" / "sb"
+    written = build_figures("sb", _inputs()["sb"], tables / "summary.csv", diverged_results, out)
+    assert {p.name for p in written} == {f"{n}.{fmt}" for n in FIGURE_NAMES
+                                         for fmt in FIGURE_FORMATS}
+    note = "none / direct / T=8: all 3 seeds (no point)"
+    pareto = _svg_text(out / "pareto.svg")
+    assert note in pareto and "TCSA / direct / T=8" in pareto
+    assert "none / direct" not in pareto.replace(note, "")  # no point, no label
+    assert note in _svg_text(out / "training_curves.svg")
+    assert note in _svg_text(out / "firing_rates.svg")
+
+
+def test_build_figures_when_every_run_diverged(results, tmp_path):
+    for cell in CELLS["sa"]:
+        for i, seed in enumerate(SEEDS):
+            _write_seed(results, "sa", cell, seed, i, status="diverged", diverged_epoch=1)
+    tables = tmp_path / "reports" / "sa"
+    build_tables("sa", CELLS["sa"], SEEDS, results, tables)
+    out = tmp_path / "figures" / "sa"
+    written = build_figures("sa", _inputs()["sa"], tables / "summary.csv", results, out)
+    assert len(written) == 6
+    assert "Every cell diverged" in _svg_text(out / "pareto.svg")
+    assert "Every run diverged" in _svg_text(out / "firing_rates.svg")
+    assert "no curve to draw" in _svg_text(out / "training_curves.svg")

@@ -131,3 +131,15 @@ def test_paper_report_caption(params, energy_caption):
     assert "demo-dvs: digits-dvs T=8; 8 cells; seeds 0, 1; 5 epochs." in text
     plain = _plain(_render(text))
     assert plain.endswith(f"Energy conventions: {energy_caption}")
+
+
+def test_captions_state_how_diverged_runs_are_shown(params, energy_caption):
+    captions = figure_captions(params, "demo-dvs", energy_caption)
+    for name, text in captions.items():
+        assert "NaN or infinite (diverged) are left out" in text, name
+        assert "named in a note under the figure" in text, name
+    assert "A cell whose seeds all diverged has no point." in captions["pareto"]
+    assert "drawn dashed" in captions["training_curves"]
+    paper = paper_report_caption(params, "demo", ["demo-digits", "demo-dvs"], energy_caption)
+    assert "Diverged runs (training loss NaN or infinite) are left out" in paper
+    assert _plain(_render(paper)).endswith(f"Energy conventions: {energy_caption}")

@@ -11,8 +11,9 @@ import pytest
 from matplotlib.collections import LineCollection, PathCollection, PolyCollection
 from matplotlib.figure import Figure
 
-from spikeattn.report.figures import (FIGURE_FORMATS, firing_rate_figure, pareto_figure,
-                                      pareto_front, save_figure, training_curves_figure)
+from spikeattn.report.figures import (DIVERGED_CURVE, FIGURE_FORMATS, diverged_note,
+                                      firing_rate_figure, pareto_figure, pareto_front,
+                                      save_figure, training_curves_figure)
 
 NAN = math.nan
 
@@ -213,3 +214,98 @@ def test_save_figure_writes_both_formats_deterministically(tmp_path):
     again = save_figure(fig, tmp_path / "a")[1].read_bytes()
     assert again == save_figure(fig, tmp_path / "b")[1].read_bytes()
     assert again == svg.read_bytes()
+
+
+# -- diverged runs -----------------------------------------------------------------------------
+def _with_status(summary: pd.DataFrame, statuses: list[str], diverged: list[int]) -> pd.DataFrame:
+    """summary.csv's status / seeds / n_diverged columns (3 seeds per cell)."""
+    return summary.assign(status=statuses, n_diverged=diverged,
+                          seeds=[3 - k for k in diverged])
+
+
+def _note(fig: Figure) -> str:
+    return fig.get_supxlabel().replace("\n", " ")
+
+
+def test_pareto_figure_skips_a_fully_diverged_cell_and_says_so():
+    summary = _with_status(_summary([("none", NAN, NAN, NAN, NAN, 96.0),
+                                     ("TCSA", 96.0, 0.3, 0.1, 0.01, NAN),
+                                     ("TA", 94.0, NAN, 0.01, NAN, NAN)]),
+                           ["diverged", "completed", "some_diverged"], [3, 0, 2])
+    fig = pareto_figure(summary, "demo")
+    (ax,) = fig.axes
+    (cells,) = _by_label(ax, "Cells")
+    assert cells.get_offsets().tolist() == [[0.1, 96.0], [0.01, 94.0]]
+    assert [t.get_text() for t in ax.texts] == ["TCSA / direct / T=8",
+                                                "TA / direct / T=8 (2 diverged)"]
+    assert not _by_label(ax, "Paper target")  # the diverged cell's target has no energy
+    note = _note(fig)
+    assert "none / direct / T=8: all 3 seeds (no point)" in note
+    assert "TA / direct / T=8: 2 of 3 seeds" in note and "TCSA" not in note
+
+
+def test_pareto_figure_when_every_cell_diverged():
+    summary = _with_status(_summary([("none", NAN, NAN, NAN, NAN, NAN),
+                                     ("TCSA", NAN, NAN, NAN, NAN, 97.0)]),
+                           ["diverged", "diverged"], [3, 3])
+    fig = pareto_figure(summary, "demo")
+    (ax,) = fig.axes
+    assert not ax.axison and "Every cell diverged" in ax.texts[0].get_text()
+    assert ax.get_title() == "demo" and "all 3 seeds" in _note(fig)
+    # and without a status, a NaN accuracy is still an error, not a silent skip
+    with pytest.raises(ValueError, match="no finite acc_mean"):
+        pareto_figure(summary.drop(columns=["status", "n_diverged"]), "demo")
+
+
+def test_no_note_without_diverged_runs():
+    summary = _summary([("none", 95.0, 0.2, 1.0, 0.05, NAN)])
+    assert diverged_note(summary) == ""
+    assert diverged_note(_with_status(summary, ["completed"], [0])) == ""
+    assert pareto_figure(summary, "t").get_supxlabel() == ""
+
+
+def test_firing_rate_figure_with_note_and_when_every_run_diverged():
+    note = "Diverged runs (training loss NaN or infinite), left out: TA: all 3 seeds (no point)."
+    fig = firing_rate_figure(_rates(), "rates", note)
+    assert _note(fig) == note and len(fig.axes[0].lines) == 2
+    empty = firing_rate_figure(_rates().iloc[:0], "rates", note)
+    assert "Every run diverged" in empty.axes[0].texts[0].get_text()
+    with pytest.raises(ValueError, match="no rows"):  # no note: nothing explains the gap
+        firing_rate_figure(_rates().iloc[:0], "rates")
+
+
+def _histories_with_diverged() -> pd.DataFrame:
+    """none: seeds 0, 1 completed and seed 2 diverged after epoch 2; TA: both seeds diverged."""
+    rows = _histories().assign(status="completed")
+    extra = [{"label": "none", "seed": 2, "epoch": e, "train_loss": 5.0, "test_loss": 1.0,
+              "test_acc": 0.1, "status": "diverged"} for e in (1, 2)]
+    extra += [{"label": "TA", "seed": s, "epoch": 1, "train_loss": 9.0, "test_loss": 1.0,
+               "test_acc": 0.2, "status": "diverged"} for s in (0, 1)]
+    return pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
+
+
+def test_training_curves_draw_diverged_runs_apart_from_the_means():
+    fig = training_curves_figure(_histories_with_diverged(), "curves", "note about TA")
+    acc_ax, loss_ax = fig.axes
+    labelled = [line.get_label() for line in acc_ax.lines if not line.get_label().startswith("_")]
+    assert labelled == ["none", "TCSA", "TA (diverged)", DIVERGED_CURVE]
+    # the means are those of the completed seeds only (the diverged 0.1 / 5.0 left out)
+    np.testing.assert_allclose(acc_ax.lines[0].get_ydata(), [61.0, 71.0, 81.0])
+    np.testing.assert_allclose(loss_ax.lines[0].get_ydata(), [1.05, 0.55, 1 / 3 + 0.05])
+    dashed = [line for line in loss_ax.lines if line.get_linestyle() == "--"]
+    assert [line.get_xdata().tolist() for line in dashed] == [[1, 2], [1], [1]]
+    assert [line.get_ydata().tolist() for line in dashed] == [[5.0, 5.0], [9.0], [9.0]]
+    crosses = [line for line in loss_ax.lines if line.get_marker() == "x"]
+    assert [line.get_xdata().tolist() for line in crosses] == [[2], [1], [1]]
+    assert dashed[0].get_color() == loss_ax.lines[0].get_color()  # the variant's colour
+    # bands: none has two completed seeds, TCSA one, TA none
+    assert len([c for c in loss_ax.collections if isinstance(c, PolyCollection)]) == 1
+    assert _note(fig) == "note about TA"
+
+
+def test_training_curves_when_no_epoch_completed():
+    empty = _histories_with_diverged().iloc[:0]
+    fig = training_curves_figure(empty, "curves", "every run diverged in epoch 1")
+    assert "no curve to draw" in fig.axes[0].texts[0].get_text()
+    with pytest.raises(ValueError, match="no rows"):
+        training_curves_figure(empty, "curves")

@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from spikeattn.report.paper import (LONG_COLUMNS, paper_caption, paper_long, paper_sources,
-                                    paper_wide, render_paper)
+from spikeattn.report.paper import (LONG_COLUMNS, diverged_of, paper_caption, paper_long,
+                                    paper_sources, paper_wide, render_paper)
 
 CONVENTIONS = "E_MAC = 4.6 pJ, E_AC = 0.9 pJ (45 nm); first layer 100% dense"
 BACKBONE = "demo_cnn"
@@ -27,19 +27,30 @@ def _cid(dataset, backbone, attention, coding, T) -> str:
     return f"{dataset}__{backbone}__{attention}__{coding}__T{T}"
 
 
-def _runs(cells=CELLS, backbone=BACKBONE, coding="direct") -> pd.DataFrame:
-    """A runs frame as results.runs_frame makes it (only the columns paper.py reads matter)."""
+def _runs(cells=CELLS, backbone=BACKBONE, coding="direct", diverged=None) -> pd.DataFrame:
+    """A runs frame as results.runs_frame makes it (only the columns paper.py reads matter).
+
+    `diverged` maps a CELLS key to the seeds that diverged; with it the frame has a status
+    column (without, it is a frame from before runs could diverge). A diverged run keeps
+    finite garbage values here, so only its status can keep it out of the means."""
     rows = []
     for key, (accs, ujs) in cells.items():
         study, dataset, T, attention = key[:4]
         bb = key[4] if len(key) > 4 else backbone
         cod = key[5] if len(key) > 5 else coding
         for seed, (acc, uj) in enumerate(zip(accs, ujs)):
-            rows.append({"study": study, "cell": _cid(dataset, bb, attention, cod, T),
-                         "dataset": dataset, "backbone": bb, "attention": attention,
-                         "coding": cod, "T": T, "seed": seed, "acc": acc, "best_acc": acc,
-                         "firing_rate": 0.1, "spikes": 100.0, "energy_uj": uj, "macs": 10,
-                         "sops": 20.0, "epochs": 3})
+            row = {"study": study, "cell": _cid(dataset, bb, attention, cod, T),
+                   "dataset": dataset, "backbone": bb, "attention": attention,
+                   "coding": cod, "T": T, "seed": seed, "acc": acc, "best_acc": acc,
+                   "firing_rate": 0.1, "spikes": 100.0, "energy_uj": uj, "macs": 10,
+                   "sops": 20.0, "epochs": 3}
+            if diverged is not None:
+                bad = seed in diverged.get(key, ())
+                row.update(status="diverged" if bad else "completed",
+                           diverged_epoch=2.0 if bad else math.nan)
+                if bad:
+                    row.update(acc=10.0, best_acc=10.0, energy_uj=99.0)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -240,3 +251,75 @@ def test_csv_is_the_long_table_and_round_trips(rendered, long):
     pd.testing.assert_frame_equal(back, long, check_dtype=False)
     assert "NaN" in rendered["results.csv"]
     assert math.isnan(back.loc[0, "target_acc"]) and back.loc[1, "target_energy_uj"] == 12.3
+
+
+# -- diverged runs -----------------------------------------------------------------------------
+NAN_WORD = re.compile(r"\bnan\b", re.IGNORECASE)
+TCSA_A, NONE_B = ("sa", "A", 4, "TCSA"), ("sb", "B", 8, "none")
+
+
+def test_long_leaves_out_a_diverged_seed_and_counts_it():
+    long = paper_long(_runs(diverged={TCSA_A: {1}}), TARGETS)
+    tcsa = long.iloc[1]
+    assert (tcsa["status"], tcsa["seeds"], tcsa["n_diverged"]) == ("some_diverged", 2, 1)
+    assert tcsa["acc_mean"] == pytest.approx(97.10)  # (97.00 + 97.20) / 2, not the garbage 10
+    assert tcsa["acc_std"] == pytest.approx(0.1414213, rel=1e-6)
+    assert tcsa["energy_uj_mean"] == pytest.approx(0.030)
+    assert tcsa["delta"] == pytest.approx(97.10 - 97.50)
+    others = long.drop(index=1)
+    assert set(others["status"]) == {"completed"} and set(others["n_diverged"]) == {0}
+    wide = paper_wide(long)
+    assert wide.loc["TCSA", (COL_A, "Ours (%)")] == "97.10 ± 0.14 (2, 1 diverged)"
+    assert wide.loc["TCSA", (COL_A, "Energy (µJ)")] == "0.0300 ± 0.0000"
+    assert wide.loc["none", (COL_A, "Ours (%)")] == "96.12 ± 0.35 (3)"
+
+
+def test_fully_diverged_cell_reads_diverged_in_every_rendering():
+    targets = {**TARGETS, "sb": [{"cell": {"attention": "none"}, "acc": 90.0, "source": "Y"}]}
+    runs = _runs(diverged={NONE_B: {0, 1, 2}, TCSA_A: {2}})
+    long = paper_long(runs, targets)
+    none_b = long.iloc[2]
+    assert (none_b["status"], none_b["seeds"], none_b["n_diverged"]) == ("diverged", 0, 3)
+    for column in ("acc_mean", "acc_std", "delta", "energy_uj_mean", "energy_uj_std"):
+        assert math.isnan(none_b[column]), column
+    assert none_b["target_acc"] == 90.0  # the paper's number is still shown
+    wide = paper_wide(long)
+    assert wide.loc["none", (COL_B, "Ours (%)")] == "diverged (all 3)"
+    assert wide.loc["none", (COL_B, "Energy (µJ)")] == "diverged"
+    assert wide.loc["none", (COL_B, "Paper (%)")] == "90.00"
+    assert wide.loc["none", (COL_B, "Δ (pp)")] == ""
+    assert not wide.map(lambda v: bool(NAN_WORD.search(v))).any().any()
+
+    caption = paper_caption("Demo", long, STUDIES, CONVENTIONS, [], diverged_of(runs))
+    assert "4 runs diverged (training loss NaN or infinite) and are left out" in caption
+    assert f"sb none ({COL_B}) seed 0 (epoch 2)" in caption
+    assert f"sa TCSA ({COL_A}) seed 2 (epoch 2)" in caption
+    out = render_paper("demo", wide, long, caption)
+    md = out["results.md"]
+    rows = [line for line in md.splitlines() if line.startswith("| none")]
+    assert "diverged (all 3)" in rows[0] and not NAN_WORD.search(rows[0])
+    assert "97.05 ± 0.07 (2, 1 diverged)" in md  # seeds 0 and 1 of TCSA in A
+    tex = out["results.tex"]
+    assert "diverged (all 3)" in tex
+    body = tex[tex.index(r"\begin{tabular}"):tex.index(r"\end{tabular}")]
+    assert not NAN_WORD.search(body)
+    csv = pd.read_csv(io.StringIO(out["results.csv"]))
+    assert tuple(csv.columns) == LONG_COLUMNS
+    assert csv["status"].tolist() == ["completed", "some_diverged", "diverged", "completed"]
+    assert csv["n_diverged"].tolist() == [0, 1, 3, 0] and csv["seeds"].tolist() == [3, 2, 0, 3]
+
+
+def test_caption_without_the_run_list_still_explains_the_counts():
+    long = paper_long(_runs(diverged={TCSA_A: {1}}), TARGETS)
+    text = paper_caption("Demo", long, STUDIES, CONVENTIONS)
+    assert "1 run diverged" in text and "'(n, k diverged)'" in text
+    plain = paper_caption("Demo", paper_long(_runs(diverged={}), TARGETS), STUDIES, CONVENTIONS)
+    assert "diverged" not in plain
+    assert diverged_of(_runs()) == []  # a runs frame from before runs could diverge
+
+
+def test_runs_with_status_but_no_divergence_match_old_frames():
+    pd.testing.assert_frame_equal(
+        paper_long(_runs(diverged={}), TARGETS).drop(columns=["status", "n_diverged"]),
+        paper_long(_runs(), TARGETS).drop(columns=["status", "n_diverged"]))
+    assert set(paper_long(_runs(), TARGETS)["status"]) == {"completed"}

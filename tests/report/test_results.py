@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from result_files import write_run
 from spikeattn.report.results import RUN_COLUMNS, histories, layer_rates, runs_frame
 
 STUDY = "demo-dvs"
@@ -49,28 +50,17 @@ def _layers(rates) -> list[dict]:
     return rows
 
 
-def _write_seed(root, cell: dict, seed: int, i: int, study: str = STUDY) -> None:
-    """metrics.json, energy.json and history.csv of one seed (values from the tables above)."""
+def _write_seed(root, cell: dict, seed: int, i: int, study: str = STUDY, **status):
+    """metrics.json, energy.json and history.csv of one seed (values from the tables above);
+    `status` passes status / diverged_epoch / loss on to write_run."""
     att = cell["attention"]
-    folder = root / study / cell["id"] / f"seed{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
     rates = RATES[att][i]
-    metrics = {"study": study, "cell": cell["id"], "seed": seed,
-               "final": {"test_acc": ACC[att][i], "test_loss": 0.1},
-               "best": {"test_acc": BEST[att][i], "epoch": 2},
-               "mean_firing_rate": 0.999,  # energy.json's value wins: see test below
-               "params": 1000, "epochs": 3}
-    energy = {"study": study, "cell": cell["id"], "seed": seed,
-              "energy_uj": ENERGY[att][i], "macs": 2_000_000, "sops": 1_500_000.0 + i,
-              "mean_firing_rate": float(np.mean(rates)), "spikes": SPIKES[att][i],
-              "conventions": CONVENTIONS, "layers": _layers(rates)}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    (folder / "energy.json").write_text(json.dumps(energy))
-    lines = ["epoch,lr,train_loss,train_acc,test_loss,test_acc"]
-    for epoch in (1, 2, 3):
-        lines.append(f"{epoch},0.001,{1.0 / epoch + i},{0.5 + 0.1 * epoch},0.5,"
-                     f"{ACC[att][i] - 0.01 * (3 - epoch)}")
-    (folder / "history.csv").write_text("\n".join(lines) + "\n")
+    history = [(1.0 / epoch + i, ACC[att][i] - 0.01 * (3 - epoch)) for epoch in (1, 2, 3)]
+    return write_run(root, study, cell, seed, acc=ACC[att][i], best=BEST[att][i],
+                     rate=0.999,  # energy.json's value wins: see test below
+                     energy_rate=float(np.mean(rates)), energy_uj=ENERGY[att][i],
+                     spikes=SPIKES[att][i], sops=1_500_000.0 + i, layers=_layers(rates),
+                     conventions=CONVENTIONS, history=history, **status)
 
 
 @pytest.fixture
@@ -172,7 +162,8 @@ def test_histories_concatenates_every_epoch_with_label_and_seed(results):
     frame = histories(STUDY, CELLS, SEEDS, results)
     assert len(frame) == 2 * 3 * 3  # cells x seeds x epochs
     assert list(frame.columns) == ["epoch", "lr", "train_loss", "train_acc", "test_loss",
-                                   "test_acc", "label", "seed"]
+                                   "test_acc", "label", "seed", "status"]
+    assert set(frame["status"]) == {"completed"}  # no status in metrics.json: completed
     assert frame.index.tolist() == list(range(18))
     assert list(frame["label"]) == ["none / direct / T=8"] * 9 + ["TCSA / direct / T=8"] * 9
     assert list(frame["seed"]) == [s for s in SEEDS for _ in range(3)] * 2
@@ -197,3 +188,108 @@ def test_histories_missing_file_names_path_and_train_command(results):
     message = str(err.value)
     assert str(missing) in message
     assert f"spikeattn train --study {STUDY} --cell {TCSA['id']} --seed 1" in message
+
+
+# -- diverged runs -----------------------------------------------------------------------------
+def test_runs_frame_keeps_a_diverged_seed_with_status_and_no_numbers(results):
+    _write_seed(results, TCSA, 1, 1, status="diverged", diverged_epoch=3, loss="inf")
+    runs = runs_frame(STUDY, CELLS, SEEDS, results)
+    assert len(runs) == 6  # the diverged run keeps its row
+    assert runs["status"].tolist() == ["completed"] * 4 + ["diverged", "completed"]
+    bad = runs.iloc[4]
+    assert bad["seed"] == 1 and bad["diverged_epoch"] == 3
+    # its final/best in metrics.json are an earlier epoch's: never a number to average
+    for column in ("acc", "best_acc", "firing_rate", "spikes", "energy_uj", "macs", "sops"):
+        assert math.isnan(bad[column]), column
+    assert runs["diverged_epoch"].drop(index=4).isna().all()
+    done = runs.drop(index=4)
+    assert done["acc"].tolist() == pytest.approx([96.12, 96.47, 95.77, 97.00, 97.20])
+    assert done["energy_uj"].tolist() == ENERGY["none"] + [ENERGY["TCSA"][0], ENERGY["TCSA"][2]]
+
+
+def test_runs_frame_diverged_in_epoch_one_with_null_finals(results):
+    folder = _write_seed(results, NONE, 0, 0, status="diverged", diverged_epoch=1)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["final"]["test_acc"] is None and metrics["best"]["epoch"] is None
+    assert (folder / "history.csv").read_text().strip().count("\n") == 0  # header only
+    runs = runs_frame(STUDY, CELLS, SEEDS, results)
+    first = runs.iloc[0]
+    assert first["status"] == "diverged" and first["diverged_epoch"] == 1
+    assert math.isnan(first["acc"]) and math.isnan(first["best_acc"])
+
+
+def test_runs_frame_old_files_without_status_are_completed(results, tmp_path):
+    old = tmp_path / "old"
+    for cell in CELLS:
+        for i, seed in enumerate(SEEDS):
+            folder = _write_seed(old, cell, seed, i, status=None)
+            assert "status" not in (folder / "metrics.json").read_text()
+            assert "status" not in (folder / "energy.json").read_text()
+    frame = runs_frame(STUDY, CELLS, SEEDS, old)
+    assert set(frame["status"]) == {"completed"}
+    pd.testing.assert_frame_equal(frame, runs_frame(STUDY, CELLS, SEEDS, results))
+
+
+def test_runs_frame_refuses_stale_energy_of_a_diverged_run(results):
+    folder = _write_seed(results, TCSA, 2, 2, status="diverged")
+    energy = json.loads((folder / "energy.json").read_text())
+    energy.update(status="completed", energy_uj=0.5)  # left over from an earlier run
+    (folder / "energy.json").write_text(json.dumps(energy))
+    with pytest.raises(ValueError, match="stale, re-run the energy stage") as err:
+        runs_frame(STUDY, CELLS, SEEDS, results)
+    assert str(folder) in str(err.value)
+
+
+def test_runs_frame_refuses_an_unknown_status(results):
+    path = results / STUDY / NONE["id"] / "seed0" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["status"] = "running"
+    path.write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match="unknown status 'running'"):
+        runs_frame(STUDY, CELLS, SEEDS, results)
+
+
+@pytest.mark.parametrize("with_layers", [False, True])
+def test_layer_rates_leave_out_diverged_seeds(results, with_layers):
+    folder = _write_seed(results, NONE, 2, 2, status="diverged")
+    if with_layers:  # the status decides, not an empty layer list
+        energy = json.loads((folder / "energy.json").read_text())
+        energy["layers"] = _layers((0.9, 0.9, 0.9))
+        (folder / "energy.json").write_text(json.dumps(energy))
+    rates = layer_rates(STUDY, CELLS, SEEDS, results)
+    # none: seeds 0 and 1 only (0.30/0.32, 0.20/0.22, 0.10/0.12); TCSA unchanged
+    assert rates["rate"].tolist() == pytest.approx([0.31, 0.21, 0.11, 0.10, 0.07, 0.04])
+    assert rates["rate_std"].iloc[:3].tolist() == pytest.approx([0.02 / math.sqrt(2)] * 3)
+
+
+def test_layer_rates_of_a_fully_diverged_cell_and_study(results):
+    for i, seed in enumerate(SEEDS):
+        _write_seed(results, TCSA, seed, i, status="diverged")
+    rates = layer_rates(STUDY, CELLS, SEEDS, results)
+    assert set(rates["label"]) == {"none / direct / T=8"}  # no rows, no error
+    for i, seed in enumerate(SEEDS):
+        _write_seed(results, NONE, seed, i, status="diverged", diverged_epoch=1)
+    empty = layer_rates(STUDY, CELLS, SEEDS, results)
+    assert empty.empty and list(empty.columns) == ["label", "layer", "rate", "rate_std"]
+
+
+def test_histories_keep_a_diverged_runs_completed_epochs_with_status(results):
+    _write_seed(results, TCSA, 1, 1, status="diverged", diverged_epoch=3)  # epochs 1, 2 kept
+    _write_seed(results, NONE, 0, 0, status="diverged", diverged_epoch=1)  # header only
+    frame = histories(STUDY, CELLS, SEEDS, results)
+    assert len(frame) == 18 - 1 - 3
+    tcsa1 = frame[(frame["label"] == "TCSA / direct / T=8") & (frame["seed"] == 1)]
+    assert tcsa1["epoch"].tolist() == [1, 2] and set(tcsa1["status"]) == {"diverged"}
+    assert not ((frame["label"] == "none / direct / T=8") & (frame["seed"] == 0)).any()
+    assert frame.loc[frame["seed"] != 1, "status"].eq("completed").all()
+    # the header-only file did not turn the numbers into objects
+    assert frame["test_acc"].dtype == float and frame["epoch"].dtype.kind == "i"
+
+
+def test_histories_when_every_run_diverged_in_epoch_one(results):
+    for cell in CELLS:
+        for i, seed in enumerate(SEEDS):
+            _write_seed(results, cell, seed, i, status="diverged", diverged_epoch=1)
+    frame = histories(STUDY, CELLS, SEEDS, results)
+    assert frame.empty
+    assert {"epoch", "train_loss", "test_acc", "label", "seed", "status"} <= set(frame.columns)

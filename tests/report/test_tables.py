@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from result_files import write_run
 from spikeattn.report import build_tables
 from spikeattn.report.tables import fmt_count, fmt_pm, latex_escape
 
@@ -33,29 +35,14 @@ PARAMS = {CELLS[0]["id"]: 10412, CELLS[1]["id"]: 12_630_000}
 
 
 def _write_seed(root, cell: dict, seed: int, i: int, study: str = STUDY,
-                conventions: str = CONVENTIONS, like: dict | None = None) -> None:
-    """Write one seed's metrics.json and energy.json; `like` borrows another cell's values."""
+                conventions: str = CONVENTIONS, like: dict | None = None, **status):
+    """Write one seed's metrics.json and energy.json; `like` borrows another cell's values,
+    `status` passes status / diverged_epoch / loss on to write_run."""
     key = (like or cell)["id"]
-    folder = root / study / cell["id"] / f"seed{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
-    coords = {k: cell[k] for k in ("dataset", "backbone", "attention", "coding", "T")}
-    metrics = {
-        "study": study, "cell": cell["id"], "seed": seed, **coords,
-        "final": {"test_acc": ACC[key][i], "test_loss": 0.12, "train_acc": 0.99,
-                  "train_loss": 0.05},
-        "best": {"test_acc": BEST[key][i], "epoch": 5},
-        "firing_rates": {"conv1": RATE[key][i], "conv2": RATE[key][i]},
-        "mean_firing_rate": RATE[key][i], "params": PARAMS[key],
-        "epochs": 6, "train_seconds": 41.5,
-    }
-    energy = {
-        "study": study, "cell": cell["id"], "seed": seed,
-        "energy_uj": ENERGY[key][i], "energy_mac_uj": 0.01, "energy_ac_uj": 0.02,
-        "macs": 2_000_000, "sops": 1_500_000.0 + 1000 * i, "mean_firing_rate": RATE[key][i],
-        "e_mac_pj": 4.6, "e_ac_pj": 0.9, "conventions": conventions, "layers": [],
-    }
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    (folder / "energy.json").write_text(json.dumps(energy))
+    return write_run(root, study, cell, seed, acc=ACC[key][i], best=BEST[key][i],
+                     rate=RATE[key][i], energy_rate=RATE[key][i], energy_uj=ENERGY[key][i],
+                     params=PARAMS[key], sops=1_500_000.0 + 1000 * i, conventions=conventions,
+                     epochs=6, **status)
 
 
 @pytest.fixture
@@ -164,9 +151,10 @@ def test_metrics_json_is_strict_json(built):
                       parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     entry = data[CELLS[0]["id"]]
     assert set(entry) == {"acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean",
-                          "energy_uj_mean", "params", "target_acc"}
+                          "energy_uj_mean", "params", "target_acc", "seeds", "n_diverged"}
     assert entry["target_acc"] is None
     assert isinstance(entry["params"], int)
+    assert (entry["seeds"], entry["n_diverged"]) == (3, 0)
 
 
 def test_latex_escapes_underscores(results, tmp_path):
@@ -198,3 +186,134 @@ def test_paper_targets_sit_beside_matching_cells(results, tmp_path):
     plain = build_tables(STUDY, CELLS, SEEDS, results, tmp_path / "plain")
     assert plain["target_acc"].isna().all()
     assert "Paper" not in (tmp_path / "plain" / "summary.md").read_text()
+
+
+# -- diverged runs -----------------------------------------------------------------------------
+NAN_WORD = re.compile(r"\bnan\b", re.IGNORECASE)
+
+
+def _table_lines(md: str) -> list[str]:
+    return [line for line in md.splitlines() if line.startswith("|")]
+
+
+def _tex_body(tex: str) -> str:
+    """The tabular only: the caption may say 'NaN loss' on purpose."""
+    return tex[tex.index(r"\begin{tabular}"):tex.index(r"\end{tabular}")]
+
+
+def test_one_diverged_seed_among_three_is_left_out_and_counted(results, tmp_path):
+    bad = CELLS[1]
+    _write_seed(results, bad, 1, 1, status="diverged", diverged_epoch=4, loss="nan")
+    out = tmp_path / "out"
+    df = build_tables(STUDY, CELLS, SEEDS, results, out)
+    row = df.set_index("cell").loc[bad["id"]]
+    kept = [0, 2]  # seed 1's last-epoch values (still in its metrics.json) must not count
+    acc = 100 * np.array(ACC[bad["id"]])[kept]
+    assert row["acc_mean"] == pytest.approx(acc.mean())
+    assert row["acc_std"] == pytest.approx(acc.std(ddof=1))
+    assert row["best_acc_mean"] == pytest.approx(100 * np.mean(np.array(BEST[bad["id"]])[kept]))
+    assert row["energy_uj_mean"] == pytest.approx(np.mean(np.array(ENERGY[bad["id"]])[kept]))
+    assert row["sops_mean"] == pytest.approx(1_501_000.0)
+    assert (row["status"], row["seeds"], row["n_diverged"]) == ("some_diverged", 2, 1)
+    assert row["params"] == PARAMS[bad["id"]]
+    good = df.set_index("cell").loc[CELLS[0]["id"]]
+    assert (good["status"], good["seeds"], good["n_diverged"]) == ("completed", 3, 0)
+
+    csv = pd.read_csv(out / "summary.csv")
+    pd.testing.assert_frame_equal(csv, df, check_dtype=False)
+    md = (out / "summary.md").read_text()
+    line = next(line for line in _table_lines(md) if line.startswith("| TCSA"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1] == f"{acc.mean():.2f} ± {acc.std(ddof=1):.2f}"
+    assert cells[-1] == "2, 1 diverged"
+    assert "1 run diverged (training loss NaN or infinite) and is left out" in md
+    assert "TCSA / direct / T=8 seed 1 (epoch 4, NaN loss)" in md
+    assert not any(NAN_WORD.search(line) for line in _table_lines(md))
+    tex = (out / "summary.tex").read_text()
+    assert "2, 1 diverged" in tex and not NAN_WORD.search(_tex_body(tex))
+    metrics = json.loads((out / "metrics.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert (metrics[bad["id"]]["seeds"], metrics[bad["id"]]["n_diverged"]) == (2, 1)
+    assert metrics[bad["id"]]["acc_mean"] == pytest.approx(acc.mean())
+
+
+@pytest.mark.parametrize("epoch", [1, 3], ids=["epoch1-null-finals", "epoch3"])
+def test_fully_diverged_cell_reads_diverged(results, tmp_path, epoch):
+    bad = CELLS[0]
+    for i, seed in enumerate(SEEDS):
+        _write_seed(results, bad, seed, i, status="diverged", diverged_epoch=epoch, loss="-inf")
+    out = tmp_path / "out"
+    df = build_tables(STUDY, CELLS, SEEDS, results, out)
+    row = df.set_index("cell").loc[bad["id"]]
+    assert (row["status"], row["seeds"], row["n_diverged"]) == ("diverged", 0, 3)
+    for column in ("acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean",
+                   "energy_uj_mean", "sops_mean", "macs_mean"):
+        assert math.isnan(row[column]), column
+    assert row["params"] == PARAMS[bad["id"]]  # architecture: known even without a result
+    assert df.set_index("cell").loc[CELLS[1]["id"], "status"] == "completed"
+
+    md = (out / "summary.md").read_text()
+    line = next(line for line in _table_lines(md) if line.startswith("| none"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells == ["none / direct / T=8", "diverged", "diverged", "diverged", "diverged",
+                     "10.4k", "all 3 diverged"]
+    assert not any(NAN_WORD.search(line) for line in _table_lines(md))
+    assert "3 runs diverged" in md and "seed 2 (epoch " in md and "-inf loss" in md
+    assert "a cell whose seeds all diverged reads diverged" in md
+    tex = (out / "summary.tex").read_text()
+    assert "diverged & diverged" in tex and not NAN_WORD.search(_tex_body(tex))
+    text = (out / "metrics.json").read_text()
+    metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    entry = metrics[bad["id"]]
+    assert entry["acc_mean"] is None and entry["energy_uj_mean"] is None
+    assert (entry["seeds"], entry["n_diverged"], entry["params"]) == (0, 3, PARAMS[bad["id"]])
+    csv = pd.read_csv(out / "summary.csv")
+    assert csv.loc[0, "status"] == "diverged" and csv.loc[0, "n_diverged"] == 3
+    assert math.isnan(csv.loc[0, "acc_mean"])
+
+
+def test_every_cell_diverged_still_writes_the_tables(results, tmp_path):
+    for cell in CELLS:
+        for i, seed in enumerate(SEEDS):
+            _write_seed(results, cell, seed, i, status="diverged", diverged_epoch=1)
+    out = tmp_path / "out"
+    df = build_tables(STUDY, CELLS, SEEDS, results, out)
+    assert set(df["status"]) == {"diverged"} and df["n_diverged"].tolist() == [3, 3]
+    md = (out / "summary.md").read_text()
+    assert md.count("all 3 diverged") == 2 and "6 runs diverged" in md
+    assert not any(NAN_WORD.search(line) for line in _table_lines(md))
+
+
+def test_old_files_without_status_read_as_completed(results, tmp_path):
+    old = tmp_path / "old"
+    for cell in CELLS:
+        for i, seed in enumerate(SEEDS):
+            folder = _write_seed(old, cell, seed, i, status=None)
+            assert "status" not in json.loads((folder / "metrics.json").read_text())
+    df = build_tables(STUDY, CELLS, SEEDS, old, tmp_path / "a")
+    assert set(df["status"]) == {"completed"} and set(df["n_diverged"]) == {0}
+    pd.testing.assert_frame_equal(df, build_tables(STUDY, CELLS, SEEDS, results, tmp_path / "b"))
+    for name in ("summary.md", "summary.tex", "summary.csv", "metrics.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert "diverged" not in (tmp_path / "a" / "summary.md").read_text()
+
+
+def test_stale_energy_of_a_diverged_run_writes_nothing(results, tmp_path):
+    folder = _write_seed(results, CELLS[0], 2, 2, status="diverged")
+    energy = json.loads((folder / "energy.json").read_text())
+    del energy["status"]  # an energy.json from before the run was retrained
+    (folder / "energy.json").write_text(json.dumps(energy))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="energy.json is stale"):
+        build_tables(STUDY, CELLS, SEEDS, results, out)
+    assert not out.exists()
+
+
+def test_caption_lists_at_most_ten_diverged_runs():
+    from spikeattn.report.tables import diverged_caption
+
+    runs = [{"cell": "c", "seed": s, "epoch": None, "loss": None} for s in range(12)]
+    text = diverged_caption(runs, lambda run: "X")
+    assert "12 runs diverged" in text and "X seed 9;" in text and "seed 10" not in text
+    assert "and 2 more" in text
+    assert diverged_caption([], lambda run: "X") == ""

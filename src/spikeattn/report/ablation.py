@@ -9,6 +9,12 @@ The test is unpaired even when both cells ran the same seed values: once the arc
 differ, seed k initialises different parameter tensors and draws a different stream of
 random numbers, so "seed k of the variant" and "seed k of the twin" are not a matched pair.
 Seeds are still matched by value where possible, so both means cover the same seed list.
+
+Diverged runs (runs frame `status` 'diverged'; a frame without `status` has none) are left
+out: each side is compared over its completed seeds only, the diverged ones are counted
+(n_diverged, twin_n_diverged), and a side left with fewer than `min_seeds` completed seeds
+is not tested, its p reading n/a with the reason ('n/a (2 seeds < 3, 1 diverged)',
+'n/a (twin: all 3 diverged)').
 """
 from __future__ import annotations
 
@@ -19,20 +25,21 @@ import numpy as np
 import pandas as pd
 
 from .stats import holm, welch
-from .tables import _cell_label, _label_axes, latex_escape
+from .tables import COMPLETED, RUN_STATUSES, _cell_label, _label_axes, latex_escape, seed_note
 
 VANILLA = {"attention": "none", "coding": "direct"}
 TWIN_KEYS = ("study", "dataset", "backbone", "T")
 CORRECTIONS = ("holm", "none")
 RUN_COLUMNS = ("study", "cell", "dataset", "backbone", "attention", "coding", "T", "seed",
                "acc", "spikes", "energy_uj")
-# ablation.csv, in this order: the variant's coordinates; its twin and the seeds each side
-# contributed (seeds_matched: both sides use the same seed values); the accuracy comparison
+# ablation.csv, in this order: the variant's coordinates; its twin and the completed seeds each
+# side contributed, the diverged seeds each side left out (seeds_matched: both sides use the
+# same seed values); the accuracy comparison
 # (pp, variant - twin) with its interval, raw and corrected p and the verdict; then spikes and
 # energy, the papers' other two claims.
 ABLATION_COLUMNS = (
     "study", "cell", "dataset", "backbone", "attention", "coding", "T",
-    "twin", "seeds", "twin_seeds", "seeds_matched",
+    "twin", "seeds", "twin_seeds", "n_diverged", "twin_n_diverged", "seeds_matched",
     "acc_mean", "twin_acc_mean", "acc_delta", "acc_delta_ci_low", "acc_delta_ci_high",
     "p_value", "p_adjusted", "significant",
     "spikes_mean", "twin_spikes_mean", "spike_reduction_pct", "spike_reduction_p",
@@ -95,12 +102,24 @@ def _check_runs(runs: pd.DataFrame, correction: str) -> None:
     if mixed.any():
         study, cell = mixed[mixed].index[0]
         raise ValueError(f"study {study!r}: cell {cell!r} has rows with different coordinates")
-    values = runs[["acc", "spikes", "energy_uj"]].apply(pd.to_numeric, errors="coerce")
+    if "status" in runs.columns and not runs["status"].isin(RUN_STATUSES).all():
+        first = runs[~runs["status"].isin(RUN_STATUSES)].iloc[0]
+        raise ValueError(f"study {first['study']!r}: cell {first['cell']!r} seed "
+                         f"{first['seed']} has unknown status {first['status']!r}")
+    done = _completed(runs)  # a diverged run's values are NaN by design
+    values = runs.loc[done, ["acc", "spikes", "energy_uj"]].apply(pd.to_numeric, errors="coerce")
     bad = ~np.isfinite(values.to_numpy(dtype=float)).all(axis=1)
     if bad.any():
-        first = runs[bad].iloc[0]
+        first = runs[done][bad].iloc[0]
         raise ValueError(f"study {first['study']!r}: cell {first['cell']!r} seed "
                          f"{first['seed']} has a missing or non-finite acc/spikes/energy_uj")
+
+
+def _completed(runs: pd.DataFrame) -> pd.Series:
+    """True for completed runs; every run of a frame without `status` completed."""
+    if "status" not in runs.columns:
+        return pd.Series(True, index=runs.index)
+    return runs["status"].eq(COMPLETED)
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -128,7 +147,10 @@ def _ratio(num: float, den: float) -> float:
 
 def _compare(cell: pd.Series, twin_id: str, variant: pd.DataFrame, twin: pd.DataFrame,
              alpha: float, min_seeds: int) -> dict[str, Any]:
-    """One ablation row, before the multiple-comparison correction."""
+    """One ablation row, before the multiple-comparison correction. `variant` and `twin` hold
+    every run of each cell; only the completed ones are compared."""
+    diverged = int((~_completed(variant)).sum()), int((~_completed(twin)).sum())
+    variant, twin = variant[_completed(variant)], twin[_completed(twin)]
     variant, twin, matched = _seed_values(variant, twin, min_seeds)
     acc = welch(variant["acc"], twin["acc"], alpha, min_seeds)
     spikes = welch(variant["spikes"], twin["spikes"], alpha, min_seeds)
@@ -136,7 +158,8 @@ def _compare(cell: pd.Series, twin_id: str, variant: pd.DataFrame, twin: pd.Data
     return {
         **{k: cell[k] for k in ("study", "cell", "dataset", "backbone", "attention", "coding")},
         "T": int(cell["T"]), "twin": twin_id, "seeds": acc.n_a, "twin_seeds": acc.n_b,
-        "seeds_matched": matched, "acc_mean": acc.mean_a, "twin_acc_mean": acc.mean_b,
+        "n_diverged": diverged[0], "twin_n_diverged": diverged[1], "seeds_matched": matched,
+        "acc_mean": acc.mean_a, "twin_acc_mean": acc.mean_b,
         "acc_delta": acc.diff, "acc_delta_ci_low": acc.ci_low, "acc_delta_ci_high": acc.ci_high,
         "p_value": acc.p_value, "testable": acc.testable,
         "spikes_mean": spikes.mean_a, "twin_spikes_mean": spikes.mean_b,
@@ -166,9 +189,12 @@ def ablation_table(runs: pd.DataFrame, alpha: float = 0.05, min_seeds: int = 3,
     p_value is the two-sided Welch test on per-seed accuracy, p_adjusted is Holm-adjusted
     over the rows of the same study (or equal to p_value when `correction` is 'none') and
     `significant` is p_adjusted < alpha, NA when either side has fewer than `min_seeds`
-    seeds. spike_reduction_pct = 100 (1 - spikes / twin spikes) with its unadjusted Welch
-    p-value; energy_ratio = twin energy / variant energy (> 1: the variant is more
-    efficient, as the papers' "3.4x"). alpha, min_seeds and correction are kept in `.attrs`.
+    completed seeds. Diverged runs are left out and counted in n_diverged / twin_n_diverged;
+    a cell whose seeds all diverged still gets its row (or its variants' rows, as their
+    twin), with NaN means and no test. spike_reduction_pct = 100 (1 - spikes / twin spikes)
+    with its unadjusted Welch p-value; energy_ratio = twin energy / variant energy (> 1: the
+    variant is more efficient, as the papers' "3.4x"). alpha, min_seeds and correction are
+    kept in `.attrs`.
     """
     _check_runs(runs, correction)
     cells = runs.drop_duplicates(["study", "cell"])
@@ -196,13 +222,38 @@ def _signed(value: float, decimals: int = 2) -> str:
     return "+" + text[1:] if float(text) == 0 else text
 
 
-def _fmt_p(p: float, n: int, min_seeds: int | None) -> str:
+def _count(value: Any) -> int:
+    """A diverged-seed count; 0 where the column is absent (a table from before divergence)."""
+    return 0 if value is None or pd.isna(value) else int(value)
+
+
+def _sides(r: pd.Series) -> list[tuple[str, int, int]]:
+    """(side, completed seeds, diverged seeds) of the variant and its twin."""
+    return [("variant", int(r["seeds"]), _count(r.get("n_diverged"))),
+            ("twin", int(r["twin_seeds"]), _count(r.get("twin_n_diverged")))]
+
+
+def _untested(r: pd.Series, min_seeds: int | None) -> str:
+    """Why a row has no p: a side whose seeds all diverged, or too few (completed) seeds."""
+    sides = _sides(r)
+    gone = [f"{side}: all {k} diverged" for side, n, k in sides if n == 0 and k]
+    if gone:
+        return f"{NA} ({'; '.join(gone)})"
+    _, n, diverged = min(sides, key=lambda side: side[1])  # the side short of seeds
+    reason = f"{n} seeds < {min_seeds}" if min_seeds else f"{n} seeds"
+    return f"{NA} ({reason}, {diverged} diverged)" if diverged else f"{NA} ({reason})"
+
+
+def _fmt_p(r: pd.Series, min_seeds: int | None) -> str:
+    p = r["p_adjusted"]
     if math.isnan(p):
-        return f"{NA} ({n} seeds < {min_seeds})" if min_seeds else f"{NA} ({n} seeds)"
+        return _untested(r, min_seeds)
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _fmt_delta(r: pd.Series) -> str:
+    if not math.isfinite(r["acc_delta"]):  # a side has no completed seed
+        return NA
     ci = (f"{_signed(r['acc_delta_ci_low'])}, {_signed(r['acc_delta_ci_high'])}"
           if not math.isnan(r["acc_delta_ci_low"]) else NA)
     return f"{_signed(r['acc_delta'])} [{ci}]"
@@ -216,7 +267,9 @@ def ablation_human(table: pd.DataFrame, min_seeds: int | None = None) -> pd.Data
     """The readable table shared by Markdown and LaTeX (plain Unicode; LaTeX escapes later).
 
     `min_seeds` only words the untested p ('n/a (2 seeds < 3)'); by default it is the one
-    ablation_table recorded in `table.attrs` (a table read back from CSV has none).
+    ablation_table recorded in `table.attrs` (a table read back from CSV has none). Seeds
+    reads '3 vs 3', '2, 1 diverged vs 3' or '3 vs all 3 diverged' (completed seeds, and the
+    diverged ones left out, of the variant and of its twin).
     """
     min_seeds = min_seeds if min_seeds is not None else table.attrs.get("min_seeds")
     axes = _label_axes(table) if len(table) else ["attention", "coding", "T"]
@@ -229,10 +282,9 @@ def ablation_human(table: pd.DataFrame, min_seeds: int | None = None) -> pd.Data
         rows.append({
             **({"Study": r["study"]} if several else {}),
             "Variant": _cell_label(r, axes), "vs": _cell_label(twin, axes),
-            "Seeds": f"{int(r['seeds'])} vs {int(r['twin_seeds'])}",
+            "Seeds": " vs ".join(seed_note(n, k) for _, n, k in _sides(r)),
             "Acc. Δ (pp)": _fmt_delta(r),
-            "p (adj.)": _fmt_p(r["p_adjusted"], int(min(r["seeds"], r["twin_seeds"])),
-                               min_seeds),
+            "p (adj.)": _fmt_p(r, min_seeds),
             "Significant": NA if pd.isna(sig) else ("yes" if sig else "no"),
             "Spikes -%": _fmt(r["spike_reduction_pct"], ".1f"),
             "Energy ratio": _fmt(r["energy_ratio"], ".2f", "×"),
@@ -268,6 +320,13 @@ def ablation_caption(table: pd.DataFrame, alpha: float, min_seeds: int,
     if len(table) and not table["seeds_matched"].astype(bool).all():
         parts.append(f"Seeds are matched by value where the two cells share at least "
                      f"{min_seeds}; otherwise each mean uses all of its own seeds.")
+    if any(c in table.columns and table[c].fillna(0).gt(0).any()
+           for c in ("n_diverged", "twin_n_diverged")):
+        parts.append("Runs whose training loss became NaN or infinite (diverged) are left "
+                     "out: each side is compared over its completed seeds only, Seeds reads "
+                     "'n, k diverged' for n completed and k diverged seeds, and a side with "
+                     f"fewer than {min_seeds} completed seeds is not tested (n/a, with the "
+                     "reason).")
     return " ".join(parts)
 
 

@@ -2,6 +2,7 @@
 
 Every output is rendered in memory first and then written atomically, so a failure (a
 missing result file, a bad value) leaves the previous report untouched, never half of one.
+Diverged runs are reported as such (see tables.py), never as a failure of the stage.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from ..paths import FIGURE_NAMES
 from . import figures as fig
 from .ablation import ablation_caption, ablation_table, render_ablation
 from .html import tables_page
-from .paper import paper_caption, paper_long, paper_sources, paper_wide, render_paper
+from .paper import diverged_of, paper_caption, paper_long, paper_sources, paper_wide, render_paper
 from .results import frame_of_runs, histories, layer_rates
-from .tables import _cell_dict, _conventions, _load, caption as study_caption, human_table, summarise
+from .tables import (_cell_dict, _conventions, _load, caption as study_caption, diverged_runs,
+                     human_table, summarise)
 
 FIGURES = FIGURE_NAMES
 
@@ -43,14 +45,16 @@ def _write_texts(out_dir: Path, texts: Mapping[str, str]) -> None:
 def build_figures(study: str, inputs: StudyInputs, summary_csv: Path, results_root: Path,
                   out_dir: Path) -> list[Path]:
     """Accuracy vs energy (with the Pareto front), per-layer firing rates per variant and
-    training curves of one study, as PNG and SVG in `out_dir`."""
+    training curves of one study, as PNG and SVG in `out_dir`. Diverged runs are left out
+    of the points and means and named in a note under each figure."""
     summary = pd.read_csv(summary_csv)
+    note = fig.diverged_note(summary)
     made = [
         fig.pareto_figure(summary, f"{study}: accuracy vs energy"),
         fig.firing_rate_figure(layer_rates(study, inputs.cells, inputs.seeds, results_root),
-                               f"{study}: firing rate per layer"),
+                               f"{study}: firing rate per layer", note),
         fig.training_curves_figure(histories(study, inputs.cells, inputs.seeds, results_root),
-                                   f"{study}: training curves"),
+                                   f"{study}: training curves", note),
     ]
     written = []
     for name, figure in zip(FIGURES, made):
@@ -74,7 +78,7 @@ def build_paper(name: str, title: str, studies: Mapping[str, StudyInputs], resul
     wide = paper_wide(long)
     text = paper_caption(title, long, {s: {"seeds": i.seeds, "epochs": i.epochs}
                                        for s, i in studies.items()},
-                         conventions, paper_sources(targets))
+                         conventions, paper_sources(targets), diverged_of(runs))
     alpha, min_seeds, correction = report["alpha"], report["min_seeds"], report["correction"]
     ablation = ablation_table(runs, alpha, min_seeds, correction)
     ab_text = ablation_caption(ablation, alpha, min_seeds, correction)
@@ -83,7 +87,8 @@ def build_paper(name: str, title: str, studies: Mapping[str, StudyInputs], resul
         cells = [_cell_dict(c) for c in inputs.cells]
         summary = summarise(cells, loaded[study], inputs.targets)
         summaries[study] = (human_table(summary),
-                            study_caption(summary, inputs.seeds, conventions, "", inputs.targets))
+                            study_caption(summary, inputs.seeds, conventions, "", inputs.targets,
+                                          diverged_runs(cells, loaded[study])))
     texts = {**render_paper(name, wide, long, text),
              **render_ablation(name, ablation, ab_text),
              "tables.html": tables_page(title, wide, text, ablation, ab_text, summaries)}

@@ -4,10 +4,17 @@ Figures are built with `matplotlib.figure.Figure` directly, not pyplot: no backe
 or switched, nothing is registered globally, and nothing leaks from one call to the next, so the
 report stage can run anywhere (headless CI, a worker process) next to other matplotlib users.
 Saved SVGs are byte-for-byte reproducible, so a rebuilt report only changes when the data does.
+
+Diverged runs (training loss NaN or infinite) are never a point, a mean or a band: a cell
+whose seeds all diverged has no point, and a note under each figure names the diverged runs
+(diverged_note). Training curves still draw a diverged run's completed epochs, dashed and
+ending in a cross, apart from the means. A study where everything diverged gets a figure
+that says so rather than an error.
 """
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -20,13 +27,15 @@ from matplotlib.ticker import MaxNLocator
 
 from ..io import atomic_path
 from ..paths import FIGURE_FORMATS
-from .tables import _cell_label, _label_axes
+from .tables import COMPLETED, DIVERGED, _cell_label, _label_axes
 
 DPI = 150
 SVG_HASHSALT = "spikeattn"  # fixed ids for clip paths etc., instead of a random uuid per save
 LEGEND_OUTSIDE_AFTER = 6  # more entries than this would cover the data: legend goes outside
 ENERGY_LABEL = "Energy per sample (µJ)"
 ACC_LABEL = "Test accuracy (%)"
+NOTE_CHARS_PER_INCH = 17  # wraps the note under a figure at 7 pt
+DIVERGED_CURVE = "diverged run (× last completed epoch)"
 
 PARETO_REQUIRED = ("dataset", "backbone", "attention", "coding", "T", "acc_mean", "energy_uj_mean")
 RATES_REQUIRED = ("label", "layer", "rate")
@@ -122,6 +131,57 @@ def _spans_decades(values: np.ndarray, decades: float = 1.0) -> bool:
     return math.log10(finite.max() / finite.min()) > decades
 
 
+# -- diverged runs -----------------------------------------------------------------------------
+def _counts(summary: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(completed, diverged) seeds per summary row; a summary without the columns (written
+    before runs could diverge) has no diverged run."""
+    seeds = _column(summary, "seeds")
+    diverged = np.nan_to_num(_column(summary, "n_diverged"), nan=0.0).astype(int)
+    if "status" in summary.columns:  # a fully diverged cell has 0 completed seeds
+        seeds = np.where(summary["status"].eq(DIVERGED).to_numpy(), 0, seeds)
+    return np.nan_to_num(seeds, nan=0.0).astype(int), diverged
+
+
+def _drawable(summary: pd.DataFrame) -> np.ndarray:
+    """True for the cells that have at least one completed seed."""
+    if "status" not in summary.columns:
+        return np.ones(len(summary), dtype=bool)
+    return ~summary["status"].eq(DIVERGED).to_numpy()
+
+
+def diverged_note(summary: pd.DataFrame) -> str:
+    """'Diverged runs, left out: <cell>: 1 of 3 seeds; <cell>: all 3 seeds (no point).' from a
+    summary table (summary.csv), or '' when no run diverged."""
+    if "n_diverged" not in summary.columns or summary.empty:
+        return ""
+    labels = [_cell_label(row, _label_axes(summary)) for _, row in summary.iterrows()]
+    completed, diverged = _counts(summary)
+    parts = [f"{label}: all {k} seeds (no point)" if n == 0 else f"{label}: {k} of {n + k} seeds"
+             for label, n, k in zip(labels, completed, diverged) if k > 0]
+    if not parts:
+        return ""
+    return ("Diverged runs (training loss NaN or infinite), left out of every point and mean: "
+            + "; ".join(parts) + ".")
+
+
+def _add_note(fig: Figure, note: str) -> None:
+    """The note under the figure, wrapped to its width (constrained layout makes room)."""
+    if note:
+        width = max(40, int(fig.get_figwidth() * NOTE_CHARS_PER_INCH))
+        fig.supxlabel(textwrap.fill(note, width), fontsize=7, color="0.25")
+
+
+def _nothing_drawn(title: str, message: str, note: str) -> Figure:
+    """A figure that says why it is empty (every run diverged), instead of failing the stage."""
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, fontsize=10)
+    ax.set_title(title)
+    _add_note(fig, note)
+    return _freeze_layout(fig)
+
+
 # -- Pareto ------------------------------------------------------------------------------------
 def pareto_front(summary: pd.DataFrame) -> pd.Series:
     """True for cells no other cell beats: none has lower-or-equal energy and higher-or-equal
@@ -170,10 +230,22 @@ def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
     Error bars come from acc_std / energy_uj_std where defined; paper targets (target_acc) are
     hollow diamonds at the cell's measured energy. The energy axis is logarithmic when the cells
     span more than a decade. acc_std, energy_uj_std and target_acc are optional columns.
+
+    With summary.csv's status / seeds / n_diverged columns, a cell whose seeds all diverged
+    has no point, one with some diverged seeds is labelled '(k diverged)', and a note under
+    the figure names them; if every cell diverged, the figure says so.
     """
     _require(summary, PARETO_REQUIRED, "summary")
     axes = _label_axes(summary)
-    labels = [_cell_label(row, axes) for _, row in summary.iterrows()]
+    note = diverged_note(summary)
+    _, diverged = _counts(summary)
+    labels = [_cell_label(row, axes) + (f" ({k} diverged)" if k else "")
+              for (_, row), k in zip(summary.iterrows(), diverged)]
+    shown = _drawable(summary)
+    if not shown.any():
+        return _nothing_drawn(title, "Every cell diverged: no point to draw.", note)
+    summary = summary[shown].reset_index(drop=True)
+    labels = [label for label, keep in zip(labels, shown) if keep]
     _check_finite(summary, labels)
     x, y = _column(summary, "energy_uj_mean"), _column(summary, "acc_mean")
     front = pareto_front(summary).to_numpy()
@@ -197,16 +269,21 @@ def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best", fontsize=8)
+    _add_note(fig, note)
     return _freeze_layout(fig)
 
 
 # -- firing rates ------------------------------------------------------------------------------
-def firing_rate_figure(layer_rates: pd.DataFrame, title: str) -> Figure:
+def firing_rate_figure(layer_rates: pd.DataFrame, title: str, note: str = "") -> Figure:
     """Firing rate of each LIF layer (x, in network order) for each attention variant (lines).
 
     Layers are ordered by first appearance in `layer_rates`, variants likewise; a variant that
     lacks a layer simply has no point there. rate_std (optional, may be NaN) gives error bars.
+    `note` (diverged_note) goes under the figure; with a note, no rows at all (every run
+    diverged) gives a figure that says so.
     """
+    if note and layer_rates.empty:
+        return _nothing_drawn(title, "Every run diverged: no firing rate to draw.", note)
     _require(layer_rates, RATES_REQUIRED, "layer_rates")
     _no_duplicates(layer_rates, ["label", "layer"], "layer_rates")
     layers = _ordered(layer_rates["layer"])
@@ -232,6 +309,7 @@ def firing_rate_figure(layer_rates: pd.DataFrame, title: str) -> Figure:
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     _legend(fig, ax, len(labels))
+    _add_note(fig, note)
     return _freeze_layout(fig)
 
 
@@ -250,24 +328,55 @@ def _curve(ax: Axes, stats: pd.DataFrame, color: str, label: str, band: bool) ->
                         alpha=0.2, linewidth=0)
 
 
-def training_curves_figure(histories: pd.DataFrame, title: str) -> Figure:
+def _diverged_curve(ax: Axes, run: pd.DataFrame, column: str, scale: float, color: str,
+                    label: str) -> None:
+    """A diverged run's completed epochs: thin and dashed, a cross at the last one."""
+    run = run.sort_values("epoch")
+    x, y = run["epoch"].to_numpy(dtype=float), run[column].to_numpy(dtype=float) * scale
+    ax.plot(x, y, color=color, linewidth=0.9, linestyle="--", alpha=0.8, label=label)
+    ax.plot(x[-1:], y[-1:], color=color, marker="x", markersize=7, linestyle="none",
+            label="_nolegend_")
+
+
+def training_curves_figure(histories: pd.DataFrame, title: str, note: str = "") -> Figure:
     """Test accuracy (%) and train loss per epoch, side by side: one line per label, the mean
     over its seeds, with a shaded min–max band when it has more than one seed.
 
-    test_acc is a fraction (0..1) in the input and shown as a percentage.
+    test_acc is a fraction (0..1) in the input and shown as a percentage. With a `status`
+    column, only completed runs make the means and bands; each diverged run's completed
+    epochs are drawn on their own, dashed and ending in a cross (a label whose runs all
+    diverged is named '<label> (diverged)'). `note` (diverged_note) goes under the figure;
+    with a note, no rows at all (every run diverged in its first epoch) gives a figure that
+    says so.
     """
+    if note and histories.empty and all(c in histories.columns for c in HISTORY_REQUIRED):
+        return _nothing_drawn(title, "Every run diverged before completing an epoch: no "
+                                     "curve to draw.", note)
     _require(histories, HISTORY_REQUIRED, "histories")
     _no_duplicates(histories, ["label", "seed", "epoch"], "histories")
     labels = _ordered(histories["label"])
+    completed = (histories["status"].eq(COMPLETED) if "status" in histories.columns
+                 else pd.Series(True, index=histories.index))
 
     fig = _new_figure(11.0, 4.2)
     acc_ax, loss_ax = fig.subplots(1, 2)
+    any_diverged = False
     for i, label in enumerate(labels):
-        rows = histories[histories["label"] == label]
-        band = rows["seed"].nunique() > 1
+        mine = histories["label"] == label
+        rows, failed = histories[mine & completed], histories[mine & ~completed]
         color = f"C{i % 10}"
-        _curve(acc_ax, _seed_stats(rows, "test_acc", 100.0), color, str(label), band)
-        _curve(loss_ax, _seed_stats(rows, "train_loss"), color, str(label), band)
+        if len(rows):
+            band = rows["seed"].nunique() > 1
+            _curve(acc_ax, _seed_stats(rows, "test_acc", 100.0), color, str(label), band)
+            _curve(loss_ax, _seed_stats(rows, "train_loss"), color, str(label), band)
+        for j, (_, run) in enumerate(failed.groupby("seed", sort=False)):
+            name = f"{label} (diverged)" if rows.empty and j == 0 else "_nolegend_"
+            _diverged_curve(acc_ax, run, "test_acc", 100.0, color, name)
+            _diverged_curve(loss_ax, run, "train_loss", 1.0, color, name)
+            any_diverged = True
+    if any_diverged:  # one legend entry explains every dashed line
+        acc_ax.plot([], [], color="0.3", linewidth=0.9, linestyle="--", marker="x",
+                    label=DIVERGED_CURVE)
     for ax, ylabel in ((acc_ax, ACC_LABEL), (loss_ax, "Train loss")):
         ax.set_xlabel("Epoch")
         ax.set_ylabel(ylabel)
@@ -276,9 +385,10 @@ def training_curves_figure(histories: pd.DataFrame, title: str) -> Figure:
     acc_ax.set_title("Test accuracy")
     loss_ax.set_title("Train loss")
     fig.suptitle(title)
-    _legend(fig, acc_ax, len(labels))
+    _legend(fig, acc_ax, len(labels) + any_diverged)
+    _add_note(fig, note)
     return _freeze_layout(fig)
 
 
 __all__ = ["FIGURE_FORMATS", "save_figure", "pareto_front", "pareto_figure", "firing_rate_figure",
-           "training_curves_figure"]
+           "training_curves_figure", "diverged_note"]

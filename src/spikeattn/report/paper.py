@@ -3,6 +3,10 @@
 Each (dataset, T) column group shows the paper's number (params.yaml `targets:`), ours as
 mean ± std over seeds with the seed count, and Δ = ours − paper, plus our energy per sample.
 The long form (one row per cell) is the CSV; Markdown and LaTeX show the wide form.
+
+Diverged runs (runs frame `status`) are left out of every mean and std and counted: ours
+reads '85.40 ± 0.20 (2, 1 diverged)', or 'diverged (all 3)' when every seed diverged; the CSV
+has the cell's `status`, `seeds` (completed) and `n_diverged`.
 """
 from __future__ import annotations
 
@@ -11,11 +15,19 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from .tables import NO_STD, _column_decimals, _target, fmt_pm, latex_escape, mean_std
+from .tables import (COMPLETED, DIVERGED, NO_STD, _column_decimals, _target, cell_status,
+                     diverged_caption, fmt_pm, latex_escape, mean_std, seed_note)
 
 LONG_COLUMNS = ("study", "cell", "dataset", "backbone", "attention", "coding", "T", "row",
-                "column", "seeds", "acc_mean", "acc_std", "target_acc", "delta",
-                "energy_uj_mean", "energy_uj_std", "target_energy_uj")
+                "column", "status", "seeds", "n_diverged", "acc_mean", "acc_std", "target_acc",
+                "delta", "energy_uj_mean", "energy_uj_std", "target_energy_uj")
+
+
+def completed_mask(runs: pd.DataFrame) -> pd.Series:
+    """True for the runs that completed; a runs frame without `status` predates divergence."""
+    if "status" not in runs.columns:
+        return pd.Series(True, index=runs.index)
+    return runs["status"].eq(COMPLETED)
 
 
 def _row_axes(runs: pd.DataFrame) -> list[str]:
@@ -36,7 +48,8 @@ def _column_label(group: pd.DataFrame, dataset: str, T: int, with_backbone: bool
 
 def paper_long(runs: pd.DataFrame, targets: Mapping[str, Iterable[Mapping[str, Any]]]) -> pd.DataFrame:
     """One row per cell (over all the paper's studies): its row and column labels, our mean ±
-    std and seed count, the paper's target (NaN if none) and Δ."""
+    std over the completed seeds, their count (seeds) and that of the diverged ones
+    (n_diverged), the paper's target (NaN if none) and Δ (NaN where every seed diverged)."""
     if runs.empty:
         raise ValueError("no runs to tabulate: the paper's studies produced no result files")
     axes = _row_axes(runs)
@@ -48,13 +61,17 @@ def paper_long(runs: pd.DataFrame, targets: Mapping[str, Iterable[Mapping[str, A
         first = seeds.iloc[0]
         coords = {a: first[a] for a in ("dataset", "backbone", "attention", "coding", "T")}
         target = _target(coords, targets.get(study, ()))
-        acc, acc_std = mean_std(seeds["acc"])
-        uj, uj_std = mean_std(seeds["energy_uj"])
+        done = seeds[completed_mask(seeds)]
+        n_diverged = len(seeds) - len(done)
+        acc, acc_std = mean_std(done["acc"])
+        uj, uj_std = mean_std(done["energy_uj"])
         paper = target.get("acc", math.nan)
         rows.append({"study": study, "cell": cell, **coords,
                      "row": " / ".join(str(first[a]) for a in axes),
-                     "column": columns[(first["dataset"], first["T"])], "seeds": len(seeds),
-                     "acc_mean": acc, "acc_std": acc_std, "target_acc": paper,
+                     "column": columns[(first["dataset"], first["T"])],
+                     "status": cell_status(len(done), n_diverged), "seeds": len(done),
+                     "n_diverged": n_diverged, "acc_mean": acc, "acc_std": acc_std,
+                     "target_acc": paper,
                      "delta": acc - paper, "energy_uj_mean": uj, "energy_uj_std": uj_std,
                      "target_energy_uj": target.get("energy_mj", math.nan) * 1e3})
     return pd.DataFrame(rows, columns=list(LONG_COLUMNS))
@@ -62,6 +79,19 @@ def paper_long(runs: pd.DataFrame, targets: Mapping[str, Iterable[Mapping[str, A
 
 def _signed(value: float) -> str:
     return "" if math.isnan(value) else f"{value:+.2f}"
+
+
+def _ours(mean: float, std: float, seeds: int, diverged: int) -> str:
+    """'96.12 ± 0.35 (3)', '96.12 ± 0.35 (2, 1 diverged)', or 'diverged (all 3)'."""
+    if seeds == 0:
+        return f"{DIVERGED} (all {diverged})"
+    return f"{fmt_pm(mean, std, 2)} ({seed_note(seeds, diverged)})"
+
+
+def _diverged_counts(group: pd.DataFrame) -> list[int]:
+    if "n_diverged" not in group.columns:
+        return [0] * len(group)
+    return [0 if pd.isna(n) else int(n) for n in group["n_diverged"]]
 
 
 def paper_wide(long: pd.DataFrame) -> pd.DataFrame:
@@ -76,12 +106,15 @@ def paper_wide(long: pd.DataFrame) -> pd.DataFrame:
         sub = pd.DataFrame(index=pd.Index(group["row"], name=""))
         if has_acc:
             sub["Paper (%)"] = ["" if math.isnan(v) else f"{v:.2f}" for v in group["target_acc"]]
-        sub["Ours (%)"] = [f"{fmt_pm(m, s, 2)} ({n})" for m, s, n in
-                           zip(group["acc_mean"], group["acc_std"], group["seeds"])]
+        diverged = _diverged_counts(group)
+        sub["Ours (%)"] = [_ours(m, s, int(n), k) for m, s, n, k in
+                           zip(group["acc_mean"], group["acc_std"], group["seeds"], diverged)]
         if has_acc:
             sub["Δ (pp)"] = [_signed(v) for v in group["delta"]]
-        sub["Energy (µJ)"] = [fmt_pm(m, s, uj_dec) for m, s in
-                              zip(group["energy_uj_mean"], group["energy_uj_std"])]
+        sub["Energy (µJ)"] = [DIVERGED if int(n) == 0 and k else fmt_pm(m, s, uj_dec)
+                              for m, s, n, k in zip(group["energy_uj_mean"],
+                                                    group["energy_uj_std"], group["seeds"],
+                                                    diverged)]
         if has_uj:
             sub["Paper (µJ)"] = ["" if math.isnan(v) else f"{v:.4g}" for v in group["target_energy_uj"]]
         sub.columns = pd.MultiIndex.from_product([[column], sub.columns])
@@ -91,14 +124,47 @@ def paper_wide(long: pd.DataFrame) -> pd.DataFrame:
     return wide.fillna("")  # a row absent from a column group: an empty cell, not "nan"
 
 
+def diverged_of(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """The diverged runs of a runs frame, for paper_caption: {study, cell, seed, epoch}."""
+    if "status" not in runs.columns:
+        return []
+    out = []
+    for _, r in runs[runs["status"].eq(DIVERGED)].iterrows():
+        epoch = r.get("diverged_epoch")
+        out.append({"study": r["study"], "cell": r["cell"], "seed": int(r["seed"]),
+                    "epoch": None if epoch is None or pd.isna(epoch) else int(epoch)})
+    return out
+
+
+def _diverged_sentence(long: pd.DataFrame, diverged: list[Mapping[str, Any]]) -> str:
+    """Names the diverged runs ('' when none); a long table read back without the runs still
+    explains its '(n, k diverged)' counts."""
+    where = {(r["study"], r["cell"]): f"{r['study']} {r['row']} ({r['column']})"
+             for _, r in long.iterrows()}
+    if diverged:
+        return diverged_caption(diverged, lambda run: where.get(
+            (run.get("study"), run["cell"]), run["cell"]))
+    total = sum(_diverged_counts(long))
+    if not total:
+        return ""
+    return (f"{total} run{'s' if total > 1 else ''} diverged (training loss NaN or infinite), "
+            "left out of every mean and std: '(n, k diverged)' counts the n completed seeds "
+            "behind a number and the k diverged seeds left out; a cell whose seeds all "
+            "diverged reads diverged.")
+
+
 def paper_caption(title: str, long: pd.DataFrame, studies: Mapping[str, Mapping[str, Any]],
-                  conventions: str, sources: Iterable[str] = ()) -> str:
-    """What every number is, the data and settings of each study, the energy conventions."""
+                  conventions: str, sources: Iterable[str] = (),
+                  diverged: Iterable[Mapping[str, Any]] = ()) -> str:
+    """What every number is, the data and settings of each study, the energy conventions;
+    the diverged runs (diverged_of) when there are any."""
     parts = [f"{title}.",
              "Ours: final test accuracy, mean ± sample std over seeds (seed count in "
              f"parentheses; {NO_STD} where a single seed leaves the std undefined).",
              "Paper: accuracy the paper reports; Δ = ours − paper in percentage points.",
              "Energy: estimated per test sample."]
+    if note := _diverged_sentence(long, list(diverged)):
+        parts.append(note)
     for study, info in studies.items():
         cells = long[long["study"] == study]
         data = ", ".join(f"{d} T={t}" for d, t in dict.fromkeys(zip(cells["dataset"], cells["T"])))

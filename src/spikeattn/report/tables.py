@@ -4,12 +4,19 @@ Reading only `results/<study>/<cell>/seed<k>/{metrics,energy}.json` (never MLflo
 tables can be rebuilt on any machine, without a GPU or a tracking server. Everything is read
 and rendered before anything is written, and each file is written atomically, so a missing
 input never leaves a partial or half-written report behind.
+
+A run whose training loss became NaN or infinite is recorded as diverged (metrics.json and
+energy.json `"status": "diverged"`, its numbers null); files without a status are completed
+runs. Diverged seeds are left out of every mean, std and test and counted instead: `seeds` is
+the number of completed seeds behind each mean, `n_diverged` the number left out, and a
+cell's `status` is completed, some_diverged or diverged (every seed diverged). The readable
+tables show the counts as "2, 1 diverged" (seed_note) and a fully diverged cell as "diverged".
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,13 +27,23 @@ from ..paths import run_dir
 
 AXES = GRID_AXES
 SUMMARY_COLUMNS = (
-    "cell", *AXES, "seeds", "acc_mean", "acc_std", "best_acc_mean", "best_acc_std",
+    "cell", *AXES, "status", "seeds", "n_diverged", "acc_mean", "acc_std", "best_acc_mean",
+    "best_acc_std",
     "firing_rate_mean", "firing_rate_std", "energy_uj_mean", "energy_uj_std",
     "sops_mean", "macs_mean", "params", "target_acc", "target_energy_mj",
 )
 METRICS_KEYS = ("acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean", "energy_uj_mean",
-                "params", "target_acc")
+                "params", "target_acc", "seeds", "n_diverged")
+COUNT_KEYS = ("params", "seeds", "n_diverged")  # integers in metrics.json, never 3.0
 NO_STD = "–"  # en dash: std undefined (one seed), deliberately not "± 0"
+# Run statuses (metrics.json / energy.json "status"; absent in older files: completed) and
+# the status of a cell over its seeds.
+COMPLETED, DIVERGED = "completed", "diverged"
+RUN_STATUSES = (COMPLETED, DIVERGED)
+SOME_DIVERGED = "some_diverged"
+CELL_STATUSES = (COMPLETED, SOME_DIVERGED, DIVERGED)
+MAX_LISTED = 10  # diverged runs named one by one in a caption; the rest are counted
+LOSS_TEXT = {"nan": "NaN", "inf": "+inf", "-inf": "-inf"}  # metrics.json "diverged"/"loss"
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -68,6 +85,25 @@ def _read_checked(path: Path, study: str, cell_id: str, seed: int) -> dict[str, 
     return data
 
 
+def run_status(data: Mapping[str, Any], path: Path | str = "<result file>") -> str:
+    """'completed' or 'diverged': a result file's status (absent in older files: completed)."""
+    status = data.get("status", COMPLETED)
+    if status not in RUN_STATUSES:
+        raise ValueError(f"{path}: unknown status {status!r} (expected one of "
+                         f"{', '.join(RUN_STATUSES)}); re-run its stage")
+    return status
+
+
+def _check_status(folder: Path, metrics: Mapping[str, Any], energy: Mapping[str, Any]) -> None:
+    """metrics.json and energy.json of one run must agree on whether it diverged; they differ
+    only when energy.json is left over from an earlier training run."""
+    trained = run_status(metrics, folder / "metrics.json")
+    measured = run_status(energy, folder / "energy.json")
+    if trained != measured:
+        raise ValueError(f"{folder}: metrics.json says the run {trained} but energy.json says "
+                         f"{measured}; energy.json is stale, re-run the energy stage")
+
+
 def _load(study: str, cells: list[dict], seeds: list[int], results_root: Path
           ) -> dict[str, list[tuple[dict, dict, Path]]]:
     """{cell_id: [(metrics, energy, energy_path) per seed]} for the current grid only."""
@@ -79,8 +115,23 @@ def _load(study: str, cells: list[dict], seeds: list[int], results_root: Path
             folder = run_dir(study, cell["id"], seed, results_root)
             metrics = _read_checked(folder / "metrics.json", study, cell["id"], seed)
             energy = _read_checked(folder / "energy.json", study, cell["id"], seed)
+            _check_status(folder, metrics, energy)
             runs[cell["id"]].append((metrics, energy, folder / "energy.json"))
     return runs
+
+
+def diverged_runs(cells: list[dict], runs: Mapping[str, list[tuple[dict, dict, Path]]]
+                  ) -> list[dict[str, Any]]:
+    """Every diverged run, in grid then seed order: {cell, seed, epoch, loss} (epoch and loss
+    None where metrics.json does not say)."""
+    out = []
+    for cell in cells:
+        for metrics, _, _ in runs[cell["id"]]:
+            if run_status(metrics) == DIVERGED:
+                where = metrics.get("diverged") or {}
+                out.append({"cell": cell["id"], "seed": int(metrics["seed"]),
+                            "epoch": where.get("epoch"), "loss": where.get("loss")})
+    return out
 
 
 def _conventions(runs: Mapping[str, list[tuple[dict, dict, Path]]]) -> str:
@@ -98,28 +149,49 @@ def _conventions(runs: Mapping[str, list[tuple[dict, dict, Path]]]) -> str:
 
 
 # -- aggregation -------------------------------------------------------------------------------
+def num(value: Any) -> float:
+    """A result-file number as a float; null (a diverged run's values) becomes NaN."""
+    return math.nan if value is None else float(value)
+
+
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and sample std (ddof=1); std is NaN for a single value rather than a false 0."""
+    """Mean and sample std (ddof=1); std is NaN for a single value rather than a false 0, and
+    both are NaN for no values (every seed diverged)."""
     arr = np.asarray(list(values), dtype=float)
+    if arr.size == 0:
+        return math.nan, math.nan
     std = float(arr.std(ddof=1)) if arr.size > 1 else math.nan
     return float(arr.mean()), std
 
 
+def cell_status(completed: int, diverged: int) -> str:
+    """completed (no seed diverged), some_diverged, or diverged (every seed did)."""
+    if diverged == 0:
+        return COMPLETED
+    return DIVERGED if completed == 0 else SOME_DIVERGED
+
+
 def _summary_row(cell: dict, seed_runs: list[tuple[dict, dict, Path]]) -> dict[str, Any]:
-    metrics = [m for m, _, _ in seed_runs]
-    energy = [e for _, e, _ in seed_runs]
-    acc = mean_std(100.0 * m["final"]["test_acc"] for m in metrics)
-    best = mean_std(100.0 * m["best"]["test_acc"] for m in metrics)
-    rate = mean_std(m["mean_firing_rate"] for m in metrics)
-    uj = mean_std(e["energy_uj"] for e in energy)
+    done = [(m, e) for m, e, _ in seed_runs if run_status(m) == COMPLETED]
+    metrics = [m for m, _ in done]
+    energy = [e for _, e in done]
+    acc = mean_std(100.0 * num(m["final"]["test_acc"]) for m in metrics)
+    best = mean_std(100.0 * num(m["best"]["test_acc"]) for m in metrics)
+    rate = mean_std(num(m.get("mean_firing_rate")) for m in metrics)
+    uj = mean_std(num(e.get("energy_uj")) for e in energy)
+    # architecture-only, the same for every seed; a diverged run records it too
+    params = next((m["params"] for m, _, _ in seed_runs if m.get("params") is not None), None)
+    n_diverged = len(seed_runs) - len(done)
     return {
-        "cell": cell["id"], **{axis: cell[axis] for axis in AXES}, "seeds": len(seed_runs),
+        "cell": cell["id"], **{axis: cell[axis] for axis in AXES},
+        "status": cell_status(len(done), n_diverged), "seeds": len(done),
+        "n_diverged": n_diverged,
         "acc_mean": acc[0], "acc_std": acc[1], "best_acc_mean": best[0], "best_acc_std": best[1],
         "firing_rate_mean": rate[0], "firing_rate_std": rate[1],
         "energy_uj_mean": uj[0], "energy_uj_std": uj[1],
-        "sops_mean": mean_std(e["sops"] for e in energy)[0],
-        "macs_mean": mean_std(e["macs"] for e in energy)[0],
-        "params": int(metrics[0]["params"]),  # architecture-only: the same for every seed
+        "sops_mean": mean_std(num(e.get("sops")) for e in energy)[0],
+        "macs_mean": mean_std(num(e.get("macs")) for e in energy)[0],
+        "params": math.nan if params is None else int(params),
     }
 
 
@@ -146,9 +218,30 @@ def summarise(cells: list[dict], runs: Mapping[str, list[tuple[dict, dict, Path]
 
 # -- human formatting --------------------------------------------------------------------------
 def fmt_pm(mean: float, std: float, decimals: int) -> str:
-    """'96.53 ± 0.12', or '96.53 ± –' when the std is undefined (one seed)."""
-    spread = NO_STD if math.isnan(std) else f"{std:.{decimals}f}"
+    """'96.53 ± 0.12', or '96.53 ± –' when the std is undefined (one seed); '–' when there is
+    no mean at all (a missing value), never 'nan'."""
+    if not math.isfinite(mean):
+        return NO_STD
+    spread = NO_STD if not math.isfinite(std) else f"{std:.{decimals}f}"
     return f"{mean:.{decimals}f} ± {spread}"
+
+
+def seed_note(completed: int, diverged: int) -> str:
+    """How many seeds a number covers: '3', '2, 1 diverged' (2 completed seeds in the mean,
+    1 diverged left out) or 'all 3 diverged'."""
+    completed, diverged = int(completed), int(diverged)
+    if diverged == 0:
+        return str(completed)
+    if completed == 0:
+        return f"all {diverged} diverged"
+    return f"{completed}, {diverged} diverged"
+
+
+def _counts(row: Mapping[str, Any]) -> tuple[int, int]:
+    """(completed seeds, diverged seeds) of a summary-like row; tables written before runs
+    could diverge have no n_diverged column."""
+    diverged = row.get("n_diverged", 0)
+    return int(row["seeds"]), 0 if pd.isna(diverged) else int(diverged)
 
 
 def sig_decimals(value: float, digits: int = 3) -> int:
@@ -189,29 +282,70 @@ def human_table(summary: pd.DataFrame) -> pd.DataFrame:
     uj_dec = _column_decimals(summary["energy_uj_mean"])
     rows = []
     for _, r in summary.iterrows():
+        completed, diverged = _counts(r)
+
+        def pm(column: str, decimals: int) -> str:
+            if completed == 0:
+                return DIVERGED
+            return fmt_pm(r[f"{column}_mean"], r[f"{column}_std"], decimals)
+
         rows.append({
             "Cell": _cell_label(r, axes),
-            "Acc. (%)": fmt_pm(r["acc_mean"], r["acc_std"], 2),
-            "Best (%)": fmt_pm(r["best_acc_mean"], r["best_acc_std"], 2),
-            "Firing rate": fmt_pm(r["firing_rate_mean"], r["firing_rate_std"], rate_dec),
-            "Energy (µJ)": fmt_pm(r["energy_uj_mean"], r["energy_uj_std"], uj_dec),
-            "Params": fmt_count(int(r["params"])),
-            "Seeds": str(int(r["seeds"])),
+            "Acc. (%)": pm("acc", 2),
+            "Best (%)": pm("best_acc", 2),
+            "Firing rate": pm("firing_rate", rate_dec),
+            "Energy (µJ)": pm("energy_uj", uj_dec),
+            "Params": NO_STD if pd.isna(r["params"]) else fmt_count(int(r["params"])),
+            "Seeds": seed_note(completed, diverged),
             **({"Paper (%)": "" if math.isnan(r["target_acc"]) else f"{r['target_acc']:.2f}"}
                if summary["target_acc"].notna().any() else {}),
         })
     return pd.DataFrame(rows)
 
 
+def _diverged_run_text(run: Mapping[str, Any], label: str) -> str:
+    """'<label> seed 1 (epoch 3, NaN loss)'; what metrics.json does not say is left out."""
+    loss = run.get("loss")
+    where = [f"epoch {run['epoch']}" if run.get("epoch") is not None else "",
+             f"{LOSS_TEXT.get(str(loss), loss)} loss" if loss is not None else ""]
+    where = ", ".join(w for w in where if w)
+    return f"{label} seed {run['seed']}" + (f" ({where})" if where else "")
+
+
+def diverged_caption(runs: Iterable[Mapping[str, Any]],
+                     label: Callable[[Mapping[str, Any]], str]) -> str:
+    """The sentence a caption adds when runs diverged ('' when none did): the rule and the runs.
+
+    `runs` are diverged_runs entries (cell, seed, epoch, loss; epoch and loss may be None),
+    `label` names the cell of one entry."""
+    runs = list(runs)
+    if not runs:
+        return ""
+    named = "; ".join(_diverged_run_text(r, label(r)) for r in runs[:MAX_LISTED])
+    more = f"; and {len(runs) - MAX_LISTED} more" if len(runs) > MAX_LISTED else ""
+    subject = (f"{len(runs)} runs diverged (training loss NaN or infinite) and are"
+               if len(runs) > 1 else "1 run diverged (training loss NaN or infinite) and is")
+    return (f"{subject} left out of every mean, std and test: {named}{more}. "
+            "'n, k diverged' counts the n completed seeds behind a number and the k diverged "
+            "seeds left out; a cell whose seeds all diverged reads diverged.")
+
+
 def caption(summary: pd.DataFrame, seeds: list[int], conventions: str, extra: str = "",
-            targets: Iterable[Mapping[str, Any]] = ()) -> str:
-    """The caption under both tables: what each number is, so the table stands on its own."""
+            targets: Iterable[Mapping[str, Any]] = (),
+            diverged: Iterable[Mapping[str, Any]] = ()) -> str:
+    """The caption under both tables: what each number is, so the table stands on its own.
+
+    `diverged` lists the diverged runs (diverged_runs), named after the accuracy sentence."""
     n = len(seeds)
     listed = ", ".join(map(str, seeds))
     spread = (f"mean ± sample std over {n} seeds ({listed})" if n > 1
               else f"a single seed ({listed}), so no std ({NO_STD})")
-    parts = [f"Acc.: final test accuracy, {spread}.",
-             "Best: best test accuracy over the epochs.",
+    parts = [f"Acc.: final test accuracy, {spread}."]
+    axes = _label_axes(summary)
+    labels = {r["cell"]: _cell_label(r, axes) for _, r in summary.iterrows()}
+    if note := diverged_caption(diverged, lambda run: labels.get(run["cell"], run["cell"])):
+        parts.append(note)
+    parts += ["Best: best test accuracy over the epochs.",
              "Firing rate: mean firing rate of the spiking neurons.",
              "Energy: estimated energy per sample."]
     constant = [f"{a} {summary[a].iloc[0]}" for a in ("dataset", "backbone")
@@ -258,14 +392,17 @@ def render_latex(study: str, table: pd.DataFrame, text: str) -> str:
 
 
 def metrics_json(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """The `dvc metrics show` view: a few headline numbers per cell, NaN as null."""
-    def clean(value: Any) -> Any:
+    """The `dvc metrics show` view: a few headline numbers per cell, NaN as null; `seeds`
+    counts the completed seeds behind the means and `n_diverged` the diverged ones."""
+    def clean(key: str, value: Any) -> Any:
         if isinstance(value, (int, np.integer)):
             return int(value)
         value = float(value)
-        return None if math.isnan(value) else value
+        if not math.isfinite(value):
+            return None
+        return int(value) if key in COUNT_KEYS else value
 
-    return {row["cell"]: {k: clean(row[k]) for k in METRICS_KEYS}
+    return {row["cell"]: {k: clean(k, row[k]) for k in METRICS_KEYS}
             for _, row in summary.iterrows()}
 
 
@@ -287,7 +424,8 @@ def build_tables(study: str, cells: list[dict], seeds: list[int], results_root: 
         raise ValueError(f"study {study!r}: need at least one cell and one seed to tabulate")
     runs = _load(study, cells, seeds, Path(results_root))
     summary = summarise(cells, runs, targets)
-    text = caption(summary, seeds, _conventions(runs), caption_extra, targets)
+    text = caption(summary, seeds, _conventions(runs), caption_extra, targets,
+                   diverged_runs(cells, runs))
     table = human_table(summary)
     rendered = {"summary.md": render_markdown(study, table, text),
                 "summary.tex": render_latex(study, table, text),
