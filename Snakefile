@@ -13,6 +13,14 @@ report: "pipeline/report/workflow.rst"
 include: "pipeline/common.smk"
 
 
+# The MLflow store, its experiment and the studies' parent runs are created once, before any
+# job, so parallel jobs only add their own runs (MLFLOW_TRACKING_URI: a server instead of mlflow.db).
+onstart:
+    from spikeattn.tracking import Tracker
+
+    Tracker().ensure_store(SELECTED)
+
+
 rule all:
     default_target: True
     input:

@@ -22,6 +22,16 @@ except ParamsError as err:
 # The interpreter running Snakemake runs the jobs too: no reliance on PATH or an activated venv.
 SPIKEATTN = f"{sys.executable} -m spikeattn --params {PARAMS_FILE}"
 
+# Snakemake counts `--resources gpu=N` but does not say which GPU a job gets: each train and
+# energy job leases free GPU slots itself (lock files; compute.jobs_per_gpu slots per GPU) and
+# sets CUDA_VISIBLE_DEVICES before touching CUDA (spikeattn.gpu_slots).
+
+
+def gpu_slots(study):
+    """GPU slots one train job of `study` takes: 1, or every slot of its nproc_per_node GPUs."""
+    nproc = PARAMS.distributed(study)["nproc_per_node"]
+    return 1 if nproc == 1 else nproc * PARAMS.jobs_per_gpu
+
 wildcard_constraints:
     study="[^/]+",
     cell="[^/]+",

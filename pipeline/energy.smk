@@ -12,6 +12,8 @@ rule energy:
     params:
         spec=canonical_json(PARAMS.energy),
     threads: 1
+    resources:
+        gpu=1,
     log:
         "logs/{study}/{cell}/seed{seed}/energy.log",
     shell:

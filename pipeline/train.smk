@@ -1,6 +1,8 @@
 # Train: one job per cell x seed. Its params are the cell's resolved settings as canonical
 # JSON, so editing one study's training settings re-runs that study's jobs only, and
 # reordering keys or editing comments in params.yaml re-runs nothing.
+# Each job takes `gpu` slots (`--resources gpu=N`) and pins itself to free GPUs (spikeattn.gpu_slots);
+# a killed job resumes from its last finished epoch when it runs again (results/.../resume.pt).
 
 
 rule train:
@@ -11,6 +13,8 @@ rule train:
     params:
         spec=lambda w: canonical_json(PARAMS.train_spec(cell_of(w))),
     threads: 1
+    resources:
+        gpu=lambda w: gpu_slots(w.study),
     log:
         "logs/{study}/{cell}/seed{seed}/train.log",
     shell:

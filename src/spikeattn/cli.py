@@ -45,7 +45,28 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("paper", help="a paper's studies -> reports/<paper>/ results, ablations, "
                                      "tables.html")
     s.add_argument("--paper", required=True)
+
+    sub.add_parser("tracking-store", help="create the MLflow store and experiment (Snakemake does "
+                                          "this before any job)")
+    s = sub.add_parser("mlflow-server", help="serve the MLflow store (mlflow.db, mlartifacts/) on "
+                                             "127.0.0.1; jobs log to it via MLFLOW_TRACKING_URI")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     return p
+
+
+def _pinned(params, args):
+    """A train/energy job's lease of GPU slots (CUDA_VISIBLE_DEVICES), taken before CUDA starts;
+    torchrun's workers run under their launcher's lease."""
+    import contextlib
+
+    from .gpu_slots import pinned
+    from .train.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():
+        return contextlib.nullcontext()
+    gpus = params.distributed(args.study)["nproc_per_node"] if args.command == "train" else 1
+    return pinned(n_gpus=gpus, jobs_per_gpu=params.jobs_per_gpu)
 
 
 def _interrupt(signum, frame):
@@ -62,6 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     from .data.download import DownloadError
     from .data.sources import DataError
 
+    if args.command == "mlflow-server":  # needs no params.yaml: it serves ./mlflow.db
+        import os
+
+        from .tracking import server_command
+
+        argv = server_command(host=args.host, port=args.port)
+        print(" ".join(argv), file=sys.stderr)
+        os.execvp(argv[0], argv)
+    if args.command == "tracking-store":
+        from .tracking import Tracker
+
+        tracker = Tracker()
+        tracker.ensure_store()
+        print(tracker.uri)
+        return 0
     try:
         params = Params.load(args.params)
         if args.command == "cells":
@@ -72,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             print(stages.preprocess(params, args.dataset, args.T, args.study,
                                    workers=args.workers))
         elif args.command in ("train", "energy"):
-            getattr(stages, args.command)(params, args.study, args.cell, args.seed,
-                                          threads=args.threads, track=not args.no_track)
+            with _pinned(params, args):
+                getattr(stages, args.command)(params, args.study, args.cell, args.seed,
+                                              threads=args.threads, track=not args.no_track)
         elif args.command in ("tables", "figures"):
             print(getattr(stages, args.command)(params, args.study))
         elif args.command == "paper":

@@ -272,6 +272,15 @@ class Params:
         """Training defaults with the study's overrides applied."""
         return {**self.raw["train"], **self.study(study).get("train", {})}
 
+    def distributed(self, study: str) -> dict[str, Any]:
+        """How many processes train each of the study's cells (torchrun/DDP when more than 1)."""
+        return {"nproc_per_node": 1, "backend": "auto", **self.study(study).get("distributed", {})}
+
+    @property
+    def jobs_per_gpu(self) -> int:
+        """Training jobs that share one GPU (params.yaml `compute.jobs_per_gpu`)."""
+        return self.raw.get("compute", {}).get("jobs_per_gpu", 1)
+
     def model_kwargs(self, study: str) -> dict[str, Any]:
         return dict(self.study(study).get("model", {}))
 
@@ -298,5 +307,9 @@ class Params:
 
         data = self.cell_data(cell)
         loading = {k: data[k] for k in get_info(cell.dataset).loader_keys if k in data}
+        # `distributed` only when declared: the split of each batch over processes changes the
+        # result (per-process BatchNorm statistics), and one process is every other study's spec.
+        declared = self.study(cell.study).get("distributed")
         return {"cell": cell.coords(), "train": self.train_settings(cell.study),
-                "model": self.model_kwargs(cell.study), **({"loading": loading} if loading else {})}
+                "model": self.model_kwargs(cell.study), **({"loading": loading} if loading else {}),
+                **({"distributed": self.distributed(cell.study)} if declared else {})}

@@ -9,6 +9,7 @@ LOGS = Path("logs")
 
 TRAIN_FILES = ("metrics.json", "history.csv", "checkpoint.pt")
 ENERGY_FILE = "energy.json"
+RESUME_FILE = "resume.pt"  # per-epoch training state; not a rule output, so Snakemake keeps it
 REPORT_FILES = ("summary.md", "summary.csv", "summary.tex", "metrics.json")
 FIGURE_NAMES = ("pareto", "firing_rates", "training_curves")
 FIGURE_FORMATS = ("png", "svg")

@@ -7,6 +7,8 @@ back as an input, so tables can be rebuilt from results/ alone.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,59 +78,145 @@ def _inputs(loader):
 
 def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
           track: bool = True) -> dict[str, Any]:
-    """Train one cell x seed; write metrics.json, history.csv and checkpoint.pt."""
+    """Train one cell x seed; write metrics.json, history.csv and checkpoint.pt.
+
+    A study with `distributed: {nproc_per_node: G}` (G > 1) trains as G torchrun processes
+    (this function re-launches the command under torchrun and waits). A job killed before the
+    end resumes from its last epoch when started again (see `train.Resume`)."""
+    from .train.distributed import Dist, launched_by_torchrun, torchrun_argv
+
+    setup = params.distributed(study)
+    if setup["nproc_per_node"] > 1 and not launched_by_torchrun():
+        argv = ["--params", params.source, "train", "--study", study, "--cell", cell_id,
+                "--seed", str(seed), "--threads", str(threads)] + ([] if track else ["--no-track"])
+        _run_to_end(torchrun_argv(setup["nproc_per_node"], argv), what=f"torchrun of {cell_id} seed {seed}")
+        return read_json(paths.run_dir(study, cell_id, seed) / "metrics.json")
+    dist = Dist.from_env(setup["backend"])
+    try:
+        return _train(params, study, cell_id, seed, threads, track, dist)
+    finally:
+        dist.close()
+
+
+def _run_to_end(argv: list[str], what: str) -> None:
+    """Run a child command; on Ctrl-C/SIGTERM stop it with SIGTERM (torchrun then stops its
+    workers) rather than leaving it running."""
+    import subprocess
+
+    child = subprocess.Popen(argv)
+    try:
+        code = child.wait()
+    except BaseException:
+        child.terminate()
+        child.wait()
+        raise
+    if code != 0:
+        raise RuntimeError(f"{what} failed with exit code {code} (its output is above)")
+
+
+def _train(params: Params, study: str, cell_id: str, seed: int, threads: int, track: bool,
+           dist) -> dict[str, Any]:
     import pandas as pd
     import timm
     import torch
 
     from .energy import measure
-    from .io import atomic_path
-    from .train import fit, save_checkpoint, seed_everything
+    from .io import atomic_path, short_hash
+    from .train import Resume, fit, save_checkpoint, seed_everything
 
     cell = params.cell(study, cell_id)
     settings = params.train_settings(study)
     torch.set_num_threads(threads)
-    device = training_device()
+    device = dist.device() if dist.active else training_device()
     frames = data.load_frames(frames_path(params, cell).parent)
     size = settings["batch_size"]
     train_batches = _cell_batches(params, cell, frames, "train", size, device, seed)
     test_batches = _cell_batches(params, cell, frames, "test", size, device, seed)
+    if dist.active:
+        train_batches.shard(dist.rank, dist.world)
+        test_batches.shard(dist.rank, dist.world)
     name, kwargs = model_spec(params, cell)
     seed_everything(seed)
     model = timm.create_model(name, **kwargs).to(device)
     out = paths.run_dir(study, cell.id, seed)
     out.mkdir(parents=True, exist_ok=True)
+    resume = Resume(out / paths.RESUME_FILE, short_hash(
+        {"spec": params.train_spec(cell), "data": frames_path(params, cell).parent.name, "seed": seed}))
 
-    tracker = _tracked(track)
-    run = (tracker.start_cell_run(study, cell.id, seed, tags={**cell.coords(), "seed": seed, "cell": cell.id},
-                                  params={"train": settings, "model": kwargs, "model_name": name})
-           if tracker else None)
+    run = _open_train_run(params, cell, seed, name, kwargs, settings, resume) if track and dist.main else None
     with run if run is not None else contextlib.nullcontext():
-        result = fit(model, train_batches, test_batches, settings, seed,
+        result = fit(model, train_batches, test_batches, settings, seed, resume=resume, dist=dist,
                      on_epoch=(lambda epoch, row: run.log_metrics(row, step=epoch)) if run else None)
-        counts = measure(model, _inputs(_cell_batches(params, cell, frames, "test", size, device, clips=1)),
-                         device=device)
+        if not dist.main:
+            return {}
+        diverged = result.diverged is not None
+        counts = (measure(model, _inputs(_cell_batches(params, cell, frames, "test", size, device, clips=1)),
+                          device=device) if not diverged else {"firing_rates": {}, "mean_firing_rate": None})
         with atomic_path(out / "history.csv") as tmp:
-            pd.DataFrame(result.history).to_csv(tmp, index=False)
+            pd.DataFrame(result.history, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
         save_checkpoint(out / "checkpoint.pt", model, name, kwargs, cell=cell.coords(), seed=seed,
-                        epochs=settings["epochs"])
+                        epochs=len(result.history), status="diverged" if diverged else "completed")
+        final, best = result.final or {}, result.best or {}
         metrics = {
             **cell.coords(), "cell": cell.id, "seed": seed,
-            "final": {k: result.final[k] for k in ("test_acc", "test_loss", "train_acc", "train_loss")},
-            "best": {"test_acc": result.best["test_acc"], "epoch": result.best["epoch"]},
+            "status": "diverged" if diverged else "completed",
+            **({"diverged": result.diverged} if diverged else {}),
+            "final": {k: final.get(k) for k in ("test_acc", "test_loss", "train_acc", "train_loss")},
+            "best": {"test_acc": best.get("test_acc"), "epoch": best.get("epoch")},
             "firing_rates": counts["firing_rates"], "mean_firing_rate": counts["mean_firing_rate"],
             "params": sum(p.numel() for p in model.parameters()),
             "epochs": settings["epochs"], "train_seconds": round(result.seconds, 2),
-            "device": str(device),
+            "resumed_from_epoch": result.resumed_from,
+            "device": str(device), "processes": dist.world,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU slot(s) leased
             "mlflow_run_id": run.run_id if run else None,
         }
         write_json(out / "metrics.json", metrics)
         if run:
-            run.log_metrics({"final_test_acc": metrics["final"]["test_acc"],
-                             "best_test_acc": metrics["best"]["test_acc"],
-                             "mean_firing_rate": metrics["mean_firing_rate"], "params": metrics["params"]})
-            run.log_artifacts([out / f for f in paths.TRAIN_FILES])
+            _close_train_run(run, metrics, out)
+        resume.clear()
     return metrics
+
+
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
+
+
+def _open_train_run(params: Params, cell: Cell, seed: int, name: str, kwargs: dict, settings: dict,
+                    resume):
+    """The cell's MLflow run: the killed job's run when resuming (its missing epochs are logged
+    now, so each epoch is in MLflow exactly once), else a new one."""
+    from .tracking import RunNotFoundError, Tracker
+
+    tracker = Tracker()
+    run = None
+    if resume.state is not None and resume.extra.get("mlflow_run_id"):
+        try:
+            run = tracker.reopen_cell_run(resume.extra["mlflow_run_id"])
+        except RunNotFoundError as err:
+            print(f"warning: {err}; logging the resumed run as a new MLflow run", file=sys.stderr)
+    if run is None:
+        run = tracker.start_cell_run(cell.study, cell.id, seed, tags={**cell.coords(), "seed": seed, "cell": cell.id},
+                                     params={"train": settings, "model": kwargs, "model_name": name})
+    resume.extra["mlflow_run_id"] = run.run_id
+    if resume.state is not None:
+        logged = run.logged_steps("test_acc")
+        for row in resume.state["history"]:
+            if row["epoch"] not in logged:
+                run.log_metrics(row, step=row["epoch"])
+    return run
+
+
+def _close_train_run(run, metrics: dict[str, Any], out: Path) -> None:
+    status = metrics["status"]
+    run.set_tags({"spikeattn.status": status})
+    if status == "diverged":
+        run.log_metrics({"diverged": 1}, step=metrics["diverged"]["epoch"])
+    run.log_metrics({"final_test_acc": metrics["final"]["test_acc"],
+                     "best_test_acc": metrics["best"]["test_acc"],
+                     "mean_firing_rate": metrics["mean_firing_rate"], "params": metrics["params"]})
+    run.log_artifacts([out / f for f in paths.TRAIN_FILES])
+    if status == "diverged":
+        run.finish("FAILED")
 
 
 def energy(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
@@ -142,21 +230,33 @@ def energy(params: Params, study: str, cell_id: str, seed: int, threads: int = 1
     cell = params.cell(study, cell_id)
     torch.set_num_threads(threads)
     out = paths.run_dir(study, cell.id, seed)
+    conventions = EnergyConventions.from_params(params.energy)
+    trained = read_json(out / "metrics.json")
+    if trained.get("status") == "diverged":  # its weights say nothing about the cell: no count
+        report = {"study": study, "cell": cell.id, "seed": seed, "status": "diverged",
+                  **dict.fromkeys(ENERGY_TOTALS), "samples": None, "mean_firing_rate": None,
+                  "firing_rates": {}, "layers": [], "conventions": conventions.caption(),
+                  "convention": conventions.as_dict()}
+        write_json(out / paths.ENERGY_FILE, report)
+        return report
     device = training_device()
     model, _ = load_checkpoint(out / "checkpoint.pt")
     frames = data.load_frames(frames_path(params, cell).parent)
     size = params.train_settings(study)["batch_size"]
     estimated = estimate(model, _inputs(_cell_batches(params, cell, frames, "test", size, device, clips=1)),
-                         EnergyConventions.from_params(params.energy), device=device, T=cell.T)
-    report = {"study": study, "cell": cell.id, "seed": seed, **estimated.to_dict()}
+                         conventions, device=device, T=cell.T)
+    report = {"study": study, "cell": cell.id, "seed": seed, "status": "completed", **estimated.to_dict()}
     write_json(out / paths.ENERGY_FILE, report)
-    run_id = read_json(out / "metrics.json").get("mlflow_run_id")
+    run_id = trained.get("mlflow_run_id")
     tracker = _tracked(track and run_id is not None)
     if tracker:
         with tracker.resume_cell_run(run_id) as run:
-            run.log_metrics({k: report[k] for k in ("energy_uj", "energy_mac_uj", "energy_ac_uj", "macs", "sops", "spikes")})
+            run.log_metrics({k: report[k] for k in ENERGY_TOTALS})
             run.log_artifacts([out / paths.ENERGY_FILE])
     return report
+
+
+ENERGY_TOTALS = ("energy_uj", "energy_mac_uj", "energy_ac_uj", "macs", "sops", "spikes")
 
 
 def tables(params: Params, study: str) -> Path:

@@ -80,3 +80,63 @@ def test_clip_vote_is_the_most_frequent_prediction():
     logits = torch.nn.functional.one_hot(decisions, 3).float()[None]
     assert vote(logits, 3).tolist() == [2, 0]
     assert vote(logits, 1).tolist() == decisions.tolist()
+
+
+class NaNFrom(torch.nn.Module):
+    """A model whose logits turn NaN from its n-th training forward on."""
+
+    def __init__(self, inner, n):
+        super().__init__()
+        self.inner, self.n, self.calls = inner, n, 0
+
+    def forward(self, x):
+        out = self.inner(x)
+        self.calls += self.training
+        return out * float("nan") if self.training and self.calls >= self.n else out
+
+
+def test_nan_loss_stops_training_and_restores_the_last_finite_weights(tmp_path):
+    from spikeattn.train import Resume
+
+    xtr, ytr, xte, yte = toy_data()
+    seed_everything(0)
+    model = NaNFrom(timm.create_model("demo_cnn", attention="TCSA", T=2, num_classes=4, img_size=16), n=6)
+    train = TensorBatches(Split(xtr, ytr), 1 / 255, 16, train=True, seed=0)  # 4 batches an epoch
+    test = TensorBatches(Split(xte, yte), 1 / 255, 16)
+    resume = Resume(tmp_path / "resume.pt", "fingerprint")
+    result = fit(model, train, test, {**SETTINGS, "epochs": 3}, 0, progress=False, resume=resume)
+    assert result.diverged == {"epoch": 2, "batch": 1, "phase": "train", "loss": "nan"}
+    assert [row["epoch"] for row in result.history] == [1]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    saved = torch.load(tmp_path / "resume.pt", weights_only=True)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in saved["model"].items()), \
+        "the weights are those saved after the last finished epoch"
+
+
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path):
+    from spikeattn.train import Resume
+
+    xtr, ytr, xte, yte = toy_data()
+
+    def run(resume, stop_after=None):
+        seed_everything(0)
+        model = timm.create_model("demo_cnn", attention="TCSA", T=2, num_classes=4, img_size=16)
+        train = TensorBatches(Split(xtr, ytr), 1 / 255, 16, train=True, seed=0)
+        test = TensorBatches(Split(xte, yte), 1 / 255, 16)
+
+        def stop(epoch, row):
+            if epoch == stop_after:
+                raise KeyboardInterrupt  # killed once the epoch's state is saved
+        return model, fit(model, train, test, {**SETTINGS, "epochs": 3, "sched": "step"}, 0,
+                          on_epoch=stop, progress=False, resume=resume)
+
+    whole_model, whole = run(None)
+    state = tmp_path / "resume.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run(Resume(state, "fp"), stop_after=2)
+    model, resumed = run(Resume(state, "fp"))
+    assert resumed.resumed_from == 2
+    assert resumed.history == whole.history
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), whole_model.state_dict().values()))
+    with pytest.warns(UserWarning, match="other settings"):
+        assert Resume(state, "other").state is None

@@ -100,6 +100,25 @@ class TensorBatches:
         self.scale, self.batch_size, self.train, self.T = scale, batch_size, train, T
         self.window, self.clips, self.augment = window, (1 if train or self.offsets is None else clips), augment
         self.generator = torch.Generator(self.device).manual_seed(seed)
+        self.rank, self.world = 0, 1
+
+    def shard(self, rank: int, world: int) -> "TensorBatches":
+        """Make this the loader of one of `world` DDP processes: each global batch is split
+        between them (every process draws the same order). Training drops the last global
+        batch's remainder that does not split evenly, so every process draws the same number
+        of random values and their generators stay in step."""
+        if self.train and self.batch_size % world:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of the "
+                             f"{world} processes (it is the global batch)")
+        self.rank, self.world = rank, world
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to draw the same batches as an uninterrupted one."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.generator.set_state(state["generator"].to("cpu"))
 
     def __len__(self) -> int:
         return math.ceil(len(self.y) / self.batch_size)
@@ -133,8 +152,12 @@ class TensorBatches:
         n = len(self.y)
         order = (torch.randperm(n, device=self.device, generator=self.generator) if self.train
                  else torch.arange(n, device=self.device))
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
+        if self.train and self.world > 1:
+            order = order[:n - n % self.world]
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size][self.rank::self.world]
+            if len(idx) == 0:
+                continue
             x = self._gather(idx).to(torch.float32) * self.scale
             if self.train and self.augment:
                 x = self.augment(x, self.generator)
@@ -168,16 +191,43 @@ class FileBatches:
                  device: torch.device | str = "cpu", train: bool = False, flip: bool = False,
                  workers: int = 4, seed: int = 0):
         self.device = torch.device(device)
-        dataset = _ImageFiles(Path(root), split.paths, split.y, size, train, flip)
+        self.dataset, self.train, self.seed, self.epoch = (
+            _ImageFiles(Path(root), split.paths, split.y, size, train, flip), train, seed, 0)
+        self.generator = torch.Generator().manual_seed(seed)
+        self._build(batch_size, workers, sampler=None)
+
+    def _build(self, batch_size: int, workers: int, sampler) -> None:
         self.loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=train, num_workers=workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
-            generator=torch.Generator().manual_seed(seed))
+            self.dataset, batch_size=batch_size, shuffle=self.train and sampler is None,
+            sampler=sampler, num_workers=workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0, generator=self.generator)
+
+    def shard(self, rank: int, world: int) -> "FileBatches":
+        """One of `world` DDP processes: torch's DistributedSampler splits each epoch's order
+        (reshuffled per epoch from the seed); `batch_size` stays the global batch."""
+        size = self.loader.batch_size
+        if size % world:
+            raise ValueError(f"batch_size {size} must be a multiple of the {world} processes "
+                             f"(it is the global batch)")
+        sampler = torch.utils.data.DistributedSampler(self.dataset, world, rank, shuffle=self.train,
+                                                      seed=self.seed, drop_last=self.train)
+        self._build(size // world, self.loader.num_workers, sampler)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.epoch = state["epoch"]
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Batch]:
+        if isinstance(self.loader.sampler, torch.utils.data.DistributedSampler):
+            self.loader.sampler.set_epoch(self.epoch)
+        self.epoch += self.train
         for x, y in self.loader:
             x = x.to(self.device, non_blocking=True).to(torch.float32) / 255
             yield Batch(x, y.to(self.device, non_blocking=True))

@@ -8,6 +8,7 @@ seeded shuffling, no workers).
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from timm.scheduler import create_scheduler_v2
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .checkpoint import Resume
+from .distributed import Dist
 from .losses import Loss, build_loss, predict
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -62,6 +65,12 @@ class PlateauOnTrainLoss:
     def step(self, epoch: int, metric: float) -> None:
         self.inner.step(metric)
 
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
 
 def build_scheduler(optimizer: torch.optim.Optimizer, settings: dict[str, Any]):
     """An epoch scheduler by name (timm's, or plateau on the train loss), None for constant."""
@@ -75,19 +84,32 @@ def build_scheduler(optimizer: torch.optim.Optimizer, settings: dict[str, Any]):
     return scheduler
 
 
+class Diverged(Exception):
+    """The loss became NaN or infinite: training stops, the run is recorded as diverged."""
+
+    def __init__(self, phase: str, batch: int, loss: float):
+        super().__init__(f"{phase} loss is {loss} at batch {batch}")
+        self.phase, self.batch, self.loss = phase, batch, loss
+
+
 @dataclass
 class Fit:
-    """What a training run produced."""
+    """What a training run produced. `diverged` (epoch, batch, loss, phase) when it stopped
+    on a non-finite loss; `history` then holds the epochs completed before."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    diverged: dict[str, Any] | None = None
+    resumed_from: int = 0  # epochs restored from a resume state
 
     @property
-    def final(self) -> dict[str, float]:
-        return self.history[-1]
+    def final(self) -> dict[str, float] | None:
+        return self.history[-1] if self.history else None
 
     @property
-    def best(self) -> dict[str, float]:
+    def best(self) -> dict[str, float] | None:
+        if not self.history:
+            return None
         return max(self.history, key=lambda row: (row["test_acc"], -row["epoch"]))
 
 
@@ -99,53 +121,139 @@ def vote(logits: Tensor, clips: int) -> Tensor:
 
 
 def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss,
-              optimizer: torch.optim.Optimizer | None = None, bar: tqdm | None = None) -> dict[str, float]:
-    """One pass; trains when an optimizer is given, else evaluates without gradients."""
+              optimizer: torch.optim.Optimizer | None = None, bar: tqdm | None = None,
+              dist: Dist = Dist()) -> dict[str, float]:
+    """One pass; trains when an optimizer is given, else evaluates without gradients.
+
+    A non-finite training loss raises `Diverged` before the step that would spread it into
+    the weights (all processes agree first, so none waits on the others forever)."""
     model.train(optimizer is not None)
     total_loss, correct, seen = 0.0, 0, 0
     with torch.set_grad_enabled(optimizer is not None):
-        for batch in batches:
+        for i, batch in enumerate(batches):
             logits = model(batch.x)
             y = batch.y
             loss = loss_fn(logits, y.repeat_interleave(batch.clips) if batch.clips > 1 else y)
+            value = loss.item()
             if optimizer is not None:
+                bad = dist.sum([not math.isfinite(value)])[0] if dist.active else not math.isfinite(value)
+                if bad:
+                    raise Diverged("train", i, value)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            total_loss += loss.item() * len(y)
+            total_loss += value * len(y)
             correct += (vote(logits, batch.clips) == y).sum().item()
             seen += len(y)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+    total_loss, correct, seen = dist.sum([total_loss, correct, seen])
+    if optimizer is None and not math.isfinite(total_loss):
+        raise Diverged("test", -1, total_loss)
     return {"loss": total_loss / seen, "acc": correct / seen}
 
 
 def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, settings: dict[str, Any],
-        seed: int, on_epoch: EpochCallback | None = None, progress: bool = True) -> Fit:
+        seed: int, on_epoch: EpochCallback | None = None, progress: bool = True,
+        resume: Resume | None = None, dist: Dist = Dist()) -> Fit:
     """Train for `settings['epochs']` epochs on `train_loader`'s batches (a re-iterable that
-    reshuffles itself), evaluating on `test_loader` after each."""
+    reshuffles itself), evaluating on `test_loader` after each.
+
+    With `resume`, the whole training state is saved after every epoch, and a saved state is
+    restored first: a killed run continues at its next epoch and ends as an uninterrupted
+    run would (on CPU, same seed). `on_epoch` runs after the state is saved. Under DDP
+    (`dist`), `model` is the bare model: it is wrapped here, and only rank 0 saves.
+    """
     seed_everything(seed)
     loss_fn = build_loss(settings["loss"], settings["label_smoothing"])
     eval_loss = build_loss(settings["loss"])
     optimizer = build_optimizer(model, settings)
     scheduler = build_scheduler(optimizer, settings)
+    net = dist.wrap(model)
     result = Fit()
-    start = time.perf_counter()
-    epochs = tqdm(range(settings["epochs"]), desc="epochs", disable=not progress, mininterval=1.0)
+    if resume is not None and resume.state is not None:
+        _restore(resume.state, model, optimizer, scheduler, train_loader, result, dist)
+    progress = progress and dist.main
+    start = time.perf_counter() - result.seconds
+    epochs = tqdm(range(len(result.history), settings["epochs"]), desc="epochs", disable=not progress,
+                  mininterval=1.0, initial=len(result.history), total=settings["epochs"])
     for epoch in epochs:
         lr = optimizer.param_groups[0]["lr"]
-        with tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}", leave=False,
-                  disable=not progress, mininterval=1.0) as bar:
-            tr = run_epoch(model, train_loader, loss_fn, optimizer, bar)
-        te = run_epoch(model, test_loader, eval_loss)
+        try:
+            with tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}", leave=False,
+                      disable=not progress, mininterval=1.0) as bar:
+                tr = run_epoch(net, train_loader, loss_fn, optimizer, bar, dist)
+            te = run_epoch(net, test_loader, eval_loss, dist=dist)
+        except Diverged as err:
+            result.diverged = {"epoch": epoch + 1, "batch": err.batch, "phase": err.phase,
+                               "loss": str(err.loss)}
+            last = resume.last_weights() if resume is not None else None
+            if last is not None:  # back to the last finite weights
+                model.load_state_dict(last)
+            break
         if scheduler is not None:
             scheduler.step(epoch + 1, tr["loss"])
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": tr["loss"], "train_acc": tr["acc"],
                "test_loss": te["loss"], "test_acc": te["acc"]}
         result.history.append(row)
+        result.seconds = time.perf_counter() - start
+        if resume is not None:
+            _save(resume, model, optimizer, scheduler, train_loader, result, dist)
         epochs.set_postfix(train_loss=f"{tr['loss']:.4f}", test_acc=f"{te['acc']:.3f}")
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _rng_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    """random.setstate wants the nested tuples getstate gave (a round trip may make lists)."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _save(resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist: Dist) -> None:
+    """Every process's random state and data order, rank 0's weights (DDP keeps them equal)."""
+    ranks = dist.gather({"rng": _rng_state(),
+                         "loader": loader.state_dict() if hasattr(loader, "state_dict") else None})
+    if dist.main:
+        resume.save({"epoch": len(result.history), "model": model.state_dict(),
+                     "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                     "ranks": ranks, "history": result.history, "seconds": result.seconds})
+    dist.barrier()  # no process runs ahead of a state that is not yet on disk
+
+
+def _restore(state: dict[str, Any], model, optimizer, scheduler, loader, result: Fit, dist: Dist) -> None:
+    if len(state["ranks"]) != dist.world:
+        raise ValueError(f"{state.get('path', 'the resume state')} was saved by {len(state['ranks'])} "
+                         f"processes, not {dist.world}; delete it to start over")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    mine = state["ranks"][dist.rank]
+    _set_rng_state(mine["rng"])
+    if mine["loader"] is not None:
+        loader.load_state_dict(mine["loader"])
+    result.history = [dict(row) for row in state["history"]]
+    result.seconds = state["seconds"]
+    result.resumed_from = state["epoch"]
