@@ -136,9 +136,9 @@ def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss,
             loss = loss_fn(logits, y.repeat_interleave(batch.clips) if batch.clips > 1 else y)
             value = loss.item()
             if optimizer is not None:
-                bad = dist.sum([not math.isfinite(value)])[0] if dist.active else not math.isfinite(value)
-                if bad:
-                    raise Diverged("train", i, value)
+                everywhere = dist.sum([value])[0]  # non-finite if any process's loss is
+                if not math.isfinite(everywhere):
+                    raise Diverged("train", i, everywhere)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
