@@ -48,3 +48,39 @@ def test_gac_rejects_event_frames_and_unknown_codings():
         coding(torch.randn(1, 2, 2, 8, 8))
     with pytest.raises(ValueError, match="choose one of"):
         build_coding("rate", T=2, stem=conv_bn(1, 4), channels=4, make_neuron=MultiStepLIF)
+
+
+
+def test_gac_gradients_at_ties_match_the_authors_max_pool_layer():
+    """GAC's TA pools with nn.AdaptiveMaxPool3d over (C, H, W), which sends a row's max
+    gradient to one element. The coding's parameter gradients on a tied input (integer
+    image, identity stem) equal those of the authors' layout and layers, weights shared."""
+    torch.manual_seed(0)
+    T, C = 4, 3
+    coding = build_coding("gac", T=T, stem=nn.Identity(), channels=C,
+                          make_neuron=lambda: MultiStepLIF("gac_cifar"))
+    img = torch.randint(0, 2, (2, C, 6, 6)).double()  # the stem output: ties everywhere
+    fc1, fc2 = (w.weight[:, :, None, None, None] for w in (coding.ta.fc1, coding.ta.fc2))
+
+    def authors(image):
+        x = image.unsqueeze(1).repeat(1, T, 1, 1, 1)  # [B, T, C, H, W], their layout
+        mlp = lambda p: nn.functional.conv3d(torch.relu(nn.functional.conv3d(p, fc1)), fc2)
+        ta = mlp(nn.AdaptiveAvgPool3d(1)(x)) + mlp(nn.AdaptiveMaxPool3d(1)(x))  # [B, T, 1, 1, 1]
+        sca = coding.sca(x.transpose(0, 1)).transpose(0, 1)
+        spikes = coding.neuron(x.transpose(0, 1)).transpose(0, 1)
+        return (torch.sigmoid(ta * sca) * spikes).transpose(0, 1)
+
+    g = torch.randn(T, 2, C, 6, 6)
+
+    def gradients(forward):  # of the image (what reaches the stem) and the coding's weights
+        x = img.clone().requires_grad_()
+        return torch.autograd.grad((forward(x) * g).sum(), [x, *coding.parameters()])
+
+    ours, theirs = gradients(coding), gradients(authors)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+    from spikeattn.coding import gac
+
+    with pytest.MonkeyPatch.context() as patch:  # the check has teeth: an even split differs
+        patch.setattr(gac, "max_pool", lambda t, dim: t.amax(dim))
+        assert not torch.allclose(gradients(coding)[0], theirs[0])

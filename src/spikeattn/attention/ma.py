@@ -12,6 +12,9 @@ them in, before the current enters the LIF membrane:
 Combinations apply in sequence (`out = TA(out) * out; out = CA(out) * out; ...`) and every
 wrapper ends in ReLU, as the authors' code does. TA pools over every axis after B, so the
 same block also serves fully connected layers ([T, B, F]).
+
+The max pools route their gradient as the authors' max-pool layers do (`max_pool`): to one
+maximal element per pooled row, the first in the authors' [B, T, C, H, W] order.
 """
 from __future__ import annotations
 
@@ -21,6 +24,16 @@ from torch import Tensor, nn
 
 def _hidden(width: int, ratio: int) -> int:
     return max(1, width // ratio)
+
+
+def max_pool(x: Tensor, dim: int) -> Tensor:
+    """The maximum over `dim`, with the gradient of each row sent to ONE element: the first
+    maximal one, as the authors' `nn.AdaptiveMaxPool*` layers and `torch.max(dim)` route it.
+
+    `amax` would split the gradient evenly among tied maxima instead; on spikes and event
+    counts ties are the rule, and the attention's parameter gradients would differ.
+    """
+    return x.max(dim).values
 
 
 class SharedMLP(nn.Module):
@@ -52,7 +65,7 @@ class TemporalAttention(nn.Module):
             raise ValueError(f"TA was built for T={self.T} (its MLP has {self.T} inputs) but got "
                              f"T={x.shape[0]}; build the model with T={x.shape[0]}")
         flat = x.flatten(2)  # [T, B, rest]
-        w = torch.sigmoid(self.mlp(flat.mean(2).t(), flat.amax(2).t())).t()  # [T, B]
+        w = torch.sigmoid(self.mlp(flat.mean(2).t(), max_pool(flat, 2).t())).t()  # [T, B]
         return w.reshape(*w.shape, *([1] * (x.dim() - 2)))
 
 
@@ -65,7 +78,7 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         per_c = x.transpose(0, 1).transpose(1, 2).flatten(2)  # [B, C, T*H*W]
-        w = torch.sigmoid(self.mlp(per_c.mean(2), per_c.amax(2)))  # [B, C]
+        w = torch.sigmoid(self.mlp(per_c.mean(2), max_pool(per_c, 2)))  # [B, C]
         return w[None, :, :, None, None]
 
 
@@ -80,7 +93,7 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         per_b = x.transpose(0, 1).flatten(1, 2)  # [B, T*C, H, W]
-        maps = torch.stack([per_b.mean(1), per_b.amax(1)], dim=1)  # [B, 2, H, W]
+        maps = torch.stack([per_b.mean(1), max_pool(per_b, 1)], dim=1)  # [B, 2, H, W]
         return torch.sigmoid(self.conv(maps))[None]  # [1, B, 1, H, W]
 
 

@@ -3,7 +3,8 @@
 The stem's conv-BN output `x` ([T, B, C, H, W], the image repeated T times) drives a LIF
 (spikes `s`) and two attention branches that gate those spikes:
 
-    TA(x):  avg and max over (C, H, W) -> shared MLP T -> T/2 -> T, summed (no sigmoid here)
+    TA(x):  avg and max over (C, H, W) -> shared MLP T -> T/2 -> T, summed (no sigmoid here);
+            the max routes its gradient to one element, as the authors' max-pool layer
     SCA(x): per frame Conv2d(C, C, k=4, 'same') -> ReLU -> Conv2d(C, C, k=4, 'same'), no bias
     y = sigmoid(TA(x) * SCA(x)) * s           real-valued in (0, 1), fed to the next layer
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..attention.ma import SharedMLP
+from ..attention.ma import SharedMLP, max_pool
 from ..layers import TimeDistributed
 from .direct import to_time_major
 
@@ -52,7 +53,7 @@ class GACCoding(nn.Module):
         x = self.stem(to_time_major(image, self.T))
         spikes = self.neuron(x)
         flat = x.flatten(2)  # [T, B, C*H*W]
-        ta = self.ta(flat.mean(2).t(), flat.amax(2).t()).t()  # [T, B]
+        ta = self.ta(flat.mean(2).t(), max_pool(flat, 2).t()).t()  # [T, B]
         gate = torch.sigmoid(ta[:, :, None, None, None] * self.sca(x))
         return gate * spikes
 
