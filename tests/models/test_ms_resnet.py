@@ -1,4 +1,6 @@
 """MS-ResNet through timm: shapes, gradients, the papers' parameter counts, attention placement."""
+import math
+
 import pytest
 import timm
 import torch
@@ -146,3 +148,44 @@ def test_registered_and_odd_sizes():
         _meta("ms_resnet18", downsample="maxpool")
     with pytest.raises(ValueError, match="pretrained"):
         timm.create_model("ms_resnet18", pretrained=True)
+
+
+def test_head_drops_out_once_after_the_mean_over_time_as_the_authors_head():
+    """MA-SNN's (and SMA's) head: LIF -> GAP -> mean over T -> Dropout(0.2) -> FC, written out
+    with torch's own layers; ours gives the same mean-over-T output from the same draws."""
+    torch.manual_seed(0)
+    model = timm.create_model("ms_resnet18", T=4, num_classes=5, **NARROW["ms_resnet18"]).double().train()
+    features = torch.rand(4, 3, 128, 2, 2, dtype=torch.float64)  # [T, B, C, H, W] membranes
+    fc = model.head[2][0]
+
+    torch.manual_seed(7)
+    ours = model.forward_head(features)
+    torch.manual_seed(7)
+    spikes = model.head_neuron(features)
+    pooled = torch.nn.functional.adaptive_avg_pool3d(spikes, (None, 1, 1)).flatten(2)  # [T, B, C]
+    theirs = fc(torch.nn.Dropout(0.2)(pooled.sum(0) / pooled.shape[0]))
+    torch.testing.assert_close(ours.mean(0), theirs)
+
+    mask = model.head[1](torch.ones_like(pooled))  # one mask for every step
+    assert torch.equal(mask, mask[:1].expand_as(mask)) and (mask == 0).any()
+
+
+def test_gac_imagenet_conv_init_is_kaiming_fan_out():
+    """GAC's ImageNet code: kaiming_normal_(mode='fan_out', nonlinearity='relu') on every
+    Conv2d, i.e. std sqrt(2 / (out_channels * k * k)); the default keeps PyTorch's init
+    (uniform, std 1 / sqrt(3 * in_channels * k * k))."""
+    torch.manual_seed(0)
+    kaiming = timm.create_model("ms_resnet18", coding="gac", T=4, conv_init="kaiming_fan_out")
+    default = timm.create_model("ms_resnet18", coding="gac", T=4)
+    for model, fan, factor in ((kaiming, "out", 2.0), (default, "in", 1 / 3)):
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert len(convs) == 1 + 2 * 8 + 4 + 2  # stem, blocks, stride-2 shortcuts, GAC's two SCA convs
+        for conv in convs:
+            channels = conv.out_channels if fan == "out" else conv.in_channels
+            expected = math.sqrt(factor / (channels * conv.kernel_size[0] * conv.kernel_size[1]))
+            assert conv.weight.std().item() == pytest.approx(expected, rel=0.1 if conv.weight.numel() > 4000 else 0.3)
+    first = kaiming.stages[0][0].conv1[0].weight  # 64 -> 64, 3x3: the issue's 0.0585 vs 0.0241
+    assert first.std().item() == pytest.approx(0.0589, abs=0.001)
+    assert default.stages[0][0].conv1[0].weight.std().item() == pytest.approx(0.0241, abs=0.0005)
+    with pytest.raises(ValueError, match="conv_init"):
+        _meta("ms_resnet18", conv_init="xavier")

@@ -7,7 +7,8 @@ from torch import nn
 from gradcheck import assert_gradients_reach_every_parameter
 import spikeattn.models.sma_vgg  # noqa: F401  (registers the entry point)
 from spikeattn.attention import MultiDimAttention
-from spikeattn.models.sma_vgg import SMAVGG8, TimeSharedDropout
+from spikeattn.layers import TimeSharedDropout
+from spikeattn.models.sma_vgg import SMAVGG8
 
 ATTENTIONS = ("none", "TA", "CA", "SA", "TCSA", "SMA", "SMA-L", "SMA+AZO")
 T, SIZE = 8, 32  # 32: the smallest input five MaxPools allow

@@ -2,7 +2,7 @@
 
     stem conv-BN (inside the coding: direct feeds its current, GAC its gated spikes)
     blocks:  LIF -> conv3x3 -> [SMA] -> BN -> LIF -> conv3x3 -> BN -> [MA, e.g. CSA]  + shortcut
-    head:    LIF -> global average pool -> Dropout -> FC, per time step   -> logits [T, B, classes]
+    head:    LIF -> global average pool -> Dropout (one mask for all T) -> FC -> logits [T, B, classes]
 
 The shortcut adds membrane potentials (real values), not spikes: each block starts with a
 LIF, so the residual stream stays real-valued. Downsampling shortcuts are AvgPool(2) ->
@@ -39,11 +39,12 @@ from torch import Tensor, nn
 
 from ..attention import MA_VARIANTS, attention_slots, family
 from ..coding import build_coding
-from ..layers import TimeDistributed
+from ..layers import TimeDistributed, TimeSharedDropout
 from ..neurons import MultiStepLIF
 from ._factory import build
 
 STEMS = ("7x7", "deep", "3x3")
+CONV_INITS = ("pytorch", "kaiming_fan_out")
 DOWNSAMPLES = ("avgpool", "strided")
 SMA_POSITIONS = ("conv1", "conv2")
 
@@ -123,9 +124,14 @@ class MSResNet(nn.Module):
     - `bn_weight_init` 0.5 = Vth for every BN of ours (stem, first BN, shortcut);
       `residual_bn_weight_init` 0.1 = 0.2 Vth for the block's last BN (MA-SNN code; GAC and
       MS-ResNet-18/34 use 0, so at init no gradient reaches the branch's convs, only BN2;
-      GAC's CIFAR code keeps PyTorch's 1 for both). Conv weights keep PyTorch's init
-      (MA-SNN code; GAC's ImageNet code uses Kaiming fan-out).
-    - `drop_rate` 0.2 before the FC (MA-SNN, MS-ResNet-104); GAC's code has none.
+      GAC's CIFAR code keeps PyTorch's 1 for both).
+    - `conv_init` 'pytorch': conv weights keep PyTorch's init (MA-SNN code);
+      'kaiming_fan_out': every Conv2d (stem, blocks, shortcuts, GAC's SCA) drawn from
+      kaiming_normal_(mode='fan_out', nonlinearity='relu'), biases 0 (GAC's ImageNet code).
+    - `drop_rate` 0.2 before the FC (MA-SNN, MS-ResNet-104); GAC's code has none. The
+      authors average the features over T, apply Dropout once, then the FC; here the FC runs
+      per step behind one dropout mask shared by all steps, which is the same map once the
+      loss averages the outputs over T (`TimeSharedDropout`).
     - `sma_position` 'conv1': SMA follows the block's first conv (SMA's ImageNet code inserts
       it there); 'conv2' puts it in the generic conv slot before the residual branch's BN.
       `sma_blocks_per_stage` 2: only the first two blocks of a stage get SMA, as that code
@@ -150,7 +156,7 @@ class MSResNet(nn.Module):
                  drop_rate: float = 0.2, downsample: str = "avgpool",
                  bn_weight_init: float = 0.5, residual_bn_weight_init: float = 0.1,
                  sma_position: str = "conv1", sma_blocks_per_stage: int | str = 2,
-                 sma_branch_act: str = "relu"):
+                 sma_branch_act: str = "relu", conv_init: str = "pytorch"):
         super().__init__()
         if not len(depths) == len(widths) == len(strides):
             raise ValueError(f"depths, widths and strides need one entry per stage, got "
@@ -161,6 +167,8 @@ class MSResNet(nn.Module):
             raise ValueError(f"img_size must be >= 1, got {img_size}")
         if downsample not in DOWNSAMPLES:
             raise ValueError(f"unknown downsample {downsample!r}; choose one of {list(DOWNSAMPLES)}")
+        if conv_init not in CONV_INITS:
+            raise ValueError(f"unknown conv_init {conv_init!r}; choose one of {list(CONV_INITS)}")
         if sma_position not in SMA_POSITIONS:
             raise ValueError(f"unknown sma_position {sma_position!r}; choose one of {list(SMA_POSITIONS)}")
         if not (sma_blocks_per_stage == "all" or
@@ -207,8 +215,15 @@ class MSResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.head_neuron = make_neuron()
-        self.head = TimeDistributed(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop_rate),
-                                    nn.Linear(channels, num_classes))
+        self.head = nn.Sequential(TimeDistributed(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+                                  TimeSharedDropout(drop_rate),
+                                  TimeDistributed(nn.Linear(channels, num_classes)))
+        if conv_init == "kaiming_fan_out":
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Membrane potentials after the last stage, [T, B, C, H, W]."""

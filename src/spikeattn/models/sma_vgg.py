@@ -27,40 +27,17 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import torch
 from timm.models import register_model
 from torch import Tensor, nn
 
 from ..attention import attention_slots, family
 from ..coding import build_coding
-from ..layers import TimeDistributed, conv_bn
+from ..layers import TimeDistributed, TimeSharedDropout, conv_bn
 from ..neurons import MultiStepLIF
 from ._factory import build
 
 SMA_BLOCKS: dict[str, tuple[int, ...]] = {"code": (2, 3), "paper": (2, 3, 4, 5)}
 VGG8_CHANNELS = (64, 128, 256, 512, 512)
-
-
-class TimeSharedDropout(nn.Module):
-    """Dropout on [T, B, ...] whose mask is drawn once per forward and shared over T
-    (SpikingJelly's multi-step `layer.Dropout`), or per step when `shared=False`."""
-
-    def __init__(self, p: float = 0.5, shared: bool = True):
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout p must be in [0, 1), got {p}")
-        self.p = p
-        self.shared = shared
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        shape = (1, *x.shape[1:]) if self.shared else x.shape
-        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        return x * mask / (1.0 - self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, shared={self.shared}"
 
 
 class VGGBlock(nn.Module):
