@@ -13,10 +13,10 @@ from spikeattn.neurons import PRESETS, MultiStepLIF, lif_config
 pytestmark = pytest.mark.usefixtures("float64")
 
 
-def straight_through(x, antiderivative):
-    """Heaviside(x > 0) forward, d/dx antiderivative(x) backward."""
+def straight_through(x, antiderivative, ge=False):
+    """Heaviside forward (x >= 0 when `ge`, else x > 0), d/dx antiderivative(x) backward."""
     soft = antiderivative(x)
-    return (x > 0).to(x.dtype) + (soft - soft.detach())
+    return ((x >= 0) if ge else (x > 0)).to(x.dtype) + (soft - soft.detach())
 
 
 ANTIDERIVATIVES = {
@@ -28,18 +28,18 @@ ANTIDERIVATIVES = {
 }
 
 
-def ma_dvs_loop(x):  # u = h + x; s = H(u - Vth); h = a (s Vth + (1 - s) u), not detached
+def ma_dvs_loop(x):  # u = h + x; s = (u - Vth).ge(0); h = a (s Vth + (1 - s) u), not detached
     spike = ANTIDERIVATIVES[("rectangle", "width")](0.5)
     h, out = torch.zeros_like(x[0]), []
     for x_t in x:
         u = h + x_t
-        s = straight_through(u - 0.3, spike)
+        s = straight_through(u - 0.3, spike, ge=True)
         h = 0.3 * (s * 0.3 + (1 - s) * u)
         out.append(s)
     return torch.stack(out)
 
 
-def msresnet_loop(x):  # m = 0.25 m (1 - s.detach()) + x; s = H(m - 0.5)
+def msresnet_loop(x):  # m = 0.25 m (1 - s.detach()) + x; s = m.gt(0.5)
     spike = ANTIDERIVATIVES[("rectangle", "width")](1.0)
     m, s, out = torch.zeros_like(x[0]), torch.zeros_like(x[0]), []
     for x_t in x:
@@ -49,7 +49,7 @@ def msresnet_loop(x):  # m = 0.25 m (1 - s.detach()) + x; s = H(m - 0.5)
     return torch.stack(out)
 
 
-def gac_cifar_loop(x):  # m = 0.5 m (1 - s) + x (no detach); triangle gamma 1
+def gac_cifar_loop(x):  # m = 0.5 m (1 - s) + x (no detach); s = (m - 1 > 0); triangle gamma 1
     spike = ANTIDERIVATIVES[("triangle", "gamma")](1.0)
     m, s, out = torch.zeros_like(x[0]), torch.zeros_like(x[0]), []
     for x_t in x:
@@ -59,12 +59,12 @@ def gac_cifar_loop(x):  # m = 0.5 m (1 - s) + x (no detach); triangle gamma 1
     return torch.stack(out)
 
 
-def sj_tau2_loop(x):  # SpikingJelly LIF: v += (x - v) / tau; hard reset to 0, detached
+def sj_tau2_loop(x):  # SpikingJelly LIF: v += (x - v) / tau; s = (v - 1 >= 0); hard reset, detached
     spike = ANTIDERIVATIVES[("atan", "alpha")](2.0)
     v, out = torch.zeros_like(x[0]), []
     for x_t in x:
         v = v + (x_t - v) / 2.0
-        s = straight_through(v - 1.0, spike)
+        s = straight_through(v - 1.0, spike, ge=True)
         v = v * (1 - s.detach())
         out.append(s)
     return torch.stack(out)
@@ -93,6 +93,25 @@ def test_preset_matches_hand_loop(preset, T):
     (ref * weights).sum().backward()
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-12, atol=1e-12)
     assert x.grad.abs().sum() > 0
+
+
+# Inputs that put the first step's membrane exactly on each preset's threshold, and whether
+# its authors' code fires there: MA-SNN DVS `input.ge(0.0)`, SpikingJelly `x >= 0`,
+# MS-ResNet `input.gt(thresh)`, GAC CIFAR `(mem - thresh) > 0`.
+AT_THRESHOLD = {"ma_dvs": (0.3, True), "sj_tau2": (2.0, True),  # sj: v = x / tau
+                "msresnet": (0.5, False), "gac_cifar": (1.0, False)}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_a_membrane_exactly_at_threshold_fires_as_its_authors_code(preset):
+    assert set(AT_THRESHOLD) == set(PRESETS)
+    x_at, fires = AT_THRESHOLD[preset]
+    x = torch.tensor([[x_at, x_at - 1e-9, x_at + 1e-9]])
+    assert MultiStepLIF(preset)(x).tolist() == [[float(fires), 0.0, 1.0]]
+    assert torch.equal(MultiStepLIF(preset)(x), LOOPS[preset](x))
+    assert lif_config(preset).fire_at_threshold == fires
+    flipped = MultiStepLIF(preset, fire_at_threshold=not fires)(x)
+    assert flipped[0, 0] == float(not fires)
 
 
 @pytest.mark.parametrize("name,key,value", [

@@ -152,3 +152,25 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
         MultiStepLIF("msresnet", backend="triton")(torch.randn(2, 8))
     assert MultiStepLIF("msresnet", backend="auto")(torch.randn(2, 8)).shape == (2, 8)
+
+
+@pytest.mark.parametrize("fire_at_threshold", [True, False])
+@pytest.mark.parametrize("soft", [True, False])
+def test_membranes_exactly_at_threshold(fire_at_threshold, soft):
+    """Inputs that land u exactly on V_th (dyadic values, exact in fp32) at several steps:
+    the kernel fires there as the reference does, forward and in the recomputed backward."""
+    cfg = lif_config(None, decay=0.5, v_threshold=0.75, v_reset=None if soft else 0.0,
+                     detach_reset=False, surrogate="rectangle", surrogate_kwargs={"width": 1.0},
+                     fire_at_threshold=fire_at_threshold)
+    x = torch.tensor([[0.75, 0.25, 0.5, 1.0], [0.375, 0.5, 0.25, 0.0], [0.0, 0.5, 0.75, 0.75]],
+                     dtype=torch.float64).repeat(1, 300)
+    x_ref = x.clone().requires_grad_()
+    ref = lif_multistep(x_ref, cfg)
+    w = torch.linspace(-1, 1, x.numel(), dtype=torch.float64).view_as(x)
+    (ref * w).sum().backward()
+    xt = x.float().to(DEVICE).requires_grad_()
+    out = MultiStepLIF(backend="triton", **dataclasses.asdict(cfg))(xt)
+    (out * w.float().to(DEVICE)).sum().backward()
+    assert torch.equal(out.double().cpu(), ref)
+    assert ref[0, 0] == float(fire_at_threshold)  # u = 0.75 = V_th at the first step
+    torch.testing.assert_close(xt.grad.double().cpu(), x_ref.grad, rtol=1e-6, atol=1e-6)

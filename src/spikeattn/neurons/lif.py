@@ -3,17 +3,22 @@
 Per time step, with post-reset membrane `v` (zero at t = 0):
 
     u_t = decay * v_{t-1} + g * x_t          g = 1 - decay if decay_input else 1
-    s_t = H(u_t - v_threshold)               surrogate gradient in the backward pass
+    s_t = H(u_t - v_threshold)               surrogate gradient in the backward pass;
+                                             H(0) = 1 when fire_at_threshold, else 0
     v_t = s_t * v_reset + (1 - s_t) * u_t    hard reset (v_reset is a number)
     v_t = u_t - s_t * v_threshold            soft reset (v_reset is None)
 
 where `s_t` in the reset is detached when `detach_reset`. The papers' neurons are presets:
 
 - ``ma_dvs``    MA-SNN DVS models: u = h + x, h = 0.3 (s Vth + (1-s) u), Vth 0.3, so a neuron
-                that fired restarts at 0.3 * 0.3; reset not detached; rectangle width 0.5.
-- ``msresnet``  MS-ResNet: m = 0.25 m (1 - s.detach()) + x, Vth 0.5; rectangle width 1.
-- ``gac_cifar`` GAC CIFAR: m = 0.5 m (1 - s) + x, Vth 1, reset not detached; triangle gamma 1.
-- ``sj_tau2``   SpikingJelly LIF tau = 2, decay_input, Vth 1, hard reset to 0 detached; ATan 2.
+                that fired restarts at 0.3 * 0.3; reset not detached; rectangle width 0.5;
+                fires at u >= Vth (`input.ge(0.0)`).
+- ``msresnet``  MS-ResNet: m = 0.25 m (1 - s.detach()) + x, Vth 0.5; rectangle width 1;
+                fires at m > Vth (`input.gt(thresh)`, MA-SNN's and GAC's ImageNet code).
+- ``gac_cifar`` GAC CIFAR: m = 0.5 m (1 - s) + x, Vth 1, reset not detached; triangle gamma 1;
+                fires at m - Vth > 0.
+- ``sj_tau2``   SpikingJelly LIF tau = 2, decay_input, Vth 1, hard reset to 0 detached; ATan 2;
+                fires at u >= Vth (SpikingJelly's heaviside).
 
 This loop is the specification the Triton kernels must match: keep it simple and exact.
 `MultiStepLIF(backend=...)` picks between it and the fused kernels (`triton_lif.py`).
@@ -41,6 +46,7 @@ class LIFConfig:
     detach_reset: bool = True
     surrogate: str = "atan"
     surrogate_kwargs: dict[str, float] = field(default_factory=dict)
+    fire_at_threshold: bool = False  # spike when u == V_th exactly (u >= V_th), else u > V_th
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.decay <= 1.0:
@@ -52,13 +58,15 @@ class LIFConfig:
 
 PRESETS: dict[str, LIFConfig] = {
     "ma_dvs": LIFConfig(decay=0.3, v_threshold=0.3, v_reset=0.3, detach_reset=False,
-                        surrogate="rectangle", surrogate_kwargs={"width": 0.5}),
+                        surrogate="rectangle", surrogate_kwargs={"width": 0.5},
+                        fire_at_threshold=True),
     "msresnet": LIFConfig(decay=0.25, v_threshold=0.5, v_reset=0.0, detach_reset=True,
                           surrogate="rectangle", surrogate_kwargs={"width": 1.0}),
     "gac_cifar": LIFConfig(decay=0.5, v_threshold=1.0, v_reset=0.0, detach_reset=False,
                            surrogate="triangle", surrogate_kwargs={"gamma": 1.0}),
     "sj_tau2": LIFConfig(decay=0.5, v_threshold=1.0, v_reset=0.0, decay_input=True,
-                         detach_reset=True, surrogate="atan", surrogate_kwargs={"alpha": 2.0}),
+                         detach_reset=True, surrogate="atan", surrogate_kwargs={"alpha": 2.0},
+                         fire_at_threshold=True),
 }
 
 BACKENDS = ("auto", "torch", "triton")
@@ -87,7 +95,7 @@ def lif_multistep(x: Tensor, cfg: LIFConfig) -> Tensor:
     spikes = []
     for x_t in x:
         u = cfg.decay * v + gain * x_t
-        s = surrogate(u - cfg.v_threshold)
+        s = surrogate(u - cfg.v_threshold, cfg.fire_at_threshold)
         s_reset = s.detach() if cfg.detach_reset else s
         if cfg.v_reset is None:
             v = u - s_reset * cfg.v_threshold

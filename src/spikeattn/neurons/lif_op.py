@@ -19,34 +19,35 @@ from .surrogate import make_surrogate
 
 @torch.library.custom_op("spikeattn::lif_forward", mutates_args=())
 def lif_forward(x: Tensor, decay: float, gain: float, v_th: float, v_reset: float, soft: bool,
-                detach: bool, surrogate: str, param: float) -> tuple[Tensor, Tensor]:
-    """Spikes and the saved m = u - V_th for x [T, N] (contiguous)."""
+                ge: bool, detach: bool, surrogate: str, param: float) -> tuple[Tensor, Tensor]:
+    """Spikes and the saved m = u - V_th for x [T, N] (contiguous); `ge`: fire at u == V_th."""
     from . import triton_lif
 
     spikes, u = torch.empty_like(x), torch.empty_like(x)
-    triton_lif.lif_forward(x, spikes, u, decay, gain, v_th, v_reset, soft)
+    triton_lif.lif_forward(x, spikes, u, decay, gain, v_th, v_reset, soft, ge)
     return spikes, u
 
 
 @lif_forward.register_fake
-def _(x, decay, gain, v_th, v_reset, soft, detach, surrogate, param):
+def _(x, decay, gain, v_th, v_reset, soft, ge, detach, surrogate, param):
     return torch.empty_like(x), torch.empty_like(x)
 
 
 @torch.library.custom_op("spikeattn::lif_backward", mutates_args=())
 def lif_backward(grad_spikes: Tensor, u: Tensor, decay: float, gain: float, v_th: float,
-                 v_reset: float, soft: bool, detach: bool, surrogate: str, param: float) -> Tensor:
+                 v_reset: float, soft: bool, ge: bool, detach: bool, surrogate: str,
+                 param: float) -> Tensor:
     """dL/dx from dL/dspikes and the saved m = u - V_th (both [T, N])."""
     from . import triton_lif
 
     grad_x = torch.empty_like(u)
     triton_lif.lif_backward(grad_spikes.contiguous(), u, grad_x, decay, gain, v_th, v_reset,
-                            soft, detach, surrogate, param)
+                            soft, ge, detach, surrogate, param)
     return grad_x
 
 
 @lif_backward.register_fake
-def _(grad_spikes, u, decay, gain, v_th, v_reset, soft, detach, surrogate, param):
+def _(grad_spikes, u, decay, gain, v_th, v_reset, soft, ge, detach, surrogate, param):
     return torch.empty_like(u)
 
 
@@ -58,10 +59,10 @@ def _setup_context(ctx, inputs, output) -> None:
 
 def _backward(ctx, grad_spikes, grad_u):
     if grad_spikes is None:
-        return (None,) * 9
+        return (None,) * 10
     (u,) = ctx.saved_tensors
     grad_x = lif_backward(grad_spikes.to(u.dtype), u, *ctx.options)
-    return (grad_x,) + (None,) * 8
+    return (grad_x,) + (None,) * 9
 
 
 lif_forward.register_autograd(_backward, setup_context=_setup_context)
@@ -74,7 +75,8 @@ def op_arguments(cfg: LIFConfig) -> dict:
     return {"decay": float(cfg.decay), "gain": float(1.0 - cfg.decay if cfg.decay_input else 1.0),
             "v_th": float(cfg.v_threshold),
             "v_reset": float(0.0 if cfg.v_reset is None else cfg.v_reset),
-            "soft": cfg.v_reset is None, "detach": bool(cfg.detach_reset),
+            "soft": cfg.v_reset is None, "ge": bool(cfg.fire_at_threshold),
+            "detach": bool(cfg.detach_reset),
             "surrogate": cfg.surrogate, "param": float(getattr(surrogate, field.name))}
 
 

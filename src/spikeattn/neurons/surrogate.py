@@ -1,8 +1,10 @@
 """Surrogate gradients: a Heaviside step forward, a smooth stand-in for its derivative backward.
 
 Each surrogate is a small frozen dataclass whose `grad(x)` is the derivative used in the
-backward pass, with `x = u - V_th`. The step fires on `x > 0` (strictly, as MA-SNN and
-MS-ResNet do; SpikingJelly uses `>=`: the two differ only on exact ties).
+backward pass, with `x = u - V_th`. The step fires on `x > 0`, or on `x >= 0` with
+`fire_at_zero`: the two differ only when the membrane lands exactly on the threshold.
+MA-SNN's DVS neurons (`input.ge(0.0)`) and SpikingJelly's heaviside (SMA) fire at equality;
+MA-SNN's and GAC's MS-ResNet neurons (`input.gt(thresh)`) and GAC's CIFAR neuron fire strictly.
 """
 from __future__ import annotations
 
@@ -15,27 +17,28 @@ from torch import Tensor
 
 class _Heaviside(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, surrogate: "Surrogate") -> Tensor:
+    def forward(ctx, x: Tensor, surrogate: "Surrogate", fire_at_zero: bool) -> Tensor:
         ctx.save_for_backward(x)
         ctx.surrogate = surrogate
-        return (x > 0).to(x.dtype)
+        return ((x >= 0) if fire_at_zero else (x > 0)).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         (x,) = ctx.saved_tensors
-        return grad_out * ctx.surrogate.grad(x), None
+        return grad_out * ctx.surrogate.grad(x), None, None
 
 
 class Surrogate:
-    """Base: calling a surrogate on `u - V_th` gives spikes with its surrogate gradient."""
+    """Base: calling a surrogate on `u - V_th` gives spikes with its surrogate gradient
+    (spikes where `u - V_th > 0`, or `>= 0` when `fire_at_zero`)."""
 
     name: str = ""
 
     def grad(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return _Heaviside.apply(x, self)
+    def __call__(self, x: Tensor, fire_at_zero: bool = False) -> Tensor:
+        return _Heaviside.apply(x, self, fire_at_zero)
 
 
 @dataclass(frozen=True)

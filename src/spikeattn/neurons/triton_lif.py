@@ -5,6 +5,7 @@ registers (fp32 whatever the input dtype), so the forward reads every input once
 backward reads every saved value once:
 
     forward   x [T, N] -> spikes [T, N], m [T, N]      m = u - V_th, saved for backward
+              spikes where u > V_th, or u >= V_th (GE: MA-SNN's DVS neurons, SpikingJelly)
     backward  dL/ds [T, N], m [T, N] -> dL/dx [T, N]   one pass from t = T-1 down to 0
 
 The equations are those of `spikeattn.neurons.lif` (the reference these kernels are tested
@@ -15,7 +16,7 @@ against). With v the post-reset membrane, the backward carries dL/dv_t through t
     hard reset: dv/du = 1 - s_t, dv/ds = v_reset - u_t;   soft reset: dv/du = 1, dv/ds = -Vth
 
 Only m = u - V_th is saved, in the input's dtype (as SpikingJelly saves its membrane). The
-backward recomputes the spikes as m > 0: rounding m to bf16/fp16 never changes its sign, so
+backward recomputes the spikes as m > 0 (m >= 0 with GE): rounding m to bf16/fp16 never changes its sign, so
 they are exactly the forward's spikes, whereas a rounded u could cross V_th. (A rounded m can
 still land on the other side of a rectangle surrogate's window edge: inherent to half storage.)
 
@@ -51,7 +52,7 @@ def _surrogate_grad(x, param, KIND: tl.constexpr):
 
 @triton.jit
 def _lif_forward_kernel(x_ptr, s_ptr, m_ptr, N, T, decay, gain, v_th, v_reset,
-                        SOFT: tl.constexpr, BLOCK: tl.constexpr):
+                        SOFT: tl.constexpr, GE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     v = tl.zeros([BLOCK], dtype=tl.float32)
@@ -59,7 +60,10 @@ def _lif_forward_kernel(x_ptr, s_ptr, m_ptr, N, T, decay, gain, v_th, v_reset,
         at = t * N + offs
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         u = decay * v + gain * x
-        s = (u > v_th).to(tl.float32)
+        if GE:
+            s = (u >= v_th).to(tl.float32)
+        else:
+            s = (u > v_th).to(tl.float32)
         if SOFT:
             v = u - s * v_th
         else:
@@ -71,7 +75,7 @@ def _lif_forward_kernel(x_ptr, s_ptr, m_ptr, N, T, decay, gain, v_th, v_reset,
 @triton.jit
 def _lif_backward_kernel(gs_ptr, m_ptr, gx_ptr, N, T, decay, gain, v_th, v_reset, param,
                          SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr,
-                         BLOCK: tl.constexpr):
+                         GE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     dv = tl.zeros([BLOCK], dtype=tl.float32)  # dL/dv_t, carried back from step t + 1
@@ -79,7 +83,10 @@ def _lif_backward_kernel(gs_ptr, m_ptr, gx_ptr, N, T, decay, gain, v_th, v_reset
         at = (T - 1 - i) * N + offs
         gs = tl.load(gs_ptr + at, mask=mask, other=0.0).to(tl.float32)
         m = tl.load(m_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        s = (m > 0.0).to(tl.float32)
+        if GE:
+            s = (m >= 0.0).to(tl.float32)
+        else:
+            s = (m > 0.0).to(tl.float32)
         if SOFT:
             dv_du = 1.0
             dv_ds = -v_th
@@ -99,18 +106,18 @@ def _grid(n: int):
 
 
 def lif_forward(x: Tensor, spikes: Tensor, m: Tensor, decay: float, gain: float, v_th: float,
-                v_reset: float, soft: bool) -> None:
+                v_reset: float, soft: bool, ge: bool) -> None:
     """Fill `spikes` and `m` = u - V_th ([T, N], contiguous) from `x` ([T, N], contiguous)."""
     T, N = x.shape
     _lif_forward_kernel[_grid(N)](x, spikes, m, N, T, decay, gain, v_th, v_reset,
-                                  SOFT=soft, BLOCK=BLOCK)
+                                  SOFT=soft, GE=ge, BLOCK=BLOCK)
 
 
 def lif_backward(grad_spikes: Tensor, m: Tensor, grad_x: Tensor, decay: float, gain: float,
-                 v_th: float, v_reset: float, soft: bool, detach: bool, surrogate: str,
+                 v_th: float, v_reset: float, soft: bool, ge: bool, detach: bool, surrogate: str,
                  param: float) -> None:
     """Fill `grad_x` ([T, N]) from dL/dspikes and the saved `m` = u - V_th."""
     T, N = m.shape
     _lif_backward_kernel[_grid(N)](grad_spikes, m, grad_x, N, T, decay, gain, v_th, v_reset,
                                    param, SOFT=soft, DETACH=detach,
-                                   KIND=SURROGATE_IDS[surrogate], BLOCK=BLOCK)
+                                   KIND=SURROGATE_IDS[surrogate], GE=ge, BLOCK=BLOCK)
