@@ -210,3 +210,46 @@ def test_elementwise_macs():
     module = build("relu")
     x = torch.randn(T, B, C, H, W)
     assert module.elementwise_macs(module(x)) == 4 * x.numel() + 4 * T * B * C
+
+
+def authors_azo(terms, a_t, a_c, n_t, n_c, in_place):
+    """The authors' AZO on the weighted branch terms [n, T, B, C, H, W], written as their
+    loops: topk-smallest steps (time weight summed over the batch), then topk-smallest
+    channels over those steps; `after[i, j, :, k] = before[i, j - 1, :, k]` for j != 0,
+    visiting steps in topk order. `in_place`: their explicit-loop demo (before is after);
+    else their tensor-parallel training code (before is a clone)."""
+    after = terms.clone()
+    before = after if in_place else terms.clone()
+    for i in range(len(terms)):
+        steps = torch.topk(a_t[i].sum(1), k=n_t, largest=False).indices
+        chans = torch.topk(a_c[i][steps].sum(0).sum(0), k=n_c, largest=False).indices
+        for j in steps.tolist():
+            for k in chans.tolist():
+                if j != 0:
+                    after[i, j, :, k] = before[i, j - 1, :, k]
+    return after.sum(0)
+
+
+@pytest.mark.parametrize("azo_copy", ["parallel", "chained"])
+@pytest.mark.parametrize("order", ["4 then 3", "3 then 4"])
+def test_azo_copies_match_the_authors_loops(azo_copy, order):
+    """Branch 1 replaces steps 3 and 4 (smallest time weights); visited 3 first, the
+    explicit loop chains step 4 back to step 2. Both versions against the written-out loops."""
+    module, l, m, _ = hand_set_azo()
+    module.azo_copy = azo_copy
+    if order == "3 then 4":  # branch 1's smallest weights: t = 3 (largest l), then t = 4
+        l = l.clone()
+        l[3], l[4] = 3.0, 2.0
+        with torch.no_grad():
+            module.time_excite[0].bias.copy_(l)
+    x = torch.randn(T, B, C, H, W)
+    u = module.branch_outputs(x)
+    a_t, a_c = module.weights_from(u)
+    terms = (a_t[..., None] * a_c)[..., None, None] * u
+    expected = authors_azo(terms, a_t, a_c, T // 4, C // 6, in_place=azo_copy == "chained")
+    torch.testing.assert_close(module(x), expected)
+    chained = authors_azo(terms, a_t, a_c, T // 4, C // 6, in_place=True)
+    parallel = authors_azo(terms, a_t, a_c, T // 4, C // 6, in_place=False)
+    assert torch.allclose(chained, parallel) == (order == "4 then 3")  # they differ only on a chain
+    with pytest.raises(ValueError, match="azo_copy"):
+        SMA(T, C, branch_act="relu", azo_copy="loop")

@@ -21,8 +21,11 @@ term takes its value from step t-1: `Y_n[t, :, c] <- Y_n[t-1, :, c]`.
 Choices, following the authors' code where the text is silent:
 - Every conv/linear has a bias (their layers use PyTorch's default bias=True), the branch
   convs included although BN follows them.
-- The copies read the values from before any copy (their "tensor parallelism" version clones
-  first; their explicit-loop version writes in place, so consecutive selected steps chain).
+- `azo_copy="parallel"` (default): the copies read the values from before any copy, as the
+  "tensor parallelism" version the authors' training files use (it clones first).
+  `"chained"`: their "explicit loop" demo, which writes in place while visiting the selected
+  steps in order of increasing time weight, so a step visited after its predecessor was
+  replaced copies the replacement: consecutive selected steps can chain back further.
 - Ties in "smallest" go to the lower index (stable sort), so AZO is deterministic on every
   device; the authors use `topk`, whose tie order is unspecified.
 - Nothing is copied when T // azo_rtr or C // azo_rcr is 0, or when the only selected step is
@@ -39,6 +42,7 @@ from torch import Tensor, nn
 from ..layers import TimeDistributed
 
 BRANCH_ACTS = ("lif", "relu")
+AZO_COPIES = ("parallel", "chained")
 
 
 def _smallest(score: Tensor, k: int) -> Tensor:
@@ -61,11 +65,13 @@ class SMA(nn.Module):
     def __init__(self, T: int, channels: int, make_neuron: Callable[[], nn.Module] | None = None,
                  kernels: Sequence[int] = (1, 3, 5, 7), ratio_c: int = 4, ratio_t: int = 4,
                  light: bool = False, azo: bool = False, azo_rtr: int = 4, azo_rcr: int = 10,
-                 branch_act: str = "lif"):
+                 branch_act: str = "lif", azo_copy: str = "parallel"):
         super().__init__()
         if branch_act not in BRANCH_ACTS:
             raise ValueError(f"SMA branch_act must be one of {list(BRANCH_ACTS)}, "
                              f"got {branch_act!r}")
+        if azo_copy not in AZO_COPIES:
+            raise ValueError(f"SMA azo_copy must be one of {list(AZO_COPIES)}, got {azo_copy!r}")
         if branch_act == "lif" and make_neuron is None:
             raise ValueError("SMA with branch_act='lif' needs make_neuron (a callable returning a "
                              "fresh multi-step LIF for each branch); or use branch_act='relu'")
@@ -79,7 +85,7 @@ class SMA(nn.Module):
                 raise ValueError(f"SMA {name} must be >= 1, got {value}")
         self.T, self.channels, self.kernels = T, channels, kernels
         self.light, self.azo, self.azo_rtr, self.azo_rcr = light, azo, azo_rtr, azo_rcr
-        self.branch_act = branch_act
+        self.branch_act, self.azo_copy = branch_act, azo_copy
 
         def act() -> nn.Module:
             return make_neuron() if branch_act == "lif" else nn.ReLU()
@@ -123,24 +129,32 @@ class SMA(nn.Module):
         so BN in training mode updates its running statistics as a forward would)."""
         return self.weights_from(self.branch_outputs(x))
 
-    def zoneout_mask(self, a_t: Tensor, a_c: Tensor) -> Tensor:
-        """AZO's choice, [n, T, C] bool: True where branch n's step t, channel c copies t-1.
-
-        Selection sees no gradient (indices only); t = 0 is never selected for copying.
+    def zoneout_plan(self, a_t: Tensor, a_c: Tensor) -> tuple[Tensor, Tensor]:
+        """AZO's choice: (source [n, T] long, channels [n, C] bool). In the chosen channels,
+        branch n's step t takes the weighted term of step source[n, t] (t itself when t is not
+        selected); t = 0 is never replaced. Selection sees no gradient (indices only).
         """
         n, T, B = a_t.shape
         C = a_c.shape[-1]
-        mask = torch.zeros(n, T, C, dtype=torch.bool, device=a_t.device)
+        source = torch.arange(T, device=a_t.device).repeat(n, 1)
+        channels = torch.zeros(n, C, dtype=torch.bool, device=a_t.device)
         n_t, n_c = T // self.azo_rtr, C // self.azo_rcr
         if n_t == 0 or n_c == 0:
-            return mask
+            return source, channels
         a_t, a_c = a_t.detach(), a_c.detach().expand(n, T, B, C)
         for i in range(n):
             steps = _smallest(a_t[i].sum(1), n_t)
-            chans = _smallest(a_c[i, steps].sum((0, 1)), n_c)
-            steps = steps[steps != 0]
-            mask[i, steps[:, None], chans[None, :]] = True
-        return mask
+            channels[i, _smallest(a_c[i, steps].sum((0, 1)), n_c)] = True
+            for t in steps.tolist():  # the authors' visiting order: increasing time weight
+                if t != 0:
+                    source[i, t] = source[i, t - 1] if self.azo_copy == "chained" else t - 1
+        return source, channels
+
+    def zoneout_mask(self, a_t: Tensor, a_c: Tensor) -> Tensor:
+        """[n, T, C] bool: True where branch n's step t, channel c takes another step's value."""
+        source, channels = self.zoneout_plan(a_t, a_c)
+        moved = source != torch.arange(source.shape[1], device=source.device)
+        return moved[:, :, None] & channels[:, None, :]
 
     # ---- forward -------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -150,9 +164,11 @@ class SMA(nn.Module):
         if not (self.azo and self.training):
             return torch.einsum("ntbc,ntbchw->tbchw", w, u)
         y = w[..., None, None] * u  # [n, T, B, C, H, W]
-        mask = self.zoneout_mask(a_t, a_c)[:, :, None, :, None, None]
-        previous = torch.cat([y[:, :1], y[:, :-1]], dim=1)  # step t holds y at t-1
-        return torch.where(mask, previous, y).sum(0)
+        source, channels = self.zoneout_plan(a_t, a_c)
+        copied = y[torch.arange(len(y), device=y.device)[:, None], source]  # step t holds y at its source
+        moved = source != torch.arange(y.shape[1], device=y.device)
+        mask = moved[:, :, None, None, None, None] & channels[:, None, None, :, None, None]
+        return torch.where(mask, copied, y).sum(0)
 
     def elementwise_macs(self, x: Tensor) -> int:
         """Weight products per forward on tensors shaped like x: a_t * a_c per branch
@@ -164,4 +180,4 @@ class SMA(nn.Module):
     def extra_repr(self) -> str:
         return (f"T={self.T}, channels={self.channels}, kernels={self.kernels}, "
                 f"light={self.light}, azo={self.azo}, azo_rtr={self.azo_rtr}, "
-                f"azo_rcr={self.azo_rcr}, branch_act={self.branch_act!r}")
+                f"azo_rcr={self.azo_rcr}, azo_copy={self.azo_copy!r}, branch_act={self.branch_act!r}")
