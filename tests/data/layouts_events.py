@@ -226,3 +226,104 @@ LAYOUTS = {
     "n-caltech101": (build_ncaltech101, atis_bytes),
     "cifar10-dvs": (build_cifar10dvs, aedat4_bytes),
 }
+
+
+# ---- IBM's original DVS128 Gesture release (AEDAT 3.1) -------------------------------------
+
+AEDAT31_HEADER = (b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n"
+                  b"#Start-Time: 2017-01-01 12:00:00 (TZ+0000)\r\n#!END-HEADER\r\n")
+
+
+def _aedat31_packet(kind: int, size: int, overflow: int, body: bytes, count: int) -> bytes:
+    """28-byte header (type, source, size, ts offset, ts overflow, capacity, number, valid) + body."""
+    return struct.pack("<HHIIIIII", kind, 1, size, 4, overflow, count, count, count) + body
+
+
+def aedat31_bytes(events: np.ndarray, packets: int = 2, extra_packet_types: bool = True) -> bytes:
+    """AEDAT 3.1 as jAER/cAER write it: '#' header lines, then packets (tsOverflow 0). Polarity
+    events (type 1, 8 bytes): data word x << 17 | y << 2 | p << 1 | valid, then t (µs, u32).
+    `extra_packet_types` adds a special-event packet (type 0) first and an IMU6 packet (type 3,
+    36-byte events) between polarity packets: readers must skip both."""
+    assert (events["t"] < 2**31).all()
+    out = bytearray(AEDAT31_HEADER)
+    if extra_packet_types:
+        out += _aedat31_packet(0, 8, 0, struct.pack("<II", 1 << 1 | 1, 0), 1)  # a timestamp reset
+    for k, chunk in enumerate(np.array_split(events, packets)):
+        body = b"".join(struct.pack("<II", int(e["x"]) << 17 | int(e["y"]) << 2 | int(e["p"]) << 1 | 1,
+                                    int(e["t"])) for e in chunk)
+        out += _aedat31_packet(1, 8, 0, body, len(chunk))
+        if extra_packet_types and k == 0:
+            out += _aedat31_packet(3, 36, 0, bytes(range(72)), 2)
+    return bytes(out)
+
+
+def labels_csv_bytes(rows: list[tuple[int, int, int]]) -> bytes:
+    """userNN_<lighting>_labels.csv: header, then class (1-11), startTime_usec, endTime_usec."""
+    return ("class,startTime_usec,endTime_usec\r\n"
+            + "".join(f"{c},{s},{e}\r\n" for c, s, e in rows)).encode()
+
+
+# recording -> (split, labels of its gestures in recording order); groups sort like tonic's
+GESTURE_TRIALS = {
+    "user01_fluorescent": (0, [0, 3, 10]),
+    "user02_led": (0, [1, 2]),
+    "user24_natural": (1, [4, 7]),
+}
+
+
+def gesture_trials(trials=GESTURE_TRIALS) -> dict[str, tuple[int, list[tuple[int, np.ndarray]], np.ndarray]]:
+    """Per recording: split, [(label, the gesture's events)], and the whole recording (gestures
+    with unlabelled events before, between and after them). Timestamps are whole milliseconds,
+    so tonic's .npy (ms) holds the very same events."""
+    out = {}
+    for i, (trial, (split, labels)) in enumerate(trials.items()):
+        parts, gestures, t = [], [], 0
+        for k, label in enumerate([None, *labels]):
+            events = make_events(100 * i + k, 3 if label is None else 12 + k, (128, 128), t_step=1000)
+            events["t"] += t
+            t = int(events["t"][-1]) + 20_000
+            parts.append(events)
+            if label is not None:
+                gestures.append((label, events))
+        tail = make_events(100 * i + 99, 3, (128, 128), t_step=1000)
+        tail["t"] += t
+        out[trial] = (split, gestures, np.concatenate([*parts, tail]))
+    return out
+
+
+def gesture_ibm_members(trials=GESTURE_TRIALS) -> dict[str, bytes]:
+    """The members of IBM's DvsGesture.tar.gz for `trials`: spans [first t, last t + 1) µs."""
+    members = {}
+    lists = {0: "", 1: "\r\n"}  # blank lines are allowed
+    for trial, (split, gestures, recording) in gesture_trials(trials).items():
+        members[f"DvsGesture/{trial}.aedat"] = aedat31_bytes(recording)
+        rows = [(label + 1, int(ev["t"][0]), int(ev["t"][-1]) + 1) for label, ev in gestures]
+        members[f"DvsGesture/{trial}_labels.csv"] = labels_csv_bytes(rows)
+        lists[split] += f"{trial}.aedat\r\n"
+    members["DvsGesture/trials_to_train.txt"] = lists[0].encode()
+    members["DvsGesture/trials_to_test.txt"] = lists[1].encode()
+    members["DvsGesture/gesture_mapping.csv"] = b"action,label\n" + b"".join(
+        f"gesture {k},{k}\n".encode() for k in range(1, 12))  # in the release; not a labels file
+    return members
+
+
+def gesture_tonic_members(trials=GESTURE_TRIALS) -> dict[str, dict[str, bytes]]:
+    """The same gestures as tonic's ibmGestureTrain.tar.gz / ibmGestureTest.tar.gz."""
+    archives = {f"{folder}.tar.gz": {} for folder in ("ibmGestureTrain", "ibmGestureTest")}
+    for trial, (split, gestures, _) in gesture_trials(trials).items():
+        folder = ("ibmGestureTrain", "ibmGestureTest")[split]
+        for label, events in gestures:
+            archives[f"{folder}.tar.gz"][f"{folder}/{trial}/{label}.npy"] = npy_bytes(events)
+    return archives
+
+
+def build_gesture_ibm(raw: Path, trials=GESTURE_TRIALS) -> list[tuple[str, int, int, np.ndarray, tuple[int, int]]]:
+    """DvsGesture.tar.gz -> raw/DvsGesture/DvsGesture/...; returns (path relative to raw, label,
+    split, events, span) per gesture in the reader's order (split, recording, row)."""
+    install(raw, "dvs128-gesture", {"DvsGesture.tar.gz": tar_gz_bytes(gesture_ibm_members(trials))})
+    samples = []
+    for trial, (split, gestures, _) in sorted(gesture_trials(trials).items(), key=lambda kv: (kv[1][0], kv[0])):
+        for label, events in gestures:
+            span = (int(events["t"][0]), int(events["t"][-1]) + 1)
+            samples.append((f"DvsGesture/DvsGesture/{trial}.aedat", label, split, events, span))
+    return samples

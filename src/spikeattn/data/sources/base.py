@@ -29,12 +29,17 @@ def refetch_hint(name: str) -> str:
 
 @dataclass(frozen=True)
 class EventRecord:
-    """One sample on disk: its file, class, and official split (0 train, 1 test; None: none)."""
+    """One sample on disk: its file, class, and official split (0 train, 1 test; None: none).
+
+    `span` is set when one file holds several samples (IBM's DVS128 Gesture: one recording,
+    ~12 gestures): the [start, end) µs of the file's events that form this sample.
+    """
 
     path: Path
     label: int
     split: int | None = None
     group: str = ""  # who/what recorded it (user, subject, lighting): for the record only
+    span: tuple[int, int] | None = None
 
 
 class EventSource:
@@ -95,7 +100,23 @@ def read_events(source: EventSource, record: EventRecord) -> np.ndarray:
     except Exception as err:  # numpy/tonic/aedat raise many kinds on a truncated file
         raise DataError(f"{record.path}: unreadable {source.name} event file ({type(err).__name__}: "
                         f"{err}); it is probably truncated or corrupted: " + refetch_hint(source.name)) from None
+    if record.span is not None and "t" in (events.dtype.names or ()):
+        events = in_span(events, record, source.name)
     return check_events(events, record.path, source.sensor, source.name)
+
+
+def in_span(events: np.ndarray, record: EventRecord, name: str) -> np.ndarray:
+    """The events with start <= t < end of `record.span`. A mask keeps file order, so checking
+    (and time-sorting) after it gives what slicing the sorted file would, at the cost of one
+    sample instead of the whole recording; DataError if none lie in the span."""
+    start, end = record.span
+    t = np.asarray(events["t"])
+    inside = (t >= start) & (t < end)
+    if not inside.any():
+        raise DataError(f"{record.path}: no events in [{start}, {end}) µs, the span of this "
+                        "sample; the recording is truncated or its labels belong to another file: "
+                        + refetch_hint(name))
+    return events[inside]
 
 
 def sample_files(raw: Path, pattern: str) -> list[Path]:
@@ -106,11 +127,12 @@ def sample_files(raw: Path, pattern: str) -> list[Path]:
 
 
 def unique(records: list[EventRecord], name: str) -> list[EventRecord]:
-    """`records` unchanged; DataError if one sample (split, class folder, file) appears twice,
-    i.e. the dataset was extracted twice under raw and would be counted (and split) twice."""
+    """`records` unchanged; DataError if one sample (split, class folder, file, span) appears
+    twice, i.e. the dataset was extracted twice under raw and would be counted (and split) twice.
+    The span tells apart the samples that share one file."""
     seen: dict[tuple, Path] = {}
     for r in records:
-        key = (r.split, r.path.parent.name, r.path.name)
+        key = (r.split, r.path.parent.name, r.path.name, r.span)
         if key in seen:
             raise DataError(f"{r.path} and {seen[key]}: two copies of the same {name} sample; "
                             "delete one of the two extracted folders")
