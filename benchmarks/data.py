@@ -12,14 +12,16 @@ every number is the median of --reps runs, each from an empty cache. Cases:
 - digits-dvs: the embedded simulated-DVS digits (params.yaml `datasets.digits-dvs`), T 8
   time bins (the demo-dvs study);
 - DVS128 Gesture-sized synthetic recordings (128x128 sensor, ~300k sorted random events over
-  ~6 s per sample, in the dataset's on-disk layout), framed as MA-SNN does (time_window dt 15 ms,
-  downsample 4: a variable number of frames per sample) and as SMA does (event_count T 16, full
-  resolution).
+  ~6 s per sample, in the dataset's on-disk layout), as MA-SNN uses them (time_window dt 15 ms,
+  downsample 4: the cache keeps the downsampled events, tonic's side caches them after its
+  Downsample) and as SMA does (event_count T 16, full resolution).
 
 Table 2, loading during training (samples/s): `TensorBatches` (train=True, flip + translate
-5 px; the clips layout cuts a random T-frame window per sample) over the caches built above,
-against a plain `torch.utils.data.DataLoader` over a `TensorDataset` whose items are augmented
-one by one on the CPU (num_workers 0 and 2, persistent workers). On the CPU always; on CUDA too
+5 px; for MA-SNN it frames a random T x 15 ms window per sample from the cached events, as the
+authors' loader cuts it) over the caches built above, against a plain
+`torch.utils.data.DataLoader` over a dataset whose items are framed (MA-SNN: the same window
+rule, with numpy's searchsorted and bincount) and augmented one by one on the CPU
+(num_workers 0 and 2, persistent workers). On the CPU always; on CUDA too
 when available, with the cache GPU-resident (as `place` puts it when it fits) and forced into
 pinned host memory. CPU rows run at 1 torch thread and at one per core (--threads): on a
 shared machine the default thread count can oversubscribe the cores and slow batched ops a lot.
@@ -59,9 +61,9 @@ from spikeattn.config import Params  # noqa: E402
 from spikeattn.data import loader as loader_mod  # noqa: E402
 from spikeattn.data import sources  # noqa: E402
 from spikeattn.data.embedded import load_events, prepare  # noqa: E402
-from spikeattn.data.event_frames import Framing  # noqa: E402
+from spikeattn.data.event_frames import Framing, event_count_frames  # noqa: E402
 from spikeattn.data.frames import Split, frames_dir, load_frames, preprocess  # noqa: E402
-from spikeattn.data.loader import Augment, TensorBatches  # noqa: E402
+from spikeattn.data.loader import Augment, TensorBatches, Windows  # noqa: E402
 from spikeattn.data.registry import raw_dir, raw_params  # noqa: E402
 from spikeattn.io import write_json  # noqa: E402
 
@@ -128,7 +130,10 @@ def tonic_transform(framing: Framing) -> Compose:
     steps = [Downsample(spatial_factor=1 / framing.downsample)] if framing.downsample > 1 else []
     sensor_size = (width, height, 2)
     if framing.method == "time_window":
-        steps.append(ToFrame(sensor_size=sensor_size, time_window=framing.dt_us))
+        pass  # both sides keep the downsampled events; windows are framed while training
+    elif framing.method == "event_count" and framing.event_count_split == "spikingjelly":
+        # tonic has no split that keeps the N mod T leftover (SpikingJelly's, SMA's): ours
+        steps.append(lambda events: event_count_frames(events, framing.T, height, width))
     elif framing.method == "event_count":
         steps.append(ToFrame(sensor_size=sensor_size, n_event_bins=framing.T))
     else:
@@ -215,15 +220,34 @@ def one_pass(dataset, workers: int) -> None:
         for i in range(len(dataset)):
             dataset[i]
         return
-    for _ in DataLoader(dataset, batch_size=None, num_workers=workers):
+    for _ in DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_is):
         pass
 
 
+def as_is(item):
+    """No conversion: the time-window cases yield structured event arrays, which torch's
+    default conversion refuses."""
+    return item
+
+
 def our_sample(case: Case, out: Path) -> np.ndarray:
-    train = load_frames(out).train
-    if train.offsets is not None:
-        return train.x[int(train.offsets[0]):int(train.offsets[1])].numpy()
-    return train.x[0].numpy()
+    """Our first train sample: frames, or for time windows its events as [t, address] rows."""
+    frames = load_frames(out)
+    train = frames.train
+    if train.t is None:
+        return train.x[0].numpy()
+    first, stop = int(train.offsets[0]), int(train.offsets[1])
+    return np.stack([train.t[first:stop].numpy(), train.address[first:stop].numpy()], axis=1)
+
+
+def tonic_sample(case: Case, cached) -> np.ndarray:
+    """tonic's first train sample in `our_sample`'s form (its events keep absolute times)."""
+    out = np.asarray(cached[case.first_train][0])
+    if out.dtype.names is None:
+        return out
+    height, width = Framing.from_params(case.params, sources.get_source(case.name).sensor, case.T).size
+    address = (out["p"].astype(np.int64) * height + out["y"]) * width + out["x"]
+    return np.stack([out["t"] - out["t"][0], address], axis=1)
 
 
 def preprocessing_rows(case: Case, root: Path, reps: int, ncores: int,
@@ -260,7 +284,7 @@ def preprocessing_rows(case: Case, root: Path, reps: int, ncores: int,
     s = median_s(lambda: one_pass(cached, 1), reps)
     results.append(("tonic `DiskCachedDataset`", "2nd pass: cache hits", "1", s, dir_bytes(cache, "*.hdf5")))
 
-    theirs = np.asarray(cached[case.first_train][0])
+    theirs = tonic_sample(case, cached)
     mine = our_sample(case, out)
     same = theirs.shape == mine.shape and np.array_equal(theirs.astype(np.int64), mine.astype(np.int64))
     rows = []
@@ -284,9 +308,9 @@ def tile(split: Split, n: int) -> Split:
         return Split(split.x[idx], split.y[idx])
     off = split.offsets
     lengths = off[1:] - off[:-1]
-    x = torch.cat([split.x[off[i]:off[i + 1]] for i in idx.tolist()])
+    t, address = (torch.cat([v[off[i]:off[i + 1]] for i in idx.tolist()]) for v in (split.t, split.address))
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(lengths[idx], 0)])
-    return Split(x, split.y[idx], offsets)
+    return Split(None, split.y[idx], offsets, t=t, address=address)
 
 
 def augment_one(x: torch.Tensor, augment: Augment) -> torch.Tensor:
@@ -316,23 +340,32 @@ class AugmentedTensors(TensorDataset):
         return augment_one(x.to(torch.float32) * self.scale, self.augment), y
 
 
-class AugmentedClips(Dataset):
-    """Per-sample random T-frame window of a clips-layout split, then float + augmentation."""
+class AugmentedWindows(Dataset):
+    """Per sample: a random T x dt window of an events-layout split, framed on the CPU with
+    numpy by the same rule as `TensorBatches` (start uniform in [0, t_last - T dt), frames from
+    the first event after it), then float + augmentation."""
 
-    def __init__(self, split: Split, T: int, scale: float, augment: Augment):
-        self.x, self.y, self.offsets = split.x, split.y, split.offsets.tolist()
-        self.T, self.scale, self.augment = T, scale, augment
+    def __init__(self, split: Split, T: int, windows: Windows, scale: float, augment: Augment):
+        self.t, self.address = split.t.numpy(), split.address.numpy().astype(np.int64)
+        self.y, self.offsets = split.y, split.offsets.tolist()
+        self.T, self.dt, self.shape = T, windows.dt_us, tuple(windows.frame_shape)
+        self.scale, self.augment = scale, augment
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, i):
-        start, end = self.offsets[i], self.offsets[i + 1]
-        first = start + int(torch.randint(max(end - start - self.T, 0) + 1, ()))
-        clip = self.x[first:min(first + self.T, end)]
-        if len(clip) < self.T:
-            clip = torch.cat([clip, clip.new_zeros((self.T - len(clip), *clip.shape[1:]))])
-        return augment_one(clip.to(torch.float32) * self.scale, self.augment), self.y[i]
+        t = self.t[self.offsets[i]:self.offsets[i + 1]]
+        length = self.T * self.dt
+        room = int(t[-1]) - length
+        start = int(np.random.randint(0, room)) if room > 0 else 0
+        lo, hi = np.searchsorted(t, start), np.searchsorted(t, start + length)
+        frame = (t[lo:hi].astype(np.int64) - (t[lo] if hi > lo else 0)) // self.dt
+        size = self.shape[0] * self.shape[1] * self.shape[2]
+        address = self.address[self.offsets[i] + lo:self.offsets[i] + hi]
+        counts = np.bincount(frame * size + address, minlength=self.T * size)
+        x = torch.from_numpy(counts.reshape(self.T, *self.shape)).to(torch.float32) * self.scale
+        return augment_one(x, self.augment), self.y[i]
 
 
 def epoch_s(iterate: Callable[[], None], device: torch.device, reps: int) -> float:
@@ -352,6 +385,7 @@ class LoadCase:
     scale: float
     T: int | None
     batch_size: int
+    windows: Windows | None = None
 
 
 def loading_rows(case: LoadCase, device: torch.device, reps: int, workers: list[int],
@@ -381,10 +415,11 @@ def _measure_loaders(case: LoadCase, device: torch.device, reps: int, workers: l
             loader_mod.FIT_FRACTION = fit
         try:
             tb = TensorBatches(case.split, case.scale, case.batch_size, device, train=True, T=case.T,
-                               augment=augment, seed=0)
+                               augment=augment, seed=0, windows=case.windows)
         finally:
             loader_mod.FIT_FRACTION = saved
-        placement = ("GPU-resident" if tb.x.is_cuda else "pinned host") if device.type == "cuda" else "CPU"
+        stored = tb.x if tb.events is None else tb.events.t
+        placement = ("GPU-resident" if stored.is_cuda else "pinned host") if device.type == "cuda" else "CPU"
 
         def iterate():
             for _ in tb:
@@ -403,7 +438,7 @@ def _measure_loaders(case: LoadCase, device: torch.device, reps: int, workers: l
     if case.split.offsets is None:
         dataset: Dataset = AugmentedTensors(case.split.x, case.split.y, case.scale, augment)
     else:
-        dataset = AugmentedClips(case.split, case.T, case.scale, augment)
+        dataset = AugmentedWindows(case.split, case.T, case.windows, case.scale, augment)
     cuda = device.type == "cuda"
     for w in workers:
         dl = DataLoader(dataset, batch_size=case.batch_size, shuffle=True, num_workers=w,
@@ -482,12 +517,13 @@ def run(args: argparse.Namespace) -> str:
         for case, out in zip(cases, outs):
             frames = load_frames(out)
             split = tile(frames.train, args.load_samples)
-            T = args.ma_T if split.offsets is not None else None
-            kind = (f"clips, random {T}-frame window" if T else
+            windows = Windows(**frames.meta["window"]) if frames.meta["layout"] == "events" else None
+            T = args.ma_T if windows else None
+            kind = (f"events, random {T} x {windows.dt_us / 1000:g} ms window" if windows else
                     "fixed [" + ", ".join(str(d) for d in split.x.shape[1:]) + "]")
             label = f"{case.label.split(' (')[0]} ({kind})"
             batch = args.digits_batch if case.name == "digits-dvs" else args.gesture_batch
-            load_cases.append(LoadCase(label, split, frames.meta["scale"], T, batch))
+            load_cases.append(LoadCase(label, split, frames.meta["scale"], T, batch, windows))
         devices = [torch.device("cpu")]
         if torch.cuda.is_available() and not args.cpu_only:
             devices.append(torch.device("cuda"))

@@ -1,54 +1,10 @@
-"""Batches on the device: clips from time-window frames, votes, flips and shifts."""
-import pytest
+"""Batches on the device: fixed-layout frames and images, flips and shifts (time windows:
+test_event_windows.py)."""
 import torch
 
 from conftest import DEVICE
 from spikeattn.data.frames import Split
 from spikeattn.data.loader import Augment, TensorBatches, place, translate
-
-
-def clips_split():
-    """3 samples of 10, 3 and 6 frames; frame f of sample s is filled with 10 * s + f."""
-    lengths = [10, 3, 6]
-    x = torch.cat([torch.arange(n) + 10 * s for s, n in enumerate(lengths)]).to(torch.uint8)
-    x = x.view(-1, 1, 1, 1).expand(-1, 2, 4, 4).contiguous()
-    offsets = torch.tensor([0, 10, 13, 19])
-    return Split(x, torch.tensor([0, 1, 2]), offsets)
-
-
-def first_frames(batch):
-    return batch.x[:, :, 0, 0, 0]  # [B(*clips), T]
-
-
-def test_random_training_windows_are_consecutive_frames_inside_each_sample():
-    batches = TensorBatches(clips_split(), 1.0, batch_size=3, device=DEVICE, train=True, T=4, seed=0)
-    starts = set()
-    for _ in range(30):
-        (batch,) = list(batches)
-        for row, label in zip(first_frames(batch).cpu(), batch.y.cpu()):
-            s = int(label)
-            if s == 1:  # 3 frames < T: the clip is the whole sample, then zeros
-                assert row.tolist() == [10, 11, 12, 0]
-                continue
-            assert (row.diff() == 1).all() and 10 * s <= row[0] and row[-1] < 10 * s + [10, 3, 6][s]
-            if s == 0:
-                starts.add(int(row[0]))
-    assert len(starts) > 3, "windows start at random frames"
-
-
-def test_start_window_takes_the_first_T_frames():
-    batches = TensorBatches(clips_split(), 1.0, 3, DEVICE, train=True, T=4, window="start")
-    (batch,) = list(batches)
-    by_label = {int(y): row.tolist() for row, y in zip(first_frames(batch).cpu(), batch.y.cpu())}
-    assert by_label == {0: [0, 1, 2, 3], 1: [10, 11, 12, 0], 2: [20, 21, 22, 23]}
-
-
-def test_test_clips_are_evenly_spaced_and_counted_for_the_vote():
-    batches = TensorBatches(clips_split(), 1.0, 2, DEVICE, train=False, T=4, clips=3)
-    first, second = list(batches)
-    assert first.clips == 3 and first.x.shape == (6, 4, 2, 4, 4) and first.y.tolist() == [0, 1]
-    assert [int(r[0]) for r in first_frames(first).cpu()] == [0, 3, 6, 10, 10, 10]
-    assert [int(r[0]) for r in first_frames(second).cpu()] == [20, 21, 22]
 
 
 def test_fixed_layout_batches_are_float_shuffled_and_complete():
@@ -86,7 +42,3 @@ def test_place_keeps_cpu_tensors_where_they_are():
     t = torch.ones(3)
     assert place(t, torch.device("cpu")) is t and place(None, torch.device("cpu")) is None
 
-
-def test_clips_layout_needs_T():
-    with pytest.raises(ValueError, match="T"):
-        TensorBatches(clips_split(), 1.0, 2)

@@ -51,7 +51,12 @@ def test_download_preprocess_and_batch(name, tmp_path):
     cache = preprocess(name, params, T, root)
     assert sorted(p.name for p in cache.iterdir()) == ["meta.json", "test.pt", "train.pt"]
     frames = load_frames(cache)
-    assert frames.train.x.dtype in (torch.uint8, torch.int16) and frames.train.y.dtype == torch.int64
+    if frames.meta["layout"] == "events":  # time windows: the events, framed per window
+        assert frames.train.x is None and frames.train.address.dtype in (torch.int16, torch.int32)
+        assert frames.train.t.dtype == torch.int32 and len(frames.train.offsets) == len(frames.train.y) + 1
+    else:
+        assert frames.train.x.dtype in (torch.uint8, torch.int16)
+    assert frames.train.y.dtype == torch.int64
     batch = next(iter(batches(frames, params, "train", 2, T, seed=0)))
     test = next(iter(batches(frames, params, "test", 2, T)))
     assert batch.x.dtype == torch.float32 and batch.y.dtype == torch.int64

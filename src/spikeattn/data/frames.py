@@ -7,8 +7,10 @@ a failed or interrupted build leaves nothing a later run could trust.
 
 Layouts (meta["layout"]):
 - ``fixed``: x [N, ...] (images [N, C, H, W] uint8; event frames [N, T, 2, H, W] counts).
-- ``clips``: event frames of variable length, x [frames, 2, H, W] with `offsets` [N + 1]
-  (MA-SNN's time windows: the loader cuts T-frame clips from each sample).
+- ``events``: the events of time-window datasets (MA-SNN), t [E] (µs since each sample's first
+  event) and address [E] (p * H * W + y * W + x) with `offsets` [N + 1]: the loader frames the
+  authors' windows from them on the device (`event_windows.py`); meta["window"] gives dt and
+  the frame shape.
 - ``files``: an index of image files (ImageNet), read from disk while training.
 """
 from __future__ import annotations
@@ -25,12 +27,12 @@ import torch.nn.functional as F
 
 from spikeattn.data import sources
 from spikeattn.data.embedded import DIGITS_MAX, load_digits_raw, load_events, upsample
-from spikeattn.data.event_frames import Framing, compact
+from spikeattn.data.event_frames import Framing, compact, pack_window_events
 from spikeattn.data.registry import check_params, get_info, raw_dir, raw_params
 from spikeattn.data.splits import per_class_split
 from spikeattn.io import atomic_dir, read_json, short_hash, write_json
 
-FRAMES_VERSION = 2  # bump when the conversion code changes what it writes
+FRAMES_VERSION = 3  # bump when the conversion code changes what it writes
 SPLITS = ("train", "test")
 
 
@@ -106,16 +108,16 @@ def _frame_all(name: str, framing: Framing, records: list, workers: int) -> list
         return [f for part in pool.map(_frame_chunk, [(name, framing, c) for c in chunks]) for f in part]
 
 
-def _pack_events(frames: list[np.ndarray], labels: np.ndarray, framing: Framing) -> dict[str, Any]:
-    out = {"x": torch.from_numpy(compact(frames, framing.variable_length)),
-           "y": torch.as_tensor(labels, dtype=torch.int64)}
-    if framing.variable_length:
-        lengths = np.array([len(f) for f in frames], dtype=np.int64)
-        out["offsets"] = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]))
-    return out
+def _pack_events(framed: list[np.ndarray], labels: np.ndarray, framing: Framing) -> dict[str, Any]:
+    if framing.keeps_events:
+        height, width = framing.size
+        out = {k: torch.from_numpy(v) for k, v in pack_window_events(framed, 2 * height * width).items()}
+    else:
+        out = {"x": torch.from_numpy(compact(framed))}
+    return {**out, "y": torch.as_tensor(labels, dtype=torch.int64)}
 
 
-def _real_events(name: str, params: dict, T: int, root: Path, workers: int) -> dict[str, Built]:
+def _real_events(name: str, params: dict, framing: Framing, root: Path, workers: int) -> dict[str, Built]:
     source = sources.get_source(name)
     records = source.records(raw_dir(name, root))
     labels = np.array([r.label for r in records], dtype=np.int64)
@@ -125,7 +127,6 @@ def _real_events(name: str, params: dict, T: int, root: Path, workers: int) -> d
         split = np.array([r.split for r in records], dtype=np.int8)
     else:
         split = per_class_split(labels, params["test_fraction"], params["split_seed"])
-    framing = Framing.from_params(params, source.sensor, T)
     every = _frame_all(name, framing, records, workers)  # one pool for both splits
     built = {}
     for k, part in enumerate(SPLITS):
@@ -199,6 +200,7 @@ def preprocess(name: str, params: Mapping[str, Any], T: int, root: str | Path, w
     info = get_info(name)
     checked = check_params(name, params)
     raw, _ = read_raw(name, checked, root)
+    framing = None
     if name == "imagenet":
         built, layout = _image_files(checked), "files"
     elif info.kind == "static":
@@ -206,8 +208,9 @@ def preprocess(name: str, params: Mapping[str, Any], T: int, root: str | Path, w
     elif info.source == "embedded":
         built, layout = _embedded_events(checked, T, raw), "fixed"
     else:
-        built = _real_events(name, checked, T, root, workers)
-        layout = "clips" if "offsets" in built["train"].tensors else "fixed"
+        framing = Framing.from_params(checked, info.sensor, T)
+        built = _real_events(name, checked, framing, root, workers)
+        layout = "events" if framing.keeps_events else "fixed"
     for part, b in built.items():
         if len(b.tensors["y"]) == 0:
             raise ValueError(f"{name}: the {part} split is empty; check datasets.{name}.split "
@@ -222,9 +225,12 @@ def preprocess(name: str, params: Mapping[str, Any], T: int, root: str | Path, w
                    for part, b in built.items()},
         "dtypes": {part: {k: str(v.dtype).removeprefix("torch.") for k, v in b.tensors.items()
                           if torch.is_tensor(v)} for part, b in built.items()},
-        "max_value": max(int(b.tensors["x"].max()) for b in built.values()) if layout != "files" else 255,
+        "max_value": (max(int(b.tensors["x"].max()) for b in built.values()) if layout == "fixed"
+                      else 255 if layout == "files" else None),
         **{part: b.extra for part, b in built.items() if b.extra},
     }
+    if layout == "events":
+        meta["window"] = {"dt_us": framing.dt_us, "frame_shape": [2, *framing.size]}
     if info.source == "embedded" and info.kind == "events":
         meta["events_total"] = sum(b.extra["events_total"] for b in built.values())
         meta["events_in_frames"] = sum(b.extra["events_in_frames"] for b in built.values())
@@ -245,12 +251,15 @@ def to_float(x: torch.Tensor, meta: Mapping[str, Any]) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Split:
-    """One split as stored: x (uint8/int16), y (int64), and offsets or file paths by layout."""
+    """One split as stored: x (uint8/int16) or events (t, address, offsets) or file paths by
+    layout, and y (int64)."""
 
     x: torch.Tensor | None
     y: torch.Tensor
     offsets: torch.Tensor | None = None
     paths: list[str] | None = None
+    t: torch.Tensor | None = None
+    address: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -275,7 +284,8 @@ def load_split(path: str | Path, part: str) -> Split:
         raise FileNotFoundError(f"{file}: not found; build it with `spikeattn preprocess "
                                 f"{Path(path).parent.name} --T <T>` (or snakemake)")
     stored = torch.load(file, weights_only=True)
-    return Split(x=stored.get("x"), y=stored["y"], offsets=stored.get("offsets"), paths=stored.get("paths"))
+    return Split(x=stored.get("x"), y=stored["y"], offsets=stored.get("offsets"), paths=stored.get("paths"),
+                 t=stored.get("t"), address=stored.get("address"))
 
 
 def load_frames(path: str | Path) -> Frames:

@@ -2,8 +2,9 @@
 
 The compact integer tensors are moved to the GPU once when they fit (half the free memory at
 most), else kept in pinned CPU memory and copied per batch; every step after that (indexing,
-time-window clips, conversion to float, flip and translate) runs on the device, so no Python
-worker touches a sample. ImageNet (`files` layout) streams through a torch DataLoader instead.
+framing MA-SNN's time windows from the stored events, conversion to float, flip and translate)
+runs on the device, so no Python worker touches a sample. ImageNet (`files` layout) streams
+through a torch DataLoader instead.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import Tensor
 
+from spikeattn.data import event_windows
 from spikeattn.data.frames import Frames, Split
 
 FIT_FRACTION = 0.5  # of the free GPU memory a dataset may take
@@ -78,29 +80,40 @@ def translate(x: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
     return (out * keep).reshape(x.shape)
 
 
-class TensorBatches:
-    """Batches of one cached split (`fixed` or `clips` layout), re-shuffled every pass.
+@dataclass(frozen=True)
+class Windows:
+    """How an `events`-layout split becomes T-frame windows (meta["window"] of the cache)."""
 
-    train: shuffled, augmented; a clips-layout sample shows T consecutive frames starting at
-    a random frame (`window="random"`, MA-SNN) or at its first frame (`"start"`).
-    test: in order; a clips-layout sample gives `clips` evenly spaced T-frame clips, whose
-    predictions the loop combines by majority vote. Samples shorter than T are zero-padded.
+    dt_us: int
+    frame_shape: tuple[int, int, int]  # (2, H, W)
+
+
+class TensorBatches:
+    """Batches of one cached split (`fixed` or `events` layout), re-shuffled every pass.
+
+    train: shuffled, augmented; an events-layout sample shows one window of T frames of dt,
+    starting at a random µs (`window="random"`, MA-SNN's Gesture) or at its first event
+    (`"start"`, MA-SNN's Gait), framed as the authors' loaders frame it (`event_windows.py`).
+    test: in order; an events-layout sample gives `clips` windows placed as the authors' test
+    does, whose predictions the loop combines by majority vote.
     """
 
     def __init__(self, split: Split, scale: float, batch_size: int, device: torch.device | str = "cpu",
                  train: bool = False, T: int | None = None, window: str = "random", clips: int = 1,
-                 augment: Augment = Augment(), seed: int = 0):
+                 augment: Augment = Augment(), seed: int = 0, windows: Windows | None = None):
         self.device = torch.device(device)
         self.x, self.y = place(split.x, self.device), split.y.to(self.device)
-        self.offsets = split.offsets.to(self.device) if split.offsets is not None else None
-        if self.offsets is not None and T is None:
-            raise ValueError("time-window frames need T, the clip length in frames")
+        events = split.t is not None
+        if events and (T is None or windows is None):
+            raise ValueError("an events-layout split needs T (frames per window) and its Windows "
+                             "(dt and frame shape, meta['window'] of the cache)")
         if window not in ("random", "start"):
             raise ValueError(f"train_window must be random or start, got {window!r}")
         self.scale, self.batch_size, self.train, self.T = scale, batch_size, train, T
-        self.window, self.clips, self.augment = window, (1 if train or self.offsets is None else clips), augment
+        self.window, self.clips, self.augment = window, (1 if train or not events else clips), augment
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.rank, self.world = 0, 1
+        self.events = _EventWindows(split, windows, T, self.device) if events else None
 
     def shard(self, rank: int, world: int) -> "TensorBatches":
         """Make this the loader of one of `world` DDP processes: each global batch is split
@@ -123,30 +136,18 @@ class TensorBatches:
     def __len__(self) -> int:
         return math.ceil(len(self.y) / self.batch_size)
 
-    def _starts(self, idx: Tensor) -> Tensor:
-        """[B, clips] first frame of each clip of each sample in idx."""
-        lengths = (self.offsets[idx + 1] - self.offsets[idx])
-        room = (lengths - self.T).clamp(min=0)
-        if self.train and self.window == "random":
-            u = torch.rand(len(idx), device=self.device, generator=self.generator)
-            first = (u * (room + 1)).floor().long().clamp(max=room)[:, None]
-        elif self.clips > 1:
-            steps = torch.arange(self.clips, device=self.device)
-            first = torch.div(room[:, None] * steps[None], self.clips - 1, rounding_mode="floor")
-        else:
-            first = torch.zeros_like(room)[:, None]
-        return self.offsets[idx][:, None] + first, lengths
+    def window_starts(self, idx: Tensor) -> Tensor:
+        """[B, clips] start (µs from the sample's first event) of each window of the samples idx."""
+        if not self.train:
+            return event_windows.clip_starts(self.events.end[idx], self.events.length, self.clips)
+        if self.window == "start":
+            return torch.zeros(len(idx), 1, dtype=torch.long, device=self.device)
+        return event_windows.random_starts(self.events.last[idx], self.events.length, self.generator)[:, None]
 
     def _gather(self, idx: Tensor) -> Tensor:
-        if self.offsets is None:
+        if self.events is None:
             return self.x[idx.to(self.x.device)].to(self.device, non_blocking=True)
-        starts, lengths = self._starts(idx)
-        steps = torch.arange(self.T, device=self.device)
-        frame = starts[..., None] + steps  # [B, clips, T]
-        valid = (steps[None, None] < lengths[:, None, None]).expand_as(frame)
-        frame = torch.where(valid, frame, 0).flatten(0, 1)  # [B * clips, T]
-        x = self.x[frame.to(self.x.device)].to(self.device, non_blocking=True)
-        return x * valid.flatten(0, 1)[..., None, None, None].to(x.dtype)
+        return self.events.frames(idx, self.window_starts(idx))
 
     def __iter__(self) -> Iterator[Batch]:
         n = len(self.y)
@@ -162,6 +163,36 @@ class TensorBatches:
             if self.train and self.augment:
                 x = self.augment(x, self.generator)
             yield Batch(x, self.y[idx], self.clips)
+
+
+class _EventWindows:
+    """An events-layout split on the device, framed into the authors' windows on request."""
+
+    def __init__(self, split: Split, windows: Windows, T: int, device: torch.device):
+        self.device = device
+        self.t, self.address = place(split.t, device), place(split.address, device)
+        self.on = self.t.device  # framing runs where the events are (CPU if they did not fit)
+        self.offsets = split.offsets.to(self.on)
+        self.T, self.dt, self.shape = T, windows.dt_us, tuple(windows.frame_shape)
+        self.length = T * windows.dt_us
+        self.steps = event_windows.search_steps(self.offsets)
+        lo, hi = self.offsets[:-1], self.offsets[1:]
+        self.last = self.t[hi - 1].long()  # each sample's last timestamp
+        # Its last event before that timestamp: where the authors' test slice ends.
+        before = event_windows.segment_search(self.t, lo, hi, self.last, self.steps) - 1
+        self.end = torch.where(before >= lo, self.t[before.clamp(min=0)].long(), 0)
+        self.last, self.end = self.last.to(device), self.end.to(device)
+
+    def frames(self, idx: Tensor, starts: Tensor) -> Tensor:
+        """Event counts [B * clips, T, 2, H, W] (int64) of the windows starting at `starts` [B, clips]."""
+        clips = starts.shape[1]
+        idx, starts = idx.to(self.on), starts.to(self.on)
+        lo = self.offsets[idx].repeat_interleave(clips)
+        hi = self.offsets[idx + 1].repeat_interleave(clips)
+        size = self.shape[0] * self.shape[1] * self.shape[2]
+        counts = event_windows.frame_windows(self.t, self.address, lo, hi, starts.flatten(), self.T,
+                                             self.dt, size, self.steps)
+        return counts.view(-1, self.T, *self.shape).to(self.device, non_blocking=True)
 
 
 class _ImageFiles(torch.utils.data.Dataset):
@@ -245,6 +276,8 @@ def batches(frames: Frames, params: Mapping[str, Any], part: str, batch_size: in
     if frames.meta["layout"] == "files":
         return FileBatches(split, frames.meta[part]["root"], params["image_size"], batch_size, device,
                            train, augment.flip, workers, seed)
+    windows = Windows(**frames.meta["window"]) if frames.meta["layout"] == "events" else None
     return TensorBatches(split, frames.meta["scale"], batch_size, device, train, T,
                          params.get("train_window", "random"),
-                         clips if clips is not None else params.get("test_clips", 1), augment, seed)
+                         clips if clips is not None else params.get("test_clips", 1), augment, seed,
+                         windows)

@@ -73,7 +73,8 @@ DATASETS: dict[str, DatasetInfo] = {
 # `download` checks). The raw files depend only on the archives; every other key shapes the
 # frames (frame keys) or the batches (loader keys).
 _LOADER_KEYS = ("train_window", "test_clips", "augment")
-_DVS_FRAME_KEYS = ("frame_method", "dt_ms", "downsample", "split", "test_fraction", "split_seed")
+_DVS_FRAME_KEYS = ("frame_method", "dt_ms", "downsample", "event_count_split", "split", "test_fraction",
+                   "split_seed")
 _REAL_DVS = {  # name: (classes, sensor H x W)
     "dvs128-gesture": (11, (128, 128)),
     "dvs128-gait": (21, (128, 128)),
