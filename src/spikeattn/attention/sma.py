@@ -45,6 +45,12 @@ BRANCH_ACTS = ("lif", "relu")
 AZO_COPIES = ("parallel", "chained")
 
 
+def _replaced(source: Tensor, channels: Tensor) -> Tensor:
+    """[n, T, C] bool from AZO's plan: where a step's channel takes another step's value."""
+    moved = source != torch.arange(source.shape[1], device=source.device)
+    return moved[:, :, None] & channels[:, None, :]
+
+
 def _smallest(score: Tensor, k: int) -> Tensor:
     """Indices of the k smallest entries of a 1-D score; ties go to the lower index."""
     return torch.argsort(score, stable=True)[:k]
@@ -152,9 +158,7 @@ class SMA(nn.Module):
 
     def zoneout_mask(self, a_t: Tensor, a_c: Tensor) -> Tensor:
         """[n, T, C] bool: True where branch n's step t, channel c takes another step's value."""
-        source, channels = self.zoneout_plan(a_t, a_c)
-        moved = source != torch.arange(source.shape[1], device=source.device)
-        return moved[:, :, None] & channels[:, None, :]
+        return _replaced(*self.zoneout_plan(a_t, a_c))
 
     # ---- forward -------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -166,8 +170,7 @@ class SMA(nn.Module):
         y = w[..., None, None] * u  # [n, T, B, C, H, W]
         source, channels = self.zoneout_plan(a_t, a_c)
         copied = y[torch.arange(len(y), device=y.device)[:, None], source]  # step t holds y at its source
-        moved = source != torch.arange(y.shape[1], device=y.device)
-        mask = moved[:, :, None, None, None, None] & channels[:, None, None, :, None, None]
+        mask = _replaced(source, channels)[:, :, None, :, None, None]
         return torch.where(mask, copied, y).sum(0)
 
     def elementwise_macs(self, x: Tensor) -> int:
