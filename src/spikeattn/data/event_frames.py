@@ -3,7 +3,7 @@
 - ``time_window`` (MA-SNN): the sample's events themselves, as (t in µs from its first event,
   pixel address), so that every window the authors' loaders can cut (a random T*dt window
   starting at any µs, ten test clips, the partial tail of a short recording) is framed exactly
-  on the training device (`event_windows.py`). One cache serves every T and dt.
+  on the training device (`event_windows.py`). One cache serves every T.
 - ``event_count`` (SMA): T frames holding equal numbers of events. `event_count_split`
   'spikingjelly' (SpikingJelly's `split_by='number'`, which the SMA authors used) gives the
   N mod T leftover events to the last frame; 'tonic' (tonic's n_event_bins) drops them.
@@ -74,7 +74,7 @@ class Framing:
         if self.method == "time_window":
             out = np.empty(len(events), WINDOW_EVENT)
             out["t"] = events["t"] - (events["t"][0] if len(events) else 0)
-            out["address"] = (events["p"].astype(np.int64) * height + events["y"]) * width + events["x"]
+            out["address"] = pixel_address(events, height, width)
             return out
         if self.method == "event_count" and self.event_count_split == "spikingjelly":
             return event_count_frames(events, self.T, height, width)
@@ -84,13 +84,18 @@ class Framing:
         return ToFrame(sensor_size=sensor_size, n_time_bins=self.T)(events)
 
 
+def pixel_address(events: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Each event's cell in a [2, H, W] frame, p * H * W + y * W + x (int64)."""
+    return (events["p"].astype(np.int64) * height + events["y"]) * width + events["x"]
+
+
 def event_count_frames(events: np.ndarray, T: int, height: int, width: int) -> np.ndarray:
     """[T, 2, H, W] int16: frame i counts events [i * (N // T), (i + 1) * (N // T)), the last
     frame every event from (T - 1) * (N // T) on (SpikingJelly's split by number)."""
     n = len(events)
     per_frame = n // T
     frame = np.minimum(np.arange(n) // per_frame, T - 1) if per_frame else np.full(n, T - 1)
-    bins = ((frame * 2 + events["p"].astype(np.int64)) * height + events["y"]) * width + events["x"]
+    bins = frame * (2 * height * width) + pixel_address(events, height, width)
     counts = np.bincount(bins, minlength=T * 2 * height * width)
     return counts.reshape(T, 2, height, width).astype(np.int16)
 
