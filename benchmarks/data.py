@@ -61,7 +61,7 @@ from spikeattn.config import Params  # noqa: E402
 from spikeattn.data import loader as loader_mod  # noqa: E402
 from spikeattn.data import sources  # noqa: E402
 from spikeattn.data.embedded import load_events, prepare  # noqa: E402
-from spikeattn.data.event_frames import Framing, event_count_frames  # noqa: E402
+from spikeattn.data.event_frames import Framing, event_count_frames, pixel_address  # noqa: E402
 from spikeattn.data.frames import Split, frames_dir, load_frames, preprocess  # noqa: E402
 from spikeattn.data.loader import Augment, TensorBatches, Windows  # noqa: E402
 from spikeattn.data.registry import raw_dir, raw_params  # noqa: E402
@@ -246,8 +246,7 @@ def tonic_sample(case: Case, cached) -> np.ndarray:
     if out.dtype.names is None:
         return out
     height, width = Framing.from_params(case.params, sources.get_source(case.name).sensor, case.T).size
-    address = (out["p"].astype(np.int64) * height + out["y"]) * width + out["x"]
-    return np.stack([out["t"] - out["t"][0], address], axis=1)
+    return np.stack([out["t"] - out["t"][0], pixel_address(out, height, width)], axis=1)
 
 
 def preprocessing_rows(case: Case, root: Path, reps: int, ncores: int,
