@@ -484,6 +484,29 @@ def test_without_a_lock_parallel_parents_settle_on_the_earliest(tracker, sleeps)
     assert sleeps == [tracking.PARENT_SETTLE_S] * 3
 
 
+def test_without_a_lock_finished_children_move_to_a_parent_that_arrived_late(
+        tracker, sleeps, monkeypatch):
+    # A server store: no lock, so the settle and re-homing paths run (against SQLite here).
+    monkeypatch.setattr(tracker, "db_path", None)
+    tags = {"spikeattn.study": "late", "spikeattn.kind": "study"}
+    with tracker.locked() as client:
+        exp_id = tracker._experiment_id_locked(client)
+        seen = client.create_run(exp_id, start_time=2000, tags=tags, run_name="late")
+    a = tracker.start_cell_run("late", "a", 0, {}, {})
+    b = tracker.start_cell_run("late", "b", 0, {}, {})
+    with tracker.locked() as client:  # answered after both jobs looked, stamped earlier
+        earliest = client.create_run(exp_id, start_time=1000, tags=tags, run_name="late")
+    parent = lambda run: _run(tracker, run.run_id).data.tags["mlflow.parentRunId"]  # noqa: E731
+    assert parent(a) == parent(b) == seen.info.run_id
+    a.finish()
+    assert parent(a) == earliest.info.run_id
+    assert _run(tracker, seen.info.run_id).info.lifecycle_stage == "active"  # b is still in it
+    b.finish("FAILED")
+    assert parent(b) == earliest.info.run_id
+    assert _run(tracker, seen.info.run_id).info.lifecycle_stage == "deleted"
+    assert _run(tracker, earliest.info.run_id).info.lifecycle_stage == "active"
+
+
 # ---------------------------------------------------------------- the tracking server
 
 

@@ -25,7 +25,10 @@ with the same value, and a run is created with a unique `spikeattn.create_token`
 looks up before creating again. `Tracker.ensure_store` creates the db, the experiment and
 optionally the studies' parent runs before any job starts (Snakemake's `onstart`). That matters
 for servers: without a lock, jobs that find no parent create one each, then keep the earliest
-after `PARENT_SETTLE_S` and delete their own if unused (best effort; creating it upstream is exact).
+after `PARENT_SETTLE_S` and delete their own if unused. That alone is not exact: a create that
+the server answers late can still yield an earlier parent (start times are the client's). So
+each child, when it finishes, moves to the study's earliest parent and deletes the parent it
+left once no active child remains under it; when the last child has finished, one parent is left.
 
 Artifacts, sqlite stores only: MLflow's default is `./mlruns/<experiment id>/`, resolved against the
 working directory of whichever process first creates the experiment. That depends on where a job
@@ -418,6 +421,25 @@ class Tracker:
             client.delete_run(own)
         return keep
 
+    def _rehome_locked(self, client: MlflowClient, run_id: str) -> None:
+        """No lock (a server): move a child to its study's earliest parent, and delete the
+        parent it left once no active child uses it (see the module docstring)."""
+        from mlflow.exceptions import MlflowException
+
+        run = client.get_run(run_id)
+        study, old = run.data.tags.get(f"{TAG_PREFIX}study"), run.data.tags.get("mlflow.parentRunId")
+        if study is None or old is None:
+            return
+        parents = self._study_parents(client, run.info.experiment_id, study)
+        if not parents or parents[0].info.run_id == old:
+            return
+        client.set_tag(run_id, "mlflow.parentRunId", parents[0].info.run_id)
+        if not client.search_runs([run.info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{old}'",
+                                  max_results=1):
+            with contextlib.suppress(MlflowException):  # another leaver deleted it first
+                client.delete_run(old)
+
     def start_cell_run(
         self, study: str, cell: str, seed: int, tags: Mapping[str, Any], params: Mapping[str, Any]
     ) -> CellRun:
@@ -611,6 +633,9 @@ class CellRun:
             return
         self.tracker._store("finish run", lambda client, _: client.set_terminated(
             self.run_id, status, end_time=self._end_time))
+        if self.tracker.db_path is None:
+            self.tracker._store("move run to the study's parent",
+                                lambda client, _: self.tracker._rehome_locked(client, self.run_id))
         self._closed = True
 
 
