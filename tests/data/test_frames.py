@@ -1,4 +1,7 @@
-"""Preprocessed frames: cache keys, tonic's ToFrame counts, dtypes, atomicity, learnability."""
+"""Preprocessed frames: cache keys, tonic's ToFrame counts, dtypes, atomicity, digests,
+learnability."""
+import json
+import shutil
 import warnings
 
 import numpy as np
@@ -9,6 +12,8 @@ from sklearn.linear_model import LogisticRegression
 
 from spikeattn.data import frames_dir, frames_spec, load_events, load_frames, prepare, preprocess
 from spikeattn.data import frames as frames_module
+from spikeattn.data.sources import DataError
+from spikeattn.io import file_digest
 
 DIGITS = {"source": "embedded", "image_size": 16, "test_fraction": 0.2, "split_seed": 0,
           "max_samples": 100}
@@ -149,3 +154,71 @@ def test_full_digits_dvs_is_learnable_by_a_linear_model(tmp_path):
     accuracy = model.score(test_x, frames.test.y.numpy())
     print(f"digits-dvs T=4 logistic regression test accuracy: {accuracy:.3f}")
     assert accuracy > 0.8
+
+
+# --- damaged caches ------------------------------------------------------------------------
+
+@pytest.fixture
+def cache(tmp_path):
+    """A small digits-dvs cache of its own (80 train and 20 test samples), free to damage."""
+    params = {**DVS, "max_samples": 100}
+    prepare("digits-dvs", params, tmp_path)
+    return preprocess("digits-dvs", params, 2, tmp_path)
+
+
+def _refused(cache, *names):
+    """load_frames fails with a DataError naming each of `names` and the way to rebuild."""
+    with pytest.raises(DataError) as err:
+        load_frames(cache)
+    for name in names:
+        assert str(name) in str(err.value)
+    assert f"--forcerun {cache / 'meta.json'}" in str(err.value)
+    return str(err.value)
+
+
+def test_meta_json_records_the_digest_of_every_split(cache):
+    meta = json.loads((cache / "meta.json").read_text())
+    for part in ("train", "test"):
+        assert meta["digests"][part] == {"sha256": file_digest(cache / f"{part}.pt"),
+                                         "bytes": (cache / f"{part}.pt").stat().st_size}
+
+
+def test_random_bytes_over_a_split_are_refused(cache):
+    file = cache / "train.pt"
+    size = file.stat().st_size
+    with open(file, "r+b") as f:  # most of the file, the zip directory at its end left intact
+        f.seek(size // 10)
+        f.write(np.random.default_rng(0).integers(0, 256, size * 8 // 10, dtype=np.uint8).tobytes())
+    assert file.stat().st_size == size
+    _refused(cache, file, "damaged, truncated or replaced")
+
+
+def test_a_split_copied_over_the_other_is_refused(cache):
+    shutil.copy(cache / "test.pt", cache / "train.pt")
+    assert "it is a copy of test.pt" in _refused(cache, cache / "train.pt")
+
+
+def test_a_truncated_split_is_refused(cache):
+    file = cache / "test.pt"
+    file.write_bytes(file.read_bytes()[:1000])
+    _refused(cache, file, "1000 bytes")
+
+
+def test_a_cache_without_digests_loads_with_a_warning_but_is_still_counted(cache):
+    meta = json.loads((cache / "meta.json").read_text())
+    del meta["digests"]
+    (cache / "meta.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="records no digests"):
+        assert len(load_frames(cache).train) == 80
+    shutil.copy(cache / "test.pt", cache / "train.pt")
+    with pytest.warns(UserWarning, match="records no digests"):
+        assert "holds 20 samples but meta.json records 80" in _refused(cache, cache / "train.pt")
+    (cache / "test.pt").write_bytes(b"PK" + bytes(500))  # truncated: unreadable, not a traceback
+    with pytest.warns(UserWarning, match="records no digests"):
+        with pytest.raises(DataError, match="test.pt: cannot be read"):
+            frames_module.load_split(cache, "test")
+
+
+def test_a_garbled_meta_json_names_the_file(cache):
+    (cache / "meta.json").write_text("{not json")
+    _refused(cache, cache / "meta.json", "not valid JSON")

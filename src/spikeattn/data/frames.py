@@ -3,7 +3,9 @@
 tonic's DiskCachedDataset keys its cache by file name only and cannot see a transform
 change, so here the directory name is a hash of the full spec instead. Each cache directory
 holds one file per split (`train.pt`, `test.pt`) and `meta.json`, and appears atomically:
-a failed or interrupted build leaves nothing a later run could trust.
+a failed or interrupted build leaves nothing a later run could trust. meta.json records each
+split file's sha256 and size (`digests`), and every load checks them first, so a split that was
+damaged, truncated or replaced after the build is refused instead of trained on.
 
 Layouts (meta["layout"]):
 - ``fixed``: x [N, ...] (images [N, C, H, W] uint8; event frames [N, T, 2, H, W] counts).
@@ -16,6 +18,7 @@ Layouts (meta["layout"]):
 from __future__ import annotations
 
 import math
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +32,9 @@ from spikeattn.data import sources
 from spikeattn.data.embedded import DIGITS_MAX, load_digits_raw, load_events, upsample
 from spikeattn.data.event_frames import Framing, compact, pack_window_events
 from spikeattn.data.registry import check_params, get_info, raw_dir, raw_params
+from spikeattn.data.sources import DataError
 from spikeattn.data.splits import per_class_split
-from spikeattn.io import atomic_dir, read_json, short_hash, write_json
+from spikeattn.io import atomic_dir, file_digest, read_json, short_hash, write_json
 
 FRAMES_VERSION = 3  # bump when the conversion code changes what it writes
 SPLITS = ("train", "test")
@@ -238,8 +242,15 @@ def preprocess(name: str, params: Mapping[str, Any], T: int, root: str | Path, w
     with atomic_dir(target) as tmp:
         for part, b in built.items():
             torch.save(b.tensors, tmp / f"{part}.pt")
+        meta["digests"] = {part: split_digest(tmp / f"{part}.pt") for part in built}
         write_json(tmp / "meta.json", meta)
     return target
+
+
+def split_digest(file: Path) -> dict[str, Any]:
+    """What meta.json records of a split file, so every reader can tell it is the file
+    `preprocess` wrote."""
+    return {"sha256": file_digest(file), "bytes": file.stat().st_size}
 
 
 # --- reading a cache back --------------------------------------------------------------------
@@ -277,18 +288,88 @@ class Frames:
         return to_float(x, self.meta)
 
 
-def load_split(path: str | Path, part: str) -> Split:
-    """Read one split file of a cache directory."""
-    file = Path(path) / f"{part}.pt"
+def rebuild_hint(cache: Path) -> str:
+    """How to rebuild a damaged cache: its Snakemake job, or the stage by hand."""
+    return (f"rebuild the cache with `snakemake --cores N --forcerun {cache / 'meta.json'}` (or "
+            f"`spikeattn preprocess {cache.parent.name} --T <T>`, with --study S for a study's "
+            "overrides)")
+
+
+def read_meta(cache: str | Path) -> dict[str, Any]:
+    """A cache's meta.json; warns when it records no digests (a cache built before they were
+    recorded loads unverified rather than being thrown away)."""
+    cache = Path(cache)
+    try:
+        meta = read_json(cache / "meta.json")
+    except ValueError:
+        raise DataError(f"{cache / 'meta.json'}: not valid JSON; {rebuild_hint(cache)}") from None
+    if "digests" not in meta:
+        warnings.warn(f"{cache / 'meta.json'} records no digests (the cache predates them), so its "
+                      f"split files cannot be verified; {rebuild_hint(cache)} to record them",
+                      stacklevel=2)
+    return meta
+
+
+def _verify_digest(file: Path, meta: Mapping[str, Any], part: str) -> None:
+    """Refuse a split whose bytes are not those `preprocess` wrote. One sha256 pass over the
+    file (about 1 GB/s on one core), once per job that loads the cache."""
+    digests = meta.get("digests")
+    if digests is None:
+        return  # an older cache: read_meta warned
+    found, recorded = split_digest(file), digests.get(part) or {}
+    if found["sha256"] == recorded.get("sha256"):
+        return
+    twins = [f"{other}.pt" for other, d in digests.items() if d["sha256"] == found["sha256"]]
+    copy = f"; it is a copy of {twins[0]}" if twins else ""
+    raise DataError(f"{file}: not the file `preprocess` wrote ({found['bytes']} bytes, sha256 "
+                    f"{found['sha256'][:16]}; meta.json records {recorded.get('bytes')} bytes, sha256 "
+                    f"{str(recorded.get('sha256'))[:16]}){copy}: it was damaged, truncated or replaced after "
+                    f"the cache was built; {rebuild_hint(file.parent)}")
+
+
+def _check_contents(file: Path, stored: Any, meta: Mapping[str, Any], part: str) -> None:
+    """Samples, shapes and dtypes as meta.json records them: free, and the only check a cache
+    without digests gets."""
+    hint = rebuild_hint(file.parent)
+    if not isinstance(stored, dict) or not torch.is_tensor(stored.get("y")):
+        raise DataError(f"{file}: holds no split (no label tensor y); {hint}")
+    count = meta.get("counts", {}).get(part)
+    if count is not None and len(stored["y"]) != count:
+        raise DataError(f"{file}: holds {len(stored['y'])} samples but meta.json records {count}; {hint}")
+    dtypes = meta.get("dtypes", {}).get(part, {})
+    for key, shape in meta.get("shapes", {}).get(part, {}).items():
+        value, want = stored.get(key), [shape, dtypes.get(key)]
+        found = ([list(value.shape), str(value.dtype).removeprefix("torch.")] if torch.is_tensor(value)
+                 else None)
+        if found != want:
+            raise DataError(f"{file}: {key} is {found or 'missing'} (shape, dtype) but meta.json "
+                            f"records {want}; {hint}")
+
+
+def load_split(path: str | Path, part: str, meta: Mapping[str, Any] | None = None) -> Split:
+    """Read one split file of a cache directory, once it is known to be the file `preprocess`
+    wrote (meta.json's digest) and to hold what meta.json says."""
+    cache = Path(path)
+    file = cache / f"{part}.pt"
     if not file.exists():
         raise FileNotFoundError(f"{file}: not found; build it with `spikeattn preprocess "
-                                f"{Path(path).parent.name} --T <T>` (or snakemake)")
-    stored = torch.load(file, weights_only=True)
+                                f"{cache.parent.name} --T <T>` (or snakemake)")
+    meta = read_meta(cache) if meta is None else meta
+    _verify_digest(file, meta, part)
+    try:
+        stored = torch.load(file, weights_only=True)
+    except MemoryError:
+        raise
+    except Exception as err:
+        raise DataError(f"{file}: cannot be read ({type(err).__name__}: {err}); "
+                        f"{rebuild_hint(cache)}") from None
+    _check_contents(file, stored, meta, part)
     return Split(x=stored.get("x"), y=stored["y"], offsets=stored.get("offsets"), paths=stored.get("paths"),
                  t=stored.get("t"), address=stored.get("address"))
 
 
 def load_frames(path: str | Path) -> Frames:
-    """Load a `preprocess` output directory."""
+    """Load a `preprocess` output directory, every split verified against its meta.json."""
     path = Path(path)
-    return Frames(load_split(path, "train"), load_split(path, "test"), read_json(path / "meta.json"))
+    meta = read_meta(path)
+    return Frames(load_split(path, "train", meta), load_split(path, "test", meta), meta)
