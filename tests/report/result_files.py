@@ -6,7 +6,9 @@ The files follow what the train and energy stages write: a completed run has
 epoch's final/best values (all null when it diverged in epoch 1), no firing rates, an
 energy.json whose numbers are all null with no layers, and a history of its completed epochs
 only (header only when it diverged in epoch 1). `status=None` writes the older files that
-predate divergence: no status anywhere, which must read as completed.
+predate divergence: no status anywhere, which must read as completed. Both JSON files name the
+run's checkpoint (`checkpoint_sha256`, the same in both); `checkpoint=None` leaves it out, as
+files written before checkpoints were named.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 HISTORY_HEADER = "epoch,lr,train_loss,train_acc,test_loss,test_acc"
+CHECKPOINT = "c4" * 32  # a sha256 in hex: the checkpoint both files name
 ENERGY_NUMBERS = ("energy_uj", "energy_mac_uj", "energy_ac_uj", "macs", "sops", "spikes",
                   "mean_firing_rate")
 
@@ -38,7 +41,7 @@ def write_run(root: Path, study: str, cell: dict, seed: int, *, acc: float, best
               energy_rate: float | None = None, layers: Sequence[dict] = (),
               history: Sequence[tuple[float, float]] | None = None, epochs: int = 3,
               status: str | None = "completed", diverged_epoch: int = 2,
-              loss: str = "nan") -> Path:
+              loss: str = "nan", checkpoint: str | None = CHECKPOINT) -> Path:
     """Write one seed's files under root/study/cell/seed<k>/ and return that folder.
 
     `acc`/`best` are fractions (final and best test accuracy; for a diverged run, those of
@@ -74,6 +77,8 @@ def write_run(root: Path, study: str, cell: dict, seed: int, *, acc: float, best
         energy["mean_firing_rate"] = energy_rate
     if status is not None:
         metrics["status"] = energy["status"] = status
+    if checkpoint is not None:
+        metrics["checkpoint_sha256"] = energy["checkpoint_sha256"] = checkpoint
     if diverged:
         metrics["diverged"] = {"epoch": diverged_epoch, "batch": 7, "loss": loss}
         energy.update({key: None for key in ENERGY_NUMBERS}, layers=[])

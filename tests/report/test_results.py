@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from result_files import write_run
 from spikeattn.report.results import RUN_COLUMNS, histories, layer_rates, runs_frame
+from spikeattn.report.tables import ResultError
 
 STUDY = "demo-dvs"
 SEEDS = [0, 1, 2]
@@ -238,6 +240,25 @@ def test_runs_frame_refuses_stale_energy_of_a_diverged_run(results):
     with pytest.raises(ValueError, match="stale, re-run the energy stage") as err:
         runs_frame(STUDY, CELLS, SEEDS, results)
     assert str(folder) in str(err.value)
+
+
+def test_runs_frame_refuses_energy_of_an_earlier_checkpoint(results):
+    folder = results / STUDY / TCSA["id"] / "seed0"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics.update(checkpoint_sha256="9e" * 32, final={"test_acc": 0.5})  # trained again by hand
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ResultError, match="energy.json is stale") as err:
+        runs_frame(STUDY, CELLS, SEEDS, results)
+    assert str(folder / "energy.json") in str(err.value) and str(folder / "metrics.json") in str(err.value)
+
+
+def test_runs_frame_names_a_metrics_json_without_final(results):
+    path = results / STUDY / NONE["id"] / "seed1" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    del metrics["final"]
+    path.write_text(json.dumps(metrics))
+    with pytest.raises(ResultError, match=re.escape(f"{path}: no 'final'") + ".*re-run the train"):
+        runs_frame(STUDY, CELLS, SEEDS, results)
 
 
 def test_runs_frame_refuses_an_unknown_status(results):

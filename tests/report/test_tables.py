@@ -11,7 +11,7 @@ import pytest
 
 from result_files import write_run
 from spikeattn.report import build_tables
-from spikeattn.report.tables import fmt_count, fmt_pm, latex_escape
+from spikeattn.report.tables import ResultError, fmt_count, fmt_pm, latex_escape
 
 STUDY = "demo-dvs"
 SEEDS = [0, 1, 2]
@@ -307,6 +307,48 @@ def test_stale_energy_of_a_diverged_run_writes_nothing(results, tmp_path):
     with pytest.raises(ValueError, match="energy.json is stale"):
         build_tables(STUDY, CELLS, SEEDS, results, out)
     assert not out.exists()
+
+
+def _edit(path, **changes):
+    """Rewrite a result file with `changes` (None deletes the key)."""
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps({k: v for k, v in data.items() if v is not None}))
+
+
+def test_energy_of_an_earlier_checkpoint_is_refused_naming_both_files(results, tmp_path):
+    folder = results / STUDY / CELLS[1]["id"] / "seed1"
+    _edit(folder / "metrics.json", checkpoint_sha256="9e" * 32, final={"test_acc": 0.5})  # retrained
+    out = tmp_path / "out"
+    with pytest.raises(ResultError) as err:
+        build_tables(STUDY, CELLS, SEEDS, results, out)
+    message = str(err.value)
+    assert str(folder / "energy.json") in message and str(folder / "metrics.json") in message
+    assert f"spikeattn energy --study {STUDY} --cell {CELLS[1]['id']} --seed 1" in message
+    assert not out.exists()
+    _edit(folder / "energy.json", checkpoint_sha256=None)  # an energy.json naming no checkpoint
+    with pytest.raises(ResultError, match="an unnamed checkpoint"):
+        build_tables(STUDY, CELLS, SEEDS, results, out)
+    _edit(folder / "energy.json", checkpoint_sha256="9e" * 32)  # measured again: agrees
+    assert build_tables(STUDY, CELLS, SEEDS, results, out)["acc_mean"].notna().all()
+
+
+def test_files_from_before_checkpoints_were_named_still_build(results, tmp_path):
+    _write_seed(results, CELLS[0], 0, 0, checkpoint=None)
+    assert len(build_tables(STUDY, CELLS, SEEDS, results, tmp_path / "out")) == 2
+
+
+@pytest.mark.parametrize("drop, key", [("final", "'final'"), ("best", "'best'"),
+                                       ("seed", "'seed'"), ("final.test_acc", "'final.test_acc'")])
+def test_metrics_json_missing_a_key_names_file_key_and_fix(results, tmp_path, drop, key):
+    path = results / STUDY / CELLS[0]["id"] / "seed2" / "metrics.json"
+    outer, _, inner = drop.partition(".")
+    _edit(path, **{outer: {"test_loss": 0.1} if inner else None})
+    with pytest.raises(ResultError) as err:
+        build_tables(STUDY, CELLS, SEEDS, results, tmp_path / "out")
+    assert f"{path}: no {key}" in str(err.value)
+    assert f"spikeattn train --study {STUDY} --cell {CELLS[0]['id']} --seed 2" in str(err.value)
+    assert not (tmp_path / "out").exists()
 
 
 def test_caption_lists_at_most_ten_diverged_runs():

@@ -5,6 +5,10 @@ tables can be rebuilt on any machine, without a GPU or a tracking server. Everyt
 and rendered before anything is written, and each file is written atomically, so a missing
 input never leaves a partial or half-written report behind.
 
+metrics.json and energy.json of one run must describe the same trained model: each names the
+checkpoint (`checkpoint_sha256`), and a run whose energy.json measured another checkpoint (left
+over from an earlier training) is refused, as is a metrics.json missing a key the tables need.
+
 A run whose training loss became NaN or infinite is recorded as diverged (metrics.json and
 energy.json `"status": "diverged"`, its numbers null); files without a status are completed
 runs. Diverged seeds are left out of every mean, std and test and counted instead: `seeds` is
@@ -46,6 +50,15 @@ MAX_LISTED = 10  # diverged runs named one by one in a caption; the rest are cou
 LOSS_TEXT = {"nan": "NaN", "inf": "+inf", "-inf": "-inf"}  # metrics.json "diverged"/"loss"
 
 
+# What the tables read from every metrics.json: {key: keys inside it}.
+METRICS_REQUIRED = {"seed": (), "final": ("test_acc",), "best": ("test_acc",)}
+
+
+class ResultError(ValueError):
+    """A result file is incomplete, stale, or disagrees with its run's other file; the message
+    names the file(s) and the stage to re-run."""
+
+
 # -- reading -----------------------------------------------------------------------------------
 def _cell_dict(cell: Any) -> dict[str, Any]:
     """Accept the brief's dicts or `config.Cell` objects, so callers need not convert."""
@@ -80,17 +93,28 @@ def _read_checked(path: Path, study: str, cell_id: str, seed: int) -> dict[str, 
     expected = {"study": study, "cell": cell_id, "seed": seed}
     for key, want in expected.items():
         if key in data and data[key] != want:
-            raise ValueError(f"{path}: {key} is {data[key]!r} but its path says {want!r}; "
-                             "the file was copied or moved, re-run its stage")
+            raise ResultError(f"{path}: {key} is {data[key]!r} but its path says {want!r}; "
+                              "the file was copied or moved, re-run its stage")
     return data
+
+
+def _check_keys(path: Path, data: Mapping[str, Any], hint: str) -> None:
+    """Every key of METRICS_REQUIRED is there, so a damaged file fails here with its name, not as
+    a bare KeyError while aggregating."""
+    for key, inner in METRICS_REQUIRED.items():
+        missing = [key] if key not in data else [
+            f"{key}.{k}" for k in inner if not isinstance(data[key], Mapping) or k not in data[key]]
+        if missing:
+            raise ResultError(f"{path}: no {missing[0]!r}; the file is incomplete or damaged: "
+                              f"re-run the train stage (`{hint}`)")
 
 
 def run_status(data: Mapping[str, Any], path: Path | str = "<result file>") -> str:
     """'completed' or 'diverged': a result file's status (absent in older files: completed)."""
     status = data.get("status", COMPLETED)
     if status not in RUN_STATUSES:
-        raise ValueError(f"{path}: unknown status {status!r} (expected one of "
-                         f"{', '.join(RUN_STATUSES)}); re-run its stage")
+        raise ResultError(f"{path}: unknown status {status!r} (expected one of "
+                          f"{', '.join(RUN_STATUSES)}); re-run its stage")
     return status
 
 
@@ -100,8 +124,24 @@ def _check_status(folder: Path, metrics: Mapping[str, Any], energy: Mapping[str,
     trained = run_status(metrics, folder / "metrics.json")
     measured = run_status(energy, folder / "energy.json")
     if trained != measured:
-        raise ValueError(f"{folder}: metrics.json says the run {trained} but energy.json says "
-                         f"{measured}; energy.json is stale, re-run the energy stage")
+        raise ResultError(f"{folder}: metrics.json says the run {trained} but energy.json says "
+                          f"{measured}; energy.json is stale, re-run the energy stage")
+
+
+def _check_checkpoint(folder: Path, metrics: Mapping[str, Any], energy: Mapping[str, Any],
+                      hint: str) -> None:
+    """energy.json measured the checkpoint metrics.json was trained into; they differ when the
+    run was trained again after its energy was measured. Files from before checkpoints were
+    named (no checkpoint_sha256 in metrics.json) cannot be compared."""
+    trained = metrics.get("checkpoint_sha256")
+    measured = energy.get("checkpoint_sha256")
+    if trained is None or measured == trained:
+        return
+    measured_text = f"checkpoint {measured[:16]}" if measured else "an unnamed checkpoint"
+    raise ResultError(f"{folder / 'energy.json'} measured {measured_text} but "
+                      f"{folder / 'metrics.json'} belongs to checkpoint {trained[:16]}: energy.json "
+                      f"is stale (from an earlier training of this run); re-run the energy stage "
+                      f"(`{hint}`)")
 
 
 def _load(study: str, cells: list[dict], seeds: list[int], results_root: Path
@@ -115,7 +155,11 @@ def _load(study: str, cells: list[dict], seeds: list[int], results_root: Path
             folder = run_dir(study, cell["id"], seed, results_root)
             metrics = _read_checked(folder / "metrics.json", study, cell["id"], seed)
             energy = _read_checked(folder / "energy.json", study, cell["id"], seed)
+            _check_keys(folder / "metrics.json", metrics,
+                        _stage_hint(study, cell["id"], seed, "metrics.json"))
             _check_status(folder, metrics, energy)
+            _check_checkpoint(folder, metrics, energy,
+                              _stage_hint(study, cell["id"], seed, "energy.json"))
             runs[cell["id"]].append((metrics, energy, folder / "energy.json"))
     return runs
 
