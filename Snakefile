@@ -4,6 +4,21 @@
 #   snakemake --config studies=demo --report reports/report.html   tables and figures, one page
 # Stages live in pipeline/*.smk; each rule runs one `spikeattn <stage>` command.
 
+# Snakemake's own message for a YAML syntax error names neither file nor line; this one does.
+import os
+
+from snakemake.exceptions import WorkflowError
+
+from spikeattn.io import read_yaml
+
+for _file in ["params.yaml", *workflow.overwrite_configfiles]:
+    if os.path.exists(_file):
+        try:
+            read_yaml(_file)
+        except ValueError as err:
+            raise WorkflowError(str(err)) from None
+
+
 configfile: "params.yaml"
 
 

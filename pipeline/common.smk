@@ -1,5 +1,6 @@
 # Validation and helpers shared by the rules. The grid comes from params.yaml through
 # spikeattn.config, so it is declared once and checked before any job is scheduled.
+import shlex
 import sys
 from pathlib import Path
 
@@ -8,19 +9,32 @@ from snakemake.exceptions import WorkflowError
 from spikeattn import paths
 from spikeattn.config import Params, ParamsError
 from spikeattn.data import DATASETS, raw_params
+from spikeattn.frozen_params import freeze_params
 from spikeattn.io import canonical_json, write_json
 from spikeattn.stages import frames_path
 
-# Jobs read the same file Snakemake read (the last --configfile wins over params.yaml).
-PARAMS_FILE = workflow.overwrite_configfiles[-1] if workflow.overwrite_configfiles else "params.yaml"
+
+def _config_source():
+    """Where `config` came from, for error messages: params.yaml and the overrides."""
+    files = [str(f) for f in workflow.overwrite_configfiles]
+    parts = [" + ".join(["params.yaml"] + [f"--configfile {f}" for f in files])]
+    if workflow.config_settings.overwrite_config:
+        parts.append("--config " + " ".join(sorted(workflow.config_settings.overwrite_config)))
+    return " + ".join(parts)
+
+
+# `config` is params.yaml merged with --configfile and --config: what Snakemake plans with.
+# Jobs read exactly that, frozen into a file named by its digest (spikeattn.frozen_params).
 try:
-    PARAMS = Params(config, source=str(PARAMS_FILE))
+    PARAMS = Params(config, source=_config_source())
     SELECTED = PARAMS.selected(config["studies"])
-except ParamsError as err:
+    PARAMS_FILE = freeze_params(config)
+except (ParamsError, ValueError) as err:
     raise WorkflowError(str(err)) from None
 
 # The interpreter running Snakemake runs the jobs too: no reliance on PATH or an activated venv.
-SPIKEATTN = f"{sys.executable} -m spikeattn --params {PARAMS_FILE}"
+# Quoted: a checkout path may contain spaces or shell characters.
+SPIKEATTN = shlex.join([sys.executable, "-m", "spikeattn", "--params", str(PARAMS_FILE)])
 
 # Snakemake counts `--resources gpu=N` but does not say which GPU a job gets: each train and
 # energy job leases free GPU slots itself (lock files; compute.jobs_per_gpu slots per GPU) and
@@ -82,4 +96,4 @@ FRAMES = {}
 for _study in SELECTED:
     for _cell in PARAMS.cells(_study):
         _key = frames_path(PARAMS, _cell).parent.name
-        FRAMES.setdefault((_cell.dataset, _key), f"--T {_cell.T} --study {_study}")
+        FRAMES.setdefault((_cell.dataset, _key), shlex.join(["--T", str(_cell.T), "--study", _study]))

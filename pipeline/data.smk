@@ -11,7 +11,7 @@ rule raw_data:
     log:
         "logs/data/{dataset}.log",
     shell:
-        "{SPIKEATTN} {params.stage} {wildcards.dataset} > {log} 2>&1"
+        "{SPIKEATTN} {params.stage:q} {wildcards.dataset:q} > {log:q} 2>&1"
 
 
 rule preprocess:
@@ -28,7 +28,7 @@ rule preprocess:
     log:
         "logs/data/{dataset}-{key}.log",
     shell:
-        "{SPIKEATTN} preprocess {wildcards.dataset} {params.args} --workers {threads} > {log} 2>&1"
+        "{SPIKEATTN} preprocess {wildcards.dataset:q} {params.args} --workers {threads} > {log:q} 2>&1"
 
 
 rule dataset_frames:

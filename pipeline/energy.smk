@@ -17,5 +17,5 @@ rule energy:
     log:
         "logs/{study}/{cell}/seed{seed}/energy.log",
     shell:
-        "{SPIKEATTN} energy --study {wildcards.study} --cell {wildcards.cell} "
-        "--seed {wildcards.seed} --threads {threads} > {log} 2>&1"
+        "{SPIKEATTN} energy --study {wildcards.study:q} --cell {wildcards.cell:q} "
+        "--seed {wildcards.seed:q} --threads {threads} > {log:q} 2>&1"

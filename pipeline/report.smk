@@ -24,7 +24,7 @@ rule tables:
     log:
         "logs/{study}/tables.log",
     shell:
-        "{SPIKEATTN} tables --study {wildcards.study} > {log} 2>&1"
+        "{SPIKEATTN} tables --study {wildcards.study:q} > {log:q} 2>&1"
 
 
 def _figure(name, label):
@@ -48,7 +48,7 @@ rule figures:
     log:
         "logs/{study}/figures.log",
     shell:
-        "{SPIKEATTN} figures --study {wildcards.study} > {log} 2>&1"
+        "{SPIKEATTN} figures --study {wildcards.study:q} > {log:q} 2>&1"
 
 
 rule paper:
@@ -66,4 +66,4 @@ rule paper:
     log:
         "logs/{paper}/paper.log",
     shell:
-        "{SPIKEATTN} paper --paper {wildcards.paper} > {log} 2>&1"
+        "{SPIKEATTN} paper --paper {wildcards.paper:q} > {log:q} 2>&1"

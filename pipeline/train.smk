@@ -18,5 +18,5 @@ rule train:
     log:
         "logs/{study}/{cell}/seed{seed}/train.log",
     shell:
-        "{SPIKEATTN} train --study {wildcards.study} --cell {wildcards.cell} "
-        "--seed {wildcards.seed} --threads {threads} > {log} 2>&1"
+        "{SPIKEATTN} train --study {wildcards.study:q} --cell {wildcards.cell:q} "
+        "--seed {wildcards.seed:q} --threads {threads} > {log:q} 2>&1"

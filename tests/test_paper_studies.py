@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 
-import spikeattn  # noqa: F401
+import spikeattn.models  # noqa: F401
 from spikeattn.config import Params
 from spikeattn.stages import model_spec
 

@@ -1,7 +1,7 @@
 """spikeattn: attention spiking neural networks, reproduced end to end.
 
-`import spikeattn` registers the backbones with timm.
+`import spikeattn` is cheap (the CLI's `--help` answers at once); `import spikeattn.models`
+registers the backbones with timm (it imports torch and timm).
 """
-from . import models  # noqa: F401  (registers timm entry points)
 
 __version__ = "0.1.0"

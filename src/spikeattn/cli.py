@@ -9,50 +9,85 @@ from pathlib import Path
 from .config import DEFAULT_PARAMS
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
+    params_help = "the params file (default: params.yaml in the current directory)"
     p = argparse.ArgumentParser(prog="spikeattn", description=__doc__)
-    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                   help="the params file (default: params.yaml in the current directory)")
+    p.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help=params_help)
+    # --params is also accepted after the stage (`spikeattn train --params p.yaml ...`).
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--params", type=Path, default=argparse.SUPPRESS, help=params_help)
     sub = p.add_subparsers(dest="command", required=True, metavar="STAGE")
 
-    s = sub.add_parser("cells", help="print a study's cell ids, one per line")
+    def stage(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
+                              parents=[after])
+
+    s = stage("cells", "print a study's cell ids, one per line")
     s.add_argument("study")
 
-    s = sub.add_parser("prepare", help="build an embedded dataset into data/raw/<dataset>/")
+    s = stage("prepare", "build an embedded dataset into data/raw/<dataset>/")
     s.add_argument("dataset")
-    s = sub.add_parser("download", help="fetch a real dataset into data/raw/<dataset>/")
+    s = stage("download", "fetch a real dataset into data/raw/<dataset>/")
     s.add_argument("dataset")
 
-    s = sub.add_parser("preprocess", help="raw data -> cached frame tensors in data/frames/")
+    s = stage("preprocess", "raw data -> cached frame tensors in data/frames/")
     s.add_argument("dataset")
-    s.add_argument("--T", type=int, required=True, help="time steps (frames per sample)")
+    s.add_argument("--T", type=_positive, required=True, help="time steps (frames per sample)")
     s.add_argument("--study", help="apply this study's overrides of the dataset's parameters")
-    s.add_argument("--workers", type=int, default=1, help="processes reading and framing events")
+    s.add_argument("--workers", type=_positive, default=1,
+                   help="processes reading and framing events")
 
     for name, text in (("train", "train one cell x seed into results/<study>/<cell>/seed<k>/"),
                        ("energy", "estimate a trained cell x seed's energy (energy.json)")):
-        s = sub.add_parser(name, help=text)
+        s = stage(name, text)
         s.add_argument("--study", required=True)
         s.add_argument("--cell", required=True)
         s.add_argument("--seed", type=int, required=True)
-        s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+        s.add_argument("--threads", type=_positive, default=1,
+                       help="torch CPU threads (default 1)")
         s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
 
-    s = sub.add_parser("tables", help="results/<study>/ -> reports/<study>/ tables")
+    s = stage("tables", "results/<study>/ -> reports/<study>/ tables")
     s.add_argument("--study", required=True)
-    s = sub.add_parser("figures", help="results/<study>/ -> reports/<study>/ figures (PNG, SVG)")
+    s = stage("figures", "results/<study>/ -> reports/<study>/ figures (PNG, SVG)")
     s.add_argument("--study", required=True)
-    s = sub.add_parser("paper", help="a paper's studies -> reports/<paper>/ results, ablations, "
-                                     "tables.html")
+    s = stage("paper", "a paper's studies -> reports/<paper>/ results, ablations, tables.html")
     s.add_argument("--paper", required=True)
 
-    sub.add_parser("tracking-store", help="create the MLflow store and experiment (Snakemake does "
-                                          "this before any job)")
-    s = sub.add_parser("mlflow-server", help="serve the MLflow store (mlflow.db, mlartifacts/) on "
-                                             "127.0.0.1; jobs log to it via MLFLOW_TRACKING_URI")
+    stage("tracking-store", "create the MLflow store and experiment (Snakemake does this "
+                            "before any job)")
+    s = stage("mlflow-server", "serve the MLflow store (mlflow.db, mlartifacts/) on 127.0.0.1; "
+                               "jobs log to it via MLFLOW_TRACKING_URI")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     return p
+
+
+def _check_dataset(params, name: str, command: str) -> None:
+    """The dataset is declared in the params file (and is one `prepare`/`download` builds)."""
+    from .config import ParamsError
+    from .data import DATASETS
+
+    declared = params.raw.get("datasets") or {}
+    if name not in declared:
+        raise ParamsError(f"{params.source}: no dataset {name!r} under `datasets`; declared: "
+                          f"{', '.join(declared) or 'none'}")
+    embedded = DATASETS[name].source == "embedded"
+    if command in ("prepare", "download") and embedded != (command == "prepare"):
+        right = "prepare" if embedded else "download"
+        how = "built locally from embedded data" if embedded else "downloaded (or read from disk)"
+        raise ParamsError(f"dataset {name!r} is {how}: run `spikeattn {right} {name}`")
 
 
 def _pinned(params, args):
@@ -103,8 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "cells":
             print("\n".join(cell.id for cell in params.cells(args.study)))
         elif args.command in ("prepare", "download"):
+            _check_dataset(params, args.dataset, args.command)
             print(getattr(stages, args.command)(params, args.dataset))
         elif args.command == "preprocess":
+            _check_dataset(params, args.dataset, args.command)
             print(stages.preprocess(params, args.dataset, args.T, args.study,
                                    workers=args.workers))
         elif args.command in ("train", "energy"):

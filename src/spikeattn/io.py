@@ -84,6 +84,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Read a YAML file safely; a syntax error names the file, line and column."""
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err)
+        raise ValueError(f"{where}: not valid YAML: {problem}; fix the file and re-run") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file, naming the file in the error if it is missing or malformed."""
     path = Path(path)

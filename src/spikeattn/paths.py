@@ -6,6 +6,7 @@ from pathlib import Path
 RESULTS = Path("results")
 REPORTS = Path("reports")
 LOGS = Path("logs")
+FROZEN_PARAMS = Path(".spikeattn") / "params"  # the merged settings each Snakemake run planned
 
 TRAIN_FILES = ("metrics.json", "history.csv", "checkpoint.pt")
 ENERGY_FILE = "energy.json"

@@ -6,7 +6,7 @@ import timm
 import torch
 from torch import nn
 
-import spikeattn  # noqa: F401  (registers demo_cnn with timm)
+import spikeattn.models  # noqa: F401  (registers demo_cnn with timm)
 from spikeattn.attention.ma import build_ma
 from spikeattn.coding import to_time_major
 from spikeattn.energy import OpCounter, measure

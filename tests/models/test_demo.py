@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 
-import spikeattn  # noqa: F401  (registers the models)
+import spikeattn.models  # noqa: F401  (registers the models)
 from gradcheck import assert_gradients_reach_every_parameter
 from spikeattn.attention import ATTENTIONS
 from spikeattn.coding import CODINGS

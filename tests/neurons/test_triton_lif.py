@@ -9,7 +9,7 @@ import pytest
 import torch
 import timm
 
-import spikeattn  # noqa: F401
+import spikeattn.models  # noqa: F401
 from conftest import DEVICE
 from spikeattn.neurons import PRESETS, MultiStepLIF, lif_config, lif_multistep, make_surrogate
 from spikeattn.neurons.triton_lif import BLOCK

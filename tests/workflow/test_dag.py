@@ -20,9 +20,9 @@ from tiny_demo import REPO, copy_workflow, snakemake
 pytestmark = pytest.mark.workflow
 
 
-def planned(workdir: Path) -> dict[str, list[str]]:
-    """rule -> outputs of the jobs a dry run would execute."""
-    out = snakemake(workdir, "--dry-run", "--cores", "1").stdout
+def planned(workdir: Path, *args: str) -> dict[str, list[str]]:
+    """rule -> outputs of the jobs a dry run (with these extra arguments) would execute."""
+    out = snakemake(workdir, *args, "--dry-run", "--cores", "1").stdout
     jobs: dict[str, list[str]] = {}
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
         head = re.match(r"(?:local)?rule (\w+):", block.strip())
@@ -49,7 +49,8 @@ def edited_params(workdir: Path, edit=None, text=None):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    root = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    # A space in the path: every path that reaches a job's shell command must be quoted.
+    root = copy_workflow(tmp_path_factory.mktemp("work flow"))
     snakemake(root, "--cores", "2")
     snakemake(root, "--report", "reports/report.html")
     return root
@@ -220,3 +221,31 @@ def test_report_page_renders_tables_and_figures_in_chromium(workdir, browser_pag
     image.wait_for(timeout=15_000)
     assert page.evaluate("img => img.complete && img.naturalWidth > 0", image.element_handle())
     page.screenshot(path=str(ARTIFACTS / "report-pareto.png"))
+
+
+def _latest_run_params(workdir: Path, study: str, cell: str) -> dict[str, str]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("spikeattn")
+    runs = client.search_runs([experiment.experiment_id],
+                              f"tags.`spikeattn.study` = '{study}' and tags.`spikeattn.cell` = '{cell}' "
+                              f"and tags.`spikeattn.seed` = '0'", order_by=["attributes.start_time DESC"])
+    return runs[0].data.params
+
+
+# Last in this file: it leaves one cell trained with other settings.
+def test_command_line_overrides_are_what_trains_and_what_mlflow_records(workdir):
+    cell = next(c for c in cells_of(workdir, "demo-dvs") if "__TA__" in c)
+    target = f"results/demo-dvs/{cell}/seed0/metrics.json"
+    assert _latest_run_params(workdir, "demo-dvs", cell)["train.opt"] == "adam"
+    # A --configfile (named with shell syntax) and --config both merge over params.yaml.
+    (workdir / "p||touch X||.yaml").write_text(yaml.safe_dump({"train": {"lr": 0.005}}))
+    overrides = ("--configfile", "p||touch X||.yaml", "--config", "train={opt: sgd}")
+    assert set(planned(workdir, target, *overrides)) == {"train"}
+    snakemake(workdir, target, "--cores", "1", *overrides)
+    recorded = _latest_run_params(workdir, "demo-dvs", cell)
+    assert (recorded["train.opt"], recorded["train.lr"]) == ("sgd", "0.005")
+    assert not (workdir / "X").exists()
+    assert planned(workdir, target, *overrides) == {}  # what ran is what was planned
+    assert "train" in planned(workdir, target)  # params.yaml alone: trained with other settings
