@@ -5,7 +5,9 @@ Every test changes into its own tmp_path, so the repository's own mlflow.db is n
 """
 from __future__ import annotations
 
+import base64
 import contextlib
+import http.client
 import math
 import os
 import re
@@ -528,10 +530,12 @@ def test_server_command_serves_the_trackers_db_with_artifacts_next_to_it(tmp_pat
     assert opt("--backend-store-uri") == f"sqlite:///{tmp_path.resolve()}/sub/m.db"
     assert opt("--artifacts-destination") == str(tmp_path.resolve() / "sub" / "mlartifacts")
     assert (opt("--port"), opt("--workers")) == ("5123", "2")
-    argv = tracking.server_command("sqlite:////x/y.db", Path("arts"), host="0.0.0.0")
+    argv = tracking.server_command("sqlite:////x/y.db", Path("arts"), host="::1")
     assert opt("--backend-store-uri") == "sqlite:////x/y.db"
     assert opt("--artifacts-destination") == str(tmp_path.resolve() / "arts")
-    assert opt("--host") == "0.0.0.0"
+    assert opt("--host") == "::1"
+    assert opt("--allowed-hosts") == tracking.loopback_allowed_hosts("::1")
+    assert "--app-name" not in argv  # loopback: no authentication (see test_tracking_security)
 
 
 # ---------------------------------------------------------------- parallel jobs
@@ -725,6 +729,17 @@ def _wait_healthy(url: str, server: subprocess.Popen, log_path: Path, timeout: f
     pytest.fail(f"mlflow server not healthy after {timeout} s:\n{log_path.read_text()[-3000:]}")
 
 
+def _status(port: int, host: str, headers: dict[str, str] | None = None) -> int:
+    """The status of a read request to the server on 127.0.0.1:port with this Host header."""
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        con.request("GET", "/api/2.0/mlflow/experiments/search?max_results=1",
+                    headers={"Host": host, **(headers or {})})
+        return con.getresponse().status
+    finally:
+        con.close()
+
+
 def _counted_in_db(db: Path) -> dict:
     """The same counts straight from the SQLite file the server wrote."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -759,6 +774,9 @@ def test_jobs_logging_through_a_local_mlflow_server_lose_nothing(tmp_path, monke
         jobs = _start_jobs(tmp_path, {**os.environ, "MLFLOW_TRACKING_URI": url})
         try:
             _wait_healthy(url, server, log_path)
+            # Only loopback names pass the Host check; MLflow's default admits private networks.
+            assert _status(port, "localhost:8080") == _status(port, f"[::1]:{port}") == 200
+            assert _status(port, f"10.0.0.7:{port}") == _status(port, "evil.example") == 403
             Tracker(uri=url).ensure_store(studies=["alpha"])  # as Snakemake's onstart would;
             _release_in_step(tmp_path, jobs)  # beta's parent is left to the racing jobs
         finally:
@@ -792,3 +810,228 @@ def test_jobs_logging_through_a_local_mlflow_server_lose_nothing(tmp_path, monke
         "metric steps": len(STUDIES) * len(CELLS) * len(METRICS) * EPOCHS}
     on_disk = sorted(p.name for p in (tmp_path / "mlartifacts").rglob("*.txt"))
     assert on_disk == sorted([f"{s}-{c}.txt" for s in STUDIES for c in CELLS] + ["upload.txt"])
+
+
+# ---------------------------------------------------------------- exposure of the server
+
+
+def test_server_refuses_other_hosts_without_opt_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for host in ("0.0.0.0", "::", "192.168.1.5", "gpu-box.example", ""):
+        with pytest.raises(tracking.TrackingError, match="--allow-remote") as refused:
+            tracking.server_command(host=host, port=5123)
+        assert "ssh -N -L 5123:127.0.0.1:5123" in str(refused.value)
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        argv = tracking.server_command(host=host)
+        assert "--app-name" not in argv
+        allowed = argv[argv.index("--allowed-hosts") + 1]
+        assert allowed == tracking.loopback_allowed_hosts(host)
+    assert not list(tmp_path.iterdir()), "a refused or loopback server writes no auth files"
+
+
+def test_loopback_allowed_hosts_admit_loopback_names_only():
+    """Checked with MLflow's own matcher, as its Host middleware applies the patterns."""
+    from mlflow.server.security_utils import get_default_allowed_hosts, is_allowed_host_header
+
+    allowed = tracking.loopback_allowed_hosts().split(",")
+    for host in ("127.0.0.1:5000", "localhost:8080", "[::1]:5000", "localhost", "127.0.0.1"):
+        assert is_allowed_host_header(allowed, host), host
+    for host in ("10.0.0.7:5000", "192.168.1.2", "172.16.0.1:5000", "evil.example",
+                 "127.0.0.1.evil.example:5000", "[fd00::1]:5000", ""):
+        assert not is_allowed_host_header(allowed, host), host
+    assert is_allowed_host_header(get_default_allowed_hosts(), "10.0.0.7:5000")  # the reason
+    assert is_allowed_host_header(tracking.loopback_allowed_hosts("127.0.0.2").split(","),
+                                  "127.0.0.2:5000")
+
+
+@pytest.fixture
+def remote_env(monkeypatch, tmp_path) -> Path:
+    """A fresh folder as working directory, and no auth settings from the environment."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_PASSWORD",
+                 "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_TRACKING_USERNAME",
+                 "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, "x")  # so that monkeypatch restores the real state afterwards
+        monkeypatch.delenv(name)
+    return tmp_path
+
+
+def test_remote_server_uses_basic_auth_and_warns(remote_env, monkeypatch, capsys):
+    with pytest.raises(tracking.TrackingError, match="MLFLOW_AUTH_ADMIN_PASSWORD"):
+        tracking.server_command(host="0.0.0.0", allow_remote=True)  # first start: no password
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "a-long-admin-password")
+    argv = tracking.server_command(host="0.0.0.0", port=5123, allow_remote=True)
+    config = remote_env / "mlflow-auth.ini"
+    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    assert f"MLFLOW_AUTH_CONFIG_PATH={config}" in argv[: argv.index(sys.executable)]
+    assert "--allowed-hosts" not in argv  # MLflow's default; authentication guards the rest
+    text = config.read_text()
+    assert f"database_uri = sqlite:///{remote_env / 'mlflow-auth.db'}" in text
+    warning = capsys.readouterr().err
+    assert "WARNING" in warning and "0.0.0.0:5123" in warning
+    assert "MLFLOW_TRACKING_USERNAME" in warning and "ssh -N -L 5123:127.0.0.1:5123" in warning
+    secret = os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"]  # the app's CSRF key, not in argv
+    assert len(secret) >= 32 and not any(secret in arg for arg in argv)
+
+    config.write_text("[mlflow]\ndefault_permission = NO_PERMISSIONS\n")  # the user's own
+    tracking.server_command(host="0.0.0.0", allow_remote=True)
+    assert config.read_text() == "[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(remote_env / "missing.ini"))
+    with pytest.raises(tracking.TrackingError, match="missing.ini"):
+        tracking.server_command(host="0.0.0.0", allow_remote=True)
+    monkeypatch.delenv("MLFLOW_AUTH_CONFIG_PATH")
+    monkeypatch.setitem(sys.modules, "flask_wtf", None)  # as if mlflow[auth] was not installed
+    with pytest.raises(tracking.TrackingError, match=r"mlflow\[auth\]"):
+        tracking.server_command(host="0.0.0.0", allow_remote=True)
+
+
+def test_remote_server_answers_only_with_credentials(project, remote_env, monkeypatch):
+    """The hostile tester's request: a client elsewhere reading and creating runs. The server
+    serves a relocated copy of a project (a fresh db would add ~10 s of migrations)."""
+    from mlflow.exceptions import MlflowException
+
+    served = _copy(project, remote_env / "served")
+    Tracker(uri=f"sqlite:///{served}/mlflow.db").relocate_store()
+    monkeypatch.chdir(served)
+    password = "a-long-admin-password"
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", password)
+    port = _free_port()
+    log_path = remote_env / "server.log"
+    argv = tracking.server_command(host="0.0.0.0", port=port, allow_remote=True)
+    assert (served / "mlflow-auth.ini").exists()
+    with _mlflow_server(argv, log_path) as server:
+        _wait_healthy(f"http://127.0.0.1:{port}", server, log_path)
+        host = f"10.0.0.7:{port}"  # how another machine on the network addresses it
+        assert _status(port, host) == 401
+        wrong = base64.b64encode(b"admin:not-the-password").decode()
+        assert _status(port, host, {"Authorization": f"Basic {wrong}"}) == 401
+        right = base64.b64encode(f"admin:{password}".encode()).decode()
+        assert _status(port, host, {"Authorization": f"Basic {right}"}) == 200
+
+        url = f"http://127.0.0.1:{port}"
+        with pytest.raises(MlflowException, match="401"):  # not retried: fails at once
+            Tracker(uri=url).ensure_store()
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        with Tracker(uri=url).start_cell_run("s", "remote", 0, {}, {"lr": 0.1}) as run:
+            run.log_metrics({"loss": 1.0}, step=0)
+    assert "Rejected" not in log_path.read_text()  # no Host header was refused
+    assert (served / "mlflow-auth.db").exists()  # the users live next to the served db
+    assert run.artifact_uri.startswith((served / "mlartifacts").as_uri())
+
+
+# ---------------------------------------------------------------- a copied project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A project folder with one finished run that logged an artifact (a fresh db: ~2 s)."""
+    root = tmp_path_factory.mktemp("project") / "orig"
+    root.mkdir()
+    tracker = Tracker(uri=f"sqlite:///{root}/mlflow.db")
+    (root / "ckpt.txt").write_text("weights")
+    with tracker.start_cell_run("s", "c", 0, {}, {"lr": 0.1}) as run:
+        run.log_artifacts([root / "ckpt.txt"])
+    (root / "run_id").write_text(run.run_id)
+    return root
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under the folder with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+    return dst
+
+
+def test_copied_project_never_writes_into_the_original(project, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(project)
+    copy = _copy(project, tmp_path / "copy")
+    old_run = (copy / "run_id").read_text()
+    tracker = Tracker(uri=f"sqlite:///{copy}/mlflow.db")
+    with pytest.raises(tracking.TrackingError) as refused:
+        tracker.start_cell_run("s", "c", 1, {}, {})
+    text = str(refused.value)
+    assert str(copy / "mlflow.db") in text and str(project / "mlartifacts") in text
+    assert str(copy / "mlartifacts" / "spikeattn") in text and "--relocate" in text
+    with pytest.raises(tracking.TrackingError, match="copied or moved"):
+        tracking.server_command(f"sqlite:///{copy}/mlflow.db")  # jobs via a server: the same
+
+    lines = tracker.relocate_store()
+    assert lines == [f"experiment 'spikeattn': {project / 'mlartifacts' / 'spikeattn'} -> "
+                     f"{copy / 'mlartifacts' / 'spikeattn'} (2 runs, 0 logged models)"]
+    assert tracker.relocate_store() == []  # in place now
+    (tmp_path / "new.txt").write_text("new")
+    with tracker.start_cell_run("s", "c", 1, {}, {}) as run:
+        run.log_artifacts([tmp_path / "new.txt"])
+    with tracker.resume_cell_run(old_run) as resumed:  # a run the original made, e.g. energy
+        resumed.log_artifacts([tmp_path / "new.txt"])
+    for run_id in (run.run_id, old_run):
+        assert _run(tracker, run_id).info.artifact_uri.startswith((copy / "mlartifacts").as_uri())
+    assert _artifacts(tracker, old_run) == ["ckpt.txt", "new.txt"]
+    assert sorted(p.parent.parent.name for p in (copy / "mlartifacts").rglob("new.txt")) == \
+        sorted([run.run_id, old_run])
+    assert _snapshot(project) == before, "the copy wrote into the original"
+
+    original = Tracker(uri=f"sqlite:///{project}/mlflow.db")  # the original works as before
+    assert _run(original, old_run).info.artifact_uri.startswith(project.as_uri())
+    assert _artifacts(original, old_run) == ["ckpt.txt"]
+
+
+def test_relocation_waits_for_the_artifacts_to_be_copied(project, tmp_path):
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    subprocess.run(["cp", "-a", str(project / "mlflow.db"), str(moved)], check=True)
+    tracker = Tracker(uri=f"sqlite:///{moved}/mlflow.db")
+    db_bytes = (moved / "mlflow.db").read_bytes()
+    with pytest.raises(tracking.TrackingError, match="only in the original") as refused:
+        tracker.relocate_store()
+    assert str(project / "mlartifacts" / "spikeattn") in str(refused.value)
+    assert (moved / "mlflow.db").read_bytes() == db_bytes  # nothing rewritten
+    _copy(project / "mlartifacts", moved / "mlartifacts")
+    assert len(tracker.relocate_store()) == 1
+    run_id = (project / "run_id").read_text()
+    assert _artifacts(tracker, run_id) == ["ckpt.txt"]
+
+
+# ---------------------------------------------------------------- a broken store
+
+
+def test_broken_or_foreign_db_is_named_with_the_way_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    garbage = tmp_path / "mlflow.db"
+    garbage.write_bytes(os.urandom(4096))
+    foreign = tmp_path / "foreign.db"
+    with contextlib.closing(sqlite3.connect(foreign)) as con:
+        con.execute("CREATE TABLE samples (x)")
+        con.commit()
+    for db, reason in ((garbage, "file is not a database"), (foreign, "tables samples")):
+        before = db.read_bytes()
+        with pytest.raises(tracking.TrackingError) as refused:
+            Tracker(uri=f"sqlite:///{db}").start_cell_run("s", "c", 0, {}, {})
+        text = str(refused.value)
+        assert str(db) in text and reason in text
+        assert f"mv {db} {db}.broken" in text and "--no-track" in text
+        assert "MLFLOW_TRACKING_URI" in text
+        assert db.read_bytes() == before, "MLflow must not touch it"
+        with pytest.raises(tracking.TrackingError, match=reason):
+            tracking.server_command(f"sqlite:///{db}")
+
+
+def test_db_mlflow_fails_to_open_is_named(tmp_path, monkeypatch):
+    """A db from an unknown MLflow version (or half-migrated): MLflow's own error, wrapped."""
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "mlflow.db"
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        con.execute("INSERT INTO alembic_version VALUES ('ffffffffffff')")
+        con.commit()
+    with pytest.raises(tracking.TrackingError, match="ffffffffffff") as refused:
+        Tracker().ensure_store()
+    assert str(db) in str(refused.value) and "--no-track" in str(refused.value)
+    assert refused.value.__cause__ is not None  # MLflow's error stays in the chain

@@ -37,21 +37,33 @@ happened to start, so the experiment is created with its artifact location next 
 also when jobs later log through a server: such `file://` runs are written directly by the job
 (same machine only). Experiments that a server creates get `mlflow-artifacts:/` locations,
 uploaded through the server into its `--artifacts-destination`.
+
+MLflow stores that location as an absolute `file://` URI (it resolves relative ones against the
+working directory), so a copied or moved project's db still points at the original folder, and
+its runs would write there. Before MLflow opens a SQLite file, `check_store` refuses such a db
+(and one that is no SQLite db or holds another program's tables, which MLflow would extend);
+`Tracker.relocate_store` (`spikeattn tracking-store --relocate`) points it at its own folder.
+
+Server: MLflow's has no authentication by default, so `server_command` keeps it on loopback
+(with MLflow's Host check narrowed to loopback names) unless remote access is asked for
+explicitly; then it runs MLflow's basic-auth app (clients set MLFLOW_TRACKING_USERNAME/PASSWORD).
 """
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import random
 import re
+import secrets
 import sqlite3
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, TypeVar
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 from .io import canonical_json
 
@@ -68,8 +80,13 @@ RETRY_TRIES = 8
 RETRY_BUDGET_S = 60.0  # no new try starts later than this after the first one
 RETRY_FIRST_S = 0.5  # first backoff; doubles each try, jittered down to half, capped below
 RETRY_MAX_S = 16.0
+SQLITE_BUSY_S = 20.0  # how long our own reads wait for a db lock, as MLflow's connections do
 PARENT_SETTLE_S = 1.0  # lock-free stores: how long parallel creators of a parent may lag
 SERVER_WORKERS = 1  # see server_command
+AUTH_CONFIG = "mlflow-auth.ini"  # basic-auth app settings of a remote server, next to the db
+AUTH_DB = "mlflow-auth.db"  # its users and permissions
+_AUTH_MARK = "# Written by `spikeattn mlflow-server` on each start"
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 _TRUNCATION_MARK = "...[truncated]"
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
 _LOCKED_TEXT = ("database is locked", "database is busy")
@@ -80,6 +97,12 @@ _sleep = time.sleep  # tests replace it
 
 class RunNotFoundError(LookupError):
     """The run id is not in this tracking store (wrong store, or the run was deleted)."""
+
+
+class TrackingError(RuntimeError):
+    """The store or server cannot be used as asked: a broken or foreign db, a copied project
+    whose db still points at the original's artifacts, a server open to the network without
+    opt-in. The message names the file or option and how to go on; CLIs print it, no traceback."""
 
 
 # ---------------------------------------------------------------- URIs and the lock
@@ -118,6 +141,134 @@ def _make_lock(db: Path | None) -> contextlib.AbstractContextManager:
     from filelock import FileLock
 
     return FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S)
+
+
+# ---------------------------------------------------------------- store checks
+# Read straight from the SQLite file, before MLflow opens it: MLflow would add its tables to any
+# SQLite file, and it has no API to read or change where an experiment keeps its artifacts.
+
+
+def _broken_store(db: Path, reason: str) -> TrackingError:
+    """The error for a db file MLflow cannot use, with the ways on (MLflow is only a view)."""
+    return TrackingError(
+        f"{db}: cannot be used as an MLflow store ({reason}). MLflow only mirrors results/, "
+        f"which keeps every result, so training need not wait for it: move the file aside "
+        f"(`mv {db} {db}.broken`; the next job creates a new store there), or train with "
+        f"`--no-track`, or set MLFLOW_TRACKING_URI to another store.")
+
+
+def _connect_ro(db: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_S)
+
+
+def _store_tables(db: Path) -> set[str] | None:
+    """Table names of the db file, None if there is none yet; TrackingError if it is no SQLite
+    db or not MLflow's. "database is locked" passes through (transient: retried)."""
+    if not db.exists() or db.stat().st_size == 0:
+        return None
+    try:
+        with contextlib.closing(_connect_ro(db)) as con:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.OperationalError as err:
+        if is_transient(err):
+            raise
+        raise _broken_store(db, str(err)) from err
+    except sqlite3.DatabaseError as err:  # "file is not a database", "disk image is malformed"
+        raise _broken_store(db, str(err)) from err
+    if tables and "alembic_version" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise _broken_store(db, f"a SQLite db of something else, with tables {shown}; MLflow "
+                                f"would add its own tables to it")
+    return tables
+
+
+def _local_path(uri: str) -> Path | None:
+    """The directory of a `file://` URI or plain absolute path; None for other schemes."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if not parsed.scheme and uri.startswith("/"):
+        return Path(uri)
+    return None
+
+
+def _moved_experiments(con: sqlite3.Connection, db: Path) -> list[tuple[int, str, Path, Path]]:
+    """(id, name, stored dir, dir here) of experiments whose artifacts are in the `mlartifacts/`
+    of another folder: this db was copied or moved from there (see `artifact_root`)."""
+    here = db.parent / "mlartifacts"
+    moved = []
+    for exp_id, name, location in con.execute(
+            "SELECT experiment_id, name, artifact_location FROM experiments"):
+        path = _local_path(location or "")
+        if path is not None and path.parent.name == "mlartifacts" \
+                and path.parent.resolve() != here.resolve():
+            moved.append((exp_id, name, path, here / path.name))
+    return moved
+
+
+def check_store(db: Path) -> None:
+    """TrackingError unless `db` is missing, empty or an MLflow store whose experiments keep
+    their artifacts next to it: a copied project must never write into the original's."""
+    tables = _store_tables(db)
+    if not tables or "experiments" not in tables:
+        return
+    with contextlib.closing(_connect_ro(db)) as con:
+        moved = _moved_experiments(con, db)
+    if moved:
+        _, name, old, new = moved[0]
+        raise TrackingError(
+            f"{db}: experiment {name!r} keeps its artifacts in {old}, outside this folder: "
+            f"mlflow.db was copied or moved from {old.parent.parent}, and runs logged here would "
+            f"write into that folder. Once {new.parent} holds the artifacts (a copy of the "
+            f"whole folder does), run `spikeattn tracking-store --relocate` in {db.parent} to "
+            f"point this mlflow.db at {new}; or log to the original with "
+            f"MLFLOW_TRACKING_URI=sqlite:///{old.parent.parent / db.name}.")
+
+
+# Tables whose rows keep an artifact location derived from their experiment's: (key, column).
+_LOCATED = {"experiments": ("experiment_id", "artifact_location"),
+            "runs": ("run_uuid", "artifact_uri"),
+            "logged_models": ("model_id", "artifact_location")}
+
+
+class _Relocation:
+    """What `Tracker.relocate_store` rewrites: (table, key, new URI) rows, the artifact
+    directories that exist in the original but not here (then nothing is rewritten), and one
+    summary line per experiment."""
+
+    def __init__(self, con: sqlite3.Connection, db: Path, tables: set[str]):
+        self.updates: list[tuple[str, Any, str]] = []
+        self.missing: list[str] = []
+        self.lines: list[str] = []
+        for exp_id, name, old, new in _moved_experiments(con, db):
+            self.updates.append(("experiments", exp_id, new.as_uri()))
+            runs = self._children(con, tables, "runs", exp_id, old, new)
+            models = self._children(con, tables, "logged_models", exp_id, old, new)
+            self.lines.append(f"experiment {name!r}: {old} -> {new} "
+                              f"({runs} runs, {models} logged models)")
+
+    def _children(self, con: sqlite3.Connection, tables: set[str], table: str, exp_id: int,
+                  old: Path, new: Path) -> int:
+        if table not in tables:
+            return 0
+        key, column = _LOCATED[table]
+        count = 0
+        for row_id, uri in con.execute(
+                f"SELECT {key}, {column} FROM {table} WHERE experiment_id = ?", (exp_id,)):
+            path = _local_path(uri or "")
+            if path is None or not path.is_relative_to(old):
+                continue
+            moved = new / path.relative_to(old)
+            self.updates.append((table, row_id, moved.as_uri()))
+            if path.exists() and not moved.exists():
+                self.missing.append(str(path))
+            count += 1
+        return count
+
+    def apply(self, con: sqlite3.Connection) -> None:
+        for table, row_id, uri in self.updates:
+            key, column = _LOCATED[table]
+            con.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (uri, row_id))
 
 
 # ---------------------------------------------------------------- retries
@@ -256,9 +407,96 @@ def _check_name(what: str, name: str) -> str:
 # ---------------------------------------------------------------- tracking server
 
 
+def is_loopback(host: str) -> bool:
+    """Only this machine can connect: `localhost` or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name, "" or 0.0.0.0-like wildcards are not loopback
+        return False
+
+
+def loopback_allowed_hosts(host: str = "127.0.0.1") -> str:
+    """`--allowed-hosts` for a loopback server: loopback names on any port (an SSH tunnel may
+    forward another local port), nothing else. MLflow's default also admits private-network
+    addresses, so a request with a forged `Host: 10.0.0.7` would pass."""
+    bound = f"[{host.strip('[]')}]" if ":" in host else host
+    names = list(dict.fromkeys([*_LOOPBACK_NAMES, bound]))
+    # fnmatch patterns: "[" opens a character class, so "[::1]:*" is written "[[]::1]:*".
+    return ",".join(p for n in names for p in (n, n.replace("[", "[[]", 1) + ":*"))
+
+
+def auth_config(db_dir: Path) -> Path:
+    """MLflow's basic-auth settings for a remote server; MLFLOW_AUTH_CONFIG_PATH if set.
+
+    Written next to the db with the users' db beside it, rather than MLflow's default
+    `basic_auth.db` in whatever directory the server starts in; rewritten on each start so a
+    copied project uses its own users' db. A file of the user's own (without our first line)
+    is used as it is.
+    """
+    if os.environ.get("MLFLOW_AUTH_CONFIG_PATH"):
+        own = Path(os.environ["MLFLOW_AUTH_CONFIG_PATH"])
+        if not own.is_file():
+            raise TrackingError(f"MLFLOW_AUTH_CONFIG_PATH={own}: no such file; unset it to "
+                                f"use {db_dir / AUTH_CONFIG}, which is written for you")
+        return own
+    path = db_dir / AUTH_CONFIG
+    if path.exists() and not path.read_text().startswith(_AUTH_MARK):
+        return path
+    users = str(db_dir / AUTH_DB).replace("%", "%%")  # configparser interpolates "%"
+    text = (f"{_AUTH_MARK}; to change it, copy it and set MLFLOW_AUTH_CONFIG_PATH to the copy.\n"
+            f"# The admin user is created on the first start from MLFLOW_AUTH_ADMIN_PASSWORD.\n"
+            f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{users}\n"
+            f"admin_username = admin\n"
+            f"authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            f"# Without it each request checks the password hash (~0.8 s, one per log_batch).\n"
+            f"# One worker (see SERVER_WORKERS): a password changed through the API holds at once.\n"
+            f"auth_cache_ttl_seconds = 60\n")
+    db_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def _require_auth_app() -> None:
+    """MLflow's basic-auth app needs the `mlflow[auth]` extra (Flask-WTF); without it the
+    server would die while starting, so a remote server is refused here, before anything runs."""
+    try:
+        import flask_wtf  # noqa: F401
+    except ImportError:
+        raise TrackingError(
+            "mlflow-server --allow-remote: MLflow's basic-auth app needs Flask-WTF; install "
+            "`pip install 'mlflow[auth]'`, or serve on 127.0.0.1 (no authentication needed "
+            "there) and reach it through an SSH tunnel.") from None
+
+
+def _require_admin_password(config: Path) -> None:
+    """On the first start MLflow creates the admin user from MLFLOW_AUTH_ADMIN_PASSWORD and
+    fails without it, with a traceback; our own config's users' db tells if it is the first."""
+    ours = config.read_text().startswith(_AUTH_MARK)
+    first = ours and not (config.parent / AUTH_DB).exists()
+    if first and not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
+        raise TrackingError(
+            f"mlflow-server --allow-remote: the first start creates MLflow's admin user in "
+            f"{config.parent / AUTH_DB}; set MLFLOW_AUTH_ADMIN_PASSWORD (12 characters or more) "
+            f"for it, and give clients MLFLOW_TRACKING_USERNAME=admin and that password as "
+            f"MLFLOW_TRACKING_PASSWORD (or users the admin creates).")
+
+
+def _remote_warning(host: str, port: int, config: Path) -> str:
+    return (f"WARNING: the MLflow server listens on {host}:{port}, open to other machines. "
+            f"MLflow's basic-auth app guards it (settings: {config}): clients need "
+            f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD; the user 'admin' is created "
+            f"on the first start from MLFLOW_AUTH_ADMIN_PASSWORD. Plain HTTP sends passwords "
+            f"and results unencrypted: prefer the default 127.0.0.1 and an SSH tunnel "
+            f"(ssh -N -L {port}:127.0.0.1:{port} <this host>).")
+
+
 def server_command(backend_uri: str | None = None, artifacts: Path | None = None,
                    host: str = "127.0.0.1", port: int = 5000,
-                   workers: int = SERVER_WORKERS) -> list[str]:
+                   workers: int = SERVER_WORKERS, *, allow_remote: bool = False,
+                   allowed_hosts: str | None = None) -> list[str]:
     """argv that runs `mlflow server` on the jobs' SQLite store; exec it as it is.
 
     Defaults: the store a Tracker here would use (`MLFLOW_TRACKING_URI` if it is sqlite, else
@@ -266,22 +504,51 @@ def server_command(backend_uri: str | None = None, artifacts: Path | None = None
     so more workers add lock contenders, memory and start-up time but no write throughput (one
     worker still serves requests on threads). MLflow's job runner (GenAI scoring and trace jobs,
     seven more processes polling the db) is switched off, and telemetry unless opted in.
+
+    MLflow's server has no authentication by default, so it stays on loopback, where only
+    `loopback_allowed_hosts` pass MLflow's Host check (DNS rebinding, forged Host headers).
+    Another host needs `allow_remote`; it then runs MLflow's basic-auth app (`auth_config`)
+    and prints a warning. A db copied from another folder is refused (`check_store`).
     """
     if backend_uri is None:
         env_uri = default_uri()
         backend_uri = env_uri if sqlite_path(env_uri) else f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     backend_uri = _absolute_uri(backend_uri)
     db = sqlite_path(backend_uri)
+    if db is not None:
+        check_store(db)
     if artifacts is None:
         artifacts = (db.parent if db else Path.cwd()) / "mlartifacts"
     telemetry_off = os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")
+    env = ["env", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
+           f"MLFLOW_DISABLE_TELEMETRY={telemetry_off}"]
+    options = []
+    if is_loopback(host):
+        allowed_hosts = allowed_hosts or loopback_allowed_hosts(host)
+    elif not allow_remote:
+        raise TrackingError(
+            f"mlflow-server --host {host}: the MLflow server would be open to other machines. "
+            f"Keep the default 127.0.0.1 and reach it through an SSH tunnel "
+            f"(ssh -N -L {port}:127.0.0.1:{port} <this host>), or add --allow-remote to serve "
+            f"it with MLflow's basic authentication.")
+    else:
+        _require_auth_app()
+        config = auth_config(db.parent if db else Path.cwd())
+        _require_admin_password(config)
+        env.append(f"MLFLOW_AUTH_CONFIG_PATH={config}")
+        # The basic-auth app needs a fixed key for its CSRF tokens. Generated here, it reaches
+        # the server through the environment: argv is printed and visible in `ps`.
+        os.environ.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
+        options += ["--app-name", "basic-auth"]
+        print(_remote_warning(host, port, config), file=sys.stderr)
+    if allowed_hosts:
+        options += ["--allowed-hosts", allowed_hosts]
     return [
-        "env", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
-        f"MLFLOW_DISABLE_TELEMETRY={telemetry_off}",
-        sys.executable, "-m", "mlflow", "server",
+        *env, sys.executable, "-m", "mlflow", "server",
         "--host", host, "--port", str(port), "--workers", str(workers),
         "--backend-store-uri", backend_uri,
         "--serve-artifacts", "--artifacts-destination", str(Path(artifacts).absolute()),
+        *options,
     ]
 
 
@@ -318,8 +585,22 @@ class Tracker:
 
         with self._lock:
             if self._client_obj is None:
-                self._client_obj = MlflowClient(tracking_uri=self.uri)  # runs migrations
+                self._client_obj = self._open_client(MlflowClient)
             yield self._client_obj
+
+    def _open_client(self, client_class: type[MlflowClient]) -> MlflowClient:
+        """The client (it migrates a new db); for SQLite only after `check_store`, and a db
+        MLflow cannot open is a TrackingError naming the file (transient errors are retried)."""
+        if self.db_path is None:
+            return client_class(tracking_uri=self.uri)
+        check_store(self.db_path)
+        try:
+            return client_class(tracking_uri=self.uri)  # runs migrations
+        except Exception as err:
+            if is_transient(err):
+                raise
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            raise _broken_store(self.db_path, reason[:500]) from err
 
     def _store(self, what: str, fn: Callable[[MlflowClient, int], T]) -> T:
         """One store access: `fn(client, try_index)` under the lock, retried when transient.
@@ -347,6 +628,40 @@ class Tracker:
             return exp_id
 
         return self._store("ensure store", ensure)
+
+    def relocate_store(self) -> list[str]:
+        """Point a copied or moved db at the `mlartifacts/` next to it; what changed, one line
+        per experiment (nothing if the db is already in place).
+
+        Rewrites only locations under the old folder's `mlartifacts/` (experiments, and their
+        runs' and logged models' artifact URIs), in one transaction; MLflow has no API for this.
+        Refused, changing nothing, while an artifact directory exists only in the old folder.
+        """
+        db = self.db_path
+        if db is None:
+            raise TrackingError(f"{self.uri}: only a SQLite store can be relocated; a server "
+                                f"keeps its artifacts where its --artifacts-destination says")
+
+        def relocate(_: int) -> list[str]:
+            with self._lock:
+                tables = _store_tables(db)
+                if not tables or "experiments" not in tables:
+                    return []
+                with contextlib.closing(sqlite3.connect(db, timeout=SQLITE_BUSY_S)) as con:
+                    with con:  # one transaction: all rewritten, or nothing
+                        con.execute("BEGIN IMMEDIATE")
+                        plan = _Relocation(con, db, tables)
+                        if plan.missing:
+                            raise TrackingError(
+                                f"{db}: not relocated: {len(plan.missing)} artifact "
+                                f"director{'y is' if len(plan.missing) == 1 else 'ies are'} "
+                                f"only in the original, e.g. {plan.missing[0]}. Copy the "
+                                f"original's mlartifacts/ into {db.parent / 'mlartifacts'} "
+                                f"first (cp -a), then run this again.")
+                        plan.apply(con)
+                return plan.lines
+
+        return retry_transient(relocate, f"relocating {db}")
 
     def artifact_root(self) -> str | None:
         """Where a new experiment's artifacts go: next to a SQLite db, else the server's choice."""
