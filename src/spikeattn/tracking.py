@@ -466,7 +466,7 @@ def _require_auth_app() -> None:
         import flask_wtf  # noqa: F401
     except ImportError:
         raise TrackingError(
-            "mlflow-server --allow-remote: MLflow's basic-auth app needs Flask-WTF; install "
+            "--allow-remote: MLflow's basic-auth app needs Flask-WTF; install "
             "`pip install 'mlflow[auth]'`, or serve on 127.0.0.1 (no authentication needed "
             "there) and reach it through an SSH tunnel.") from None
 
@@ -478,7 +478,7 @@ def _require_admin_password(config: Path) -> None:
     first = ours and not (config.parent / AUTH_DB).exists()
     if first and not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
         raise TrackingError(
-            f"mlflow-server --allow-remote: the first start creates MLflow's admin user in "
+            f"--allow-remote: the first start creates MLflow's admin user in "
             f"{config.parent / AUTH_DB}; set MLFLOW_AUTH_ADMIN_PASSWORD (12 characters or more) "
             f"for it, and give clients MLFLOW_TRACKING_USERNAME=admin and that password as "
             f"MLFLOW_TRACKING_PASSWORD (or users the admin creates).")
@@ -527,7 +527,7 @@ def server_command(backend_uri: str | None = None, artifacts: Path | None = None
         allowed_hosts = allowed_hosts or loopback_allowed_hosts(host)
     elif not allow_remote:
         raise TrackingError(
-            f"mlflow-server --host {host}: the MLflow server would be open to other machines. "
+            f"--host {host}: the MLflow server would be open to other machines. "
             f"Keep the default 127.0.0.1 and reach it through an SSH tunnel "
             f"(ssh -N -L {port}:127.0.0.1:{port} <this host>), or add --allow-remote to serve "
             f"it with MLflow's basic authentication.")
