@@ -31,9 +31,17 @@ include: "pipeline/common.smk"
 # The MLflow store, its experiment and the studies' parent runs are created once, before any
 # job, so parallel jobs only add their own runs (MLFLOW_TRACKING_URI: a server instead of mlflow.db).
 onstart:
+    from spikeattn import stop_notice
     from spikeattn.tracking import Tracker
 
+    stop_notice.watch()  # a stop (SIGTERM, Ctrl-C) is then explained as one, not as a failure
     Tracker().ensure_store(SELECTED)
+
+
+onerror:
+    from spikeattn import stop_notice
+
+    stop_notice.explain()
 
 
 rule all:

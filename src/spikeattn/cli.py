@@ -107,7 +107,7 @@ def _pinned(params, args):
 def _interrupt(signum, frame):
     """Snakemake stops jobs with SIGTERM: unwind like Ctrl-C, so no output is left half-written
     and the job's MLflow run is marked KILLED instead of staying RUNNING."""
-    raise KeyboardInterrupt(f"stopped by signal {signum}")
+    raise KeyboardInterrupt(f"by signal {signal.Signals(signum).name}")
 
 
 def main(argv: list[str] | None = None) -> int:
