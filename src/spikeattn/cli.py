@@ -65,12 +65,22 @@ def _parser() -> argparse.ArgumentParser:
     s = stage("paper", "a paper's studies -> reports/<paper>/ results, ablations, tables.html")
     s.add_argument("--paper", required=True)
 
-    stage("tracking-store", "create the MLflow store and experiment (Snakemake does this "
-                            "before any job)")
+    s = stage("tracking-store", "create the MLflow store and experiment (Snakemake does this "
+                                "before any job)")
+    s.add_argument("--relocate", action="store_true",
+                   help="after copying or moving the project folder: point mlflow.db at the "
+                        "mlartifacts/ next to it")
     s = stage("mlflow-server", "serve the MLflow store (mlflow.db, mlartifacts/) on 127.0.0.1; "
                                "jobs log to it via MLFLOW_TRACKING_URI")
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; others need --allow-remote)")
     s.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    s.add_argument("--allow-remote", action="store_true",
+                   help="listen beyond loopback, behind MLflow's basic authentication (needs "
+                        "mlflow[auth]; MLFLOW_AUTH_ADMIN_PASSWORD on the first start)")
+    s.add_argument("--allowed-hosts", metavar="HOSTS",
+                   help="Host headers to accept, comma-separated fnmatch patterns (default: "
+                        "loopback names; with --allow-remote, MLflow's default)")
     return p
 
 
@@ -110,50 +120,69 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"by signal {signal.Signals(signum).name}")
 
 
+def _serve(args) -> None:
+    """`mlflow-server`: replace this process with MLflow's server (checks in tracking)."""
+    import os
+
+    from .tracking import server_command
+
+    argv = server_command(host=args.host, port=args.port, allow_remote=args.allow_remote,
+                          allowed_hosts=args.allowed_hosts)
+    print(" ".join(argv), file=sys.stderr)
+    os.execvp(argv[0], argv)
+
+
+def _tracking_store(args) -> None:
+    from .tracking import Tracker
+
+    tracker = Tracker()
+    if args.relocate:
+        print("\n".join(tracker.relocate_store()) or "already in place", file=sys.stderr)
+    tracker.ensure_store()
+    print(tracker.uri)
+
+
+def _run_stage(args) -> None:
+    from . import stages
+    from .config import Params
+
+    params = Params.load(args.params)
+    if args.command == "cells":
+        print("\n".join(cell.id for cell in params.cells(args.study)))
+    elif args.command in ("prepare", "download"):
+        _check_dataset(params, args.dataset, args.command)
+        print(getattr(stages, args.command)(params, args.dataset))
+    elif args.command == "preprocess":
+        _check_dataset(params, args.dataset, args.command)
+        print(stages.preprocess(params, args.dataset, args.T, args.study, workers=args.workers))
+    elif args.command in ("train", "energy"):
+        with _pinned(params, args):
+            getattr(stages, args.command)(params, args.study, args.cell, args.seed,
+                                          threads=args.threads, track=not args.no_track)
+    elif args.command in ("tables", "figures"):
+        print(getattr(stages, args.command)(params, args.study))
+    elif args.command == "paper":
+        print(stages.paper(params, args.paper))
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message already names the file or key and the fix: one line, no traceback."""
+    from .config import ParamsError
+    from .data.download import DownloadError
+    from .data.sources import DataError
+    from .tracking import TrackingError
+
+    return (ParamsError, FileNotFoundError, NotImplementedError, DownloadError, DataError,
+            TrackingError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    from . import stages
-    from .config import Params, ParamsError
-    from .data.download import DownloadError
-    from .data.sources import DataError
-
-    if args.command == "mlflow-server":  # needs no params.yaml: it serves ./mlflow.db
-        import os
-
-        from .tracking import server_command
-
-        argv = server_command(host=args.host, port=args.port)
-        print(" ".join(argv), file=sys.stderr)
-        os.execvp(argv[0], argv)
-    if args.command == "tracking-store":
-        from .tracking import Tracker
-
-        tracker = Tracker()
-        tracker.ensure_store()
-        print(tracker.uri)
-        return 0
+    run = {"mlflow-server": _serve, "tracking-store": _tracking_store}.get(args.command, _run_stage)
     try:
-        params = Params.load(args.params)
-        if args.command == "cells":
-            print("\n".join(cell.id for cell in params.cells(args.study)))
-        elif args.command in ("prepare", "download"):
-            _check_dataset(params, args.dataset, args.command)
-            print(getattr(stages, args.command)(params, args.dataset))
-        elif args.command == "preprocess":
-            _check_dataset(params, args.dataset, args.command)
-            print(stages.preprocess(params, args.dataset, args.T, args.study,
-                                   workers=args.workers))
-        elif args.command in ("train", "energy"):
-            with _pinned(params, args):
-                getattr(stages, args.command)(params, args.study, args.cell, args.seed,
-                                              threads=args.threads, track=not args.no_track)
-        elif args.command in ("tables", "figures"):
-            print(getattr(stages, args.command)(params, args.study))
-        elif args.command == "paper":
-            print(stages.paper(params, args.paper))
-    except (ParamsError, FileNotFoundError, NotImplementedError, DownloadError,
-            DataError) as err:
+        run(args)  # mlflow-server and tracking-store need no params file
+    except _user_errors() as err:
         print(f"spikeattn {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0
