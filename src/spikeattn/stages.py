@@ -76,13 +76,55 @@ def _inputs(loader):
     return (batch.x for batch in loader)
 
 
+class RunBusyError(RuntimeError):
+    """Another `spikeattn train` of the same cell x seed is running; the message names its run
+    directory."""
+
+
+RUN_LOCK = ".train.lock"  # in the run directory; held (flock) while a train job runs
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold the run directory's lock while training, so a second start of the same cell x seed
+    (by hand: Snakemake never runs one job twice) is refused instead of writing the same files
+    and opening a second MLflow run. flock: a killed job's lock goes with it."""
+    import filelock
+
+    out.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(out / RUN_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise RunBusyError(f"{out}: another `spikeattn train` of this cell x seed is running (it "
+                           f"holds {out / RUN_LOCK}); wait for it to finish, or stop it, and start "
+                           "this one again") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
           track: bool = True) -> dict[str, Any]:
     """Train one cell x seed; write metrics.json, history.csv and checkpoint.pt.
 
     A study with `distributed: {nproc_per_node: G}` (G > 1) trains as G torchrun processes
     (this function re-launches the command under torchrun and waits). A job killed before the
-    end resumes from its last epoch when started again (see `train.Resume`)."""
+    end resumes from its last epoch when started again (see `train.Resume`); a second start
+    of the same cell x seed while one runs is refused (`run_lock`)."""
+    from .train.distributed import launched_by_torchrun
+
+    cell = params.cell(study, cell_id)  # an unknown cell fails before its run directory is made
+    if launched_by_torchrun():  # a worker: the launcher holds the run's lock
+        return _train_or_launch(params, study, cell.id, seed, threads, track)
+    with run_lock(paths.run_dir(study, cell.id, seed)):
+        return _train_or_launch(params, study, cell.id, seed, threads, track)
+
+
+def _train_or_launch(params: Params, study: str, cell_id: str, seed: int, threads: int,
+                     track: bool) -> dict[str, Any]:
+    """Train here, or under torchrun when the study trains on several GPUs."""
     from .train.distributed import Dist, launched_by_torchrun, torchrun_argv
 
     setup = params.distributed(study)
@@ -154,8 +196,9 @@ def _train(params: Params, study: str, cell_id: str, seed: int, threads: int, tr
                           device=device) if not diverged else {"firing_rates": {}, "mean_firing_rate": None})
         with atomic_path(out / "history.csv") as tmp:
             pd.DataFrame(result.history, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
-        save_checkpoint(out / "checkpoint.pt", model, name, kwargs, cell=cell.coords(), seed=seed,
-                        epochs=len(result.history), status="diverged" if diverged else "completed")
+        checkpoint = save_checkpoint(out / "checkpoint.pt", model, name, kwargs, cell=cell.coords(),
+                                     seed=seed, epochs=len(result.history),
+                                     status="diverged" if diverged else "completed")
         final, best = result.final or {}, result.best or {}
         metrics = {
             **cell.coords(), "cell": cell.id, "seed": seed,
@@ -170,6 +213,7 @@ def _train(params: Params, study: str, cell_id: str, seed: int, threads: int, tr
             "device": str(device), "processes": dist.world,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU slot(s) leased
             "mlflow_run_id": run.run_id if run else None,
+            "checkpoint_sha256": checkpoint,  # energy.json names it too: tables match the two
         }
         write_json(out / "metrics.json", metrics)
         if run:
@@ -232,20 +276,28 @@ def energy(params: Params, study: str, cell_id: str, seed: int, threads: int = 1
     out = paths.run_dir(study, cell.id, seed)
     conventions = EnergyConventions.from_params(params.energy)
     trained = read_json(out / "metrics.json")
+    checkpoint = trained.get("checkpoint_sha256")
     if trained.get("status") == "diverged":  # its weights say nothing about the cell: no count
         report = {"study": study, "cell": cell.id, "seed": seed, "status": "diverged",
+                  "checkpoint_sha256": checkpoint,
                   **dict.fromkeys(ENERGY_TOTALS), "samples": None, "mean_firing_rate": None,
                   "firing_rates": {}, "layers": [], "conventions": conventions.caption(),
                   "convention": conventions.as_dict()}
         write_json(out / paths.ENERGY_FILE, report)
         return report
     device = training_device()
-    model, _ = load_checkpoint(out / "checkpoint.pt")
+    if checkpoint is None:
+        print(f"warning: {out / 'metrics.json'} records no checkpoint digest (an older train "
+              f"stage), so {out / 'checkpoint.pt'} is measured unverified", file=sys.stderr)
+    model, _ = load_checkpoint(out / "checkpoint.pt", checkpoint)
     frames = data.load_frames(frames_path(params, cell).parent)
     size = params.train_settings(study)["batch_size"]
     estimated = estimate(model, _inputs(_cell_batches(params, cell, frames, "test", size, device, clips=1)),
                          conventions, device=device, T=cell.T)
-    report = {"study": study, "cell": cell.id, "seed": seed, "status": "completed", **estimated.to_dict()}
+    # The checkpoint measured (checked against metrics.json's): tables refuse an energy.json
+    # whose checkpoint is not the one metrics.json was trained into.
+    report = {"study": study, "cell": cell.id, "seed": seed, "status": "completed",
+              "checkpoint_sha256": checkpoint, **estimated.to_dict()}
     write_json(out / paths.ENERGY_FILE, report)
     run_id = trained.get("mlflow_run_id")
     tracker = _tracked(track and run_id is not None)

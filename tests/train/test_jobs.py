@@ -13,6 +13,8 @@ import pytest
 import torch
 
 import jobs
+from spikeattn.io import file_digest
+from spikeattn.train.checkpoint import read_state
 
 EPOCHS = 10
 
@@ -50,7 +52,7 @@ def _kill_after_first_epoch(workdir) -> int:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (jobs.run_dir(workdir) / "metrics.json").exists(), "killed too late: the job had finished"
-    return torch.load(state, weights_only=True)["epoch"]
+    return read_state(state)["epoch"]
 
 
 def test_killed_job_resumes_and_matches_an_uninterrupted_one(data_dir, tmp_path):
@@ -72,6 +74,7 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_one(data_dir, tmp_path)
     for key in ("final", "best", "firing_rates", "status"):
         assert ma[key] == mb[key], key
     assert (ma["resumed_from_epoch"], mb["resumed_from_epoch"]) == (0, saved)
+    assert [m["checkpoint_sha256"] for m in (ma, mb)] == [file_digest(d / "checkpoint.pt") for d in (a, b)]
     wa, wb = (torch.load(d / "checkpoint.pt", weights_only=True)["state_dict"] for d in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa), "resumed weights differ"
     assert not (b / "resume.pt").exists(), "the state is dropped once the outputs are written"
@@ -114,6 +117,7 @@ def test_nan_loss_ends_the_job_as_diverged(data_dir, tmp_path):
     jobs.run(workdir, "energy", "--study", jobs.STUDY, "--cell", jobs.CELL, "--seed", "0")
     energy = json.loads((out / "energy.json").read_text())
     assert energy["status"] == "diverged" and energy["energy_uj"] is None and energy["layers"] == []
+    assert energy["checkpoint_sha256"] == metrics["checkpoint_sha256"] == file_digest(out / "checkpoint.pt")
 
     [run] = _runs(workdir)
     assert run.info.status == "FAILED"

@@ -21,7 +21,7 @@ from timm.scheduler import create_scheduler_v2
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .checkpoint import Resume
+from .checkpoint import CheckpointError, Resume
 from .distributed import Dist
 from .losses import Loss, build_loss, predict
 
@@ -173,7 +173,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, setting
     net = dist.wrap(model)
     result = Fit()
     if resume is not None and resume.state is not None:
-        _restore(resume.state, model, optimizer, scheduler, train_loader, result, dist)
+        _restore(resume, model, optimizer, scheduler, train_loader, result, dist)
     progress = progress and dist.main
     start = time.perf_counter() - result.seconds
     epochs = tqdm(range(len(result.history), settings["epochs"]), desc="epochs", disable=not progress,
@@ -242,10 +242,11 @@ def _save(resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist
     dist.barrier()  # no process runs ahead of a state that is not yet on disk
 
 
-def _restore(state: dict[str, Any], model, optimizer, scheduler, loader, result: Fit, dist: Dist) -> None:
+def _restore(resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist: Dist) -> None:
+    state = resume.state
     if len(state["ranks"]) != dist.world:
-        raise ValueError(f"{state.get('path', 'the resume state')} was saved by {len(state['ranks'])} "
-                         f"processes, not {dist.world}; delete it to start over")
+        raise CheckpointError(f"{resume.path} was saved by {len(state['ranks'])} processes, not "
+                              f"{dist.world}; delete it to train this run from the start")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
