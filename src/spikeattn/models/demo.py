@@ -34,8 +34,7 @@ class DemoCNN(nn.Module):
                  attention_kwargs: dict[str, Any] | None = None,
                  coding_kwargs: dict[str, Any] | None = None, lif_backend: str = "auto"):
         super().__init__()
-        if img_size % 4:
-            raise ValueError(f"DemoCNN pools twice by 2: img_size must be a multiple of 4, got {img_size}")
+        height, width = self.check_img_size(img_size)
         c1, c2 = channels
         self.T = T
         self.num_classes = num_classes
@@ -57,7 +56,18 @@ class DemoCNN(nn.Module):
         self.conv2_attention = conv_slot
         self.bn2 = TimeDistributed(nn.BatchNorm2d(c2))
         self.stage2 = SpikingStage(current_slot, make_neuron(), pool=2)
-        self.head = TimeDistributed(nn.Flatten(), nn.Linear(c2 * (img_size // 4) ** 2, num_classes))
+        self.head = TimeDistributed(nn.Flatten(), nn.Linear(c2 * (height // 4) * (width // 4), num_classes))
+
+    @staticmethod
+    def check_img_size(img_size: int | Sequence[int]) -> tuple[int, int]:
+        """(H, W) of `img_size`, or ValueError unless both are multiples of 4: two 2x2 pools
+        and a read-out sized for what they leave. Params runs it on every grid cell's frame
+        size, so a dataset this backbone cannot take fails before any job starts."""
+        height, width = (img_size, img_size) if isinstance(img_size, int) else img_size
+        if height % 4 or width % 4:
+            raise ValueError(f"demo_cnn pools twice by 2: each side of img_size must be a multiple "
+                             f"of 4, got {height}x{width}")
+        return height, width
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stage1(self.coding(x))
