@@ -42,14 +42,28 @@ def violations(instance: Any, schema: dict | None = None, prefix: str = "") -> l
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema or params_schema())
-    messages = []
-    for err in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
-        where = key_path(err.absolute_path, prefix)
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = sorted(err.schema.get("properties", {}))
-            extra = sorted(set(err.instance) - set(allowed))
-            hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
-            messages.append(f"{where}: unknown key(s) {', '.join(map(repr, extra))}{hint}")
-        else:
-            messages.append(f"{where}: {err.message}")
-    return messages
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    return [_describe(_cause(err), prefix) for err in errors]
+
+
+def _cause(err: Any) -> Any:
+    """For a failed oneOf/anyOf, the branch error that explains it (e.g. "5 is less than the
+    minimum of 20" rather than "not valid under any of the given schemas"): jsonschema's
+    best_match descends into the alternative whose type the value has."""
+    from jsonschema.exceptions import best_match
+
+    return best_match([err]) if err.context else err
+
+
+def _describe(err: Any, prefix: str) -> str:
+    """One 'key.path: what is wrong' line; unknown keys list the allowed ones."""
+    where = key_path(err.absolute_path, prefix)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+        return f"{where}: unknown key(s) {', '.join(map(repr, extra))}{hint}"
+    if err.validator in ("oneOf", "anyOf") and err.context:  # no branch explains it best: list them
+        reasons = list(dict.fromkeys(c.message for c in err.context))
+        return f"{where}: {err.message} ({'; '.join(reasons)})"
+    return f"{where}: {err.message}"
