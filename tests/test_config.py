@@ -3,10 +3,14 @@ import copy
 from pathlib import Path
 
 import pytest
+import timm
+import torch
 import yaml
 
 from spikeattn.config import Params, ParamsError
 from spikeattn.io import canonical_json
+from spikeattn.neurons import MultiStepLIF
+from spikeattn.stages import model_spec
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -93,6 +97,118 @@ def test_train_spec_ignores_key_order():
 def test_bad_params_are_rejected_with_the_key_named(edit, fragments):
     message = rejects(edit, *fragments)
     assert message.startswith("params.yaml is invalid")
+
+
+def _demo(section, **values):
+    """An edit setting `values` in demo-dvs's `section` (train or model)."""
+    return lambda r: r["study"]["demo-dvs"][section].update(values)
+
+
+def case(edit, *fragments):
+    """A parametrize case named by the key its message must lead with."""
+    return pytest.param(edit, fragments, id=fragments[0].split(":")[0])
+
+
+# Mistakes that used to pass validation and crash every train job (or, for exclude, do nothing).
+@pytest.mark.parametrize("edit,fragments", [
+    case(_demo("train", opt_kwargs={"betaz": [0.9, 0.99]}),
+         "study.demo-dvs.train.opt_kwargs: optimizer adam (train.opt) takes no 'betaz'", "allowed:", "betas"),
+    case(_demo("train", opt_kwargs={"amsgrad": "yes"}),
+         "study.demo-dvs.train.opt_kwargs.amsgrad: 'yes' is not bool"),
+    case(_demo("train", opt_kwargs={"lr": 0.1}),
+         "study.demo-dvs.train.opt_kwargs.lr: lr is a setting of its own; set study.demo-dvs.train.lr"),
+    case(_demo("train", opt_kwargs={"betas": [0.9, 1.5]}),
+         "study.demo-dvs.train.opt_kwargs: optimizer adam (train.opt) does not build", "Invalid beta parameter"),
+    case(lambda r: r["train"].update(opt_kwargs={"betas": [0.9, 0.99]}),  # a default another optimizer rejects
+         "train.opt_kwargs: optimizer sgd (study.gac-cifar10.train.opt) takes no 'betas'", "nesterov"),
+    case(_demo("train", sched_kwargs={"cycle_limt": 2}),
+         "study.demo-dvs.train.sched_kwargs: schedule cosine (train.sched) takes no 'cycle_limt'", "cycle_limit"),
+    case(_demo("train", sched_kwargs={"cycle_limit": 2.5}),
+         "study.demo-dvs.train.sched_kwargs.cycle_limit: 2.5 is not int"),
+    case(_demo("train", sched_kwargs={"min_lr": 0.1}),
+         "study.demo-dvs.train.sched_kwargs.min_lr: min_lr is a setting of its own; set study.demo-dvs.train.min_lr"),
+    case(_demo("train", sched="none", sched_kwargs={"cycle_limit": 2}),
+         "study.demo-dvs.train.sched_kwargs: schedule none (study.demo-dvs.train.sched) takes no options"),
+    case(lambda r: r["study"]["ma-gait"]["train"].update(sched_kwargs={"patience": 5}),
+         "study.ma-gait.train.sched_kwargs: schedule plateau (study.ma-gait.train.sched) takes no 'patience'",
+         "patience_epochs"),
+    case(lambda r: r["study"]["ma-gait"]["train"].update(warmup_epochs=2),
+         "study.ma-gait.train.sched_kwargs: schedule plateau (study.ma-gait.train.sched) does not build",
+         "no warmup"),
+    case(_demo("model", attention_kwargs={"ma": {"ratio": 2}}),
+         "study.demo-dvs.model.attention_kwargs.ma: ma attention takes no 'ratio'", "ratio_c, ratio_t, sa_kernel"),
+    case(_demo("model", attention_kwargs={"sma": {"light": True}}),
+         "study.demo-dvs.model.attention_kwargs.sma: sma attention takes no 'light'", "azo_rcr"),
+    case(_demo("model", attention_kwargs={"ma": {"ratio_c": "8"}}),
+         "study.demo-dvs.model.attention_kwargs.ma.ratio_c: '8' is not int"),
+    case(_demo("model", attention_kwargs={"TCSA": {"ratio_c": 8}}),
+         "study.demo-dvs.model.attention_kwargs: takes one mapping per attention family (ma, sma)", "'TCSA'"),
+    case(_demo("model", neuron_kwargs={"v_thresh": 0.2}),
+         "study.demo-dvs.model.neuron_kwargs: the LIF neuron takes no 'v_thresh'", "v_threshold"),
+    case(_demo("model", neuron_kwargs={"detach_reset": "no"}),
+         "study.demo-dvs.model.neuron_kwargs.detach_reset: 'no' is not bool"),
+    case(_demo("model", neuron_kwargs={"v_threshold": -1.0}),
+         "study.demo-dvs.model.neuron_kwargs: with neuron preset ma_dvs (study.demo-dvs.model.neuron)",
+         "v_threshold must be > 0"),
+    case(lambda r: r["study"]["demo-dvs"].update(exclude=[{"attention": "TSCA"}]),
+         "study.demo-dvs.exclude[0].attention: 'TSCA' is not in this study's grid.attention", "TCSA",
+         "matches no cell"),
+    case(lambda r: r["study"]["demo-dvs"].update(exclude=[{"dataset": "n-mnist", "attention": "TCSA"}]),
+         "study.demo-dvs.exclude[0].dataset: 'n-mnist' is not in this study's grid.dataset (digits-dvs)",
+         "matches no cell"),
+    case(lambda r: r["study"]["demo-dvs"]["grid"].update(dataset=["digits-dvs", "n-mnist"]),
+         "study.demo-dvs.grid: backbone demo_cnn cannot take the 34x34 frames of n-mnist "
+         "(datasets.n-mnist.downsample)", "multiple of 4", "{dataset: n-mnist, backbone: demo_cnn}"),
+    case(lambda r: r["study"]["demo-dvs"].update(data={"digits-dvs": {"sensor_size": 22}}),
+         "study.demo-dvs.grid: backbone demo_cnn cannot take the 22x22 frames of digits-dvs "
+         "(study.demo-dvs.data.digits-dvs.sensor_size)"),
+])
+def test_options_exclude_and_frame_sizes_fail_before_any_job(edit, fragments):
+    rejects(edit, *fragments)
+
+
+def test_options_the_builders_take_pass_and_reach_the_train_settings():
+    from spikeattn.train.loop import build_optimizer
+
+    def edit(raw):
+        raw["study"]["demo-dvs"]["train"].update(opt_kwargs={"betas": [0.8, 0.9], "amsgrad": True},
+                                                 sched_kwargs={"cycle_limit": 2, "warmup_lr": 1e-6})
+        raw["study"]["demo-dvs"]["model"].update(neuron_kwargs={"v_threshold": 0.2, "v_reset": None},
+                                                 attention_kwargs={"ma": {"ratio_c": 4},
+                                                                   "sma": {"kernels": [1, 3], "branch_act": "relu"}})
+        raw["study"]["ma-gait"]["train"]["sched_kwargs"]["cooldown_epochs"] = 2
+    params = params_with(edit)
+    optimizer = build_optimizer(torch.nn.Linear(1, 1), params.train_settings("demo-dvs"))
+    assert tuple(optimizer.defaults["betas"]) == (0.8, 0.9) and optimizer.defaults["amsgrad"] is True
+    name, kwargs = model_spec(params, params.cell("demo-dvs", "digits-dvs__demo_cnn__TCSA__direct__T8"))
+    model = timm.create_model(name, **kwargs)
+    lifs = [m for m in model.modules() if isinstance(m, MultiStepLIF)]
+    assert lifs and all(m.cfg.v_threshold == 0.2 and m.cfg.v_reset is None for m in lifs)
+
+
+def test_an_exclude_entry_is_the_fix_the_frame_size_error_offers():
+    def edit(raw):
+        raw["study"]["demo-dvs"]["grid"]["dataset"] = ["digits-dvs", "n-mnist"]
+        raw["study"]["demo-dvs"]["exclude"] = [{"dataset": "n-mnist", "backbone": "demo_cnn"}]
+    assert {c.dataset for c in params_with(edit).cells("demo-dvs")} == {"digits-dvs"}
+
+
+def test_validation_draws_no_random_numbers():
+    """Train jobs validate params before seeding; building the dry-run optimizer must not
+    move torch's global RNG."""
+    state = torch.random.get_rng_state()
+    Params(RAW)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_one_of_errors_give_the_cause_with_the_key():
+    message = rejects(lambda r: r["datasets"]["digits"].update(max_samples=5),
+                      "datasets.digits.max_samples: 5 is less than the minimum of 20")
+    assert "not valid under any" not in message
+    rejects(lambda r: r["datasets"]["n-mnist"].update(dt_ms=0),
+            "datasets.n-mnist.dt_ms: 0 is less than or equal to the minimum of 0")
+    rejects(lambda r: r.update(studies=5),  # no branch is closer: each says why not
+            "studies: 5 is not valid under any of the given schemas", "not of type 'string'", "not of type 'array'")
 
 
 def test_study_data_overrides_apply_to_that_study_only():

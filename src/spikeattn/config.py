@@ -5,15 +5,18 @@ declared once, in params.yaml, and checked once, here, before any job runs.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
+import types
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from .schema import violations
+from .schema import params_schema, violations
 
 GRID_AXES = ("dataset", "backbone", "attention", "coding", "T")
 DEFAULT_PARAMS = Path("params.yaml")
@@ -58,6 +61,166 @@ def _registries() -> dict[str, tuple[str, ...]]:
             "coding": CODINGS}
 
 
+# -- options checked against the code that takes them -----------------------------------------
+Options = Mapping[str, inspect.Parameter]  # option name -> the parameter that receives it
+_PLAIN = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
+
+
+def _keyword_parameters(target: Callable, skip: Iterable[str] = ()) -> dict[str, inspect.Parameter]:
+    """The parameters of `target` a keyword can set, minus `skip` (those its caller sets)."""
+    skip = set(skip)
+    return {name: p for name, p in inspect.signature(target).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in skip}
+
+
+def _plain_types(annotation: Any) -> tuple[type, ...] | None:
+    """The types an annotation allows when they are all plain (int, float, str, bool, None),
+    else None: a sequence or tensor annotation is left to the code that takes the value."""
+    if isinstance(annotation, str):  # `from __future__ import annotations`: "float | None"
+        names = [part.strip() for part in annotation.split("|")]
+        return tuple(_PLAIN[n] for n in names) if all(n in _PLAIN for n in names) else None
+    if annotation in _PLAIN.values():
+        return (annotation,)
+    args = typing.get_args(annotation)
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return args if union and set(args) <= set(_PLAIN.values()) else None
+
+
+def _fits(value: Any, allowed: tuple[type, ...]) -> bool:
+    """isinstance as YAML means it: an int is a float, but a bool is no number."""
+    if isinstance(value, bool):
+        return bool in allowed
+    return isinstance(value, allowed) or (isinstance(value, int) and float in allowed)
+
+
+def _option_problems(where: str, what: str, given: Any, accepted: Options, origin: str = "",
+                     elsewhere: Mapping[str, str] | None = None) -> list[str]:
+    """Unknown names, and values of the wrong plain type, among the options `given` at key
+    `where` for `what` (chosen at key `origin`, if any); `elsewhere` maps an option that a
+    params key of its own sets to that key."""
+    if not isinstance(given, Mapping):
+        return [f"{where}: {what} takes a mapping of option names to values, got {given!r}"]
+    elsewhere = elsewhere or {}
+    problems = [f"{where}.{name}: {name} is a setting of its own; set {elsewhere[name]} instead"
+                for name in given if name in elsewhere]
+    unknown = [n for n in given if n not in accepted and n not in elsewhere]
+    if unknown:
+        problems.append(f"{where}: {what}{f' ({origin})' if origin else ''} takes no "
+                        f"{', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(accepted))}")
+    for name, value in given.items():
+        allowed = _plain_types(accepted[name].annotation) if name in accepted else None
+        if allowed and not _fits(value, allowed):
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            problems.append(f"{where}.{name}: {value!r} is not {expected}, as {what} needs")
+    return problems
+
+
+@functools.cache
+def _train_keys() -> frozenset[str]:
+    """Keys of a `train:` section: the train job passes them to the factories by name."""
+    return frozenset(params_schema()["$defs"]["train"]["properties"])
+
+
+def _factory_problems(where: str, what: str, given: Any, accepted: Options | None,
+                      origin: str) -> list[str]:
+    """`_option_problems` for the kwargs of a timm factory (`where` is e.g. train.opt_kwargs):
+    an option that is also a train key (lr, min_lr, ...) is set by that key, beside them."""
+    if accepted is None:
+        return []
+    section = where.rsplit(".", 1)[0]
+    elsewhere = {name: f"{section}.{name}" for name in accepted if name in _train_keys()}
+    return _option_problems(where, what, given, {k: p for k, p in accepted.items() if k not in elsewhere},
+                            origin, elsewhere)
+
+
+@functools.cache
+def _optimizer_options(opt: str) -> Options | None:
+    """What opt_kwargs may hold for optimizer `opt`: timm's create_optimizer_v2 options and
+    the optimizer class's (where its kwargs go). None when the class is not importable here
+    (apex, bitsandbytes) or takes **kwargs: then only the train job can tell."""
+    from timm.optim import create_optimizer_v2, get_optimizer_info
+
+    cls = get_optimizer_info(opt).opt_class
+    if isinstance(cls, str):
+        return None
+    own = inspect.signature(cls).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in own.values()):
+        return None
+    return {**_keyword_parameters(create_optimizer_v2, skip=["model_or_params"]),
+            **_keyword_parameters(cls, skip=[next(iter(own))])}
+
+
+@functools.cache
+def _scheduler_options(sched: str) -> Options:
+    """What sched_kwargs may hold: plateau's own options (named as timm's, typed as torch's
+    ReduceLROnPlateau that receives them), else timm's create_scheduler_v2 parameters."""
+    import torch
+    from timm.scheduler import create_scheduler_v2
+
+    from .train.loop import PlateauOnTrainLoss
+
+    if sched == "plateau":
+        inner = inspect.signature(torch.optim.lr_scheduler.ReduceLROnPlateau).parameters
+        return {ours: inner[theirs] for ours, theirs in PlateauOnTrainLoss.OPTIONS.items()}
+    return _keyword_parameters(create_scheduler_v2, skip=["optimizer"])
+
+
+@functools.cache
+def _attention_options(fam: str) -> Options:
+    """What attention_kwargs[fam] may hold: the family builder's parameters, minus those
+    build_attention sets itself (T, channels, ...) or an attention name implies (SMA-L's light)."""
+    from .attention import SMA_VARIANTS, build_attention, build_ma
+    from .attention.sma import SMA
+
+    builder = {"ma": build_ma, "sma": SMA}[fam]  # where build_attention sends each family's options
+    implied = {key for variant in SMA_VARIANTS.values() for key in variant}
+    return _keyword_parameters(builder, skip=[*inspect.signature(build_attention).parameters, *implied])
+
+
+@functools.cache
+def _neuron_options() -> Options:
+    """What neuron_kwargs may hold: the LIFConfig fields MultiStepLIF's **overrides set."""
+    from .neurons import LIFConfig
+
+    return _keyword_parameters(LIFConfig)
+
+
+def _dry_build_problems(settings: Mapping[str, Any], source: Callable[[str], str]) -> list[str]:
+    """Build the optimizer and schedule once for a one-weight model, with the train job's own
+    builders: what names and types cannot show (betas out of range, plateau with warmup)
+    fails here instead of in every job. An optimizer this machine cannot build (apex's and
+    bitsandbytes' need CUDA) is left to the job: the schedule is tried on plain SGD."""
+    import torch
+
+    from .train.loop import build_optimizer, build_scheduler
+
+    model = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(1))])  # no RNG draw: runs stay seeded
+    settings = dict(settings)
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings["lr"])
+    problems = []
+    try:
+        if _optimizer_options(settings["opt"]) is not None:
+            optimizer = build_optimizer(model, settings)
+    except Exception as err:  # whatever the builder raises, these settings caused it
+        problems.append(_build_failure(settings, source, "opt", err))
+    try:
+        build_scheduler(optimizer, settings)
+    except Exception as err:
+        problems.append(_build_failure(settings, source, "sched", err))
+    return problems
+
+
+def _build_failure(settings: Mapping[str, Any], source: Callable[[str], str], what: str,
+                   err: Exception) -> str:
+    """The line for a failed dry build of `what` (opt or sched), led by its kwargs' key when
+    it has kwargs (their likeliest cause), else by its own key."""
+    kwargs = f"{what}_kwargs"
+    where = source(kwargs) if settings.get(kwargs) else source(what)
+    label = {"opt": "optimizer", "sched": "schedule"}[what]
+    return (f"{where}: {label} {settings[what]} ({source(what)}) does not build with these "
+            f"settings: {type(err).__name__}: {err}")
+
+
 class Params:
     """A validated params.yaml."""
 
@@ -79,8 +242,8 @@ class Params:
 
     # -- validation -------------------------------------------------------------------------
     def _fail(self, problems: list[str]) -> None:
-        if problems:
-            lines = "\n".join(f"  {p}" for p in problems)
+        if problems:  # an inherited train default can fail the same way in several studies
+            lines = "\n".join(f"  {p}" for p in dict.fromkeys(problems))
             raise ParamsError(f"{self.source} is invalid:\n{lines}")
 
     def _check(self) -> None:
@@ -97,9 +260,7 @@ class Params:
                         problems.append(f"study.{study}.grid.dataset[{i}]: {value!r} has no "
                                         f"entry under datasets:")
         problems += self._check_datasets()
-        problems += self._check_train(self.raw["train"], "train")
-        for study, spec in self.raw["study"].items():
-            problems += self._check_train(spec.get("train", {}), f"study.{study}.train")
+        problems += self._check_trains()
         for name, paper in self.raw.get("papers", {}).items():
             for i, member in enumerate(paper["studies"]):
                 if member not in self.raw["study"]:
@@ -112,9 +273,9 @@ class Params:
                     problems.append(f"groups.{name}[{i}]: no study or paper named {member!r}")
         self._fail(problems)
         for study, spec in self.raw["study"].items():
-            problems += self._check_model(study, spec)
+            problems += self._check_model(study, spec) + self._check_exclude(study, spec)
             try:
-                self.cells(study)
+                problems += self._check_input_sizes(study, self.cells(study))
             except ParamsError as err:
                 problems.append(str(err))
         try:
@@ -144,16 +305,38 @@ class Params:
                 problems.append(f"{where}: {err}" if study else str(err))
         return problems
 
+    def _check_trains(self) -> list[str]:
+        """The train defaults, and each study's settings as its train jobs get them (defaults
+        with its overrides): a default's kwargs must also suit a study's own optimizer."""
+        problems = self._check_train(self.raw["train"], lambda key: f"train.{key}")
+        for study, spec in self.raw["study"].items():
+            own = spec.get("train", {})
+
+            def source(key: str, own: Mapping[str, Any] = own, study: str = study) -> str:
+                return f"study.{study}.train.{key}" if key in own else f"train.{key}"
+            problems += self._check_train(self.train_settings(study), source)
+        return problems
+
     @staticmethod
-    def _check_train(train: Mapping[str, Any], where: str) -> list[str]:
-        if "opt" not in train:
-            return []
+    def _check_train(settings: Mapping[str, Any], source: Callable[[str], str]) -> list[str]:
+        """Optimizer and schedule names and options, as the train job hands them to timm;
+        `source(key)` is the params key a setting comes from."""
         from timm.optim import list_optimizers
 
-        if train["opt"] not in list_optimizers():
-            return [f"{where}.opt: unknown optimizer {train['opt']!r}; "
+        opt, sched = settings["opt"], settings["sched"]
+        if opt not in list_optimizers():
+            return [f"{source('opt')}: unknown optimizer {opt!r}; "
                     "see timm.optim.list_optimizers() (e.g. adam, adamw, sgd, nadam)"]
-        return []
+        problems = _factory_problems(source("opt_kwargs"), f"optimizer {opt}",
+                                     settings.get("opt_kwargs", {}), _optimizer_options(opt), source("opt"))
+        if sched == "none" and settings.get("sched_kwargs"):
+            problems.append(f"{source('sched_kwargs')}: schedule none ({source('sched')}) takes no "
+                            "options; remove them or name a schedule")
+        elif sched != "none":
+            problems += _factory_problems(source("sched_kwargs"), f"schedule {sched}",
+                                          settings.get("sched_kwargs", {}), _scheduler_options(sched),
+                                          source("sched"))
+        return problems or _dry_build_problems(settings, source)
 
     def _check_model(self, study: str, spec: Mapping[str, Any]) -> list[str]:
         from .models import model_class
@@ -170,6 +353,90 @@ class Params:
         if neuron is not None and neuron not in PRESETS:
             problems.append(f"study.{study}.model.neuron: unknown preset {neuron!r}; "
                             f"allowed: {', '.join(PRESETS)}")
+        else:
+            problems += self._check_neuron_kwargs(study, spec)
+        return problems + self._check_attention_kwargs(study, model)
+
+    @staticmethod
+    def _check_attention_kwargs(study: str, model: Mapping[str, Any]) -> list[str]:
+        """model.attention_kwargs: one mapping per attention family, each against the
+        parameters of the family's builder."""
+        from .attention import FAMILIES
+
+        given = model.get("attention_kwargs")
+        where = f"study.{study}.model.attention_kwargs"
+        if given is None:
+            return []
+        unknown = [] if not isinstance(given, Mapping) else [f for f in given if f not in FAMILIES]
+        if not isinstance(given, Mapping) or unknown:
+            return [f"{where}: takes one mapping per attention family ({', '.join(FAMILIES)}), e.g. "
+                    f"{{ma: {{ratio_c: 8}}}}; got {', '.join(map(repr, unknown)) or repr(given)}"]
+        return [problem for fam, options in given.items()
+                for problem in _option_problems(f"{where}.{fam}", f"{fam} attention", options,
+                                                _attention_options(fam))]
+
+    @staticmethod
+    def _check_neuron_kwargs(study: str, spec: Mapping[str, Any]) -> list[str]:
+        """model.neuron_kwargs: LIF options by name and type, then the LIF config each
+        backbone's neuron preset gets with them (its own range checks: decay, threshold, ...)."""
+        from .models import model_class
+        from .neurons import lif_config
+
+        model = spec.get("model", {})
+        given = model.get("neuron_kwargs")
+        where = f"study.{study}.model.neuron_kwargs"
+        if given is None:
+            return []
+        problems = _option_problems(where, "the LIF neuron", given, _neuron_options())
+        if problems:
+            return problems
+        if "neuron" in model:
+            presets = {model["neuron"]: f"study.{study}.model.neuron"}
+        else:  # each backbone's own default preset
+            defaults = {b: inspect.signature(model_class(b)).parameters.get("neuron")
+                        for b in spec["grid"]["backbone"]}
+            presets = {p.default: f"{b}'s default" for b, p in defaults.items() if p is not None}
+        for preset, origin in presets.items():
+            try:
+                lif_config(preset, **given)
+            except (TypeError, ValueError) as err:
+                problems.append(f"{where}: with neuron preset {preset} ({origin}): {err}")
+        return problems
+
+    @staticmethod
+    def _check_exclude(study: str, spec: Mapping[str, Any]) -> list[str]:
+        """Each exclude entry holds values of the study's grid. One that does not (a typo such
+        as TSCA, another study's dataset) matches no cell and would exclude nothing; one that
+        does matches at least one cell, the grid being the product of its axes."""
+        grid = spec["grid"]
+        return [f"study.{study}.exclude[{i}].{axis}: {value!r} is not in this study's grid.{axis} "
+                f"({', '.join(map(str, grid[axis]))}), so the entry matches no cell; use one of "
+                "those or remove the entry"
+                for i, entry in enumerate(spec.get("exclude", [])) for axis, value in entry.items()
+                if value not in grid[axis]]
+
+    def _check_input_sizes(self, study: str, cells: list[Cell]) -> list[str]:
+        """Each (backbone, dataset) of the study's cells against the frame-size check the
+        backbone declares (`check_img_size`, which its constructor runs too)."""
+        from .data import DATASETS
+        from .models import model_class
+
+        problems = []
+        for backbone, dataset in dict.fromkeys((c.backbone, c.dataset) for c in cells):
+            check = getattr(model_class(backbone), "check_img_size", None)
+            info = DATASETS[dataset]
+            height, width = info.input_size(self.dataset(dataset, study))
+            try:
+                if check is not None:
+                    check((height, width))
+            except ValueError as err:
+                key = info.size_key or "downsample"
+                overridden = key in self.study(study).get("data", {}).get(dataset, {})
+                where = f"study.{study}.data.{dataset}.{key}" if overridden else f"datasets.{dataset}.{key}"
+                problems.append(
+                    f"study.{study}.grid: backbone {backbone} cannot take the {height}x{width} frames of "
+                    f"{dataset} ({where}): {err}; pick another backbone, change {where}, or add "
+                    f"{{dataset: {dataset}, backbone: {backbone}}} to study.{study}.exclude")
         return problems
 
     # -- selection --------------------------------------------------------------------------
