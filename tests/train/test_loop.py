@@ -3,7 +3,7 @@ import pytest
 import timm
 import torch
 
-import spikeattn  # noqa: F401
+import spikeattn.models  # noqa: F401
 from spikeattn.data.frames import Split
 from spikeattn.data.loader import TensorBatches
 from spikeattn.train import LOSSES, build_loss, fit, seed_everything
