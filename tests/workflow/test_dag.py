@@ -144,6 +144,14 @@ def test_bad_params_stop_before_any_job_naming_the_key(workdir):
     assert sorted(p.stat().st_mtime_ns for p in (workdir / "results").rglob("*.json")) == before
 
 
+def test_a_yaml_syntax_error_names_the_file_and_line(workdir):
+    text = (workdir / "params.yaml").read_text()
+    with edited_params(workdir, text=text + "broken: [\n"):
+        proc = snakemake(workdir, "--dry-run", check=False)
+    line = text.count("\n") + 2  # the end of the file, where the list should have closed
+    assert proc.returncode != 0 and f"params.yaml:{line}:1: not valid YAML" in proc.stderr
+
+
 def test_dvc_repro_reuses_outputs_and_shows_metrics(workdir):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
