@@ -186,6 +186,27 @@ def test_options_the_builders_take_pass_and_reach_the_train_settings():
     assert lifs and all(m.cfg.v_threshold == 0.2 and m.cfg.v_reset is None for m in lifs)
 
 
+@pytest.mark.parametrize("attention, options", [("TCSA", {"ma": {"ratio_c": 2}}),
+                                              ("SMA-L", {"sma": {"kernels": (1, 3)}})])
+def test_attention_options_reach_the_builder_params_checks_them_against(monkeypatch, attention, options):
+    """Params admits attention_kwargs[family] by FAMILY_BUILDERS[family]'s signature, so
+    build_attention must hand them to that very builder."""
+    from spikeattn import attention as att
+
+    (fam, given), = options.items()
+    received = {}
+    real = att.FAMILY_BUILDERS[fam]
+
+    def spy(*args, **kwargs):
+        received.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(att.FAMILY_BUILDERS, fam, spy)
+    att.build_attention(attention, T=2, channels=4, make_neuron=lambda: MultiStepLIF("ma_dvs"),
+                        attention_kwargs=options)
+    assert received.items() >= given.items()
+
+
 def test_an_exclude_entry_is_the_fix_the_frame_size_error_offers():
     def edit(raw):
         raw["study"]["demo-dvs"]["grid"]["dataset"] = ["digits-dvs", "n-mnist"]

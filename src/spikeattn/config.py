@@ -169,10 +169,9 @@ def _scheduler_options(sched: str) -> Options:
 def _attention_options(fam: str) -> Options:
     """What attention_kwargs[fam] may hold: the family builder's parameters, minus those
     build_attention sets itself (T, channels, ...) or an attention name implies (SMA-L's light)."""
-    from .attention import SMA_VARIANTS, build_attention, build_ma
-    from .attention.sma import SMA
+    from .attention import FAMILY_BUILDERS, SMA_VARIANTS, build_attention
 
-    builder = {"ma": build_ma, "sma": SMA}[fam]  # where build_attention sends each family's options
+    builder = FAMILY_BUILDERS[fam]
     implied = {key for variant in SMA_VARIANTS.values() for key in variant}
     return _keyword_parameters(builder, skip=[*inspect.signature(build_attention).parameters, *implied])
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from torch import nn
 
 from .ma import MA_VARIANTS, ChannelAttention, MultiDimAttention, SpatialAttention, TemporalAttention, build_ma
+from .sma import SMA
 
 # Paper name -> SMA options it implies.
 SMA_VARIANTS: dict[str, dict[str, bool]] = {
@@ -26,7 +27,10 @@ SMA_VARIANTS: dict[str, dict[str, bool]] = {
     "SMA-L+AZO": {"light": True, "azo": True},
 }
 ATTENTIONS: tuple[str, ...] = ("none", *MA_VARIANTS, *SMA_VARIANTS)
-FAMILIES = ("ma", "sma")
+# Family -> the builder that receives attention_kwargs[family]: Params checks those options
+# against its signature, so build_attention must send them nowhere else.
+FAMILY_BUILDERS: dict[str, Callable[..., nn.Module]] = {"ma": build_ma, "sma": SMA}
+FAMILIES = tuple(FAMILY_BUILDERS)
 
 
 def family(name: str) -> str | None:
@@ -65,14 +69,13 @@ def build_attention(name: str, *, T: int, channels: int, spatial: bool = True,
     fam = family(name)
     if fam is None:
         return nn.Identity()
+    builder = FAMILY_BUILDERS[fam]
     if fam == "ma":
-        return build_ma(name, T=T, channels=channels, spatial=spatial, **options)
+        return builder(name, T=T, channels=channels, spatial=spatial, **options)
     if not spatial:
         raise ValueError(f"attention {name!r} needs [T, B, C, H, W] input; "
                          "fully connected layers take TA only")
-    from .sma import SMA
-
-    return SMA(T, channels, make_neuron=make_neuron, **SMA_VARIANTS[name], **options)
+    return builder(T, channels, make_neuron=make_neuron, **SMA_VARIANTS[name], **options)
 
 
 def attention_slots(name: str, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
@@ -83,6 +86,6 @@ def attention_slots(name: str, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
             module if where == "current" else nn.Identity())
 
 
-__all__ = ["ATTENTIONS", "FAMILIES", "MA_VARIANTS", "SMA_VARIANTS", "attention_slots",
+__all__ = ["ATTENTIONS", "FAMILIES", "FAMILY_BUILDERS", "MA_VARIANTS", "SMA_VARIANTS", "attention_slots",
            "build_attention", "build_ma", "family", "slot", "ChannelAttention",
            "MultiDimAttention", "SpatialAttention", "TemporalAttention"]
