@@ -88,9 +88,25 @@ def test_non_spiking_output_and_clear_errors():
     model = MACNNGesture(T=2, img_size=16, spiking_output=False, num_classes=4)
     out = model(torch.rand(3, 2, 2, 16, 16))
     assert out.shape == (2, 3, 4) and not set(out.unique().tolist()) <= {0.0, 1.0}
-    with pytest.raises(ValueError, match="at least 64"):
-        MACNNGait(img_size=32)
     with pytest.raises(ValueError, match="choose one of"):
         MACNNGesture(attention="XA")
     with pytest.raises(ValueError, match="pretrained"):
         timm.create_model("ma_cnn_gesture", pretrained=True)
+
+
+# Written out from the layouts: AvgPools 1*2*2 = 4 (Gesture), 2*2*2*2*4 = 64 (Gait); each side
+# must keep one pixel after them, and what is left sizes the first FC layer (last width 128 / 512).
+@pytest.mark.parametrize("cls, too_small, smallest, fc_in", [
+    (MACNNGesture, [3, (3, 9), (9, 3)], (4, 9), 128 * 1 * 2),
+    (MACNNGait, [63, (63, 64), (64, 63)], (64, 128), 512 * 1 * 2),
+])
+def test_each_side_must_outlast_the_pools(cls, too_small, smallest, fc_in):
+    least = smallest[0]
+    for size in too_small:
+        with pytest.raises(ValueError, match=f"{cls.NAME} average-pools .* at least {least}, got"):
+            cls(T=2, img_size=size)
+    torch.manual_seed(0)
+    model = cls(T=2, img_size=smallest, num_classes=3).eval()
+    assert model.fc_in_features == fc_in
+    with torch.no_grad():
+        assert model(torch.rand(1, 2, 2, *smallest)).shape == (2, 1, 3)

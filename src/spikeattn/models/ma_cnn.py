@@ -29,6 +29,7 @@ Paper/code choices (defaults follow the code):
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from timm.models import register_model
@@ -38,28 +39,7 @@ from ..attention import MA_VARIANTS, attention_slots, build_attention, family, s
 from ..coding import build_coding
 from ..layers import SpikingStage, TimeDistributed, conv_bn
 from ..neurons import MultiStepLIF
-from ._factory import build
-
-
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
-
-
-def pooled_size(img_size: int | Sequence[int], pools: Sequence[int], model: str) -> tuple[int, int]:
-    """(H, W) after the AvgPools (floor division, as nn.AvgPool2d); clear error if it vanishes."""
-    h, w = _pair(img_size)
-    for p in pools:
-        h, w = h // p, w // p
-    if h < 1 or w < 1:
-        total = 1
-        for p in pools:
-            total *= p
-        raise ValueError(f"{model} pools by {list(pools)} (x{total} in all): img_size "
-                         f"{img_size} leaves no pixel; use an img_size of at least {total}")
-    return h, w
+from ._factory import build, frame_size
 
 
 class ConvLayer(nn.Module):
@@ -104,21 +84,27 @@ class MACNN(nn.Module):
     Input [B, T, C, H, W] event frames (or [B, C, H, W] images, repeated over T);
     output [T, B, num_classes] (spikes when `spiking_output`). The FC input size is computed
     from `img_size` so small inputs work; at the paper sizes it is the paper's.
+    Each network declares its layout in the class attributes below.
     """
 
-    def __init__(self, channels: Sequence[int], pools: Sequence[int], fc_hidden: Sequence[int] = (256,),
-                 attention: str = "none", coding: str = "direct", T: int = 60,
+    NAME: str  # the timm name, for errors
+    CHANNELS: tuple[int, ...]  # conv widths, the stem's first
+    POOLS: tuple[int, ...]  # each conv layer's AvgPool (1: none)
+    FC_HIDDEN: tuple[int, ...] = (256,)
+    MA_DEFAULTS: dict[str, Any] = {}  # the authors' MA ratios, under attention_kwargs["ma"]
+
+    def __init__(self, attention: str = "none", coding: str = "direct", T: int = 60,
                  num_classes: int = 11, in_chans: int = 2, img_size: int | Sequence[int] = 32,
                  neuron: str | None = "ma_dvs", neuron_kwargs: dict[str, Any] | None = None,
                  attention_kwargs: dict[str, Any] | None = None,
                  coding_kwargs: dict[str, Any] | None = None, lif_backend: str = "auto",
-                 spiking_output: bool = True, fc_bn: bool = True,
-                 ma_defaults: dict[str, Any] | None = None, name: str = "MACNN"):
+                 spiking_output: bool = True, fc_bn: bool = True):
         super().__init__()
+        channels, pools = self.CHANNELS, self.POOLS
         if len(channels) != len(pools):
-            raise ValueError(f"{name}: one pool per conv layer, got {len(channels)} channels "
+            raise ValueError(f"{self.NAME}: one pool per conv layer, got {len(channels)} channels "
                              f"and {len(pools)} pools")
-        h, w = pooled_size(img_size, pools, name)
+        h, w = (side // math.prod(pools) for side in self.check_img_size(img_size))
         family(attention)  # unknown names fail here, listing what exists
         self.T = T
         self.num_classes = num_classes
@@ -128,8 +114,8 @@ class MACNN(nn.Module):
             return MultiStepLIF(neuron, backend=lif_backend, **(neuron_kwargs or {}))
 
         kwargs = dict(attention_kwargs or {})
-        if ma_defaults:
-            kwargs["ma"] = {**ma_defaults, **kwargs.get("ma", {})}
+        if self.MA_DEFAULTS:
+            kwargs["ma"] = {**self.MA_DEFAULTS, **kwargs.get("ma", {})}
         options = {"T": T, "make_neuron": make_neuron, "attention_kwargs": kwargs}
 
         c1 = channels[0]
@@ -151,7 +137,7 @@ class MACNN(nn.Module):
 
         # FC layers: TA where the cell's attention has a temporal MA part, else none.
         fc_ta = family(attention) == "ma" and "T" in MA_VARIANTS[attention]
-        widths = [channels[-1] * h * w, *fc_hidden, num_classes]
+        widths = [channels[-1] * h * w, *self.FC_HIDDEN, num_classes]
         fcs = []
         for i, (f_in, f_out) in enumerate(zip(widths[:-1], widths[1:])):
             last = i == len(widths) - 2
@@ -160,6 +146,20 @@ class MACNN(nn.Module):
             lif = make_neuron() if (spiking_output or not last) else None
             fcs.append(FCLayer(f_in, f_out, att, lif, bn=fc_bn))
         self.classifier = nn.Sequential(*fcs)
+
+    @classmethod
+    def check_img_size(cls, img_size: int | Sequence[int]) -> tuple[int, int]:
+        """(H, W) of `img_size`, or ValueError unless each side is at least the product of the
+        pools: nn.AvgPool2d floors, so pooling in turn leaves side // product pixels (the FC
+        input is sized for them) and a side below the product vanishes (the pool fails). No
+        multiple is needed: what a pool drops at the border is dropped. Params runs it on every
+        grid cell's frame size, so a dataset this network cannot take fails before any job."""
+        height, width = frame_size(img_size)
+        least = math.prod(cls.POOLS)
+        if min(height, width) < least:
+            raise ValueError(f"{cls.NAME} average-pools by {list(cls.POOLS)} (x{least} in all): each "
+                             f"side of img_size must be at least {least}, got {height}x{width}")
+        return height, width
 
     @property
     def fc_in_features(self) -> int:
@@ -177,19 +177,22 @@ class MACNNGesture(MACNN):
     T=60 as in the paper (dt 15 ms); MA ratios r_c 8, r_t 5 from the authors' Config.py.
     """
 
+    NAME = "ma_cnn_gesture"
+    CHANNELS = (64, 128, 128)
+    POOLS = (1, 2, 2)
+    MA_DEFAULTS = {"ratio_c": 8, "ratio_t": 5}
+
     def __init__(self, attention: str = "none", coding: str = "direct", T: int = 60,
                  num_classes: int = 11, in_chans: int = 2, img_size: int | Sequence[int] = 32,
                  neuron: str | None = "ma_dvs", neuron_kwargs: dict[str, Any] | None = None,
                  attention_kwargs: dict[str, Any] | None = None,
                  coding_kwargs: dict[str, Any] | None = None, lif_backend: str = "auto",
                  spiking_output: bool = True, fc_bn: bool = True):
-        super().__init__(channels=(64, 128, 128), pools=(1, 2, 2), fc_hidden=(256,),
-                         attention=attention, coding=coding, T=T, num_classes=num_classes,
+        super().__init__(attention=attention, coding=coding, T=T, num_classes=num_classes,
                          in_chans=in_chans, img_size=img_size, neuron=neuron,
                          neuron_kwargs=neuron_kwargs, attention_kwargs=attention_kwargs,
                          coding_kwargs=coding_kwargs, lif_backend=lif_backend,
-                         spiking_output=spiking_output, fc_bn=fc_bn,
-                         ma_defaults={"ratio_c": 8, "ratio_t": 5}, name="ma_cnn_gesture")
+                         spiking_output=spiking_output, fc_bn=fc_bn)
 
 
 class MACNNGait(MACNN):
@@ -197,19 +200,22 @@ class MACNNGait(MACNN):
     FC 2048-256-21. T=8 (dt 500 ms); MA ratios r_c 8, r_t 2 from the authors' Config.py.
     """
 
+    NAME = "ma_cnn_gait"
+    CHANNELS = (32, 64, 128, 256, 512)
+    POOLS = (2, 2, 2, 2, 4)
+    MA_DEFAULTS = {"ratio_c": 8, "ratio_t": 2}
+
     def __init__(self, attention: str = "none", coding: str = "direct", T: int = 8,
                  num_classes: int = 21, in_chans: int = 2, img_size: int | Sequence[int] = 128,
                  neuron: str | None = "ma_dvs", neuron_kwargs: dict[str, Any] | None = None,
                  attention_kwargs: dict[str, Any] | None = None,
                  coding_kwargs: dict[str, Any] | None = None, lif_backend: str = "auto",
                  spiking_output: bool = True, fc_bn: bool = True):
-        super().__init__(channels=(32, 64, 128, 256, 512), pools=(2, 2, 2, 2, 4), fc_hidden=(256,),
-                         attention=attention, coding=coding, T=T, num_classes=num_classes,
+        super().__init__(attention=attention, coding=coding, T=T, num_classes=num_classes,
                          in_chans=in_chans, img_size=img_size, neuron=neuron,
                          neuron_kwargs=neuron_kwargs, attention_kwargs=attention_kwargs,
                          coding_kwargs=coding_kwargs, lif_backend=lif_backend,
-                         spiking_output=spiking_output, fc_bn=fc_bn,
-                         ma_defaults={"ratio_c": 8, "ratio_t": 2}, name="ma_cnn_gait")
+                         spiking_output=spiking_output, fc_bn=fc_bn)
 
 
 @register_model
