@@ -90,11 +90,21 @@ def test_dropout_mask_is_shared_over_time():
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match="at least 32"):
-        SMAVGG8(img_size=16)
     with pytest.raises(ValueError, match="sma_blocks"):
         SMAVGG8(sma_blocks="all")
     with pytest.raises(ValueError, match="choose one of"):
         SMAVGG8(attention="XA")
     with pytest.raises(ValueError, match="pretrained"):
         timm.create_model("sma_vgg8", pretrained=True)
+
+
+def test_each_side_must_be_at_least_32():
+    """Five flooring MaxPool2d(2): a side of 31 is 1 pixel before the fifth (31 // 16), which
+    fails; 32 leaves 1x1, which the AdaptiveAvgPool(3) takes, so any side from 32 up works."""
+    for size in (31, (31, 64), (64, 31)):
+        with pytest.raises(ValueError, match="at least 32, got"):
+            SMAVGG8(T=1, img_size=size)
+    torch.manual_seed(0)
+    model = SMAVGG8(T=1, img_size=(32, 45), num_classes=3).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 2, 32, 45)).shape == (1, 1, 3)

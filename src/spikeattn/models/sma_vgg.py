@@ -8,7 +8,8 @@ Learning"; code: Ym-Shan/Spiking_Multiscale_Attention_Arxiv, SMA VGG/vgg8_dvs128
                     -> Linear classes                               real-valued [T, B, classes]
 
 The authors train on the MSE between the output's mean over T and the one-hot label. The
-AdaptiveAvgPool(3) makes the FC input 4608 for any input of at least 32x32 (five MaxPools).
+AdaptiveAvgPool(3) makes the FC input 4608 for any input the five MaxPools take (each side at
+least 32, `SMAVGG8.check_img_size`).
 
 Block 1's conv-BN is the coding's stem; with a coding that emits spikes itself (GAC) block 1
 keeps only its MaxPool. Attention goes in the blocks named by `sma_blocks`:
@@ -34,7 +35,7 @@ from ..attention import attention_slots, family
 from ..coding import build_coding
 from ..layers import TimeDistributed, TimeSharedDropout, conv_bn
 from ..neurons import MultiStepLIF
-from ._factory import build
+from ._factory import build, frame_size
 
 SMA_BLOCKS: dict[str, tuple[int, ...]] = {"code": (2, 3), "paper": (2, 3, 4, 5)}
 VGG8_CHANNELS = (64, 128, 256, 512, 512)
@@ -74,10 +75,7 @@ class SMAVGG8(nn.Module):
             raise ValueError(f"sma_blocks must be one of {list(SMA_BLOCKS)} ('code': blocks 2-3 as "
                              f"in the authors' code, 'paper': blocks 2-5 as in the appendix), "
                              f"got {sma_blocks!r}")
-        h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        if min(h, w) < 32:
-            raise ValueError(f"sma_vgg8 max-pools five times by 2: img_size must be at least 32, "
-                             f"got {img_size}")
+        self.check_img_size(img_size)
         family(attention)  # unknown names fail here, listing what exists
         self.T = T
         self.num_classes = num_classes
@@ -110,6 +108,20 @@ class SMAVGG8(nn.Module):
             TimeSharedDropout(dropout, dropout_shared_over_time),
             TimeDistributed(nn.Linear(1024, num_classes)),
         )
+
+    @staticmethod
+    def check_img_size(img_size: int | Sequence[int]) -> tuple[int, int]:
+        """(H, W) of `img_size`, or ValueError unless each side is at least 32: each of the five
+        blocks ends in a flooring MaxPool2d(2), which fails on a 1-pixel side, so the fifth
+        needs 2 pixels, 2 * 2**4 = 32 at the input. No multiple is needed: the AdaptiveAvgPool(3)
+        makes 3x3 of whatever the pools leave, 1x1 included. Params runs it on every grid
+        cell's frame size, so a dataset this network cannot take fails before any job."""
+        height, width = frame_size(img_size)
+        least = 2 ** len(VGG8_CHANNELS)
+        if min(height, width) < least:
+            raise ValueError(f"sma_vgg8 max-pools by 2 in each of its {len(VGG8_CHANNELS)} blocks: "
+                             f"each side of img_size must be at least {least}, got {height}x{width}")
+        return height, width
 
     @property
     def fc_in_features(self) -> int:
