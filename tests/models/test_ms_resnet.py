@@ -9,7 +9,7 @@ from gradcheck import dead_parameters
 import spikeattn.models.ms_resnet  # noqa: F401  (registers the MS-ResNets)
 from spikeattn.attention.ma import SharedMLP
 from spikeattn.attention.sma import SMA
-from spikeattn.models.ms_resnet import MSResNet
+from spikeattn.models.ms_resnet import DOWNSAMPLES, MSResNet
 
 NAMES = ("ms_resnet18", "ms_resnet34", "ms_resnet104", "gac_ms_resnet18_cifar")
 ATTENTIONS = ("none", "CSA", "TCSA", "SMA", "SMA+AZO")
@@ -189,3 +189,17 @@ def test_gac_imagenet_conv_init_is_kaiming_fan_out():
     assert default.stages[0][0].conv1[0].weight.std().item() == pytest.approx(0.0241, abs=0.0005)
     with pytest.raises(ValueError, match="conv_init"):
         _meta("ms_resnet18", conv_init="xavier")
+
+
+@pytest.mark.parametrize("downsample", DOWNSAMPLES)
+def test_any_frame_with_a_pixel_per_side_runs(downsample):
+    """Every strided layer rounds up (a 1-pixel side stays 1, 7 -> 4 -> 2 -> 1, 13 -> 7 -> 4 ->
+    2 -> 1) and the head pools globally: no size limit but a pixel per side, square or not."""
+    for size in (0, (0, 5), (5, 0)):
+        with pytest.raises(ValueError, match="at least 1 pixel, got"):
+            MSResNet(img_size=size)
+    for size in ((1, 3), (7, 13)):
+        model = timm.create_model("ms_resnet18", T=1, num_classes=3, img_size=size,
+                                  downsample=downsample, **NARROW["ms_resnet18"]).eval()
+        with torch.no_grad():
+            assert model(torch.rand(1, 3, *size)).shape == (1, 1, 3)

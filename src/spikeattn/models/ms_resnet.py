@@ -41,7 +41,7 @@ from ..attention import MA_VARIANTS, attention_slots, family
 from ..coding import build_coding
 from ..layers import TimeDistributed, TimeSharedDropout
 from ..neurons import MultiStepLIF
-from ._factory import build
+from ._factory import build, frame_size
 
 STEMS = ("7x7", "deep", "3x3")
 CONV_INITS = ("pytorch", "kaiming_fan_out")
@@ -149,7 +149,7 @@ class MSResNet(nn.Module):
     def __init__(self, depths: Sequence[int] = (2, 2, 2, 2), widths: Sequence[int] = (64, 128, 256, 512),
                  strides: Sequence[int] = (2, 2, 2, 2), stem: str = "7x7", stem_width: int = 64,
                  attention: str = "none", coding: str = "direct", T: int = 4,
-                 num_classes: int = 1000, in_chans: int = 3, img_size: int = 224,
+                 num_classes: int = 1000, in_chans: int = 3, img_size: int | Sequence[int] = 224,
                  neuron: str | None = "msresnet", neuron_kwargs: dict[str, Any] | None = None,
                  attention_kwargs: dict[str, Any] | None = None,
                  coding_kwargs: dict[str, Any] | None = None, lif_backend: str = "auto",
@@ -163,8 +163,7 @@ class MSResNet(nn.Module):
                              f"{list(depths)}, {list(widths)}, {list(strides)}")
         if T < 1:
             raise ValueError(f"T must be >= 1, got {T}")
-        if img_size < 1:
-            raise ValueError(f"img_size must be >= 1, got {img_size}")
+        img_size = self.check_img_size(img_size)
         if downsample not in DOWNSAMPLES:
             raise ValueError(f"unknown downsample {downsample!r}; choose one of {list(DOWNSAMPLES)}")
         if conv_init not in CONV_INITS:
@@ -224,6 +223,20 @@ class MSResNet(nn.Module):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def check_img_size(img_size: int | Sequence[int]) -> tuple[int, int]:
+        """(H, W) of `img_size`, or ValueError unless each side is at least 1. Nothing more is
+        needed: every strided layer rounds up (stem, a stage's first conv and its shortcut, a
+        1x1 strided conv or a ceil_mode AvgPool: ceil(side / stride) on both paths, so the add
+        matches), so no side reaches 0, and the head's global average pool takes any H x W,
+        square or not. Params runs it on every grid cell's frame size (a downsample larger
+        than the sensor leaves no pixel)."""
+        height, width = frame_size(img_size)
+        if min(height, width) < 1:
+            raise ValueError(f"MS-ResNet needs each side of img_size to be at least 1 pixel, "
+                             f"got {height}x{width}")
+        return height, width
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Membrane potentials after the last stage, [T, B, C, H, W]."""
