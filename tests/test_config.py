@@ -162,6 +162,23 @@ def case(edit, *fragments):
     case(lambda r: r["study"]["demo-dvs"].update(data={"digits-dvs": {"sensor_size": 22}}),
          "study.demo-dvs.grid: backbone demo_cnn cannot take the 22x22 frames of digits-dvs "
          "(study.demo-dvs.data.digits-dvs.sensor_size)"),
+    # Frames just below each backbone's smallest side (hand-computed: 128 // 33 = 3 < 4 = 1*2*2 pools,
+    # 128 // 3 = 42 < 64 = 2*2*2*2*4, 180 // 6 = 30 < 32 = 2**5 with 240 // 6 = 40 fine,
+    # 180 // 181 = 0 < 1).
+    case(lambda r: r["study"]["ma-gesture"].update(data={"dvs128-gesture": {"downsample": 33}}),
+         "study.ma-gesture.grid: backbone ma_cnn_gesture cannot take the 3x3 frames of dvs128-gesture "
+         "(study.ma-gesture.data.dvs128-gesture.downsample)", "at least 4",
+         "{dataset: dvs128-gesture, backbone: ma_cnn_gesture}"),
+    case(lambda r: r["datasets"]["dvs128-gait"].update(downsample=3),
+         "study.ma-gait.grid: backbone ma_cnn_gait cannot take the 42x42 frames of dvs128-gait "
+         "(datasets.dvs128-gait.downsample)", "at least 64"),
+    case(lambda r: r["datasets"]["n-caltech101"].update(downsample=6),
+         "study.sma-ncaltech101.grid: backbone sma_vgg8 cannot take the 30x40 frames of n-caltech101 "
+         "(datasets.n-caltech101.downsample)", "at least 32, got 30x40"),
+    case(lambda r: (r["study"]["sma-ncaltech101"]["grid"].update(backbone=["ms_resnet18"]),
+                    r["datasets"]["n-caltech101"].update(downsample=181)),
+         "study.sma-ncaltech101.grid: backbone ms_resnet18 cannot take the 0x1 frames of n-caltech101 "
+         "(datasets.n-caltech101.downsample)", "at least 1 pixel, got 0x1"),
 ])
 def test_options_exclude_and_frame_sizes_fail_before_any_job(edit, fragments):
     rejects(edit, *fragments)
@@ -205,6 +222,17 @@ def test_attention_options_reach_the_builder_params_checks_them_against(monkeypa
     att.build_attention(attention, T=2, channels=4, make_neuron=lambda: MultiStepLIF("ma_dvs"),
                         attention_kwargs=options)
     assert received.items() >= given.items()
+
+
+@pytest.mark.parametrize("edit", [  # one less downsample than each refused case above
+    lambda r: r["study"]["ma-gesture"].update(data={"dvs128-gesture": {"downsample": 32}}),  # 4x4
+    lambda r: r["datasets"]["dvs128-gait"].update(downsample=2),  # 64x64
+    lambda r: r["datasets"]["n-caltech101"].update(downsample=5),  # 36x48
+    lambda r: (r["study"]["sma-ncaltech101"]["grid"].update(backbone=["ms_resnet18"]),
+               r["datasets"]["n-caltech101"].update(downsample=180)),  # 1x1
+], ids=["ma_cnn_gesture", "ma_cnn_gait", "sma_vgg8", "ms_resnet18"])
+def test_the_largest_downsample_each_backbone_takes_passes(edit):
+    params_with(edit)
 
 
 def test_an_exclude_entry_is_the_fix_the_frame_size_error_offers():

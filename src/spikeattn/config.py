@@ -415,19 +415,17 @@ class Params:
                 if value not in grid[axis]]
 
     def _check_input_sizes(self, study: str, cells: list[Cell]) -> list[str]:
-        """Each (backbone, dataset) of the study's cells against the frame-size check the
+        """Each (backbone, dataset) of the study's cells against the frame-size check every
         backbone declares (`check_img_size`, which its constructor runs too)."""
         from .data import DATASETS
         from .models import model_class
 
         problems = []
         for backbone, dataset in dict.fromkeys((c.backbone, c.dataset) for c in cells):
-            check = getattr(model_class(backbone), "check_img_size", None)
             info = DATASETS[dataset]
             height, width = info.input_size(self.dataset(dataset, study))
             try:
-                if check is not None:
-                    check((height, width))
+                model_class(backbone).check_img_size((height, width))
             except ValueError as err:
                 key = info.size_key or "downsample"
                 overridden = key in self.study(study).get("data", {}).get(dataset, {})

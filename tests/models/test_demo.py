@@ -43,6 +43,15 @@ def test_registry_matches_timm():
         model_class("resnet_nope")
 
 
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_backbone_declares_the_frame_sizes_it_takes(name):
+    """Params checks each grid cell's frames with the class's check_img_size, no fallback;
+    a backbone's own default size (an int: square frames) passes it as (H, W)."""
+    cls = model_class(name)
+    default = inspect.signature(cls).parameters["img_size"].default
+    assert cls.check_img_size(default) == (default, default)
+
+
 def test_wrong_T_and_bad_names_raise_clear_errors():
     model = timm.create_model("demo_cnn", attention="TA", T=4, img_size=8)
     with pytest.raises(ValueError, match="built for T=4"):
