@@ -10,6 +10,7 @@ from gradcheck import assert_gradients_reach_every_parameter
 from spikeattn.attention import ATTENTIONS
 from spikeattn.coding import CODINGS
 from spikeattn.models import BACKBONES, model_class
+from spikeattn.models.demo import DemoCNN
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)
@@ -60,3 +61,10 @@ def test_wrong_T_and_bad_names_raise_clear_errors():
         timm.create_model("demo_cnn", attention="XA")
     with pytest.raises(ValueError, match="pretrained"):
         timm.create_model("demo_cnn", pretrained=True)
+
+
+@pytest.mark.parametrize("size", [0, (0, 8), (8, 0), 6, (8, 10)])
+def test_demo_cnn_refuses_sides_that_are_not_positive_multiples_of_4(size):
+    with pytest.raises(ValueError, match="multiple of 4"):
+        DemoCNN.check_img_size(size)
+    assert DemoCNN.check_img_size((4, 12)) == (4, 12)

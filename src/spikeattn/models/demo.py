@@ -21,7 +21,7 @@ from ..attention import attention_slots, build_attention, slot
 from ..coding import build_coding
 from ..layers import SpikingStage, TimeDistributed, conv_bn
 from ..neurons import MultiStepLIF
-from ._factory import build
+from ._factory import build, frame_size
 
 
 class DemoCNN(nn.Module):
@@ -60,13 +60,13 @@ class DemoCNN(nn.Module):
 
     @staticmethod
     def check_img_size(img_size: int | Sequence[int]) -> tuple[int, int]:
-        """(H, W) of `img_size`, or ValueError unless both are multiples of 4: two 2x2 pools
-        and a read-out sized for what they leave. Params runs it on every grid cell's frame
-        size, so a dataset this backbone cannot take fails before any job starts."""
-        height, width = (img_size, img_size) if isinstance(img_size, int) else img_size
-        if height % 4 or width % 4:
+        """(H, W) of `img_size`, or ValueError unless both are positive multiples of 4: two
+        2x2 pools and a read-out sized for what they leave. Params runs it on every grid cell's
+        frame size, so a dataset this backbone cannot take fails before any job starts."""
+        height, width = frame_size(img_size)
+        if height % 4 or width % 4 or min(height, width) < 4:
             raise ValueError(f"demo_cnn pools twice by 2: each side of img_size must be a multiple "
-                             f"of 4, got {height}x{width}")
+                             f"of 4 (at least 4), got {height}x{width}")
         return height, width
 
     def forward(self, x: Tensor) -> Tensor:
