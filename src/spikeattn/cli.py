@@ -170,10 +170,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .config import ParamsError
     from .data.download import DownloadError
     from .data.sources import DataError
+    from .report.tables import ResultError
+    from .stages import RunBusyError
     from .tracking import TrackingError
 
     return (ParamsError, FileNotFoundError, NotImplementedError, DownloadError, DataError,
-            TrackingError)
+            ResultError, RunBusyError, TrackingError)
 
 
 def main(argv: list[str] | None = None) -> int:

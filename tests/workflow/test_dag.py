@@ -149,7 +149,8 @@ def test_a_yaml_syntax_error_names_the_file_and_line(workdir):
     with edited_params(workdir, text=text + "broken: [\n"):
         proc = snakemake(workdir, "--dry-run", check=False)
     line = text.count("\n") + 2  # the end of the file, where the list should have closed
-    assert proc.returncode != 0 and f"params.yaml:{line}:1: not valid YAML" in proc.stderr
+    assert proc.returncode != 0
+    assert f"params.yaml:{line}:1: not valid YAML" in proc.stdout + proc.stderr
 
 
 def test_dvc_repro_reuses_outputs_and_shows_metrics(workdir):
