@@ -4,12 +4,16 @@
 #   snakemake --config studies=demo --report reports/report.html   tables and figures, one page
 # Stages live in pipeline/*.smk; each rule runs one `spikeattn <stage>` command.
 
-# Snakemake's own message for a YAML syntax error names neither file nor line; this one does.
 import os
 
 from snakemake.exceptions import WorkflowError
 
+from spikeattn import stop_notice
 from spikeattn.io import read_yaml
+
+stop_notice.quiet_until_start()  # Ctrl-C while planning: one line, not a traceback
+
+# Snakemake's own message for a YAML syntax error names neither file nor line; this one does.
 
 for _file in ["params.yaml", *workflow.overwrite_configfiles]:
     if os.path.exists(_file):

@@ -34,3 +34,13 @@ def test_ctrl_c_is_noted_and_still_interrupts(handlers):
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
     assert stop_notice.stopped_by() == "SIGINT"
+
+
+def test_ctrl_c_while_planning_is_one_line_then_watch_restores_pythons_handler(handlers, capsys):
+    stop_notice.quiet_until_start()
+    with pytest.raises(SystemExit) as exit_:
+        os.kill(os.getpid(), signal.SIGINT)
+    assert exit_.value.code == 130 and "no job had started" in capsys.readouterr().err
+    stop_notice.watch()
+    with pytest.raises(KeyboardInterrupt):  # Snakemake's job handling sees Ctrl-C as before
+        os.kill(os.getpid(), signal.SIGINT)

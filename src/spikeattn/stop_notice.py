@@ -4,7 +4,8 @@ Stopped with SIGTERM, Snakemake lets the running jobs finish, reports them done,
 ends with "At least one job did not complete successfully." (Ctrl-C: the same line after
 killing them). Nothing failed: the user stopped it. The workflow's `onstart` calls `watch()`,
 which notes such a signal and passes it on to Snakemake's own handler; its `onerror` calls
-`explain()`, which then prints what happened and how to continue.
+`explain()`, which then prints what happened and how to continue. Before that, while
+Snakemake reads the workflow and plans, `quiet_until_start()` makes Ctrl-C end it with one line.
 """
 from __future__ import annotations
 
@@ -28,8 +29,23 @@ def _passing_on(previous: Callable | int | None) -> Callable:
     return handler
 
 
+def _quit_quietly(signum, frame):
+    print(f"spikeattn: stopped by {signal.Signals(signum).name} while Snakemake was still "
+          f"planning; no job had started.", file=sys.stderr)
+    raise SystemExit(130)
+
+
+def quiet_until_start() -> None:
+    """Until `watch()`: Ctrl-C ends Snakemake with one line instead of a traceback through
+    its parser and DAG code (no job has started, so there is nothing to clean up)."""
+    signal.signal(signal.SIGINT, _quit_quietly)
+
+
 def watch() -> None:
-    """Note SIGTERM/SIGINT from now on, then hand each to the handler installed before."""
+    """Note SIGTERM/SIGINT from now on, then hand each to the handler installed before
+    (Ctrl-C: Python's own again, which Snakemake's job handling expects)."""
+    if signal.getsignal(signal.SIGINT) is _quit_quietly:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in WATCHED:
         signal.signal(sig, _passing_on(signal.getsignal(sig)))
 
