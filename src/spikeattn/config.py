@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import yaml
-
+from .io import read_yaml
 from .schema import params_schema, violations
 
 GRID_AXES = ("dataset", "backbone", "attention", "coding", "T")
@@ -232,11 +231,11 @@ class Params:
     def load(cls, path: str | Path = DEFAULT_PARAMS) -> "Params":
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = read_yaml(path)
         except FileNotFoundError:
             raise ParamsError(f"{path}: not found; run from the repository root or pass --params") from None
-        except yaml.YAMLError as err:
-            raise ParamsError(f"{path}: not valid YAML: {err}") from None
+        except ValueError as err:  # a syntax error, named with its line and column
+            raise ParamsError(str(err)) from None
         return cls(raw if raw is not None else {}, source=str(path))
 
     # -- validation -------------------------------------------------------------------------
