@@ -84,22 +84,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_dataset(params, name: str, command: str) -> None:
-    """The dataset is declared in the params file (and is one `prepare`/`download` builds)."""
-    from .config import ParamsError
-    from .data import DATASETS
-
-    declared = params.raw.get("datasets") or {}
-    if name not in declared:
-        raise ParamsError(f"{params.source}: no dataset {name!r} under `datasets`; declared: "
-                          f"{', '.join(declared) or 'none'}")
-    embedded = DATASETS[name].source == "embedded"
-    if command in ("prepare", "download") and embedded != (command == "prepare"):
-        right = "prepare" if embedded else "download"
-        how = "built locally from embedded data" if embedded else "downloaded (or read from disk)"
-        raise ParamsError(f"dataset {name!r} is {how}: run `spikeattn {right} {name}`")
-
-
 def _pinned(params, args):
     """A train/energy job's lease of GPU slots (CUDA_VISIBLE_DEVICES), taken before CUDA starts;
     torchrun's workers run under their launcher's lease."""
@@ -150,10 +134,8 @@ def _run_stage(args) -> None:
     if args.command == "cells":
         print("\n".join(cell.id for cell in params.cells(args.study)))
     elif args.command in ("prepare", "download"):
-        _check_dataset(params, args.dataset, args.command)
         print(getattr(stages, args.command)(params, args.dataset))
     elif args.command == "preprocess":
-        _check_dataset(params, args.dataset, args.command)
         print(stages.preprocess(params, args.dataset, args.T, args.study, workers=args.workers))
     elif args.command in ("train", "energy"):
         with _pinned(params, args):

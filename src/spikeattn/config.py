@@ -549,8 +549,12 @@ class Params:
 
     def dataset(self, name: str, study: str | None = None) -> dict[str, Any]:
         """A dataset's parameters, with `study`'s overrides (its `data:` entry) applied."""
+        declared = self.raw["datasets"]
+        if name not in declared:
+            raise ParamsError(f"{self.source}: no dataset {name!r} under `datasets`; declared: "
+                              f"{', '.join(declared)}")
         overrides = self.study(study).get("data", {}).get(name, {}) if study else {}
-        return {**self.raw["datasets"][name], **overrides}
+        return {**declared[name], **overrides}
 
     def targets(self, study: str) -> list[dict[str, Any]]:
         """The paper's reported numbers for the study's cells (see `Cell.matches`)."""

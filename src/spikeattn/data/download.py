@@ -20,6 +20,7 @@ from urllib.error import URLError
 from urllib.request import Request, urlopen
 
 from spikeattn.data.registry import DATASETS, check_params, get_info, raw_dir, raw_params
+from spikeattn.data.sources.base import DataError
 from spikeattn.io import atomic_dir, file_digest, write_json
 
 TIMEOUT_S = 10.0  # per connection attempt: an offline mirror fails in seconds, not minutes
@@ -131,8 +132,8 @@ def download(name: str, params: Mapping[str, Any], root: str | Path,
 
     info = get_info(name)
     if info.source == "embedded":
-        raise ValueError(f"dataset {name!r} is built locally, not downloaded: use "
-                         f"spikeattn.data.prepare({name!r}, ...) (`spikeattn prepare {name}`)")
+        raise DataError(f"dataset {name!r} is built locally from embedded data: run "
+                        f"`spikeattn prepare {name}`")
     if info.source == "folder":
         return check_folder(name, params, root)
     checked = check_params(name, params)

@@ -17,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from tonic.io import events_struct
 
 from spikeattn.data.registry import get_info, raw_dir, raw_params
+from spikeattn.data.sources.base import DataError
 from spikeattn.io import atomic_dir, file_digest, write_json
 
 EVENT_DTYPE = events_struct  # tonic's own (x int16, y int16, t int64, p bool): its transforms expect it
@@ -213,7 +214,8 @@ def prepare(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
     """Build `root/data/raw/<name>/` (data file + manifest.json) atomically; return it."""
     info = get_info(name)
     if info.source != "embedded":
-        raise ValueError(f"dataset {name!r} is downloaded, not built: use spikeattn.data.download")
+        raise DataError(f"dataset {name!r} is downloaded (or read from disk): run "
+                        f"`spikeattn download {name}`")
     params = raw_params(name, params)
     target = raw_dir(name, root)
     with atomic_dir(target) as tmp:
