@@ -14,7 +14,6 @@ from spikeattn.io import read_yaml
 stop_notice.quiet_until_start()  # Ctrl-C while planning: one line, not a traceback
 
 # Snakemake's own message for a YAML syntax error names neither file nor line; this one does.
-
 for _file in ["params.yaml", *workflow.overwrite_configfiles]:
     if os.path.exists(_file):
         try:
@@ -35,7 +34,6 @@ include: "pipeline/common.smk"
 # The MLflow store, its experiment and the studies' parent runs are created once, before any
 # job, so parallel jobs only add their own runs (MLFLOW_TRACKING_URI: a server instead of mlflow.db).
 onstart:
-    from spikeattn import stop_notice
     from spikeattn.tracking import Tracker
 
     stop_notice.watch()  # a stop (SIGTERM, Ctrl-C) is then explained as one, not as a failure
@@ -43,8 +41,6 @@ onstart:
 
 
 onerror:
-    from spikeattn import stop_notice
-
     stop_notice.explain()
 
 
