@@ -1,4 +1,6 @@
-"""SMA / SMA-L / AZO against the paper's formulas, written out from the module's own weights."""
+"""SMA / SMA-L / SMA-C / AZO against the paper's formulas, written out from the module's own weights."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -253,3 +255,106 @@ def test_azo_copies_match_the_authors_loops(azo_copy, order):
     assert torch.allclose(chained, parallel) == (order == "4 then 3")  # they differ only on a chain
     with pytest.raises(ValueError, match="azo_copy"):
         SMA(T, C, branch_act="relu", azo_copy="loop")
+
+
+# ---- SMA-C: the channel half only (SMA appendix Tab. 6), Y = sum_n a_c[n] * U_n ------------
+
+def test_sma_c_matches_hand_computed_channel_weights():
+    """Two 1x1 branches on a hand-built input, every weight set by hand. Branch n's conv
+    multiplies by k_n; BN (batch statistics) maps U_n to the standardised input times g_n,
+    then ReLU. The channel MLP is worked by hand: z -> h = ReLU(S z + s) -> logits."""
+    Tc, Bc, Cc = 2, 1, 2
+    x = torch.tensor([[[[[1.0, 3.0]], [[2.0, 0.0]]]],
+                      [[[[-1.0, 5.0]], [[4.0, 2.0]]]]])  # [T=2, B=1, C=2, H=1, W=2]
+    module = SMA(Tc, Cc, kernels=(1, 1), ratio_c=2, branch_act="relu", temporal=False)
+    g = (1.0, 2.0)
+    with torch.no_grad():
+        for n, branch in enumerate(module.branches):
+            conv, bn = branch[0]
+            conv.weight.copy_(torch.eye(Cc)[:, :, None, None] * (n + 1.0))
+            conv.bias.zero_()
+            bn.weight.fill_(g[n])
+            bn.bias.zero_()
+        module.channel_squeeze.weight.copy_(torch.tensor([[0.5, -0.25]]))  # C -> 1 hidden unit
+        module.channel_squeeze.bias.copy_(torch.tensor([0.1]))
+        module.channel_excite[0].weight.copy_(torch.tensor([[1.0], [-2.0]]))
+        module.channel_excite[0].bias.copy_(torch.tensor([0.0, 0.5]))
+        module.channel_excite[1].weight.copy_(torch.tensor([[0.0], [1.0]]))
+        module.channel_excite[1].bias.copy_(torch.tensor([-0.3, 0.0]))
+
+    # By hand. Channel 0 values over (t, w): 1, 3, -1, 5 -> mean 2, var 5; channel 1:
+    # 2, 0, 4, 2 -> mean 2, var 2. The conv's factor k_n scales mean and deviation alike, so
+    # (k x - k mean) / sqrt(k^2 var + eps) with eps = 1e-5.
+    def U(n, t, c, w):
+        v = x[t, 0, c, 0, w].item()
+        var = (5.0, 2.0)[c]
+        k = n + 1.0
+        return max(0.0, g[n] * k * (v - 2.0) / math.sqrt(k * k * var + 1e-5))
+    y = torch.zeros(Tc, Cc, 2)
+    for t in range(Tc):
+        z = [(U(0, t, c, 0) + U(1, t, c, 0) + U(0, t, c, 1) + U(1, t, c, 1)) / 2 for c in range(Cc)]
+        h = max(0.0, 0.5 * z[0] - 0.25 * z[1] + 0.1)
+        logit0 = [1.0 * h + 0.0, -2.0 * h + 0.5]
+        logit1 = [-0.3, 1.0 * h]
+        for c in range(Cc):
+            e0, e1 = math.exp(logit0[c]), math.exp(logit1[c])
+            a0, a1 = e0 / (e0 + e1), e1 / (e0 + e1)
+            for w in range(2):
+                y[t, c, w] = a0 * U(0, t, c, w) + a1 * U(1, t, c, w)
+    assert 0 < h  # the hidden unit is alive at the last step, so the weights depend on z
+    out = module(x)
+    torch.testing.assert_close(out, y[:, None, :, None, :])
+    a_t, a_c = module.weights(x)
+    assert a_t is None and a_c.shape == (2, Tc, Bc, Cc)
+
+
+def test_sma_c_is_sma_without_the_time_factor():
+    """Same shared weights as SMA: SMA-C's output is sum_n a_c[n] * U_n with SMA's own a_c."""
+    full = build("lif")
+    channel_only = build("lif", temporal=False)
+    channel_only.load_state_dict(full.state_dict(), strict=False)
+    x = 2 * torch.randn(T, B, C, H, W)
+    us = written_out_branches(full, x)
+    _, a_c = written_out_weights(full, us)
+    expected = sum(a_c[n][..., None, None] * us[n] for n in range(len(us)))
+    torch.testing.assert_close(channel_only(x), expected)
+    assert not torch.allclose(full(x), expected)
+
+
+def test_sma_c_has_no_time_path():
+    module = build("relu", temporal=False)
+    names = [name for name, _ in module.named_parameters()] + list(module.state_dict())
+    assert names and not any(name.startswith("time_") for name in names)
+    assert not hasattr(module, "time_squeeze") and not hasattr(module, "time_excite")
+    full = build("relu")
+    assert set(full.state_dict()) - set(module.state_dict()) == {
+        key for key in full.state_dict() if key.startswith("time_")}
+    # Light channel weights without a time path also broadcast over T
+    light = build("relu", temporal=False, light=True)
+    assert light(torch.randn(T, B, C, H, W)).shape == (T, B, C, H, W)
+
+
+def test_sma_c_refuses_azo():
+    with pytest.raises(ValueError, match="azo=True needs its time weights"):
+        SMA(T, C, branch_act="relu", temporal=False, azo=True)
+
+
+def test_sma_c_registered_and_a_future_sma_c_azo_refused(monkeypatch):
+    from spikeattn import attention
+
+    assert attention.SMA_VARIANTS["SMA-C"] == {"light": False, "azo": False, "temporal": False}
+    assert "SMA-C" in attention.ATTENTIONS and attention.slot("SMA-C") == "conv"
+    module = attention.build_attention("SMA-C", T=T, channels=C,
+                                       attention_kwargs={"sma": {"branch_act": "relu"}})
+    assert isinstance(module, SMA) and not module.temporal and not module.azo
+    monkeypatch.setitem(attention.SMA_VARIANTS, "SMA-C+AZO",
+                        {"light": False, "azo": True, "temporal": False})
+    with pytest.raises(ValueError, match="SMA-C"):
+        attention.build_attention("SMA-C+AZO", T=T, channels=C,
+                                  attention_kwargs={"sma": {"branch_act": "relu"}})
+
+
+def test_sma_c_elementwise_macs_count_no_time_product():
+    module = build("relu", temporal=False)
+    x = torch.randn(T, B, C, H, W)
+    assert module.elementwise_macs(module(x)) == 4 * x.numel()

@@ -9,7 +9,7 @@ import spikeattn.models.ma_cnn  # noqa: F401  (registers the entry points)
 from spikeattn.attention import MultiDimAttention, TemporalAttention
 from spikeattn.models.ma_cnn import MACNNGait, MACNNGesture
 
-ATTENTIONS = ("none", "TA", "CA", "SA", "TCSA", "SMA", "SMA-L", "SMA+AZO")
+ATTENTIONS = ("none", "TA", "CA", "SA", "TCSA", "SMA", "SMA-L", "SMA-C", "SMA+AZO")
 # Small inputs (Gesture pools x4 in all, Gait x64, its minimum).
 SMALL = {"ma_cnn_gesture": 8, "ma_cnn_gait": 64}
 # Gait's SMA has 4 layers of up to 512 channels: two kernels keep the test fast; Gesture keeps

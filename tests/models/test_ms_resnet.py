@@ -12,7 +12,7 @@ from spikeattn.attention.sma import SMA
 from spikeattn.models.ms_resnet import DOWNSAMPLES, MSResNet
 
 NAMES = ("ms_resnet18", "ms_resnet34", "ms_resnet104", "gac_ms_resnet18_cifar")
-ATTENTIONS = ("none", "CSA", "TCSA", "SMA", "SMA+AZO")
+ATTENTIONS = ("none", "CSA", "TCSA", "SMA", "SMA-C", "SMA+AZO")
 CODINGS = ("direct", "gac")
 # Low thresholds so an untrained net spikes in every layer: a silent LIF passes no gradient
 # to the conv after it. (The membrane shortcut keeps gradients flowing either way.)
@@ -47,7 +47,7 @@ def _wake_narrow_mlps(model):
         for m in model.modules():
             if isinstance(m, SharedMLP):
                 m.fc1.weight.abs_()
-            if isinstance(m, SMA):
+            if isinstance(m, SMA) and m.temporal:  # SMA-C has no time MLP
                 m.time_squeeze.weight.abs_()
                 m.time_squeeze.bias.abs_()
 

@@ -10,7 +10,7 @@ from spikeattn.attention import MultiDimAttention
 from spikeattn.layers import TimeSharedDropout
 from spikeattn.models.sma_vgg import SMAVGG8
 
-ATTENTIONS = ("none", "TA", "CA", "SA", "TCSA", "SMA", "SMA-L", "SMA+AZO")
+ATTENTIONS = ("none", "TA", "CA", "SA", "TCSA", "SMA", "SMA-L", "SMA-C", "SMA+AZO")
 T, SIZE = 8, 32  # 32: the smallest input five MaxPools allow
 
 

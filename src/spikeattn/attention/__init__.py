@@ -5,7 +5,8 @@ Each attention family has a *slot* in a spiking conv layer:
     conv -> [conv slot] -> BN -> (pool) -> [current slot] -> LIF
 
 - MA-SNN's TA/CA/SA and combinations weight the layer's current before the LIF ("current").
-- SMA (and SMA-L, and either with AZO) replaces the conv's output before its BN ("conv").
+- SMA (and SMA-L, SMA-C, and SMA or SMA-L with AZO) replaces the conv's output before its BN
+  ("conv").
 
 Backbones ask `attention_slots()` for both and put `nn.Identity()` where nothing goes.
 Options come per family: `attention_kwargs={"ma": {...}, "sma": {...}}`.
@@ -19,12 +20,14 @@ from torch import nn
 from .ma import MA_VARIANTS, ChannelAttention, MultiDimAttention, SpatialAttention, TemporalAttention, build_ma
 from .sma import SMA
 
-# Paper name -> SMA options it implies.
+# Paper name -> SMA options it implies (Params forbids setting these in attention_kwargs).
+# SMA-C: the channel half only, no time weights (SMA appendix Tab. 6; see sma.py); it takes no AZO.
 SMA_VARIANTS: dict[str, dict[str, bool]] = {
-    "SMA": {"light": False, "azo": False},
-    "SMA-L": {"light": True, "azo": False},
-    "SMA+AZO": {"light": False, "azo": True},
-    "SMA-L+AZO": {"light": True, "azo": True},
+    "SMA": {"light": False, "azo": False, "temporal": True},
+    "SMA-L": {"light": True, "azo": False, "temporal": True},
+    "SMA-C": {"light": False, "azo": False, "temporal": False},
+    "SMA+AZO": {"light": False, "azo": True, "temporal": True},
+    "SMA-L+AZO": {"light": True, "azo": True, "temporal": True},
 }
 ATTENTIONS: tuple[str, ...] = ("none", *MA_VARIANTS, *SMA_VARIANTS)
 # Family -> the builder that receives attention_kwargs[family]: Params checks those options

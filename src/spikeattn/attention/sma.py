@@ -13,6 +13,12 @@ multiscale branches; the backbone then applies BN -> LIF -> pool as usual:
 
 SMA-L (`light`) averages z over T before the channel MLP, so a_c is [n, 1, B, C].
 
+SMA-C (`temporal=False`) keeps only the channel half (the paper's C-MSE): no time MLP, no
+a_t, and Y = sum_n a_c[n] * U_n. The SMA appendix reports it (Tab. 6; B.1: "SMA solely along
+the channel dimension", CR 4) without naming a class; the authors' code has no switch for it,
+so this is our reading: their product `T_weight * C_weight * U` without the time factor.
+AZO needs the time weights to pick steps, so SMA-C cannot take AZO.
+
 AZO (training only): per branch, take the T // azo_rtr steps with the smallest time weight
 (summed over the batch), then the C // azo_rcr channels with the smallest channel weight
 (summed over the batch and those steps); for those (t, c) with t != 0 the branch's weighted
@@ -63,7 +69,7 @@ class SMA(nn.Module):
     branches (`branch_act="lif"`, built by `make_neuron`); their ImageNet code uses ReLU
     branches instead (`branch_act="relu"`). AZO: azo_rtr 4, azo_rcr 10 (Gesture; the paper
     uses 4 on CIFAR10-DVS and 24 on N-Caltech101). T is fixed at build: the time MLP has T
-    inputs.
+    inputs. `temporal=False` (SMA-C) builds no time MLP; ratio_t is then unused.
     """
 
     slot = "conv"  # goes between a conv and its BN (see attention/__init__.py)
@@ -71,8 +77,13 @@ class SMA(nn.Module):
     def __init__(self, T: int, channels: int, make_neuron: Callable[[], nn.Module] | None = None,
                  kernels: Sequence[int] = (1, 3, 5, 7), ratio_c: int = 4, ratio_t: int = 4,
                  light: bool = False, azo: bool = False, azo_rtr: int = 4, azo_rcr: int = 10,
-                 branch_act: str = "lif", azo_copy: str = "parallel"):
+                 branch_act: str = "lif", azo_copy: str = "parallel", temporal: bool = True):
         super().__init__()
+        if azo and not temporal:
+            raise ValueError("SMA with azo=True needs its time weights (temporal=True): AZO "
+                             "zones out the steps with the smallest time weight, and SMA-C "
+                             "(temporal=False) has none; use attention SMA+AZO, or SMA-C "
+                             "without AZO")
         if branch_act not in BRANCH_ACTS:
             raise ValueError(f"SMA branch_act must be one of {list(BRANCH_ACTS)}, "
                              f"got {branch_act!r}")
@@ -91,7 +102,7 @@ class SMA(nn.Module):
                 raise ValueError(f"SMA {name} must be >= 1, got {value}")
         self.T, self.channels, self.kernels = T, channels, kernels
         self.light, self.azo, self.azo_rtr, self.azo_rcr = light, azo, azo_rtr, azo_rcr
-        self.branch_act, self.azo_copy = branch_act, azo_copy
+        self.branch_act, self.azo_copy, self.temporal = branch_act, azo_copy, temporal
 
         def act() -> nn.Module:
             return make_neuron() if branch_act == "lif" else nn.ReLU()
@@ -104,8 +115,9 @@ class SMA(nn.Module):
         hidden_c, hidden_t = max(1, channels // ratio_c), max(1, T // ratio_t)
         self.channel_squeeze = nn.Linear(channels, hidden_c)
         self.channel_excite = nn.ModuleList(nn.Linear(hidden_c, channels) for _ in kernels)
-        self.time_squeeze = nn.Linear(T, hidden_t)
-        self.time_excite = nn.ModuleList(nn.Linear(hidden_t, T) for _ in kernels)
+        if temporal:  # SMA-C has no time path: no modules, no parameters, no state_dict keys
+            self.time_squeeze = nn.Linear(T, hidden_t)
+            self.time_excite = nn.ModuleList(nn.Linear(hidden_t, T) for _ in kernels)
 
     # ---- pieces, public so tests and analyses can look inside -----------------------------
     def _check(self, x: Tensor) -> None:
@@ -120,17 +132,20 @@ class SMA(nn.Module):
         self._check(x)
         return torch.stack([branch(x) for branch in self.branches])
 
-    def weights_from(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """(a_t [n, T, B], a_c [n, T, B, C] or [n, 1, B, C] when light) from branch outputs."""
+    def weights_from(self, u: Tensor) -> tuple[Tensor | None, Tensor]:
+        """(a_t [n, T, B], a_c [n, T, B, C] or [n, 1, B, C] when light) from branch outputs;
+        a_t is None for SMA-C (temporal=False)."""
         z = u.sum(0).mean((-2, -1))  # [T, B, C]
         zc = z.mean(0, keepdim=True) if self.light else z
         hc = torch.relu(self.channel_squeeze(zc))
         a_c = torch.softmax(torch.stack([e(hc) for e in self.channel_excite]), dim=0)
+        if not self.temporal:
+            return None, a_c
         ht = torch.relu(self.time_squeeze(z.mean(2).t()))  # [B, T] -> [B, T/ratio_t]
         a_t = torch.softmax(torch.stack([e(ht) for e in self.time_excite]), dim=0)  # [n, B, T]
         return a_t.transpose(1, 2), a_c
 
-    def weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def weights(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
         """(a_t, a_c) for input x; each sums to 1 over the branch axis (runs the branches,
         so BN in training mode updates its running statistics as a forward would)."""
         return self.weights_from(self.branch_outputs(x))
@@ -164,7 +179,7 @@ class SMA(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         u = self.branch_outputs(x)
         a_t, a_c = self.weights_from(u)
-        w = a_t[..., None] * a_c  # [n, T, B, C]
+        w = a_c.expand(*u.shape[:4]) if a_t is None else a_t[..., None] * a_c  # [n, T, B, C]
         if not (self.azo and self.training):
             return torch.einsum("ntbc,ntbchw->tbchw", w, u)
         y = w[..., None, None] * u  # [n, T, B, C, H, W]
@@ -175,12 +190,13 @@ class SMA(nn.Module):
 
     def elementwise_macs(self, x: Tensor) -> int:
         """Weight products per forward on tensors shaped like x: a_t * a_c per branch
-        (n * T * B * C), then each weighted U_n accumulated into Y (n * numel).
-        The branch convs and the MLPs' linear layers are counted by the energy hooks."""
+        (n * T * B * C; none for SMA-C, which has no a_t), then each weighted U_n accumulated
+        into Y (n * numel). The branch convs and the MLPs' linear layers are counted by the
+        energy hooks."""
         n = len(self.kernels)
-        return n * x.numel() + n * x[..., 0, 0].numel()
+        return n * x.numel() + (n * x[..., 0, 0].numel() if self.temporal else 0)
 
     def extra_repr(self) -> str:
         return (f"T={self.T}, channels={self.channels}, kernels={self.kernels}, "
-                f"light={self.light}, azo={self.azo}, azo_rtr={self.azo_rtr}, "
+                f"light={self.light}, temporal={self.temporal}, azo={self.azo}, azo_rtr={self.azo_rtr}, "
                 f"azo_rcr={self.azo_rcr}, azo_copy={self.azo_copy!r}, branch_act={self.branch_act!r}")
