@@ -2,9 +2,10 @@
 
 The compact integer tensors are moved to the GPU once when they fit (half the free memory at
 most), else kept in pinned CPU memory and copied per batch; every step after that (indexing,
-framing MA-SNN's time windows from the stored events, conversion to float, flip and translate)
-runs on the device, so no Python worker touches a sample. ImageNet (`files` layout) streams
-through a torch DataLoader instead.
+framing MA-SNN's time windows from the stored events, conversion to float, flip and translate,
+per-channel normalisation) runs on the device, so no Python worker touches a sample. ImageNet
+(`files` layout) streams through a torch DataLoader instead: its workers decode, crop and
+AutoAugment the uint8 images, and the device converts and normalises the batch.
 """
 from __future__ import annotations
 
@@ -43,10 +44,15 @@ def place(t: Tensor | None, device: torch.device) -> Tensor | None:
 
 @dataclass(frozen=True)
 class Augment:
-    """Random horizontal flip and translation (zero fill), per sample, on the batch's device."""
+    """Random horizontal flip and translation (zero fill), per sample, on the batch's device.
+
+    `autoaugment` (torchvision's ImageNet policy) acts in the workers of a streamed image folder
+    (FileBatches), on uint8 images as torchvision's AutoAugment expects; cached datasets refuse it.
+    """
 
     flip: bool = False
     translate_px: int = 0
+    autoaugment: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> "Augment":
@@ -66,6 +72,31 @@ class Augment:
             shift = torch.randint(-k, k + 1, (2, B), device=x.device, generator=generator)
             x = translate(x, shift[0], shift[1])
         return x
+
+
+@dataclass(frozen=True)
+class Normalize:
+    """Per-channel (x - mean) / std of images in [0, 1], torchvision's Normalize after ToTensor
+    as the authors' codes apply it. It runs after flip/translate, so translate's zero fill is
+    normalised like their RandomCrop padding, and before CutMix (the training loop's)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> "Normalize | None":
+        if params is None:
+            return None
+        return cls(tuple(map(float, params["mean"])), tuple(map(float, params["std"])))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """x [B, ..., C, H, W] float -> the same shape, channel c as (x - mean[c]) / std[c]."""
+        C = len(self.mean)
+        if x.shape[-3] != C:
+            raise ValueError(f"normalize has {C} channel values but the images have {x.shape[-3]} channels")
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(C, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(C, 1, 1)
+        return (x - mean) / std
 
 
 def translate(x: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
@@ -96,11 +127,16 @@ class TensorBatches:
     (`"start"`, MA-SNN's Gait), framed as the authors' loaders frame it (`event_windows.py`).
     test: in order; an events-layout sample gives `clips` windows placed as the authors' test
     does, whose predictions the loop combines by majority vote.
+    Both: scaled to float, then `normalize` (per channel) if given.
     """
 
     def __init__(self, split: Split, scale: float, batch_size: int, device: torch.device | str = "cpu",
                  train: bool = False, T: int | None = None, window: str = "random", clips: int = 1,
-                 augment: Augment = Augment(), seed: int = 0, windows: Windows | None = None):
+                 augment: Augment = Augment(), seed: int = 0, windows: Windows | None = None,
+                 normalize: Normalize | None = None):
+        if augment.autoaugment:
+            raise ValueError("augment.autoaugment acts on streamed image folders (ImageNet) only; a "
+                             "cached dataset is augmented on the device by flip and translate_px")
         self.device = torch.device(device)
         self.x, self.y = place(split.x, self.device), split.y.to(self.device)
         events = split.t is not None
@@ -111,6 +147,7 @@ class TensorBatches:
             raise ValueError(f"train_window must be random or start, got {window!r}")
         self.scale, self.batch_size, self.train, self.T = scale, batch_size, train, T
         self.window, self.clips, self.augment = window, (1 if train or not events else clips), augment
+        self.normalize = normalize
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.rank, self.world = 0, 1
         self.events = _EventWindows(split, windows, T, self.device) if events else None
@@ -162,6 +199,8 @@ class TensorBatches:
             x = self._gather(idx).to(torch.float32) * self.scale
             if self.train and self.augment:
                 x = self.augment(x, self.generator)
+            if self.normalize is not None:
+                x = self.normalize(x)
             yield Batch(x, self.y[idx], self.clips)
 
 
@@ -195,16 +234,29 @@ class _EventWindows:
         return counts.view(-1, self.T, *self.shape).to(self.device, non_blocking=True)
 
 
+def image_transform(size: int, train: bool, augment: Augment = Augment()):
+    """The per-image uint8 transform of a streamed split, the authors' ImageNet one by default:
+    train RandomResizedCrop(size) with torchvision's default scale (0.08, 1) and ratio (3/4, 4/3),
+    a horizontal flip if `augment.flip`, then AutoAugment (ImageNet policy) if
+    `augment.autoaugment` (all three codes: AutoAugment, no flip); test Resize(size / 0.875)
+    (256 for 224) then CenterCrop(size). Random draws use torch's RNG, seeded per worker."""
+    from torchvision.transforms import v2
+
+    if not train:
+        return v2.Compose([v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)])
+    steps = [v2.RandomResizedCrop(size, antialias=True)]
+    steps += [v2.RandomHorizontalFlip()] if augment.flip else []  # torchvision's reference order
+    steps += [v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)] if augment.autoaugment else []
+    return v2.Compose(steps)
+
+
 class _ImageFiles(torch.utils.data.Dataset):
-    """Decoded, cropped uint8 images of a `files` split (ImageNet)."""
+    """Decoded, cropped (and AutoAugmented) uint8 images of a `files` split (ImageNet)."""
 
-    def __init__(self, root: Path, paths: list[str], labels: Tensor, size: int, train: bool, flip: bool):
-        from torchvision.transforms import v2
-
+    def __init__(self, root: Path, paths: list[str], labels: Tensor, size: int, train: bool,
+                 augment: Augment):
         self.root, self.paths, self.labels = root, paths, labels
-        crop = ([v2.RandomResizedCrop(size, antialias=True)] + ([v2.RandomHorizontalFlip()] if flip else [])
-                if train else [v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)])
-        self.transform = v2.Compose(crop)
+        self.transform = image_transform(size, train, augment)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -216,22 +268,28 @@ class _ImageFiles(torch.utils.data.Dataset):
 
 
 class FileBatches:
-    """Batches streamed from image files by DataLoader workers (datasets too big to cache)."""
+    """Batches streamed from image files by DataLoader workers (datasets too big to cache):
+    uint8 crops from the workers, then float in [0, 1] and `normalize` on the device."""
 
     def __init__(self, split: Split, root: str | Path, size: int, batch_size: int,
-                 device: torch.device | str = "cpu", train: bool = False, flip: bool = False,
-                 workers: int = 4, seed: int = 0):
-        self.device = torch.device(device)
+                 device: torch.device | str = "cpu", train: bool = False, augment: Augment = Augment(),
+                 workers: int = 4, seed: int = 0, normalize: Normalize | None = None):
+        if augment.translate_px:
+            raise ValueError("augment.translate_px is not applied to streamed image folders "
+                             "(RandomResizedCrop crops them); remove it")
+        self.device, self.normalize = torch.device(device), normalize
         self.dataset, self.train, self.seed, self.epoch = (
-            _ImageFiles(Path(root), split.paths, split.y, size, train, flip), train, seed, 0)
+            _ImageFiles(Path(root), split.paths, split.y, size, train, augment), train, seed, 0)
         self.generator = torch.Generator().manual_seed(seed)
         self._build(batch_size, workers, sampler=None)
 
     def _build(self, batch_size: int, workers: int, sampler) -> None:
+        # Workers start afresh each pass, seeded from `generator` (as is the shuffle): persistent
+        # workers would carry their RNG over epochs, which a resumed run cannot restore.
         self.loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=batch_size, shuffle=self.train and sampler is None,
             sampler=sampler, num_workers=workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0, generator=self.generator)
+            persistent_workers=False, generator=self.generator)
 
     def shard(self, rank: int, world: int) -> "FileBatches":
         """One of `world` DDP processes: torch's DistributedSampler splits each epoch's order
@@ -261,6 +319,8 @@ class FileBatches:
         self.epoch += self.train
         for x, y in self.loader:
             x = x.to(self.device, non_blocking=True).to(torch.float32) / 255
+            if self.normalize is not None:
+                x = self.normalize(x)
             yield Batch(x, y.to(self.device, non_blocking=True))
 
 
@@ -273,11 +333,12 @@ def batches(frames: Frames, params: Mapping[str, Any], part: str, batch_size: in
     split = frames.train if part == "train" else frames.test
     train = part == "train"
     augment = Augment.from_params(params.get("augment"))
+    normalize = Normalize.from_params(params.get("normalize"))
     if frames.meta["layout"] == "files":
         return FileBatches(split, frames.meta[part]["root"], params["image_size"], batch_size, device,
-                           train, augment.flip, workers, seed)
+                           train, augment, workers, seed, normalize)
     windows = Windows(**frames.meta["window"]) if frames.meta["layout"] == "events" else None
     return TensorBatches(split, frames.meta["scale"], batch_size, device, train, T,
                          params.get("train_window", "random"),
                          clips if clips is not None else params.get("test_clips", 1), augment, seed,
-                         windows)
+                         windows, normalize)

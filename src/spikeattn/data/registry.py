@@ -57,6 +57,28 @@ def _check_dvs_geometry(params: dict) -> None:
                          f"(got {params['step_us']} and {params['saccade_ms']} ms)")
 
 
+def _check_loading(info: DatasetInfo, params: Mapping[str, Any]) -> None:
+    """Loader settings the schema cannot check alone: one normalize value per input channel;
+    AutoAugment only where workers see uint8 images (streamed folders), translate_px only where
+    the device shifts cached images."""
+    key = f"datasets.{info.name}"
+    normalize = params.get("normalize") or {}
+    for stat in ("mean", "std") if normalize else ():
+        values = normalize[stat]
+        if len(values) != info.in_channels:
+            raise ValueError(f"{key}.normalize.{stat} must hold one value per input channel: "
+                             f"{info.in_channels}, got {len(values)}")
+    augment = params.get("augment") or {}
+    streamed = info.source == "folder"
+    if augment.get("autoaugment") and not streamed:
+        raise ValueError(f"{key}.augment.autoaugment: AutoAugment runs only on streamed image folders "
+                         f"(imagenet); {info.name} is cached and augmented on the device by flip and "
+                         f"translate_px: remove the key or set it to false")
+    if augment.get("translate_px") and streamed:
+        raise ValueError(f"{key}.augment.translate_px: not applied to streamed image folders "
+                         f"(RandomResizedCrop crops them): remove it")
+
+
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(
         name="digits", kind="static", source="embedded", num_classes=10, in_channels=1,
@@ -72,7 +94,7 @@ DATASETS: dict[str, DatasetInfo] = {
 # Real datasets: fetched by `spikeattn download` (ImageNet: a folder the user provides, which
 # `download` checks). The raw files depend only on the archives; every other key shapes the
 # frames (frame keys) or the batches (loader keys).
-_LOADER_KEYS = ("train_window", "test_clips", "augment")
+_LOADER_KEYS = ("train_window", "test_clips", "augment", "normalize")
 _DVS_FRAME_KEYS = ("frame_method", "dt_ms", "downsample", "event_count_split", "split", "test_fraction",
                    "split_seed")
 _REAL_DVS = {  # name: (classes, sensor H x W)
@@ -120,6 +142,7 @@ def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("; ".join(problems))
     floats = {k for k, spec in info.schema["properties"].items() if spec.get("type") == "number"}
     checked = {k: float(v) if k in floats and v is not None else v for k, v in params.items()}
+    _check_loading(info, checked)
     info.cross_check(checked)
     return checked
 
