@@ -3,6 +3,7 @@
 The hand loops get their surrogate gradient from a straight-through antiderivative,
 an implementation independent of spikeattn.neurons.surrogate.
 """
+import dataclasses
 import math
 
 import pytest
@@ -59,6 +60,17 @@ def gac_cifar_loop(x):  # m = 0.5 m (1 - s) + x (no detach); s = (m - 1 > 0); tr
     return torch.stack(out)
 
 
+def gac_cifar_appendix_loop(x):  # GAC appendix (Vth, tau) = (0.5, 0.25) in the code's m = tau m + x
+    spike = ANTIDERIVATIVES[("triangle", "gamma")](1.0)
+    m, out = torch.zeros_like(x[0]), []
+    for x_t in x:
+        m = 0.25 * m + x_t
+        s = straight_through(m - 0.5, spike)  # fires at m > 0.5, as gac_cifar's (mem - thresh) > 0
+        m = (1 - s) * m  # hard reset to 0, not detached
+        out.append(s)
+    return torch.stack(out)
+
+
 def sj_tau2_loop(x):  # SpikingJelly LIF: v += (x - v) / tau; s = (v - 1 >= 0); hard reset, detached
     spike = ANTIDERIVATIVES[("atan", "alpha")](2.0)
     v, out = torch.zeros_like(x[0]), []
@@ -71,7 +83,7 @@ def sj_tau2_loop(x):  # SpikingJelly LIF: v += (x - v) / tau; s = (v - 1 >= 0); 
 
 
 LOOPS = {"ma_dvs": ma_dvs_loop, "msresnet": msresnet_loop, "gac_cifar": gac_cifar_loop,
-         "sj_tau2": sj_tau2_loop}
+         "gac_cifar_appendix": gac_cifar_appendix_loop, "sj_tau2": sj_tau2_loop}
 
 
 def test_every_preset_has_a_hand_loop():
@@ -99,7 +111,8 @@ def test_preset_matches_hand_loop(preset, T):
 # its authors' code fires there: MA-SNN DVS `input.ge(0.0)`, SpikingJelly `x >= 0`,
 # MS-ResNet `input.gt(thresh)`, GAC CIFAR `(mem - thresh) > 0`.
 AT_THRESHOLD = {"ma_dvs": (0.3, True), "sj_tau2": (2.0, True),  # sj: v = x / tau
-                "msresnet": (0.5, False), "gac_cifar": (1.0, False)}
+                "msresnet": (0.5, False), "gac_cifar": (1.0, False),
+                "gac_cifar_appendix": (0.5, False)}
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -135,6 +148,14 @@ def test_surrogates_and_soft_reset_match_hand_loop(name, key, value):
     out.pow(2).mul(torch.arange(1.0, 7.0)[:, None]).sum().backward()
     ref.pow(2).mul(torch.arange(1.0, 7.0)[:, None]).sum().backward()
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_gac_presets_differ_only_in_the_constants():
+    """Code (1.0, 0.5) vs appendix (0.5, 0.25); the same neuron otherwise."""
+    code, appendix = lif_config("gac_cifar"), lif_config("gac_cifar_appendix")
+    assert (code.v_threshold, code.decay) == (1.0, 0.5)
+    assert (appendix.v_threshold, appendix.decay) == (0.5, 0.25)
+    assert appendix == dataclasses.replace(code, v_threshold=0.5, decay=0.25)
 
 
 def test_bad_options_name_what_is_allowed():

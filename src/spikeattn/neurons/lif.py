@@ -16,7 +16,12 @@ where `s_t` in the reset is detached when `detach_reset`. The papers' neurons ar
 - ``msresnet``  MS-ResNet: m = 0.25 m (1 - s.detach()) + x, Vth 0.5; rectangle width 1;
                 fires at m > Vth (`input.gt(thresh)`, MA-SNN's and GAC's ImageNet code).
 - ``gac_cifar`` GAC CIFAR: m = 0.5 m (1 - s) + x, Vth 1, reset not detached; triangle gamma 1;
-                fires at m - Vth > 0.
+                fires at m - Vth > 0. The code's constants (bollossom/GAC "CODE/CIFAR/models/
+                layers.py", `LIFSpike(thresh=1.0, tau=0.5)`, tau being the decay factor), and
+                the default for GAC studies.
+- ``gac_cifar_appendix`` the same neuron with the GAC appendix's (threshold, tau) = (0.5, 0.25)
+                (as quoted in bollossom/GAC issue #5) read in the code's convention
+                m = tau m + x: decay 0.25, Vth 0.5. The paper's numbers, one line away.
 - ``sj_tau2``   SpikingJelly LIF tau = 2, decay_input, Vth 1, hard reset to 0 detached; ATan 2;
                 fires at u >= Vth (SpikingJelly's heaviside).
 
@@ -64,6 +69,8 @@ PRESETS: dict[str, LIFConfig] = {
                           surrogate="rectangle", surrogate_kwargs={"width": 1.0}),
     "gac_cifar": LIFConfig(decay=0.5, v_threshold=1.0, v_reset=0.0, detach_reset=False,
                            surrogate="triangle", surrogate_kwargs={"gamma": 1.0}),
+    "gac_cifar_appendix": LIFConfig(decay=0.25, v_threshold=0.5, v_reset=0.0, detach_reset=False,
+                                    surrogate="triangle", surrogate_kwargs={"gamma": 1.0}),
     "sj_tau2": LIFConfig(decay=0.5, v_threshold=1.0, v_reset=0.0, decay_input=True,
                          detach_reset=True, surrogate="atan", surrogate_kwargs={"alpha": 2.0},
                          fire_at_threshold=True),
@@ -88,9 +95,15 @@ def lif_config(preset: str | None = None, **overrides: Any) -> LIFConfig:
 
 
 def lif_multistep(x: Tensor, cfg: LIFConfig) -> Tensor:
-    """Run the LIF over the leading time axis of `x` ([T, ...]) and return spikes [T, ...]."""
+    """Run the LIF over the leading time axis of `x` ([T, ...]) and return spikes [T, ...].
+
+    The membrane is at least fp32 (as the Triton kernel keeps it): half-precision currents
+    under autocast (`train.precision`) are not rounded into it step after step; the spikes
+    come back in x's dtype."""
     surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_kwargs)
     gain = (1.0 - cfg.decay) if cfg.decay_input else 1.0
+    dtype = x.dtype
+    x = x.to(torch.promote_types(dtype, torch.float32))
     v = torch.zeros_like(x[0])
     spikes = []
     for x_t in x:
@@ -102,7 +115,7 @@ def lif_multistep(x: Tensor, cfg: LIFConfig) -> Tensor:
         else:
             v = s_reset * cfg.v_reset + (1.0 - s_reset) * u
         spikes.append(s)
-    return torch.stack(spikes)
+    return torch.stack(spikes).to(dtype)
 
 
 def triton_interpreter() -> bool:
