@@ -3,8 +3,9 @@
 Batches come from `spikeattn.data.loader` (already on the device, already float), each
 carrying how many clips per sample it holds: test accuracy is then the majority vote of the
 clips' predictions (MA-SNN's 10-clip test). Optimisers and schedules come from timm by name,
-so params.yaml can name any of them. Deterministic for a given seed on CPU (fixed thread count,
-seeded shuffling, no workers).
+so params.yaml can name any of them. CutMix (`cutmix.py`) and mixed precision (`precision.py`)
+wrap the training step when `train.cutmix` / `train.precision` ask for them. Deterministic for
+a given seed on CPU (fixed thread count, seeded shuffling, no workers).
 """
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, Resume
+from .cutmix import CutMix
 from .distributed import Dist
 from .losses import Loss, build_loss, predict
+from .precision import Precision
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -122,26 +125,37 @@ def vote(logits: Tensor, clips: int) -> Tensor:
 
 def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss,
               optimizer: torch.optim.Optimizer | None = None, bar: tqdm | None = None,
-              dist: Dist = Dist()) -> dict[str, float]:
+              dist: Dist = Dist(), cutmix: CutMix | None = None,
+              precision: Precision | None = None) -> dict[str, float]:
     """One pass; trains when an optimizer is given, else evaluates without gradients.
 
     A non-finite training loss raises `Diverged` before the step that would spread it into
-    the weights (all processes agree first, so none waits on the others forever)."""
-    model.train(optimizer is not None)
+    the weights (all processes agree first, so none waits on the others forever). Training
+    batches are mixed by `cutmix` when it says so; their accuracy counts the first label (the
+    image the box was pasted into), as GAC's code counts it."""
+    training = optimizer is not None
+    model.train(training)
+    cutmix = cutmix if training else None
+    precision = precision or Precision("fp32", "cpu")
+    if cutmix is not None:
+        cutmix.start_epoch()
     total_loss, correct, seen = 0.0, 0, 0
-    with torch.set_grad_enabled(optimizer is not None):
+    with torch.set_grad_enabled(training):
         for i, batch in enumerate(batches):
-            logits = model(batch.x)
             y = batch.y
-            loss = loss_fn(logits, y.repeat_interleave(batch.clips) if batch.clips > 1 else y)
+            mixed = cutmix(batch.x, y) if cutmix is not None else None
+            with precision.autocast():
+                logits = model(batch.x if mixed is None else mixed.x)
+                if mixed is not None:
+                    loss = mixed.loss(loss_fn, logits)
+                else:
+                    loss = loss_fn(logits, y.repeat_interleave(batch.clips) if batch.clips > 1 else y)
             value = loss.item()
-            if optimizer is not None:
+            if training:
                 everywhere = dist.sum([value])[0]  # non-finite if any process's loss is
                 if not math.isfinite(everywhere):
                     raise Diverged("train", i, everywhere)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                precision.step(loss, optimizer)
             total_loss += value * len(y)
             correct += (vote(logits, batch.clips) == y).sum().item()
             seen += len(y)
@@ -170,10 +184,12 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, setting
     eval_loss = build_loss(settings["loss"])
     optimizer = build_optimizer(model, settings)
     scheduler = build_scheduler(optimizer, settings)
+    step = Step(CutMix.from_settings(settings, seed),
+                Precision.from_settings(settings, _device_type(model)))
     net = dist.wrap(model)
     result = Fit()
     if resume is not None and resume.state is not None:
-        _restore(resume, model, optimizer, scheduler, train_loader, result, dist)
+        _restore(resume, model, optimizer, scheduler, train_loader, result, dist, step)
     progress = progress and dist.main
     start = time.perf_counter() - result.seconds
     epochs = tqdm(range(len(result.history), settings["epochs"]), desc="epochs", disable=not progress,
@@ -183,8 +199,8 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, setting
         try:
             with tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}", leave=False,
                       disable=not progress, mininterval=1.0) as bar:
-                tr = run_epoch(net, train_loader, loss_fn, optimizer, bar, dist)
-            te = run_epoch(net, test_loader, eval_loss, dist=dist)
+                tr = run_epoch(net, train_loader, loss_fn, optimizer, bar, dist, step.cutmix, step.precision)
+            te = run_epoch(net, test_loader, eval_loss, dist=dist, precision=step.precision)
         except Diverged as err:
             result.diverged = {"epoch": epoch + 1, "batch": err.batch, "phase": err.phase,
                                "loss": str(err.loss)}
@@ -199,12 +215,26 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, setting
         result.history.append(row)
         result.seconds = time.perf_counter() - start
         if resume is not None:
-            _save(resume, model, optimizer, scheduler, train_loader, result, dist)
+            _save(resume, model, optimizer, scheduler, train_loader, result, dist, step)
         epochs.set_postfix(train_loss=f"{tr['loss']:.4f}", test_acc=f"{te['acc']:.3f}")
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
     result.seconds = time.perf_counter() - start
     return result
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the training step adds to the model and optimizer: CutMix (None when off) and
+    the precision; both have state that a resumed run restores."""
+
+    cutmix: CutMix | None
+    precision: Precision
+
+
+def _device_type(model: nn.Module) -> str:
+    """Where the model trains (autocast needs the device type); cpu for a model without weights."""
+    return next((p.device.type for p in model.parameters()), "cpu")
 
 
 def _rng_state() -> dict[str, Any]:
@@ -230,19 +260,24 @@ def _as_tuples(value: Any) -> Any:
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _save(resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist: Dist) -> None:
-    """Every process's random state and data order, rank 0's weights (DDP keeps them equal)."""
+def _save(resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist: Dist,
+          step: Step) -> None:
+    """Every process's random state, data order and CutMix draws, rank 0's weights and loss
+    scale (DDP keeps them equal)."""
     ranks = dist.gather({"rng": _rng_state(),
-                         "loader": loader.state_dict() if hasattr(loader, "state_dict") else None})
+                         "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
+                         "cutmix": step.cutmix.state_dict() if step.cutmix is not None else None})
     if dist.main:
         resume.save({"epoch": len(result.history), "model": model.state_dict(),
                      "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                     "scaler": step.precision.state_dict(),
                      "ranks": ranks, "history": result.history, "seconds": result.seconds})
     dist.barrier()  # no process runs ahead of a state that is not yet on disk
 
 
-def _restore(resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist: Dist) -> None:
+def _restore(resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist: Dist,
+             step: Step) -> None:
     state = resume.state
     if len(state["ranks"]) != dist.world:
         raise CheckpointError(f"{resume.path} was saved by {len(state['ranks'])} processes, not "
@@ -255,6 +290,9 @@ def _restore(resume: Resume, model, optimizer, scheduler, loader, result: Fit, d
     _set_rng_state(mine["rng"])
     if mine["loader"] is not None:
         loader.load_state_dict(mine["loader"])
+    if step.cutmix is not None and mine.get("cutmix") is not None:
+        step.cutmix.load_state_dict(mine["cutmix"])
+    step.precision.load_state_dict(state.get("scaler"))
     result.history = [dict(row) for row in state["history"]]
     result.seconds = state["seconds"]
     result.resumed_from = state["epoch"]
