@@ -1,5 +1,7 @@
 # Energy: spikes and operations counted on the test set, priced with params.yaml's
-# constants. Changing a constant re-runs energy and tables, never training.
+# constants. Changing a constant re-runs energy and tables, never training. The conventions
+# are the study's (global `energy:`, then its own `energy:`, presets expanded): changing one
+# study's preset re-runs that study's energy jobs only.
 
 
 rule energy:
@@ -10,7 +12,7 @@ rule energy:
     output:
         run_file(paths.ENERGY_FILE),
     params:
-        spec=canonical_json(PARAMS.energy),
+        spec=lambda w: canonical_json(PARAMS.energy_settings(w.study)),
     threads: 1
     resources:
         gpu=1,

@@ -15,7 +15,20 @@
 BatchNorm (folded into the conv at inference), pooling, ReLU, sigmoid, the LIF update itself
 are not counted. Everything in `report()` is per sample. The choices the field makes
 differently (exact vs rate SOPs, a repeated static input computed once or T times, the
-encoding layer, attention products) follow an `EnergyConventions` (conventions.py).
+encoding layer, attention products, which layers count at all) follow an `EnergyConventions`
+(conventions.py).
+
+Each Conv/Linear gets a role, from the model's structure (`attention_layers`,
+`coding_layers`) and the forward order, never from the values it sees:
+- attention: nested in a module that multiplies weights into a current (it has
+  `elementwise_macs`: MA, SMA, GAC's gate), except a coding's `stem`;
+- encoding: the first layer, a layer inside the input coding (`DirectCoding`, `GACCoding`:
+  the stem; GAC's gate layers are on this path too, with the attention role), or one first
+  called before any spiking neuron is;
+- hidden: every other layer.
+Only encoding-path layers may be counted once for a repeated static input: past the first LIF
+an input constant over time is an accident of the weights (zero residual BN at init makes
+the whole MS-ResNet membrane stream constant), not something hardware could reuse.
 
 Why "binary on every call" rather than per call: whether a layer is fed by spikes is a fact
 about the network, not about one batch. Per call, a real-valued layer whose input happens to
@@ -36,11 +49,13 @@ from torch import Tensor, nn
 
 import torch.nn.functional as F
 
+from ..coding import DirectCoding, GACCoding
 from ..neurons import MultiStepLIF
 from .conventions import EnergyConventions
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_FN = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
+_CODINGS = (DirectCoding, GACCoding)
 
 
 def dense_macs(module: nn.Module, output: Tensor) -> int:
@@ -52,30 +67,63 @@ def dense_macs(module: nn.Module, output: Tensor) -> int:
     raise TypeError(f"no MAC formula for {type(module).__name__}")
 
 
-def exact_sops(module: nn.Module, x: Tensor) -> int:
-    """Accumulates one call does when only nonzero inputs are sent: every input spike times
-    the synapses it reaches (its fan-out), borders and strides included.
+def exact_sops(module: nn.Module, x: Tensor, skip_zero_weights: bool = False) -> int:
+    """Accumulates one call does when only nonzero inputs are sent: every nonzero input times
+    the synapses it reaches (its fan-out), borders and strides included; with
+    `skip_zero_weights`, synapses whose weight is exactly 0 are not reached. On a real-valued
+    input the same count is the call's effective MACs (NeuroBench's count: padding excluded).
 
     For a conv this sums, over outputs, the nonzero inputs in each receptive field, times the
-    output channels that read them: a conv of the spike indicator (summed over each group's
-    input channels) with an all-ones kernel.
+    output channels that read them: a conv of the input indicator with an all-ones kernel
+    (summed over each group's input channels first), or with the weights' indicator.
     """
+    ind = (x != 0).to(torch.float64)
     if isinstance(module, nn.Linear):
-        return int(torch.count_nonzero(x)) * module.out_features
+        if not skip_zero_weights:
+            return int(torch.count_nonzero(x)) * module.out_features
+        reach = ind.reshape(-1, module.in_features) @ (module.weight != 0).to(ind.dtype).t()
+        return int(round(float(reach.sum())))
     if not isinstance(module, _CONV):
         raise TypeError(f"no SOP formula for {type(module).__name__}")
     spatial = len(module.kernel_size)
     g = module.groups
-    ind = (x != 0).to(torch.float64)
-    ind = ind.reshape(ind.shape[0], g, module.in_channels // g, *ind.shape[2:]).sum(2)
     padding = module.padding
     if module.padding_mode != "zeros":
         ind = F.pad(ind, module._reversed_padding_repeated_twice, mode=module.padding_mode)
         padding = 0
-    ones = torch.ones(g, 1, *module.kernel_size, dtype=ind.dtype, device=ind.device)
-    reach = _CONV_FN[type(module)](ind, ones, None, module.stride, padding, module.dilation, g)
+    if skip_zero_weights:
+        kernel, fan_out = (module.weight != 0).to(ind.dtype), 1
+    else:
+        ind = ind.reshape(ind.shape[0], g, module.in_channels // g, *ind.shape[2:]).sum(2)
+        kernel = torch.ones(g, 1, *module.kernel_size, dtype=ind.dtype, device=ind.device)
+        fan_out = module.out_channels // g
+    reach = _CONV_FN[type(module)](ind, kernel, None, module.stride, padding, module.dilation, g)
     assert reach.dim() == spatial + 2
-    return int(round(float(reach.sum()))) * (module.out_channels // g)
+    return int(round(float(reach.sum()))) * fan_out
+
+
+def _under(name: str, roots: Iterable[str]) -> bool:
+    return any(r == "" or name == r or name.startswith(r + ".") for r in roots)
+
+
+def _synaptic(model: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, _CONV + (nn.Linear,))}
+
+
+def attention_layers(model: nn.Module) -> set[str]:
+    """Conv/Linear layers nested in a module that multiplies weights into a current (it has
+    `elementwise_macs`: MA, SMA, GAC's gate), except inside a coding's `stem`."""
+    modules = dict(model.named_modules())
+    stems = {id(m.stem) for m in modules.values() if isinstance(m, _CODINGS)}
+    gates = [n for n, m in modules.items() if callable(getattr(m, "elementwise_macs", None))]
+    stem_names = [n for n, m in modules.items() if id(m) in stems]
+    return {n for n in _synaptic(model) if _under(n, gates) and not _under(n, stem_names)}
+
+
+def coding_layers(model: nn.Module) -> set[str]:
+    """Conv/Linear layers inside the input coding (its stem, and GAC's gate layers)."""
+    codings = [n for n, m in model.named_modules() if isinstance(m, _CODINGS)]
+    return {n for n in _synaptic(model) if _under(n, codings)}
 
 
 def repeats_over_time(x: Tensor, T: int | None, batch: int) -> bool:
@@ -109,6 +157,7 @@ class _LayerStats:
     dense: int = 0  # dense MACs summed over calls
     varying_calls: int = 0  # calls whose input was not one static input repeated over time
     sops_if_spiking: float = 0.0  # per the sop_count convention, summed over calls
+    effective: int = 0  # nonzero inputs x synapses reached, summed over calls (mac_count: effective)
     input_nonzero: int = 0
     input_elements: int = 0
 
@@ -147,6 +196,8 @@ class OpCounter:
         self._layers: dict[str, _LayerStats] = {}
         self._lifs: dict[str, _LIFStats] = {}
         self._handles: list[Any] = []
+        self._attention = attention_layers(model)
+        self._coding = coding_layers(model)
 
     # ---- hooks -------------------------------------------------------------------------
     def __enter__(self) -> "OpCounter":
@@ -206,6 +257,7 @@ class OpCounter:
         stats = self._layers[name]
         forced = name in self.force_mac
         conv = self.conventions
+        skip = conv.zero_weights == "skip"
 
         def hook(module: nn.Module, args: Any, output: Tensor) -> None:
             self._seen(stats)
@@ -215,6 +267,9 @@ class OpCounter:
             stats.dense += dense
             if not repeats_over_time(x, self.T, self._batch):
                 stats.varying_calls += 1
+            # every call, spikes or not: a layer is real-valued when any call is
+            reached = exact_sops(module, x, skip) if conv.mac_count == "effective" else None
+            stats.effective += reached or 0
             binary = (not forced) and bool(((x == 0) | (x == 1)).all())
             if not binary:
                 stats.nonbinary_calls += 1
@@ -222,8 +277,10 @@ class OpCounter:
             nonzero = int(torch.count_nonzero(x))
             stats.input_nonzero += nonzero
             stats.input_elements += x.numel()
-            stats.sops_if_spiking += (exact_sops(module, x) if conv.sop_count == "exact"
-                                      else dense * nonzero / max(x.numel(), 1))
+            if conv.sop_count == "exact":
+                stats.sops_if_spiking += reached if reached is not None else exact_sops(module, x, skip)
+            else:
+                stats.sops_if_spiking += dense * nonzero / max(x.numel(), 1)
         return hook
 
     def _elementwise_hook(self, name: str):
@@ -242,14 +299,19 @@ class OpCounter:
         return hook
 
     # ---- results -----------------------------------------------------------------------
-    def _macs(self, s: _LayerStats) -> float:
+    def _macs(self, s: _LayerStats, role: str, encoding_path: bool) -> float:
         """A real-valued layer's MACs under the conventions. Judged over all calls, like the
-        binary test: a layer counts once per sample only if every call repeated its input."""
+        binary test: an encoding-path layer counts once per sample only if every call
+        repeated its input."""
+        conv = self.conventions
         if s.kind == "elementwise":
-            return s.dense if self.conventions.elementwise == "mac" else 0.0
-        if self.conventions.repeated_input == "once" and s.varying_calls == 0:
-            return s.dense / self.T
-        return float(s.dense)
+            return s.dense if conv.elementwise == "mac" else 0.0
+        if role == "hidden" and conv.hidden_real == "none":
+            return 0.0
+        macs = s.effective if conv.mac_count == "effective" else s.dense
+        if conv.repeated_input == "once" and encoding_path and s.varying_calls == 0:
+            return macs / self.T
+        return float(macs)
 
     def report(self) -> dict[str, Any]:
         """Per-sample counts: layers and neurons in forward order, firing rates, totals."""
@@ -260,21 +322,29 @@ class OpCounter:
                         key=lambda item: item[1].order)
         synaptic = [name for name, s in called if s.kind != "elementwise"]
         encoder = synaptic[0] if synaptic and self.conventions.encoding_layer == "mac" else None
+        first_lif = min((v.order for v in self._lifs.values() if v.order >= 0), default=math.inf)
+        left_out = self.conventions.attention_layers == "none"
         layers = []
         for name, s in called:
+            encoding_path = (name in self._coding or s.order < first_lif
+                             or (bool(synaptic) and name == synaptic[0]))
+            role = ("attention" if name in self._attention or s.kind == "elementwise"
+                    else "encoding" if encoding_path else "hidden")
             spiking = s.nonbinary_calls == 0 and name != encoder
-            macs = 0.0 if spiking else self._macs(s) / n
+            counted = not (left_out and role == "attention" and s.kind != "elementwise")
+            macs = 0.0 if spiking or not counted else self._macs(s, role, encoding_path) / n
             layers.append({
                 "name": name,
                 "order": s.order,
                 "type": s.type,
                 "kind": s.kind,
+                "role": role,
                 "spiking_input": spiking,
                 "input_rate": s.input_nonzero / s.input_elements if spiking and s.input_elements else None,
                 "input_spikes": s.input_nonzero / n if spiking else None,
                 "dense_macs": s.dense / n,
                 "macs": macs,
-                "sops": s.sops_if_spiking / n if spiking else 0.0,
+                "sops": s.sops_if_spiking / n if spiking and counted else 0.0,
                 "calls": s.calls,
                 "silent_input": spiking and s.kind != "elementwise" and s.input_nonzero == 0,
             })

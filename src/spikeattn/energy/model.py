@@ -1,11 +1,12 @@
 """Energy from operation counts, as the field commonly estimates it (REFERENCE.md section 4).
 
-    report = estimate(model, test_inputs, EnergyConventions.from_params(params["energy"]))
+    report = estimate(model, test_inputs, EnergyConventions.from_params(params.energy_settings(study)))
     report.layers       # one row per layer: kind, firing rate, spikes, SOPs, MACs, energy (pJ)
     report.energy_uj    # per sample; report.caption() states how it was counted
 
 Energy per sample = E_MAC * MACs + E_AC * SOPs. Every choice is a field of
-`EnergyConventions` (params.yaml `energy:`), and its caption travels with the numbers.
+`EnergyConventions` (params.yaml `energy:`, a study's own `energy:`, or a paper's `preset:`),
+and its caption travels with the numbers.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from torch import nn
 from .conventions import EnergyConventions
 from .hooks import measure
 
-LAYER_COLUMNS = ("layer", "kind", "type", "input", "firing_rate", "spike_count", "sops",
+LAYER_COLUMNS = ("layer", "kind", "type", "role", "input", "firing_rate", "spike_count", "sops",
                  "macs", "energy_pj")
 PJ_PER_UJ = 1e6
 
@@ -29,14 +30,15 @@ def _layer_rows(counts: dict[str, Any], conv: EnergyConventions) -> list[dict[st
     """Synaptic/elementwise layers and spiking neurons, interleaved in forward order.
 
     For a LIF row, firing_rate/spike_count are what it emits; for a layer fed by spikes, what
-    reaches it; a layer fed by real values has neither (NaN).
+    reaches it; a layer fed by real values has neither (NaN). `role` (encoding, attention,
+    hidden; none for a LIF) is what the attention_layers / hidden_real conventions act on.
     """
     rows = []
     for layer in counts["layers"]:
         spikes_in = layer["spiking_input"] and layer["kind"] != "elementwise"
         rows.append((layer.get("order", 0), {
             "layer": layer["name"], "kind": layer["kind"], "type": layer["type"],
-            "input": "spikes" if spikes_in else "real",
+            "role": layer.get("role"), "input": "spikes" if spikes_in else "real",
             "firing_rate": layer["input_rate"] if spikes_in and layer["input_rate"] is not None else math.nan,
             "spike_count": layer["input_spikes"] if spikes_in and layer.get("input_spikes") is not None else math.nan,
             "sops": layer["sops"], "macs": layer["macs"],
@@ -44,7 +46,8 @@ def _layer_rows(counts: dict[str, Any], conv: EnergyConventions) -> list[dict[st
         }))
     for neuron in counts["neurons"]:
         rows.append((neuron.get("order", 0), {
-            "layer": neuron["name"], "kind": "lif", "type": "MultiStepLIF", "input": "real",
+            "layer": neuron["name"], "kind": "lif", "type": "MultiStepLIF", "role": None,
+            "input": "real",
             "firing_rate": neuron["rate"], "spike_count": neuron["spikes"],
             "sops": 0.0, "macs": 0.0, "energy_pj": 0.0,
         }))
