@@ -47,7 +47,7 @@ onerror:
 rule all:
     default_target: True
     input:
-        [report_files(study) + figure_files(study) for study in SELECTED],
+        [report_files(study) + figure_files(study) + recipe_files(study) for study in SELECTED],
         [paper_files(paper) for paper in PAPERS],
 
 

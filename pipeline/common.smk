@@ -85,6 +85,10 @@ def paper_files(paper):
     return [str(paths.report_dir(paper) / name) for name in paths.PAPER_FILES]
 
 
+def recipe_files(study):
+    return [str(paths.report_dir(study) / name) for name in paths.RECIPE_FILES]
+
+
 # Papers whose studies are all selected get their tables (a paper's table needs every study).
 PAPERS = PARAMS.papers_of(SELECTED)
 PAPER_OF = {study: paper for paper in PARAMS.papers for study in PARAMS.paper(paper)["studies"]}

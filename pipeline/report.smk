@@ -1,9 +1,20 @@
 # Reports, computed from results/ files only: per study its tables and figures, per paper
 # its results and ablation tables; `snakemake --report reports/report.html` gathers them.
-from spikeattn.energy import EnergyConventions
-from spikeattn.report.captions import figure_captions, paper_report_caption
+# Each study's recipe card comes from params.yaml alone.
+from spikeattn.energy import EnergyConventions, captions_by_study
+from spikeattn.recipe import recipe_inputs
+from spikeattn.report.captions import figure_captions, paper_report_caption, rst_escape
+from spikeattn.report.recipe import recipe_card, recipe_caption
 
-ENERGY_CAPTION = EnergyConventions.from_params(PARAMS.energy).caption()
+
+def energy_caption(study):
+    """The study's energy conventions as its captions state them (its preset, if any)."""
+    return EnergyConventions.from_params(PARAMS.energy_settings(study)).caption()
+
+
+def paper_energy_caption(studies):
+    """A paper's: its studies' captions, each distinct one once."""
+    return captions_by_study({s: energy_caption(s) for s in studies})
 
 
 def paper_title(wildcards):
@@ -44,7 +55,7 @@ rule figures:
         training_curves=_figure("training_curves", "training curves"),
         svg=[figure_file("{study}", n, "svg") for n in paths.FIGURE_NAMES],
     params:
-        captions=lambda w: figure_captions(PARAMS, w.study, ENERGY_CAPTION),
+        captions=lambda w: figure_captions(PARAMS, w.study, energy_caption(w.study)),
     log:
         "logs/{study}/figures.log",
     shell:
@@ -62,8 +73,27 @@ rule paper:
         other=[str(paths.report_dir("{paper}") / n) for n in paths.PAPER_FILES if n != "tables.html"],
     params:
         settings=canonical_json(PARAMS.report),
-        caption=lambda w: paper_report_caption(PARAMS, w.paper, paper_studies(w), ENERGY_CAPTION),
+        recipes=lambda w: canonical_json({s: recipe_inputs(PARAMS, s) for s in paper_studies(w)}),
+        caption=lambda w: paper_report_caption(PARAMS, w.paper, paper_studies(w),
+                                               paper_energy_caption(paper_studies(w))),
     log:
         "logs/{paper}/paper.log",
     shell:
         "{SPIKEATTN} paper --paper {wildcards.paper:q} > {log:q} 2>&1"
+
+
+# A study's recipe card, from params.yaml alone (no results): its params are the study's
+# settings and sources, so editing one source re-renders that card (and its paper's tables.html).
+rule recipe:
+    output:
+        html=report(str(paths.report_dir("{study}") / "recipe.html"), caption="report/recipe.rst",
+                    category=paper_title, subcategory="{study}",
+                    labels={"study": "{study}", "figure": "recipe card"}),
+        other=[str(paths.report_dir("{study}") / n) for n in paths.RECIPE_FILES if n != "recipe.html"],
+    params:
+        recipe=lambda w: canonical_json(recipe_inputs(PARAMS, w.study)),
+        caption=lambda w: rst_escape(recipe_caption(w.study, recipe_card(PARAMS, w.study))),
+    log:
+        "logs/{study}/recipe.log",
+    shell:
+        "{SPIKEATTN} recipe --study {wildcards.study:q} > {log:q} 2>&1"

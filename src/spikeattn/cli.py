@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--study", required=True)
     s = stage("paper", "a paper's studies -> reports/<paper>/ results, ablations, tables.html")
     s.add_argument("--paper", required=True)
+    s = stage("recipe", "params.yaml -> reports/<study>/recipe.{md,csv,html}: each setting of a "
+                        "study with its value and source")
+    s.add_argument("--study", required=True)
 
     s = stage("tracking-store", "create the MLflow store and experiment (Snakemake does this "
                                 "before any job)")
@@ -141,7 +144,7 @@ def _run_stage(args) -> None:
         with _pinned(params, args):
             getattr(stages, args.command)(params, args.study, args.cell, args.seed,
                                           threads=args.threads, track=not args.no_track)
-    elif args.command in ("tables", "figures"):
+    elif args.command in ("tables", "figures", "recipe"):
         print(getattr(stages, args.command)(params, args.study))
     elif args.command == "paper":
         print(stages.paper(params, args.paper))

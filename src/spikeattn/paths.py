@@ -16,6 +16,7 @@ FIGURE_NAMES = ("pareto", "firing_rates", "training_curves")
 FIGURE_FORMATS = ("png", "svg")
 PAPER_FILES = ("results.md", "results.tex", "results.csv", "ablation.md", "ablation.tex",
                "ablation.csv", "tables.html")
+RECIPE_FILES = ("recipe.md", "recipe.csv", "recipe.html")  # per study, from params.yaml alone
 REPORT_HTML = REPORTS / "report.html"
 
 

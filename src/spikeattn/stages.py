@@ -274,7 +274,7 @@ def energy(params: Params, study: str, cell_id: str, seed: int, threads: int = 1
     cell = params.cell(study, cell_id)
     torch.set_num_threads(threads)
     out = paths.run_dir(study, cell.id, seed)
-    conventions = EnergyConventions.from_params(params.energy)
+    conventions = EnergyConventions.from_params(params.energy_settings(study))  # its own, if any
     trained = read_json(out / "metrics.json")
     checkpoint = trained.get("checkpoint_sha256")
     if trained.get("status") == "diverged":  # its weights say nothing about the cell: no count
@@ -341,11 +341,22 @@ def figures(params: Params, study: str) -> Path:
 
 def paper(params: Params, name: str) -> Path:
     """results/ of the paper's studies -> reports/<paper>/{results, ablation}.{md,tex,csv}
-    and tables.html."""
+    and tables.html (with each study's recipe card)."""
     from .report.build import build_paper
+    from .report.recipe import recipe_card
 
     declared = params.paper(name)
     out = paths.report_dir(name)
     build_paper(name, declared["title"], {s: _study_inputs(params, s) for s in declared["studies"]},
-                paths.RESULTS, out, params.report)
+                paths.RESULTS, out, params.report,
+                recipes={s: recipe_card(params, s) for s in declared["studies"]})
+    return out
+
+
+def recipe(params: Params, study: str) -> Path:
+    """params.yaml -> reports/<study>/recipe.{md,csv,html}: each setting, its value, its source."""
+    from .report.recipe import build_recipe
+
+    out = paths.report_dir(study)
+    build_recipe(params, study, out)
     return out

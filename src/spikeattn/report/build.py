@@ -18,6 +18,7 @@ from . import figures as fig
 from .ablation import ablation_caption, ablation_table, render_ablation
 from .html import tables_page
 from .paper import diverged_of, paper_caption, paper_long, paper_sources, paper_wide, render_paper
+from .recipe import recipe_caption
 from .results import frame_of_runs, histories, layer_rates
 from .tables import (_cell_dict, _conventions, _load, caption as study_caption, diverged_runs,
                      human_table, summarise)
@@ -63,9 +64,11 @@ def build_figures(study: str, inputs: StudyInputs, summary_csv: Path, results_ro
 
 
 def build_paper(name: str, title: str, studies: Mapping[str, StudyInputs], results_root: Path,
-                out_dir: Path, report: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+                out_dir: Path, report: Mapping[str, Any],
+                recipes: Mapping[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
     """reports/<paper>/: the paper-shaped results table, the ablation table (Markdown, LaTeX,
-    CSV) and tables.html, which also holds each study's summary table. Returns the frames."""
+    CSV) and tables.html, which also holds each study's summary table and its recipe card
+    (`recipes`: study -> report.recipe.recipe_card). Returns the frames."""
     results_root = Path(results_root)
     loaded = {s: _load(s, [_cell_dict(c) for c in i.cells], i.seeds, results_root)
               for s, i in studies.items()}
@@ -91,6 +94,8 @@ def build_paper(name: str, title: str, studies: Mapping[str, StudyInputs], resul
                                           diverged_runs(cells, loaded[study])))
     texts = {**render_paper(name, wide, long, text),
              **render_ablation(name, ablation, ab_text),
-             "tables.html": tables_page(title, wide, text, ablation, ab_text, summaries)}
+             "tables.html": tables_page(title, wide, text, ablation, ab_text, summaries,
+                                        {s: (card, recipe_caption(s, card))
+                                         for s, card in (recipes or {}).items()})}
     _write_texts(Path(out_dir), texts)
     return {"runs": runs, "results": long, "ablation": ablation}

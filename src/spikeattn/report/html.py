@@ -1,4 +1,5 @@
-"""One self-contained HTML page of a paper's tables, for `snakemake --report` to embed.
+"""Self-contained HTML pages of a paper's tables and of a study's recipe card, for
+`snakemake --report` to embed.
 
 Snakemake's report shows HTML results in a frame but offers CSV files only as downloads, so
 the tables a reader should see are rendered here, each followed by its caption.
@@ -20,6 +21,7 @@ th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #d0d7de; text-align: 
 th { background: #f6f8fa; text-align: center; }
 td:first-child, th:first-child { text-align: left; }
 p.caption { max-width: 60rem; font-size: 0.8rem; color: #57606a; }
+table.recipe td, table.recipe th { text-align: left; }
 """
 
 
@@ -32,10 +34,28 @@ def _section(heading: str, table_html: str, caption: str, section_id: str) -> st
             f'<p class="caption">{html.escape(caption)}</p></section>')
 
 
+def _page(title: str, sections: list[str]) -> str:
+    body = "\n".join(sections)
+    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
+            f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
+
+
+def _recipe_section(study: str, card: pd.DataFrame, caption: str) -> str:
+    return _section(f"Recipe card: {study}", _table(card, False, "recipe"), caption, f"recipe-{study}")
+
+
+def recipe_page(study: str, card: pd.DataFrame, caption: str) -> str:
+    """One study's recipe card (report/recipe.py) as its own page."""
+    return _page(f"{study}: recipe card", [_recipe_section(study, card, caption)])
+
+
 def tables_page(title: str, results: pd.DataFrame, results_caption: str,
                 ablation: pd.DataFrame, ablation_caption: str,
-                summaries: Mapping[str, tuple[pd.DataFrame, str]]) -> str:
-    """Results table (paper-shaped), ablations against the vanilla twins, each study's summary."""
+                summaries: Mapping[str, tuple[pd.DataFrame, str]],
+                recipes: Mapping[str, tuple[pd.DataFrame, str]] | None = None) -> str:
+    """Results table (paper-shaped), ablations against the vanilla twins, each study's summary,
+    then each study's recipe card (`recipes`: study -> (card, caption))."""
     # index name "" would add an empty header row
     sections = [_section("Results", _table(results.rename_axis(index=None), True, "results"),
                          results_caption, "results")]
@@ -49,7 +69,6 @@ def tables_page(title: str, results: pd.DataFrame, results_caption: str,
     for study, (table, caption) in summaries.items():
         sections.append(_section(f"Study {study}", _table(table, False, "summary"), caption,
                                  f"study-{study}"))
-    body = "\n".join(sections)
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
-            f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
+    sections += [_recipe_section(study, card, caption)
+                 for study, (card, caption) in (recipes or {}).items()]
+    return _page(title, sections)
