@@ -119,7 +119,8 @@ def case(edit, *fragments):
          "study.demo-dvs.train.opt_kwargs.lr: lr is a setting of its own; set study.demo-dvs.train.lr"),
     case(_demo("train", opt_kwargs={"betas": [0.9, 1.5]}),
          "study.demo-dvs.train.opt_kwargs: optimizer adam (train.opt) does not build", "Invalid beta parameter"),
-    case(lambda r: r["train"].update(opt_kwargs={"betas": [0.9, 0.99]}),  # a default another optimizer rejects
+    case(lambda r: (r["train"].update(opt_kwargs={"betas": [0.9, 0.99]}),  # a default another optimizer rejects
+                    r["study"]["gac-cifar10"]["train"].pop("opt_kwargs")),
          "train.opt_kwargs: optimizer sgd (study.gac-cifar10.train.opt) takes no 'betas'", "nesterov"),
     case(_demo("train", sched_kwargs={"cycle_limt": 2}),
          "study.demo-dvs.train.sched_kwargs: schedule cosine (train.sched) takes no 'cycle_limt'", "cycle_limit"),
@@ -176,6 +177,8 @@ def case(edit, *fragments):
          "study.sma-ncaltech101.grid: backbone sma_vgg8 cannot take the 30x40 frames of n-caltech101 "
          "(datasets.n-caltech101.downsample)", "at least 32, got 30x40"),
     case(lambda r: (r["study"]["sma-ncaltech101"]["grid"].update(backbone=["ms_resnet18"]),
+                    r["study"]["sma-ncaltech101"]["model"].pop("sma_blocks"),  # a VGG option
+                    r["study"]["sma-ncaltech101"]["sources"].pop("model.sma_blocks"),
                     r["datasets"]["n-caltech101"].update(downsample=181)),
          "study.sma-ncaltech101.grid: backbone ms_resnet18 cannot take the 0x1 frames of n-caltech101 "
          "(datasets.n-caltech101.downsample)", "at least 1 pixel, got 0x1"),
@@ -229,6 +232,8 @@ def test_attention_options_reach_the_builder_params_checks_them_against(monkeypa
     lambda r: r["datasets"]["dvs128-gait"].update(downsample=2),  # 64x64
     lambda r: r["datasets"]["n-caltech101"].update(downsample=5),  # 36x48
     lambda r: (r["study"]["sma-ncaltech101"]["grid"].update(backbone=["ms_resnet18"]),
+               r["study"]["sma-ncaltech101"]["model"].pop("sma_blocks"),
+               r["study"]["sma-ncaltech101"]["sources"].pop("model.sma_blocks"),
                r["datasets"]["n-caltech101"].update(downsample=180)),  # 1x1
 ], ids=["ma_cnn_gesture", "ma_cnn_gait", "sma_vgg8", "ms_resnet18"])
 def test_the_largest_downsample_each_backbone_takes_passes(edit):

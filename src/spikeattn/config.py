@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .io import read_yaml
+from .recipe import source_problems, study_settings
 from .schema import params_schema, violations
 
 GRID_AXES = ("dataset", "backbone", "attention", "coding", "T")
@@ -269,9 +270,16 @@ class Params:
             for i, member in enumerate(members):
                 if member not in self.raw["study"] and member not in self.raw.get("papers", {}):
                     problems.append(f"groups.{name}[{i}]: no study or paper named {member!r}")
+        for study in (None, *self.raw["study"]):  # a bad preset/key combination, named
+            try:
+                self.energy_settings(study)
+            except ParamsError as err:
+                problems.append(str(err).removeprefix(f"{self.source}: "))
         self._fail(problems)
         for study, spec in self.raw["study"].items():
             problems += self._check_model(study, spec) + self._check_exclude(study, spec)
+            if spec.get("sources"):
+                problems += source_problems(study, study_settings(self, study), spec["sources"])
             try:
                 problems += self._check_input_sizes(study, self.cells(study))
             except ParamsError as err:
@@ -563,6 +571,20 @@ class Params:
     @property
     def energy(self) -> dict[str, Any]:
         return dict(self.raw["energy"])
+
+    def energy_settings(self, study: str | None = None) -> dict[str, Any]:
+        """The energy conventions `study`'s energy jobs use (None: the global ones), resolved
+        and validated: the global `energy:` (its preset, then its keys), then the study's
+        own `energy:` the same way. Every convention key, and `preset` (None when none)."""
+        from .energy import EnergyConventions
+
+        own = self.study(study).get("energy") if study is not None else None
+        where = f"study.{study}.energy" if own is not None else "energy"
+        try:
+            return EnergyConventions.from_params(self.raw["energy"], *([own] if own else []),
+                                                 where=where).as_dict()
+        except ValueError as err:
+            raise ParamsError(f"{self.source}: {err}") from None
 
     def cell_data(self, cell: Cell) -> dict[str, Any]:
         """The parameters of the data a cell trains on."""

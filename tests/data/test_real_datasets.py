@@ -60,8 +60,12 @@ def test_download_preprocess_and_batch(name, tmp_path):
     batch = next(iter(batches(frames, params, "train", 2, T, seed=0)))
     test = next(iter(batches(frames, params, "test", 2, T)))
     assert batch.x.dtype == torch.float32 and batch.y.dtype == torch.int64
-    if name == "cifar10":
-        assert batch.x.shape[1:] == (3, 32, 32) and 0 <= batch.x.min() and batch.x.max() <= 1
+    if name == "cifar10":  # [0, 1] pixels normalised with params' mean/std (GAC's values)
+        mean, std = (torch.tensor(params["normalize"][k]).view(3, 1, 1) for k in ("mean", "std"))
+        assert batch.x.shape[1:] == (3, 32, 32)
+        assert (-mean / std <= test.x + 1e-6).all() and (test.x <= (1 - mean) / std + 1e-6).all()
+        pixels = test.x * std + mean
+        assert torch.allclose(pixels * 255, (pixels * 255).round(), atol=1e-3)
         return
     size = (128 // params["downsample"],) * 2 if name.startswith("dvs128") else \
         {"n-mnist": (34, 34), "n-caltech101": (180, 240), "cifar10-dvs": (128, 128)}[name]
