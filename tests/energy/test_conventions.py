@@ -49,7 +49,7 @@ def test_user_figures_are_named_as_such():
     ({"e_ac_pj": "0.9"}, "energy.e_ac_pj"),
     ({"joules": 1}, "unknown key.*joules"),
     ({"preset": "snn"}, "energy.preset: 'snn' is not one of ma-snn, gac, sma, neurobench"),
-    ({"hidden_real": "ac"}, "energy.hidden_real: 'ac' is not one of mac, none"),
+    ({"hidden_real": "acc"}, "energy.hidden_real: 'acc' is not one of mac, ac, none"),
     ({"zero_weights": "skip"}, "energy.zero_weights: skip needs sop_count: exact or "
                                "mac_count: effective"),
 ])
@@ -84,7 +84,7 @@ EXPECTED = {
                    elementwise="mac", attention_layers="mac", hidden_real="mac",
                    mac_count="dense", zero_weights="count"),
     "gac": dict(sop_count="rate", repeated_input="once", encoding_layer="mac",
-                elementwise="none", attention_layers="none", hidden_real="none",
+                elementwise="none", attention_layers="none", hidden_real="ac",
                 mac_count="dense", zero_weights="count"),
     "sma": dict(sop_count="rate", repeated_input="once", encoding_layer="mac",
                 elementwise="mac", attention_layers="mac", hidden_real="mac",

@@ -97,8 +97,9 @@ def test_layer_roles_are_structural():
     # stem once, attention MLPs, shortcut every step, products; rate SOPs
     ("ma-snn", STEM_DENSE + MLP + SHORTCUT + PRODUCTS, CONV2_DENSE + HEAD),
     ("sma", STEM_DENSE + MLP + SHORTCUT + PRODUCTS, CONV2_DENSE + HEAD),
-    # stem once; attention layers, shortcut and products left out
-    ("gac", STEM_DENSE, CONV2_DENSE + HEAD),
+    # stem once; attention layers and products left out; the real-valued shortcut as SOPs
+    # (its input, the stem current, is nonzero everywhere: rate SOPs = its dense count)
+    ("gac", STEM_DENSE, CONV2_DENSE + HEAD + SHORTCUT),
     # stem at both steps without its padding; no products; exact SOPs
     ("neurobench", T * STEM_EFFECTIVE + MLP + SHORTCUT, CONV2_EXACT + HEAD),
     # today's defaults: like ma-snn but the encoding layer judged by its (real) input
@@ -126,6 +127,39 @@ def test_hidden_real_none_drops_the_shortcut_only():
     none = estimate(Net(), [IMAGE], EnergyConventions(hidden_real="none"))
     assert _row(none, "shortcut.0")["macs"] == 0 and _row(mac, "shortcut.0")["macs"] == SHORTCUT
     assert none.macs == mac.macs - SHORTCUT and none.sops == mac.sops
+
+
+class GatedNet(nn.Module):
+    """A 1x1 stem (weight 1) -> LIF -> spikes x 0.5 (real values, as GAC's gated spikes) ->
+    a hidden 3x3 'same' conv 1 -> 2 on a 3x3 map."""
+
+    T = T
+
+    def __init__(self):
+        super().__init__()
+        self.stem = _fill(TimeDistributed(nn.Conv2d(1, 1, 1, bias=False)), 1.0)
+        self.lif = MultiStepLIF()
+        self.conv = _fill(TimeDistributed(nn.Conv2d(1, 2, 3, padding=1, bias=False)))
+
+    def forward(self, x):
+        current = self.stem(x.unsqueeze(0).repeat(T, 1, 1, 1, 1))
+        return self.conv(self.lif(current) * 0.5)
+
+
+def test_hidden_real_ac_prices_the_nonzero_real_inputs_as_sops():
+    """Current 2.0 at the centre and two corners (0 elsewhere): the LIF (threshold 1, reset to
+    0) fires there at both steps, so the conv reads 0.5 at 3 of 9 positions per step.
+    Dense per step: 9 outputs x 2 channels x 9 taps = 162. Rate: 162 x 3/9 = 54 per step.
+    Exact: the centre reaches 9 outputs, each corner 4 (the rest is padding), x 2 channels
+    = 34 per step."""
+    x = torch.zeros(1, 1, 3, 3)
+    x[0, 0, 1, 1] = x[0, 0, 0, 0] = x[0, 0, 2, 2] = 2.0
+    counts = {hidden: {sop: _row(estimate(GatedNet(), [x], EnergyConventions(
+                  hidden_real=hidden, sop_count=sop)), "conv.0")[["macs", "sops"]].tolist()
+              for sop in ("rate", "exact")} for hidden in ("mac", "ac", "none")}
+    assert counts["ac"] == {"rate": [0, T * 54], "exact": [0, T * 34]}
+    assert counts["mac"] == {"rate": [T * 162, 0], "exact": [T * 162, 0]}
+    assert counts["none"] == {"rate": [0, 0], "exact": [0, 0]}
 
 
 def test_attention_layers_none_drops_the_mlp_not_the_products():
@@ -233,3 +267,5 @@ def test_ms_resnet_shortcuts_count_at_every_step_even_when_constant_at_init():
     assert _row(rep, "coding.stem.0")["macs"] == 8 * 8 * 4 * 1 * 9  # once: 3x3 stem, 1 -> 4
     gac = estimate(model, [torch.rand(2, 1, 8, 8)], EnergyConventions.from_params({"preset": "gac"}))
     assert _row(gac, "stages.0.0.shortcut.0")["macs"] == 0 and gac.macs == 8 * 8 * 4 * 9
+    # gac prices it as SOPs at its input's nonzero fraction (the stem current: nonzero, rand > 0)
+    assert _row(gac, "stages.0.0.shortcut.0")["sops"] == pytest.approx(short1)

@@ -35,8 +35,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     # branch convs and MLPs, GAC's TA MLP and SCA convs): counted like any layer, or left out.
     "attention_layers": ("mac", "none"),
     # Real-valued layers outside attention and the encoding path (MS-ResNet's shortcut convs
-    # on the membrane stream, a conv fed by GAC's gated output): MACs, or left out.
-    "hidden_real": ("mac", "none"),
+    # on the membrane stream, a conv fed by GAC's gated output): MACs; accumulates, one per
+    # nonzero input x synapse under the sop_count rule (the papers' fr·T·FLOPs for every
+    # layer after the first); or left out.
+    "hidden_real": ("mac", "ac", "none"),
     # MACs of a real-valued layer: dense (every output x its fan-in, padded positions
     # included), or effective (nonzero inputs x the synapses they reach: NeuroBench's count).
     "mac_count": ("dense", "effective"),
@@ -150,10 +152,11 @@ class EnergyConventions:
                      "conv, SMA's branch convs and MLPs, GAC's TA MLP and SCA convs) are not "
                      "counted")
         hidden = ("real-valued layers after the encoding path and outside attention (e.g. "
-                  "MS-ResNet shortcut convs on the membrane stream) count as MACs"
-                  if self.hidden_real == "mac" else
-                  "real-valued layers after the encoding path and outside attention (e.g. "
-                  "MS-ResNet shortcut convs on the membrane stream) are not counted")
+                  "MS-ResNet shortcut convs on the membrane stream, a conv fed by GAC's gated "
+                  "spikes) " + {"mac": "count as MACs",
+                                "ac": "count as SOPs under the same rule, their nonzero inputs "
+                                      "taken for spikes",
+                                "none": "are not counted"}[self.hidden_real])
         elementwise = ("attention/gating multiplications count as MACs"
                        if self.elementwise == "mac" else
                        "attention/gating multiplications are not counted")

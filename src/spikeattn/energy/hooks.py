@@ -160,6 +160,7 @@ class _LayerStats:
     effective: int = 0  # nonzero inputs x synapses reached, summed over calls (mac_count: effective)
     input_nonzero: int = 0
     input_elements: int = 0
+    real_sops: float = 0.0  # the sop_count rule applied to the calls with real-valued input
 
 
 @dataclass
@@ -271,16 +272,18 @@ class OpCounter:
             reached = exact_sops(module, x, skip) if conv.mac_count == "effective" else None
             stats.effective += reached or 0
             binary = (not forced) and bool(((x == 0) | (x == 1)).all())
-            if not binary:
-                stats.nonbinary_calls += 1
-                return
             nonzero = int(torch.count_nonzero(x))
+            if conv.sop_count == "exact":
+                sops = reached if reached is not None else exact_sops(module, x, skip)
+            else:
+                sops = dense * nonzero / max(x.numel(), 1)
+            if not binary:  # its accumulates, should `hidden_real: ac` price it so
+                stats.nonbinary_calls += 1
+                stats.real_sops += sops
+                return
             stats.input_nonzero += nonzero
             stats.input_elements += x.numel()
-            if conv.sop_count == "exact":
-                stats.sops_if_spiking += reached if reached is not None else exact_sops(module, x, skip)
-            else:
-                stats.sops_if_spiking += dense * nonzero / max(x.numel(), 1)
+            stats.sops_if_spiking += sops
         return hook
 
     def _elementwise_hook(self, name: str):
@@ -332,7 +335,11 @@ class OpCounter:
                     else "encoding" if encoding_path else "hidden")
             spiking = s.nonbinary_calls == 0 and name != encoder
             counted = not (left_out and role == "attention" and s.kind != "elementwise")
-            macs = 0.0 if spiking or not counted else self._macs(s, role, encoding_path) / n
+            # hidden_real ac: a real-valued hidden layer accumulates its nonzero inputs
+            accumulates = (not spiking and role == "hidden"
+                           and self.conventions.hidden_real == "ac")
+            macs = (0.0 if spiking or accumulates or not counted
+                    else self._macs(s, role, encoding_path) / n)
             layers.append({
                 "name": name,
                 "order": s.order,
@@ -344,7 +351,8 @@ class OpCounter:
                 "input_spikes": s.input_nonzero / n if spiking else None,
                 "dense_macs": s.dense / n,
                 "macs": macs,
-                "sops": s.sops_if_spiking / n if spiking and counted else 0.0,
+                "sops": (s.sops_if_spiking / n if spiking and counted
+                         else s.real_sops / n if accumulates else 0.0),
                 "calls": s.calls,
                 "silent_input": spiking and s.kind != "elementwise" and s.input_nonzero == 0,
             })

@@ -51,15 +51,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         name="gac",
         source="GAC (Qiu et al., AAAI 2024)",
-        keys={**_FIELD, "elementwise": "none", "attention_layers": "none", "hidden_real": "none"},
+        keys={**_FIELD, "elementwise": "none", "attention_layers": "none", "hidden_real": "ac"},
         counted=(
             "The authors' replies (bollossom/GAC #7 and #14): take the mean of each spiking "
             "layer's 0/1 output at each time step, sum these means into the layer's firing "
             "rate, and apply the paper's Eq. (11), E_MAC × the first conv's FLOPs + E_AC × "
             "firing rate × FLOPs of the later layers (4.6 / 0.9 pJ); the code has no energy or "
-            "FLOP count. Read here as: the stem once as MACs, every spike-fed conv/FC as ACs, "
-            "the gated attention unit (TA and SCA layers, gating products) and the real-valued "
-            "shortcut convs not counted."),
+            "FLOP count. Read here as: the stem once as MACs; every later conv/FC as ACs at the "
+            "nonzero fraction of its input (spikes, GAC's gated spikes feeding the first block, "
+            "and the real-valued shortcut convs alike, as Eq. (11) prices every layer after "
+            "the first); the gated attention unit (TA and SCA layers, gating products) not "
+            "counted."),
         caveat=(
             "The published ImageNet energies (MS-ResNet-18 1.49 / 2.34 mJ, MS-ResNet-34 2.20 / "
             "3.38 mJ at T = 4 / 6) are reachable only with the gated attention convolutions left "
