@@ -56,6 +56,16 @@ EXPECTED = [
     ("data", "data.test_fraction", "0.25", ND, "", "", "", ""),
     ("model", "model.attention_kwargs.ma.ratio_c", "8", "paper+code", "", "8", "8", ""),
     ("model", "model.attention_kwargs.ma.ratio_t", "2", "assumed", "T=4 is short", "", "", ""),
+    # demo_cnn's defaults for what the study does not set, then ma_dvs's LIF constants
+    ("model", "model.channels", "[16, 32]", ND, "", "", "", ""),
+    ("model", "model.lif.decay", "0.3", ND, "", "", "", ""),
+    ("model", "model.lif.decay_input", "false", ND, "", "", "", ""),
+    ("model", "model.lif.detach_reset", "false", ND, "", "", "", ""),
+    ("model", "model.lif.fire_at_threshold", "true", ND, "", "", "", ""),
+    ("model", "model.lif.surrogate", "rectangle", ND, "", "", "", ""),
+    ("model", "model.lif.surrogate_kwargs.width", "0.5", ND, "", "", "", ""),
+    ("model", "model.lif.v_reset", "0.3", ND, "", "", "", ""),
+    ("model", "model.lif.v_threshold", "0.3", ND, "", "", "", ""),
     ("model", "model.neuron", "ma_dvs", "assumed", "", "lif_a", "lif_b", FLAG),
     ("train", "train.batch_size", "4", "paper", "", "4", "", ""),
     ("train", "train.epochs", "3", "paper", "", "3", "3", ""),
@@ -99,7 +109,7 @@ def test_card_has_one_row_per_setting_with_its_longest_declared_source(params):
     rows = _rows(card)
     energy = [r for r in rows if r[0] == "energy"]
     assert [r for r in rows if r[0] != "energy"] == EXPECTED
-    assert [r[0] for r in rows] == (["data"] * 4 + ["model"] * 3 + ["train"] * 11
+    assert [r[0] for r in rows] == (["data"] * 4 + ["model"] * 12 + ["train"] * 11
                                     + ["energy"] * len(energy) + ["grid"] * 5 + ["seeds"])
     # energy: the study's resolved conventions (owned by config), each covered by `energy: paper`
     resolved = {k: v for k, v in params.energy_settings("s").items() if v is not None}
@@ -112,7 +122,7 @@ def test_caption_counts_disagreements_assumed_and_undeclared(params):
     card = recipe_card(params, "s")
     caption = recipe_caption("s", card)
     assert f"{len(card)} settings" in caption
-    assert "2 paper/code disagreements, 2 assumed values, 4 not declared" in caption
+    assert "2 paper/code disagreements, 2 assumed values, 13 not declared" in caption
 
 
 def test_lists_and_mappings_are_written_compactly():
@@ -125,6 +135,129 @@ def test_lists_and_mappings_are_written_compactly():
     assert values["train.opt_kwargs.nesterov"] == "true"   # a mapping is descended
     assert values["train.sched_kwargs"] == "{}"            # an empty one is one setting
     assert values["seeds"] == "[0, 1]"
+
+
+def _model_rows(card: pd.DataFrame) -> dict[str, str]:
+    rows = card[card["section"] == "model"]
+    return dict(zip(rows["setting"], rows["value"]))
+
+
+def test_card_shows_the_backbones_defaults_and_the_presets_lif_constants():
+    """ms_resnet18 with GAC's CIFAR LIF and one surrogate option changed: every constructor
+    argument a cell does not fill in itself, declared or default, and the LIF the neurons get."""
+    def edit(spec):
+        spec["grid"]["backbone"] = ["ms_resnet18"]
+        spec["model"] = {"neuron": "gac_cifar", "neuron_kwargs": {"surrogate_kwargs": {"gamma": 0.5}},
+                         "stem": "deep"}
+        spec["sources"] = {}
+    assert _model_rows(recipe_card(params_with(edit), "s")) == {
+        "model.bn_weight_init": "0.5",
+        "model.conv_init": "pytorch",
+        "model.depths": "[2, 2, 2, 2]",            # ms_resnet18's own, over the class's
+        "model.downsample": "avgpool",
+        "model.drop_rate": "0.2",
+        "model.lif.decay": "0.5",                  # gac_cifar: LIFSpike(thresh 1.0, tau 0.5)
+        "model.lif.decay_input": "false",
+        "model.lif.detach_reset": "false",
+        "model.lif.fire_at_threshold": "false",
+        "model.lif.surrogate": "triangle",
+        "model.lif.surrogate_kwargs.gamma": "0.5",  # neuron_kwargs applied
+        "model.lif.v_reset": "0.0",
+        "model.lif.v_threshold": "1.0",
+        "model.neuron": "gac_cifar",
+        "model.neuron_kwargs.surrogate_kwargs.gamma": "0.5",
+        "model.residual_bn_weight_init": "0.1",
+        "model.sma_blocks_per_stage": "2",
+        "model.sma_branch_act": "relu",
+        "model.sma_position": "conv1",
+        "model.stem": "deep",                      # declared: the study's value
+        "model.stem_width": "64",
+        "model.strides": "[2, 2, 2, 2]",
+        "model.widths": "[64, 128, 256, 512]",
+    }  # no attention, coding, T, num_classes, in_chans, img_size (each cell's), lif_backend,
+    # nor the options mappings left at None (attention_kwargs, coding_kwargs: they set nothing)
+
+
+def test_without_a_neuron_the_card_shows_the_backbones_default_preset():
+    def edit(spec):
+        spec["grid"]["backbone"] = ["gac_ms_resnet18_cifar"]
+        spec["model"] = {}
+        spec["sources"] = {}
+    rows = _model_rows(recipe_card(params_with(edit), "s"))
+    assert (rows["model.neuron"], rows["model.lif.v_threshold"], rows["model.lif.decay"],
+            rows["model.drop_rate"], rows["model.stem"]) == ("gac_cifar", "1.0", "0.5", "0.0", "3x3")
+
+
+@pytest.mark.parametrize("backbones, expected", [
+    # depths differ: one row per backbone; everything else is shared (msresnet's LIF included)
+    (["ms_resnet18", "ms_resnet34"],
+     {"model.ms_resnet18.depths": "[2, 2, 2, 2]", "model.ms_resnet34.depths": "[3, 4, 6, 3]",
+      "model.drop_rate": "0.2", "model.stem": "7x7", "model.neuron": "msresnet",
+      "model.lif.decay": "0.25", "model.lif.v_threshold": "0.5",
+      "model.lif.surrogate_kwargs.width": "1.0"}),
+    # a key only one backbone takes, or whose defaults differ, is per backbone; equal ones shared
+    (["demo_cnn", "gac_ms_resnet18_cifar"],
+     {"model.demo_cnn.channels": "[16, 32]", "model.gac_ms_resnet18_cifar.drop_rate": "0.0",
+      "model.demo_cnn.neuron": "ma_dvs", "model.gac_ms_resnet18_cifar.neuron": "gac_cifar",
+      "model.lif.demo_cnn.decay": "0.3", "model.lif.gac_ms_resnet18_cifar.decay": "0.5",
+      "model.lif.demo_cnn.surrogate_kwargs.width": "0.5",
+      "model.lif.gac_ms_resnet18_cifar.surrogate_kwargs.gamma": "1.0",
+      "model.lif.decay_input": "false", "model.lif.detach_reset": "false"}),
+])
+def test_defaults_that_differ_between_the_grids_backbones_get_one_row_each(backbones, expected):
+    def edit(spec):
+        spec["grid"]["backbone"] = backbones
+        spec["model"] = {}
+        spec["sources"] = {}
+    rows = _model_rows(recipe_card(params_with(edit), "s"))
+    assert {k: rows.get(k) for k in expected} == expected
+    shared = {".".join(p for p in key.split(".") if p not in backbones) for key in rows
+              if set(key.split(".")) & set(backbones)}
+    assert not shared & set(rows)  # a key is either one shared row or one row per backbone
+
+
+def test_sources_may_name_defaults_and_lif_constants():
+    def edit(spec):
+        spec["grid"]["backbone"] = ["ms_resnet18", "ms_resnet34"]
+        spec["model"] = {"neuron": "gac_cifar"}
+        spec["sources"] = {"model": "code", "model.lif.v_threshold": {"from": "code", "paper": 0.5},
+                           "model.ms_resnet34.depths": "paper+code", "model.drop_rate": "assumed"}
+    card = recipe_card(params_with(edit), "s").set_index("setting")
+    assert tuple(card.loc["model.lif.v_threshold", ["value", "paper", "code", "disagreement"]]) \
+        == ("1.0", "0.5", "1.0", FLAG)
+    assert card.loc["model.ms_resnet34.depths", "source"] == "paper+code"
+    assert card.loc["model.ms_resnet18.depths", "source"] == "code"
+    assert card.loc["model.drop_rate", "source"] == "assumed"
+    with pytest.raises(ParamsError, match=r"sources.model.lif.v_thresh: names no setting of this "
+                                          r"study; its settings are model.lif.decay"):
+        params_with(lambda spec: spec.update(sources={"model.lif.v_thresh": "code"}))
+
+
+def test_cell_keys_are_what_model_spec_fills_in(params):
+    from spikeattn.recipe import CELL_KEYS
+    from spikeattn.stages import model_spec
+
+    _, kwargs = model_spec(params, params.cells("s")[0])
+    assert set(kwargs) - set(params.model_kwargs("s")) == set(CELL_KEYS)
+
+
+@pytest.mark.parametrize("name", ["ms_resnet18", "ms_resnet104", "gac_ms_resnet18_cifar", "sma_vgg8"])
+def test_backbone_defaults_are_what_the_timm_name_builds_with(name, monkeypatch):
+    """The entry point's own arguments, caught where it hands them to the class, over the
+    class's signature defaults."""
+    import inspect
+
+    import timm
+
+    from spikeattn.models import backbone_defaults, model_class
+
+    entry = timm.models.model_entrypoint(name)
+    passed = {}
+    monkeypatch.setattr(inspect.getmodule(entry), "build",
+                        lambda cls, pretrained, **kwargs: passed.update(kwargs))
+    entry()
+    signature = inspect.signature(model_class(name)).parameters
+    assert backbone_defaults(name) == {**{k: p.default for k, p in signature.items()}, **passed}
 
 
 @pytest.mark.parametrize("sources, fragments", [

@@ -277,8 +277,9 @@ class Params:
                 problems.append(str(err).removeprefix(f"{self.source}: "))
         self._fail(problems)
         for study, spec in self.raw["study"].items():
-            problems += self._check_model(study, spec) + self._check_exclude(study, spec)
-            if spec.get("sources"):
+            model_problems = self._check_model(study, spec)
+            problems += model_problems + self._check_exclude(study, spec)
+            if spec.get("sources") and not model_problems:  # the settings resolve its neuron
                 problems += source_problems(study, study_settings(self, study), spec["sources"])
             try:
                 problems += self._check_input_sizes(study, self.cells(study))
@@ -385,7 +386,7 @@ class Params:
     def _check_neuron_kwargs(study: str, spec: Mapping[str, Any]) -> list[str]:
         """model.neuron_kwargs: LIF options by name and type, then the LIF config each
         backbone's neuron preset gets with them (its own range checks: decay, threshold, ...)."""
-        from .models import model_class
+        from .models import backbone_defaults
         from .neurons import lif_config
 
         model = spec.get("model", {})
@@ -399,9 +400,8 @@ class Params:
         if "neuron" in model:
             presets = {model["neuron"]: f"study.{study}.model.neuron"}
         else:  # each backbone's own default preset
-            defaults = {b: inspect.signature(model_class(b)).parameters.get("neuron")
-                        for b in spec["grid"]["backbone"]}
-            presets = {p.default: f"{b}'s default" for b, p in defaults.items() if p is not None}
+            defaults = {b: backbone_defaults(b) for b in spec["grid"]["backbone"]}
+            presets = {d["neuron"]: f"{b}'s default" for b, d in defaults.items() if "neuron" in d}
         for preset, origin in presets.items():
             try:
                 lif_config(preset, **given)

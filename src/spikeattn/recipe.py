@@ -2,13 +2,23 @@
 
 One flattening serves both the check of `study.<name>.sources` (config.py: every key must name
 a setting) and the recipe card (report/recipe.py: one row per setting), so the paths a user
-may write are exactly the rows the card shows. Plain Python only (no pandas, no torch):
-config.py imports it while validating.
+may write are exactly the rows the card shows. Cheap to import (no pandas; the models and
+neurons, which need torch, only inside `study_settings`): config.py imports it at load.
 
 Paths: `data.<key>` (the study's dataset parameters with its overrides; `data.<dataset>.<key>`
 when the grid has several datasets), `model.<key>`, `train.<key>`, `energy.<key>`,
 `distributed.<key>` (when the study declares it), `grid.<axis>`, `seeds`. Mappings are
 descended (`model.attention_kwargs.ma.ratio_c`); lists and empty mappings are one setting.
+
+The model section is what the cells build with, not only what params.yaml writes: `model.<key>`
+for each key the study declares (its value), and for every other constructor parameter of the
+backbone its default (models.backbone_defaults: the class's, then the timm name's own), except
+those each cell fills in itself (CELL_KEYS, stages.model_spec) and RUNTIME_KEYS, which change
+no result. `model.lif.<field>` are the LIF constants the cells' neurons run with: the fields
+of the study's `neuron` preset (the backbone's default preset when the study names none) with
+its `neuron_kwargs` applied (`model.lif.surrogate_kwargs.width`). With several backbones in the
+grid, a default or LIF field is one row when every backbone has it with one value, else one
+row per backbone that has it: `model.<backbone>.<key>`, `model.lif.<backbone>.<field>`.
 """
 from __future__ import annotations
 
@@ -22,6 +32,11 @@ GIVES = {"paper": ("paper",), "code": ("code",), "paper+code": ("paper", "code")
          "assumed": (), "project": ()}
 NOT_DECLARED = "not declared"
 DISAGREE = "paper ≠ code"
+# Constructor parameters each cell fills in itself (stages.model_spec), and ones that change
+# no result: not recipe rows.
+CELL_KEYS = ("attention", "coding", "T", "num_classes", "in_chans", "img_size")
+RUNTIME_KEYS = ("lif_backend",)
+LIF = "lif"  # model.lif.<field>: `model.neuron` is already the preset's name
 
 
 def _leaves(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
@@ -39,6 +54,48 @@ def _energy(params: Any, study: str) -> dict[str, Any]:
             if not (k == "preset" and v is None)}
 
 
+def _flat(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """{dotted key: value} of a mapping's leaves (see `_leaves`), tuples written as lists."""
+    plain = {key: list(v) if isinstance(v, tuple) else v for key, v in mapping.items()}
+    return {path.removeprefix("."): v for path, v in _leaves("", plain)}
+
+
+def _shared_or_each(per_backbone: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Rows from each backbone's {dotted key: value}: a key every backbone has with one value
+    is one row, any other is `<backbone>.<key>` for each backbone that has it."""
+    out: dict[str, Any] = {}
+    for key in sorted({key for values in per_backbone.values() for key in values}):
+        values = [values[key] for values in per_backbone.values() if key in values]
+        if len(values) == len(per_backbone) and all(v == values[0] for v in values):
+            out[key] = values[0]
+        else:
+            out.update({f"{b}.{key}": v[key] for b, v in per_backbone.items() if key in v})
+    return out
+
+
+def _model(params: Any, study: str) -> dict[str, Any]:
+    """The model section as {path below `model.`: value}: declared keys, the backbones'
+    defaults and the LIF constants (see the module docstring)."""
+    from dataclasses import asdict
+
+    from .models import backbone_defaults  # torch: only when a study's settings are asked for
+    from .neurons import lif_config
+
+    declared = params.model_kwargs(study)
+    skip = {*CELL_KEYS, *RUNTIME_KEYS, *declared}
+    defaults, lif = {}, {}
+    for backbone in params.study(study)["grid"]["backbone"]:
+        own = backbone_defaults(backbone)
+        # an options mapping left at None (attention_kwargs, ...) sets nothing: no row
+        defaults[backbone] = _flat({k: v for k, v in own.items() if k not in skip
+                                    and not (k.endswith("_kwargs") and v is None)})
+        if "neuron" in own:
+            preset = declared.get("neuron", own["neuron"])
+            lif[backbone] = _flat(asdict(lif_config(preset, **(declared.get("neuron_kwargs") or {}))))
+    return {**_flat(declared), **_shared_or_each(defaults),
+            **{f"{LIF}.{key}": v for key, v in _shared_or_each(lif).items()}}
+
+
 def study_settings(params: Any, study: str) -> dict[str, Any]:
     """Every setting of `study` that shapes its cells: {dotted path: value}, by section
     (SECTIONS order), alphabetical within a section. `params` is a config.Params."""
@@ -48,7 +105,7 @@ def study_settings(params: Any, study: str) -> dict[str, Any]:
     for name in datasets:
         own = {k: v for k, v in params.dataset(name, study).items() if k not in DATA_LOCATION}
         data.update(own if len(datasets) == 1 else {name: own})
-    sections = {"data": data, "model": params.model_kwargs(study),
+    sections = {"data": data, "model": _model(params, study),
                 "train": params.train_settings(study), "energy": _energy(params, study),
                 "distributed": params.distributed(study) if "distributed" in spec else {},
                 "grid": dict(spec["grid"])}
