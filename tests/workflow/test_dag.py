@@ -106,8 +106,9 @@ def test_nothing_planned_after_a_finished_run(workdir):
 def test_training_setting_of_one_study_replans_only_its_jobs(workdir):
     with edited_params(workdir, lambda raw: raw["study"]["demo-dvs"]["train"].update(lr=5e-4)):
         jobs = planned(workdir)
-    assert set(jobs) == {"train", "energy", "tables", "figures", "paper", "all"}
-    planned_files = jobs["train"] + jobs["energy"] + jobs["tables"] + jobs["figures"]
+    # the study's recipe card shows its train settings: it is re-rendered too
+    assert set(jobs) == {"train", "energy", "tables", "figures", "paper", "recipe", "all"}
+    planned_files = jobs["train"] + jobs["energy"] + jobs["tables"] + jobs["figures"] + jobs["recipe"]
     assert planned_files and all("/demo-dvs/" in f for f in planned_files), planned_files
 
 
@@ -115,8 +116,10 @@ def test_training_setting_of_one_study_replans_only_its_jobs(workdir):
 def test_energy_setting_replans_energy_and_reports_only(workdir, edit):
     with edited_params(workdir, lambda raw: raw["energy"].update(edit)):
         jobs = planned(workdir)
-    assert set(jobs) == {"energy", "tables", "figures", "paper", "all"}
+    assert set(jobs) == {"energy", "tables", "figures", "paper", "recipe", "all"}
     assert len(jobs["energy"]) == 7
+    # every study's card shows the energy keys
+    assert {f.split("/")[1] for f in jobs["recipe"]} == {"demo-digits", "demo-dvs"}
 
 
 def test_significance_setting_replans_the_paper_tables_only(workdir):
@@ -212,7 +215,7 @@ def test_report_page_renders_tables_and_figures_in_chromium(workdir, browser_pag
     frame.locator("table.ablation").wait_for(timeout=15_000)
     headings = frame.locator("h2").all_inner_texts()
     assert headings == ["Results", "Ablations against the vanilla twin", "Study demo-digits",
-                        "Study demo-dvs"]
+                        "Study demo-dvs", "Recipe card: demo-digits", "Recipe card: demo-dvs"]
     results = frame.locator("table.results").inner_text()
     assert "digits-dvs · demo_cnn · T=2" in results and "Ours (%)" in results
     assert "TA / direct" in results and "± –" in results  # one-seed cells say so
