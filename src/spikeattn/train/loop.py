@@ -4,8 +4,10 @@ Batches come from `spikeattn.data.loader` (already on the device, already float)
 carrying how many clips per sample it holds: test accuracy is then the majority vote of the
 clips' predictions (MA-SNN's 10-clip test). Optimisers and schedules come from timm by name,
 so params.yaml can name any of them. CutMix (`cutmix.py`) and mixed precision (`precision.py`)
-wrap the training step when `train.cutmix` / `train.precision` ask for them. Deterministic for
-a given seed on CPU (fixed thread count, seeded shuffling, no workers).
+wrap the training step when `train.cutmix` / `train.precision` ask for them; `speed.py` holds
+the settings that change only how fast the step runs (`train.deterministic`, `train.compile`,
+`train.channels_last`). Deterministic for a given seed on CPU (fixed thread count, seeded
+shuffling, no workers, deterministic algorithms unless `train.deterministic: false`).
 """
 from __future__ import annotations
 
@@ -27,16 +29,19 @@ from .cutmix import CutMix
 from .distributed import Dist
 from .losses import Loss, build_loss, predict
 from .precision import Precision
+from .speed import PeakMemory, StepSettings, set_deterministic
+from .tally import Tally
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed every RNG a run touches; returns the generator that shuffles the training data."""
+def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+    """Seed every RNG a run touches and choose deterministic algorithms or not (`speed.py`);
+    returns the generator that shuffles the training data."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    set_deterministic(deterministic)
     return torch.Generator().manual_seed(seed)
 
 
@@ -104,6 +109,7 @@ class Fit:
     seconds: float = 0.0
     diverged: dict[str, Any] | None = None
     resumed_from: int = 0  # epochs restored from a resume state
+    settings: dict[str, Any] = field(default_factory=dict)  # the step's, resolved (metrics.json)
 
     @property
     def final(self) -> dict[str, float] | None:
@@ -123,49 +129,63 @@ def vote(logits: Tensor, clips: int) -> Tensor:
     return per_clip.mode(dim=1).values if clips > 1 else per_clip[:, 0]
 
 
+POSTFIX_BATCHES = 100  # a progress bar shows the running loss this often (it costs a host sync)
+
+
 def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss,
               optimizer: torch.optim.Optimizer | None = None, bar: tqdm | None = None,
               dist: Dist = Dist(), cutmix: CutMix | None = None,
-              precision: Precision | None = None) -> dict[str, float]:
+              precision: Precision | None = None,
+              speed: StepSettings | None = None) -> dict[str, float]:
     """One pass; trains when an optimizer is given, else evaluates without gradients.
 
-    A non-finite training loss raises `Diverged` before the step that would spread it into
-    the weights (all processes agree first, so none waits on the others forever). Training
-    batches are mixed by `cutmix` when it says so; their accuracy counts the first label (the
-    image the box was pasted into), as GAC's code counts it."""
+    Nothing is read back from the device per batch: loss, correct count and the first
+    non-finite loss are tallied on the device (`tally.py`) and read once, after the last batch
+    (and every POSTFIX_BATCHES batches for a visible progress bar). So the host queues batch
+    i + 1 while the device still runs batch i. (fp16's GradScaler still reads, per step,
+    whether the gradients overflowed: torch's `scaler.step` decides on the host.)
+
+    A non-finite training loss raises `Diverged` at the end of the epoch, naming the first
+    batch whose loss was non-finite on any process (all processes agree first, so none waits on
+    the others forever). The batches after it still step, spreading NaN into the live weights:
+    that is harmless because those weights are never kept, `fit` puts back the last epoch's
+    finite weights before anything is saved. Training batches are mixed by `cutmix` when it
+    says so; their accuracy counts the first label (the image the box was pasted into), as
+    GAC's code counts it."""
     training = optimizer is not None
     model.train(training)
     cutmix = cutmix if training else None
     precision = precision or Precision("fp32", "cpu")
+    speed = speed or StepSettings(deterministic=True, compile=False, channels_last=False)
+    show = bar is not None and not bar.disable
     if cutmix is not None:
         cutmix.start_epoch()
-    total_loss, correct, seen = 0.0, 0, 0
+    tally = Tally()
     with torch.set_grad_enabled(training):
         for i, batch in enumerate(batches):
             y = batch.y
             mixed = cutmix(batch.x, y) if cutmix is not None else None
+            x = speed.inputs(batch.x if mixed is None else mixed.x)
             with precision.autocast():
-                logits = model(batch.x if mixed is None else mixed.x)
+                logits = model(x)
                 if mixed is not None:
                     loss = mixed.loss(loss_fn, logits)
                 else:
                     loss = loss_fn(logits, y.repeat_interleave(batch.clips) if batch.clips > 1 else y)
-            value = loss.item()
+            tally.add(i, loss, vote(logits, batch.clips) == y)
             if training:
-                everywhere = dist.sum([value])[0]  # non-finite if any process's loss is
-                if not math.isfinite(everywhere):
-                    raise Diverged("train", i, everywhere)
                 precision.step(loss, optimizer)
-            total_loss += value * len(y)
-            correct += (vote(logits, batch.clips) == y).sum().item()
-            seen += len(y)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
-    total_loss, correct, seen = dist.sum([total_loss, correct, seen])
-    if optimizer is None and not math.isfinite(total_loss):
-        raise Diverged("test", -1, total_loss)
-    return {"loss": total_loss / seen, "acc": correct / seen}
+                if show and (i + 1) % POSTFIX_BATCHES == 0:
+                    mean_loss, acc = tally.running()
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{acc:.3f}")
+    totals = tally.totals(dist)
+    if training and totals.first_bad is not None:
+        raise Diverged("train", *totals.first_bad)
+    if not training and not math.isfinite(totals.loss_sum):
+        raise Diverged("test", -1, totals.loss_sum)
+    return {"loss": totals.loss_sum / totals.seen, "acc": totals.correct / totals.seen}
 
 
 def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, settings: dict[str, Any],
@@ -177,19 +197,28 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, setting
     With `resume`, the whole training state is saved after every epoch, and a saved state is
     restored first: a killed run continues at its next epoch and ends as an uninterrupted
     run would (on CPU, same seed). `on_epoch` runs after the state is saved. Under DDP
-    (`dist`), `model` is the bare model: it is wrapped here, and only rank 0 saves.
+    (`dist`), `model` is the bare model: it is wrapped here (then compiled, with
+    `train.compile`), and only rank 0 saves.
+
+    When the training loss turns non-finite, `model` ends with the weights of the last finished
+    epoch (read back from `resume`, else from a host copy kept here; the initial weights when
+    no epoch finished), never with weights a non-finite step touched.
     """
-    seed_everything(seed)
+    speed = StepSettings.from_settings(settings, _device_type(model))
+    seed_everything(seed, speed.deterministic)
+    speed.prepare(model)
     loss_fn = build_loss(settings["loss"], settings["label_smoothing"])
     eval_loss = build_loss(settings["loss"])
     optimizer = build_optimizer(model, settings)
     scheduler = build_scheduler(optimizer, settings)
     step = Step(CutMix.from_settings(settings, seed),
                 Precision.from_settings(settings, _device_type(model)))
-    net = dist.wrap(model)
-    result = Fit()
+    net = speed.wrap(dist.wrap(model))
+    peak = PeakMemory(_device(model))
+    result = Fit(settings={**speed.record(), "precision": step.precision.name})
     if resume is not None and resume.state is not None:
         _restore(resume, model, optimizer, scheduler, train_loader, result, dist, step)
+    finite = _host_copy(model)  # the weights to fall back on when no resume state has any
     progress = progress and dist.main
     start = time.perf_counter() - result.seconds
     epochs = tqdm(range(len(result.history), settings["epochs"]), desc="epochs", disable=not progress,
@@ -199,23 +228,27 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, setting
         try:
             with tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}", leave=False,
                       disable=not progress, mininterval=1.0) as bar:
-                tr = run_epoch(net, train_loader, loss_fn, optimizer, bar, dist, step.cutmix, step.precision)
-            te = run_epoch(net, test_loader, eval_loss, dist=dist, precision=step.precision)
+                peak.start()
+                tr = run_epoch(net, train_loader, loss_fn, optimizer, bar, dist, step.cutmix,
+                               step.precision, speed)
+                peak_mb = peak.read()
+            te = run_epoch(net, test_loader, eval_loss, dist=dist, precision=step.precision, speed=speed)
         except Diverged as err:
             result.diverged = {"epoch": epoch + 1, "batch": err.batch, "phase": err.phase,
                                "loss": str(err.loss)}
             last = resume.last_weights() if resume is not None else None
-            if last is not None:  # back to the last finite weights
-                model.load_state_dict(last)
+            model.load_state_dict(last if last is not None else finite)  # the last finite weights
             break
         if scheduler is not None:
             scheduler.step(epoch + 1, tr["loss"])
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": tr["loss"], "train_acc": tr["acc"],
-               "test_loss": te["loss"], "test_acc": te["acc"]}
+               "test_loss": te["loss"], "test_acc": te["acc"], "peak_memory_mb": peak_mb}
         result.history.append(row)
         result.seconds = time.perf_counter() - start
         if resume is not None:
             _save(resume, model, optimizer, scheduler, train_loader, result, dist, step)
+        if resume is None or not dist.main:  # (rank 0's resume state holds them otherwise)
+            finite = _host_copy(model)
         epochs.set_postfix(train_loss=f"{tr['loss']:.4f}", test_acc=f"{te['acc']:.3f}")
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
@@ -232,9 +265,20 @@ class Step:
     precision: Precision
 
 
+def _device(model: nn.Module) -> torch.device:
+    """Where the model trains; the CPU for a model without weights."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 def _device_type(model: nn.Module) -> str:
-    """Where the model trains (autocast needs the device type); cpu for a model without weights."""
-    return next((p.device.type for p in model.parameters()), "cpu")
+    """Where the model trains (autocast and train.deterministic: auto need the device type)."""
+    return _device(model).type
+
+
+def _host_copy(model: nn.Module) -> dict[str, Tensor]:
+    """The model's weights and buffers copied to host memory (not the device's: a paper shape
+    may need all of it), to restore after a divergence when no resume state holds them."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def _rng_state() -> dict[str, Any]:
