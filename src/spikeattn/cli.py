@@ -68,6 +68,27 @@ def _parser() -> argparse.ArgumentParser:
                         "study with its value and source")
     s.add_argument("--study", required=True)
 
+    s = stage("plan", "the selected studies' cost before they run: jobs, steps, measured step "
+                      "time, GPU-hours and wall time on this machine")
+    s.add_argument("--studies", metavar="SEL",
+                   help="studies, papers, groups or all, comma-separated (default: params.yaml studies)")
+    s.add_argument("--device", metavar="cpu|cuda|NAME",
+                   help="where to probe (default: cuda if there is one, else cpu), or a GPU's name "
+                        "to plan from its cached probes (.spikeattn/probe/)")
+    s.add_argument("--gpus", type=_positive, metavar="N",
+                   help="GPUs to plan the wall time for (default: those torch sees)")
+    s.add_argument("--probe-steps", type=_positive, default=3, metavar="K",
+                   help="timed training steps per probe, after one warm-up (default 3)")
+    s.add_argument("--probe-batch", type=_positive, metavar="B",
+                   help="samples per probe step (default: the full per-process batch on a GPU; "
+                        "on a CPU 2, grown while steps are cheap); fewer than the batch are "
+                        "scaled up linearly")
+    s.add_argument("--no-probe", action="store_true",
+                   help="use cached probes only; cells without one are 'not measured'")
+    s.add_argument("--reprobe", action="store_true", help="measure again even where cached")
+    s.add_argument("--cells", action="store_true", help="one row per cell instead of per study")
+    s.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+
     s = stage("tracking-store", "create the MLflow store and experiment (Snakemake does this "
                                 "before any job)")
     s.add_argument("--relocate", action="store_true",
@@ -148,6 +169,11 @@ def _run_stage(args) -> None:
         print(getattr(stages, args.command)(params, args.study))
     elif args.command == "paper":
         print(stages.paper(params, args.paper))
+    elif args.command == "plan":
+        print(stages.plan(params, args.studies, device=args.device, gpus=args.gpus,
+                          probe_steps=args.probe_steps, probe=not args.no_probe,
+                          reprobe=args.reprobe, probe_batch=args.probe_batch,
+                          markdown=args.markdown, per_cell=args.cells), end="")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -155,12 +181,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .config import ParamsError
     from .data.download import DownloadError
     from .data.sources import DataError
+    from .plan import PlanError
     from .report.tables import ResultError
     from .stages import RunBusyError
     from .tracking import TrackingError
 
     return (ParamsError, FileNotFoundError, NotImplementedError, DownloadError, DataError,
-            ResultError, RunBusyError, TrackingError)
+            PlanError, ResultError, RunBusyError, TrackingError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ RESULTS = Path("results")
 REPORTS = Path("reports")
 LOGS = Path("logs")
 FROZEN_PARAMS = Path(".spikeattn") / "params"  # the merged settings each Snakemake run planned
+PROBES = Path(".spikeattn") / "probe"  # `spikeattn plan`'s measured step times, one JSON per device
 
 TRAIN_FILES = ("metrics.json", "history.csv", "checkpoint.pt")
 ENERGY_FILE = "energy.json"

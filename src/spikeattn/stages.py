@@ -209,6 +209,9 @@ def _train(params: Params, study: str, cell_id: str, seed: int, threads: int, tr
             "firing_rates": counts["firing_rates"], "mean_firing_rate": counts["mean_firing_rate"],
             "params": sum(p.numel() for p in model.parameters()),
             "epochs": settings["epochs"], "train_seconds": round(result.seconds, 2),
+            **result.settings,  # the training step's settings as run (deterministic resolved)
+            "peak_memory_mb": max((row["peak_memory_mb"] for row in result.history
+                                   if row.get("peak_memory_mb") is not None), default=None),
             "resumed_from_epoch": result.resumed_from,
             "device": str(device), "processes": dist.world,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU slot(s) leased
@@ -360,3 +363,16 @@ def recipe(params: Params, study: str) -> Path:
     out = paths.report_dir(study)
     build_recipe(params, study, out)
     return out
+
+
+def plan(params: Params, selection: str | None = None, device: str | None = None,
+         gpus: int | None = None, probe_steps: int = 3, probe: bool = True, reprobe: bool = False,
+         probe_batch: int | None = None, markdown: bool = False, per_cell: bool = False) -> str:
+    """The selected studies' cost (jobs, steps, GPU-hours, wall time) on `device`, from probes
+    cached under .spikeattn/probe/ (see `spikeattn.plan`)."""
+    from .plan import make_plan, resolve_target
+
+    studies = params.selected(selection)
+    made = make_plan(params, studies, resolve_target(device, gpus), probe_steps=probe_steps,
+                     probe=probe, reprobe=reprobe, probe_batch=probe_batch)
+    return made.render(markdown=markdown, per_cell=per_cell)
