@@ -37,7 +37,6 @@ import argparse
 import datetime
 import math
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -65,6 +64,7 @@ from spikeattn.data.event_frames import Framing, event_count_frames, pixel_addre
 from spikeattn.data.frames import Split, frames_dir, load_frames, preprocess  # noqa: E402
 from spikeattn.data.loader import Augment, TensorBatches, Windows  # noqa: E402
 from spikeattn.data.registry import raw_dir, raw_params  # noqa: E402
+from spikeattn.hardware import cpu_name  # noqa: E402
 from spikeattn.io import write_json  # noqa: E402
 
 GESTURE = "dvs128-gesture"
@@ -78,16 +78,6 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
 
 
 def median_s(fn: Callable[[], object], reps: int, setup: Callable[[], object] = lambda: None) -> float:

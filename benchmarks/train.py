@@ -55,7 +55,6 @@ import importlib.metadata
 import importlib.util
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -76,6 +75,7 @@ import timm  # noqa: E402
 from spikeattn import data, stages  # noqa: E402
 from spikeattn.attention import MA_VARIANTS, family  # noqa: E402
 from spikeattn.config import Cell, Params  # noqa: E402
+from spikeattn.hardware import device_name  # noqa: E402
 from spikeattn.data.loader import batches  # noqa: E402
 from spikeattn.models._factory import frame_size  # noqa: E402
 from spikeattn.models.ma_cnn import MACNNGesture  # noqa: E402
@@ -427,18 +427,6 @@ def measure(spec: Spec, variant: Variant, device: torch.device, warmup: int, ste
 
 
 # --- tables ---------------------------------------------------------------------------------
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
-
 
 def shape_text(spec: Spec) -> str:
     return "x".join(str(d) for d in spec.input_shape[-3:])

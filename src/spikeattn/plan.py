@@ -216,18 +216,9 @@ class Target:
 
 
 def _cpu_name() -> str:
-    import platform
+    from .hardware import cpu_name
 
-    import torch
-
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_name()
     return f"cpu {model}, {CPU_THREADS} thread{'s' if CPU_THREADS != 1 else ''}"
 
 
