@@ -1,21 +1,14 @@
 """benchmarks/data.py keeps running: its smoke mode on tiny sizes prints both tables."""
-import importlib.util
 import sys
 from pathlib import Path
+
+from benchmark_scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "data.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("data_benchmark", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def test_smoke_run_prints_both_tables(capsys, tmp_path):
-    bench = load_script()
+    bench = load_script("data")
     out = tmp_path / "results.md"
     assert bench.main(["--smoke", "--append", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -11,6 +11,8 @@ import pytest
 import timm
 import torch
 
+from benchmark_scripts import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train.py"
 BACKBONES = ["ma_cnn_gesture", "ma_cnn_gait", "sma_vgg8", "gac_ms_resnet18_cifar", "ms_resnet104"]
 VARIANTS = ["torch LIF, fp32", "Triton LIF, fp32", "Triton LIF, bf16", "Triton LIF, bf16 + compile",
@@ -19,14 +21,6 @@ STEP_HEADER = ("| backbone | study cell | T | batch | input | variant | samples/
                "| × baseline |")
 EPOCH_HEADER = ("| study | cell | device | precision | train samples | test samples | batch | setup s "
                 "| train epoch s | train samples/s | test s | fit s |")
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("train_benchmark", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(bench)
-    return bench
 
 
 def table(lines: list[str], header: str) -> list[list[str]]:
@@ -91,7 +85,7 @@ def tiny_gesture(bench, **extra):
 
 
 def test_per_step_loop_is_the_same_network():
-    bench = load_script()
+    bench = load_script("train")
     _, model = tiny_gesture(bench)
     looped = bench.per_step_copy(model)
     neurons = [m for m in looped.modules() if isinstance(m, bench.PerStepLIF)]
@@ -108,7 +102,7 @@ def test_per_step_loop_is_the_same_network():
 
 def test_spikingjelly_copy_has_our_layers():
     pytest.importorskip("spikingjelly.activation_based")
-    bench = load_script()
+    bench = load_script("train")
     kwargs, model = tiny_gesture(bench)
     copy = bench.SJMACNNGesture(**kwargs)
     assert sum(p.numel() for p in copy.parameters()) == sum(p.numel() for p in model.parameters())
