@@ -272,6 +272,9 @@ class OpCounter:
             reached = exact_sops(module, x, skip) if conv.mac_count == "effective" else None
             stats.effective += reached or 0
             binary = (not forced) and bool(((x == 0) | (x == 1)).all())
+            if not binary and conv.hidden_real != "ac":  # its accumulates are never priced
+                stats.nonbinary_calls += 1
+                return
             nonzero = int(torch.count_nonzero(x))
             if conv.sop_count == "exact":
                 sops = reached if reached is not None else exact_sops(module, x, skip)
