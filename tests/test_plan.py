@@ -214,3 +214,44 @@ def test_cli_probes_demo_on_cpu_then_reads_the_cache(tmp_path, monkeypatch, caps
     assert "probing" not in second.err and "not measured" not in second.out
     assert [line.split()[0] for line in second.out.splitlines()
             if line.strip().startswith("demo-")] == ["demo-digits", "demo-dvs"]
+
+
+def _single(**train) -> Params:
+    """`hand`'s single study (2 cells, batch 100) with extra train settings."""
+    study = _study(["none", "TCSA"], [0], epochs=3, batch=100)
+    study["train"].update(train)
+    return _params({"single": study}, datasets={"digits": {"max_samples": 1000}})
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_a_batch_that_does_not_fit_names_the_remedy(monkeypatch, checkpointing):
+    """The probe halves the batch on out-of-memory and its footer line says what makes the
+    paper batch fit: train.grad_checkpointing (which the probe, run through fit, already has
+    when the study sets it), else more GPUs."""
+    import torch
+
+    params = _single(grad_checkpointing=checkpointing)
+    tried = []
+
+    def fake(params, cell, device, batch, probe_batch, steps):
+        tried.append(probe_batch)
+        if probe_batch > 25:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return {"seconds_per_step": 0.1, "batch": batch, "probe_batch": probe_batch}
+    monkeypatch.setattr(plan, "_measure", fake)
+    found = plan.measure(params, params.cells("single")[0], "cuda:0", 100, 100, 1)
+    assert tried == [100, 50, 25]
+    assert found["note"].startswith("digits__demo_cnn__none__direct__T4: batch 100 does not fit on "
+                                    "cuda:0; measured at 25 and scaled; ")
+    if checkpointing:
+        assert "even with train.grad_checkpointing: true; train it on more GPUs" in found["note"]
+    else:
+        assert "set train.grad_checkpointing: true for the study" in found["note"]
+        assert "or train it on more GPUs (distributed.nproc_per_node)" in found["note"]
+
+
+def test_the_probe_key_tells_memory_and_optimizer_settings_apart():
+    """Checkpointing and a fused optimizer change the step time: each has its own probe."""
+    keys = {plan.probe_key(params, params.cells("single")[1], 100)
+            for params in (_single(), _single(grad_checkpointing=True), _single(fused_optimizer=True))}
+    assert len(keys) == 3

@@ -20,6 +20,9 @@ from .schema import params_schema, violations
 
 GRID_AXES = ("dataset", "backbone", "attention", "coding", "T")
 DEFAULT_PARAMS = Path("params.yaml")
+# Train settings that change how much memory a step takes, never what it computes: a run
+# resumed with one switched (to fit a GPU) continues the same run (`train_spec`).
+MEMORY_ONLY_TRAIN_KEYS = frozenset({"grad_checkpointing"})
 
 
 class ParamsError(ValueError):
@@ -330,12 +333,17 @@ class Params:
         `source(key)` is the params key a setting comes from."""
         from timm.optim import list_optimizers
 
+        from .train.speed import fused_problem
+
         opt, sched = settings["opt"], settings["sched"]
         if opt not in list_optimizers():
             return [f"{source('opt')}: unknown optimizer {opt!r}; "
                     "see timm.optim.list_optimizers() (e.g. adam, adamw, sgd, nadam)"]
         problems = _factory_problems(source("opt_kwargs"), f"optimizer {opt}",
                                      settings.get("opt_kwargs", {}), _optimizer_options(opt), source("opt"))
+        fused = fused_problem(settings.get("fused_optimizer", "auto"), opt, settings.get("opt_kwargs") or {})
+        if fused:  # the device part (a kernel on this device) is the train job's to check
+            problems.append(f"{source(fused[0])}: {fused[1]} (optimizer {opt}, {source('opt')})")
         if sched == "none" and settings.get("sched_kwargs"):
             problems.append(f"{source('sched_kwargs')}: schedule none ({source('sched')}) takes no "
                             "options; remove them or name a schedule")
@@ -599,6 +607,9 @@ class Params:
         # `distributed` only when declared: the split of each batch over processes changes the
         # result (per-process BatchNorm statistics), and one process is every other study's spec.
         declared = self.study(cell.study).get("distributed")
-        return {"cell": cell.coords(), "train": self.train_settings(cell.study),
+        # (grad_checkpointing leaves the result as it is: not part of the spec)
+        train = {k: v for k, v in self.train_settings(cell.study).items()
+                 if k not in MEMORY_ONLY_TRAIN_KEYS}
+        return {"cell": cell.coords(), "train": train,
                 "model": self.model_kwargs(cell.study), **({"loading": loading} if loading else {}),
                 **({"distributed": self.distributed(cell.study)} if declared else {})}

@@ -336,10 +336,21 @@ def measure(params: Params, cell: Cell, device: str, batch: int, probe_batch: in
         finally:
             torch.set_num_threads(threads)
         if probe_batch < asked:
-            found["note"] = (f"{cell.id}: batch {asked} does not fit on {device}; measured at "
-                             f"{probe_batch} and scaled (fewer jobs per GPU or activation "
-                             "checkpointing, or more processes)")
+            found["note"] = oom_note(cell.id, asked, probe_batch, device,
+                                     params.train_settings(cell.study).get("grad_checkpointing", False))
         return found
+
+
+def oom_note(cell_id: str, asked: int, fitted: int, device: str, checkpointing: bool) -> str:
+    """The footer line for a cell whose per-process batch did not fit: what was measured, and
+    the remedy (the probe ran with the study's settings, train.grad_checkpointing included)."""
+    remedy = ("even with train.grad_checkpointing: true; train it on more GPUs "
+              "(distributed.nproc_per_node) to split the batch" if checkpointing else
+              "set train.grad_checkpointing: true for the study (less activation memory, same "
+              "results, about one more forward per step), or train it on more GPUs "
+              "(distributed.nproc_per_node) to split the batch")
+    return (f"{cell_id}: batch {asked} does not fit on {device}; measured at {fitted} and scaled; "
+            f"{remedy}")
 
 
 def _measure(params: Params, cell: Cell, device, batch: int, probe_batch: int,

@@ -225,7 +225,8 @@ def _train(params: Params, study: str, cell_id: str, seed: int, threads: int, tr
     return metrics
 
 
-HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
+# peak_memory_mb: the epoch's peak training memory on CUDA, MiB (empty on CPU: not measured)
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "peak_memory_mb"]
 
 
 def _open_train_run(params: Params, cell: Cell, seed: int, name: str, kwargs: dict, settings: dict,

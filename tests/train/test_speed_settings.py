@@ -57,8 +57,9 @@ def test_fit_refuses_a_bad_value_naming_the_key(key, value, message):
 
 
 def test_defaults_and_the_deterministic_rule():
-    assert StepSettings.from_settings({}, "cpu") == StepSettings(True, False, False)
-    assert StepSettings.from_settings({}, "cuda") == StepSettings(False, False, False)
+    assert StepSettings.from_settings({}, "cpu") == StepSettings(True, False, False, False, False)
+    # (auto fuses the optimizer on CUDA: the default opt, sgd, has a fused kernel)
+    assert StepSettings.from_settings({}, "cuda") == StepSettings(False, False, False, False, True)
     assert [resolve_deterministic("auto", d) for d in ("cpu", "cuda")] == [True, False]
     assert [resolve_deterministic(v, "cuda") for v in (True, False)] == [True, False]
     assert [resolve_deterministic(v, "cpu") for v in (True, False)] == [True, False]
@@ -90,6 +91,7 @@ def test_deterministic_setting_is_applied_and_recorded(setting, expected):
     model, result = train_tiny({**tiny.SETTINGS, "epochs": 1, "deterministic": setting}, Flags)
     assert model.seen == {(expected, not expected)}
     assert result.settings == {"deterministic": expected, "compile": False, "channels_last": False,
+                               "grad_checkpointing": False, "fused_optimizer": False,
                                "precision": "fp32"}
     assert result.diverged is None and len(result.history) == 1
 
@@ -97,6 +99,7 @@ def test_deterministic_setting_is_applied_and_recorded(setting, expected):
 def test_default_settings_are_recorded_and_cpu_peak_memory_is_null():
     _, result = train_tiny({**tiny.SETTINGS, "epochs": 2})
     assert result.settings == {"deterministic": True, "compile": False, "channels_last": False,
+                               "grad_checkpointing": False, "fused_optimizer": False,
                                "precision": "fp32"}
     assert [row["peak_memory_mb"] for row in result.history] == [None, None]
     assert PeakMemory("cpu").read() is None

@@ -21,11 +21,13 @@ from ..attention import attention_slots, build_attention, slot
 from ..coding import build_coding
 from ..layers import SpikingStage, TimeDistributed, conv_bn
 from ..neurons import MultiStepLIF
+from ._checkpoint import GradCheckpointing, run_blocks
 from ._factory import build, frame_size
 
 
-class DemoCNN(nn.Module):
-    """Two spiking conv layers and a linear read-out; input [B, C, H, W] or [B, T, C, H, W]."""
+class DemoCNN(GradCheckpointing, nn.Module):
+    """Two spiking conv layers and a linear read-out; input [B, C, H, W] or [B, T, C, H, W].
+    With `set_grad_checkpointing()` each layer (coding + layer 1, layer 2) is a checkpoint."""
 
     def __init__(self, attention: str = "none", coding: str = "direct", T: int = 4,
                  num_classes: int = 10, in_chans: int = 1, img_size: int = 16,
@@ -70,9 +72,8 @@ class DemoCNN(nn.Module):
         return height, width
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stage1(self.coding(x))
-        x = self.stage2(self.bn2(self.conv2_attention(self.conv2(x))))
-        return self.head(x)
+        layers = [(self.coding, self.stage1), (self.conv2, self.conv2_attention, self.bn2, self.stage2)]
+        return self.head(run_blocks(layers, x, self.grad_checkpointing))
 
 
 @register_model

@@ -39,7 +39,10 @@ from ..attention import MA_VARIANTS, attention_slots, build_attention, family, s
 from ..coding import build_coding
 from ..layers import SpikingStage, TimeDistributed, conv_bn
 from ..neurons import MultiStepLIF
+from ._checkpoint import GradCheckpointing, run_blocks
 from ._factory import build, frame_size
+
+_FLATTEN = nn.Flatten(2)  # [T, B, C, H, W] -> [T, B, C*H*W] (stateless, shared)
 
 
 class ConvLayer(nn.Module):
@@ -78,13 +81,15 @@ class FCLayer(nn.Module):
         return self.neuron(self.attention(self.linear(x)))
 
 
-class MACNN(nn.Module):
+class MACNN(GradCheckpointing, nn.Module):
     """A MA-SNN DVS CNN: spiking conv layers (3x3, AvgPool) then spiking FC layers.
 
     Input [B, T, C, H, W] event frames (or [B, C, H, W] images, repeated over T);
     output [T, B, num_classes] (spikes when `spiking_output`). The FC input size is computed
     from `img_size` so small inputs work; at the paper sizes it is the paper's.
     Each network declares its layout in the class attributes below.
+    With `set_grad_checkpointing()` each conv layer (the first with the coding) and the FC
+    layers together are checkpoints.
     """
 
     NAME: str  # the timm name, for errors
@@ -167,8 +172,9 @@ class MACNN(nn.Module):
         return self.classifier[0].in_features
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.features(self.coding(x))
-        return self.classifier(x.flatten(2))
+        first, *rest = self.features
+        blocks = [(self.coding, first), *rest, (_FLATTEN, self.classifier)]
+        return run_blocks(blocks, x, self.grad_checkpointing)
 
 
 class MACNNGesture(MACNN):

@@ -41,6 +41,7 @@ from ..attention import MA_VARIANTS, attention_slots, family
 from ..coding import build_coding
 from ..layers import TimeDistributed, TimeSharedDropout
 from ..neurons import MultiStepLIF
+from ._checkpoint import GradCheckpointing, run_blocks
 from ._factory import build, frame_size
 
 STEMS = ("7x7", "deep", "3x3")
@@ -113,7 +114,7 @@ class MSBlock(nn.Module):
         return self.attention(out) + self.shortcut(x)
 
 
-class MSResNet(nn.Module):
+class MSResNet(GradCheckpointing, nn.Module):
     """MS-ResNet on images [B, C, H, W] (repeated over T) or frames [B, T, C, H, W].
 
     Defaults follow MA-SNN's ImageNet code (Att_Res_SNN/models/resnet_2.py), which SMA's
@@ -144,6 +145,9 @@ class MSResNet(nn.Module):
 
     With T=1 (MA-SNN's ImageNet setting) attentions containing TA are refused: one time step
     has nothing to weigh against.
+
+    With `set_grad_checkpointing()` the coding (stem), each residual block and the head (its
+    dropout draw replayed) are checkpoints.
     """
 
     def __init__(self, depths: Sequence[int] = (2, 2, 2, 2), widths: Sequence[int] = (64, 128, 256, 512),
@@ -240,10 +244,11 @@ class MSResNet(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Membrane potentials after the last stage, [T, B, C, H, W]."""
-        return self.stages(self.coding(x))
+        blocks = [self.coding, *(block for stage in self.stages for block in stage)]
+        return run_blocks(blocks, x, self.grad_checkpointing)
 
     def forward_head(self, x: Tensor) -> Tensor:
-        return self.head(self.head_neuron(x))
+        return run_blocks([(self.head_neuron, self.head)], x, self.grad_checkpointing)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))

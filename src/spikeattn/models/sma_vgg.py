@@ -35,6 +35,7 @@ from ..attention import attention_slots, family
 from ..coding import build_coding
 from ..layers import TimeDistributed, TimeSharedDropout, conv_bn
 from ..neurons import MultiStepLIF
+from ._checkpoint import GradCheckpointing, run_blocks
 from ._factory import build, frame_size
 
 SMA_BLOCKS: dict[str, tuple[int, ...]] = {"code": (2, 3), "paper": (2, 3, 4, 5)}
@@ -59,9 +60,11 @@ class VGGBlock(nn.Module):
         return self.pool(self.neuron(self.attention(x)))
 
 
-class SMAVGG8(nn.Module):
+class SMAVGG8(GradCheckpointing, nn.Module):
     """SMA's DVS VGG8; input [B, T, C, H, W] frames (or [B, C, H, W] images), output
-    [T, B, num_classes]. Defaults: DVS128 Gesture (2x128x128, T=16, 11 classes)."""
+    [T, B, num_classes]. Defaults: DVS128 Gesture (2x128x128, T=16, 11 classes).
+    With `set_grad_checkpointing()` each block (the first with the coding) and the pooled
+    head (its dropout draws replayed) are checkpoints."""
 
     def __init__(self, attention: str = "none", coding: str = "direct", T: int = 16,
                  num_classes: int = 11, in_chans: int = 2, img_size: int | Sequence[int] = 128,
@@ -129,8 +132,9 @@ class SMAVGG8(nn.Module):
         return self.classifier[0][0].in_features
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.features(self.coding(x))
-        return self.classifier(self.pool(x))
+        first, *rest = self.features
+        blocks = [(self.coding, first), *rest, (self.pool, self.classifier)]
+        return run_blocks(blocks, x, self.grad_checkpointing)
 
 
 @register_model

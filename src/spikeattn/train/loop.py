@@ -5,9 +5,10 @@ carrying how many clips per sample it holds: test accuracy is then the majority 
 clips' predictions (MA-SNN's 10-clip test). Optimisers and schedules come from timm by name,
 so params.yaml can name any of them. CutMix (`cutmix.py`) and mixed precision (`precision.py`)
 wrap the training step when `train.cutmix` / `train.precision` ask for them; `speed.py` holds
-the settings that change only how fast the step runs (`train.deterministic`, `train.compile`,
-`train.channels_last`). Deterministic for a given seed on CPU (fixed thread count, seeded
-shuffling, no workers, deterministic algorithms unless `train.deterministic: false`).
+the settings that change only how fast the step runs, or in how much memory (`train.deterministic`,
+`train.compile`, `train.channels_last`, `train.fused_optimizer`, `train.grad_checkpointing`).
+Deterministic for a given seed on CPU (fixed thread count, seeded shuffling, no workers,
+deterministic algorithms unless `train.deterministic: false`).
 """
 from __future__ import annotations
 
@@ -45,10 +46,12 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, settings: dict[str, Any], fused: bool = False) -> torch.optim.Optimizer:
+    """timm's optimizer by name; `fused` (`train.fused_optimizer` as resolved for the device,
+    speed.resolve_fused) passes `fused=True` through timm to the torch class."""
     return create_optimizer_v2(model, opt=settings["opt"], lr=settings["lr"],
                                weight_decay=settings["weight_decay"], momentum=settings["momentum"],
-                               **settings.get("opt_kwargs", {}))
+                               **settings.get("opt_kwargs", {}), **({"fused": True} if fused else {}))
 
 
 class PlateauOnTrainLoss:
@@ -209,7 +212,7 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, setting
     speed.prepare(model)
     loss_fn = build_loss(settings["loss"], settings["label_smoothing"])
     eval_loss = build_loss(settings["loss"])
-    optimizer = build_optimizer(model, settings)
+    optimizer = build_optimizer(model, settings, fused=speed.fused_optimizer)
     scheduler = build_scheduler(optimizer, settings)
     step = Step(CutMix.from_settings(settings, seed),
                 Precision.from_settings(settings, _device_type(model)))

@@ -1,5 +1,6 @@
 """Training-step settings that buy speed from the hardware (`train.deterministic`, `train.compile`,
-`train.channels_last`), and the peak memory a training step takes.
+`train.channels_last`, `train.fused_optimizer`) or memory (`train.grad_checkpointing`), and the
+peak memory a training step takes.
 
 None of them changes what is trained, only how the kernels run it: deterministic algorithms make
 a run bit-reproducible (and a resumed run bit-identical to an uninterrupted one) at the price of
@@ -8,6 +9,14 @@ So `auto` keeps determinism where it costs nothing (CPU) and trades it for speed
 `compile` hands the model to torch.compile (the LIF custom op composes with it); `channels_last`
 stores conv weights and image batches NHWC, the layout tensor cores read fastest. Both are off
 by default until measured to win per backbone (benchmarks/train.py).
+
+`fused_optimizer` runs the optimizer step as one fused kernel (torch's `fused=True`) instead of
+torch's default per-tensor-list (foreach) kernels; it rounds in a different order, so results
+differ in the last bits. `auto` fuses on CUDA where the optimizer class has a fused kernel (torch
+SGD, Adam, AdamW, Adagrad; not NAdam), never on CPU, where runs stay bit-identical to the default.
+`grad_checkpointing` keeps only each backbone block's input in the forward and recomputes the
+block in the backward (the models' `set_grad_checkpointing`): less activation memory for about
+one more forward's time, and the same gradients (random draws are replayed).
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 DETERMINISTIC = ("auto", True, False)
+FUSED = ("auto", True, False)
 # torch.compile's backend; tests swap in "aot_eager" (the same graph capture and autograd
 # tracing, without inductor's C++ code generation, which takes ~45 s cold on a CPU).
 COMPILE_BACKEND = "inductor"
@@ -42,6 +52,61 @@ def set_deterministic(on: bool) -> None:
     torch.backends.cudnn.benchmark = not on
 
 
+def fused_kernel_devices() -> tuple[str, ...]:
+    """Device types torch's fused optimizer kernels run on (CPU included since torch 2.4)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # a torch without the (private) list: CUDA has had them longest
+        return ("cuda",)
+    return tuple(_get_fused_kernels_supported_devices())
+
+
+def optimizer_has_fused(opt: str) -> bool:
+    """Whether timm optimizer `opt`'s class takes torch's `fused` argument (a fused kernel)."""
+    import inspect
+
+    from timm.optim import get_optimizer_info
+
+    cls = get_optimizer_info(opt.lower().split("_")[-1]).opt_class  # (lookahead_ prefixes)
+    return not isinstance(cls, str) and "fused" in inspect.signature(cls).parameters
+
+
+def fused_problem(setting: Any, opt: str, opt_kwargs: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What is wrong with `train.fused_optimizer` for optimizer `opt` on any device, as (the train
+    key to blame, the problem); None: nothing. `opt_kwargs.fused` is refused: the setting has one
+    home, `train.fused_optimizer`."""
+    if setting not in FUSED or not isinstance(setting, (str, bool)):
+        return "fused_optimizer", f"must be auto, true or false, got {setting!r}"
+    if "fused" in opt_kwargs:
+        return "opt_kwargs", ("holds fused; set train.fused_optimizer (auto, true or false) "
+                              "instead, which chooses the fused kernel per device")
+    if setting is True and not optimizer_has_fused(opt):
+        return "fused_optimizer", (f"true, but optimizer {opt} has no fused kernel (torch's sgd, "
+                                   "momentum, adam, adamw and adagrad have); set it to auto or false")
+    if setting is True and opt_kwargs.get("foreach"):
+        return "fused_optimizer", ("true, and train.opt_kwargs.foreach: true asks for the other "
+                                   "kernel; drop one of them")
+    return None
+
+
+def resolve_fused(setting: Any, opt: str, device_type: str,
+                  opt_kwargs: Mapping[str, Any] | None = None) -> bool:
+    """`train.fused_optimizer` for a run of optimizer `opt` on `device_type`: whether to pass
+    `fused=True` to the optimizer class. auto: on CUDA when the class has a fused kernel and
+    opt_kwargs sets no `foreach` (an explicit kernel choice); true: wherever torch has the kernel
+    (CPU too, for tests), else an error naming the key; false: torch's default."""
+    opt_kwargs = opt_kwargs or {}
+    problem = fused_problem(setting, opt, opt_kwargs)
+    if problem:
+        raise ValueError(f"train.{problem[0]}: {problem[1]}")
+    if setting == "auto":
+        return device_type == "cuda" and "foreach" not in opt_kwargs and optimizer_has_fused(opt)
+    if setting and device_type not in fused_kernel_devices():
+        raise ValueError(f"train.fused_optimizer: true, but torch has no fused optimizer kernel "
+                         f"on {device_type} devices; set it to auto or false")
+    return setting
+
+
 def _flag(settings: Mapping[str, Any], key: str) -> bool:
     value = settings.get(key, False)
     if not isinstance(value, bool):
@@ -57,16 +122,28 @@ class StepSettings:
     deterministic: bool
     compile: bool
     channels_last: bool
+    grad_checkpointing: bool = False
+    fused_optimizer: bool = False
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], device_type: str) -> "StepSettings":
         return cls(resolve_deterministic(settings.get("deterministic", "auto"), device_type),
-                   _flag(settings, "compile"), _flag(settings, "channels_last"))
+                   _flag(settings, "compile"), _flag(settings, "channels_last"),
+                   _flag(settings, "grad_checkpointing"),
+                   resolve_fused(settings.get("fused_optimizer", "auto"), settings.get("opt", "sgd"),
+                                 device_type, settings.get("opt_kwargs") or {}))
 
     def prepare(self, model: nn.Module) -> None:
-        """Convert the model's weights in place (before its optimizer is built)."""
+        """Convert the model's weights in place (before its optimizer is built), and switch on
+        activation checkpointing (timm's convention: the model's `set_grad_checkpointing`)."""
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
+        if self.grad_checkpointing:
+            if not hasattr(model, "set_grad_checkpointing"):
+                raise ValueError(f"train.grad_checkpointing: true, but {type(model).__name__} cannot "
+                                 "checkpoint its blocks (it has no set_grad_checkpointing); set it "
+                                 "to false for this backbone")
+            model.set_grad_checkpointing(True)
 
     def wrap(self, net: nn.Module) -> nn.Module:
         """The module the loop calls: `net` compiled when asked (it shares `net`'s parameters,
