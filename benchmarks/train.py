@@ -1,7 +1,8 @@
 """Benchmark the training step of every paper backbone at its paper shape, against the alternatives.
 
-Table 1, one training step (forward, the study's loss, backward, the study's optimizer step) on
-random inputs of the paper's shape, for each backbone:
+Table 1, one training step (forward, the study's loss, backward, the study's optimizer step,
+fused on CUDA where torch has the kernel, as `train.fused_optimizer: auto`) on random inputs
+of the paper's shape, for each backbone:
 
     ma_cnn_gesture         MA-SNN Gesture CNN, TCSA, T 60, 2x32x32     (study ma-gesture)
     ma_cnn_gait            MA-SNN Gait CNN, TCSA, T 8, 2x128x128       (study ma-gait)
@@ -83,6 +84,7 @@ from spikeattn.neurons import LIFConfig, MultiStepLIF, make_surrogate  # noqa: E
 from spikeattn.neurons.lif import triton_interpreter  # noqa: E402
 from spikeattn.train import build_loss, fit  # noqa: E402
 from spikeattn.train.loop import build_optimizer  # noqa: E402
+from spikeattn.train.speed import resolve_fused  # noqa: E402
 from spikeattn.train.precision import Precision  # noqa: E402
 
 COLUMNS = ["backbone", "study cell", "T", "batch", "input", "variant", "samples/s", "ms/step",
@@ -388,7 +390,8 @@ def measure(spec: Spec, variant: Variant, device: torch.device, warmup: int, ste
             return row
         model.train()
         row.parameters = sum(p.numel() for p in model.parameters())
-        optimizer = build_optimizer(model, spec.settings)
+        optimizer = build_optimizer(model, spec.settings, fused=resolve_fused(
+            "auto", spec.settings["opt"], device.type, spec.settings.get("opt_kwargs")))
         precision = Precision(variant.precision, device.type)
         loss_fn = build_loss(spec.settings["loss"], spec.settings.get("label_smoothing", 0.0))
         net = torch.compile(model) if variant.compile else model
