@@ -1,5 +1,6 @@
 """params.yaml validation, study selection and grid expansion."""
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,57 @@ def test_exclude_drops_matching_cells():
     assert "digits-dvs__demo_cnn__TCSA__direct__T8" not in ids and len(ids) == len(full) - 1
 
 
+def _two_by_two_minus_one(raw):
+    """demo-dvs as attention none/TA x T 8/4, without (TA, 4)."""
+    raw["study"]["demo-dvs"]["grid"].update(attention=["none", "TA"], T=[8, 4])
+    raw["study"]["demo-dvs"]["exclude"] = [{"attention": "TA", "T": 4}]
+
+
+def test_the_grid_is_expanded_once_per_params_and_its_cells_cannot_change(monkeypatch):
+    expanded = []
+    expand = Params._expand
+
+    def counting(study, spec):
+        expanded.append(study)
+        return expand(study, spec)
+    monkeypatch.setattr(Params, "_expand", staticmethod(counting))
+    raw = copy.deepcopy(RAW)
+    _two_by_two_minus_one(raw)
+    params = Params(raw, source="params.yaml")
+    assert sorted(expanded) == sorted(RAW["study"])  # each study once, while validating
+
+    cells = params.cells("demo-dvs")
+    assert [c.id for c in cells] == ["digits-dvs__demo_cnn__none__direct__T8",
+                                     "digits-dvs__demo_cnn__none__direct__T4",
+                                     "digits-dvs__demo_cnn__TA__direct__T8"]
+    for _ in range(3):
+        assert params.cells("demo-dvs") == cells
+        assert params.cell("demo-dvs", "digits-dvs__demo_cnn__none__direct__T4") == cells[1]
+        params.energy_settings("demo-dvs")
+    with pytest.raises(ParamsError, match="its cells are:\n  digits-dvs__demo_cnn__none__direct__T8"):
+        params.cell("demo-dvs", "digits-dvs__demo_cnn__TA__direct__T4")
+    with pytest.raises(ParamsError, match="no study 'demo-dvz'"):
+        params.cells("demo-dvz")
+    assert sorted(expanded) == sorted(RAW["study"])  # no call above expanded again
+
+    with pytest.raises(TypeError):  # what callers get cannot change what the next one gets
+        params.cells("demo-dvs")[0] = cells[2]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cells[0].T = 4
+    raw["study"]["demo-dvs"]["grid"]["T"].append(16)  # nor can the caller's raw mapping
+    params.energy_settings("demo-dvs")["e_mac_pj"] = 1.0  # nor the settings a caller changes
+    assert len(params.cells("demo-dvs")) == 3 and params.raw["study"]["demo-dvs"]["grid"]["T"] == [8, 4]
+    assert params.energy_settings("demo-dvs")["e_mac_pj"] == RAW["energy"]["e_mac_pj"]
+
+
+def test_a_fault_of_the_global_energy_is_named_once_not_again_per_study():
+    def edit(raw):
+        raw["energy"].update(zero_weights="skip")
+        raw["study"]["demo-dvs"]["energy"] = {"e_ac_pj": 0.5}  # inherits the fault: not its own
+    message = rejects(edit, "\n  energy.zero_weights: skip needs sop_count: exact or mac_count: effective")
+    assert message.count("\n") == 1, message
+
+
 def test_study_overrides_train_defaults_only_for_that_study():
     params = Params.load(REPO / "params.yaml")
     assert params.train_settings("demo-dvs")["epochs"] == RAW["study"]["demo-dvs"]["train"]["epochs"]
@@ -93,6 +145,7 @@ def test_train_spec_ignores_key_order():
     (lambda r: r["datasets"]["digits-dvs"].update(threshold=0), ["datasets.digits-dvs.threshold"]),
     (lambda r: r["datasets"]["digits-dvs"].update(sensor_size=17), ["datasets.digits-dvs.sensor_size", "digit_size"]),
     (lambda r: r["energy"].pop("e_ac_pj"), ["energy", "e_ac_pj"]),
+    (lambda r: r["energy"].update(e_mac_pj=0), ["energy.e_mac_pj: 0 is less than or equal to the minimum"]),
 ])
 def test_bad_params_are_rejected_with_the_key_named(edit, fragments):
     message = rejects(edit, *fragments)

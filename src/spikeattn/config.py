@@ -5,6 +5,7 @@ declared once, in params.yaml, and checked once, here, before any job runs.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import itertools
@@ -224,11 +225,19 @@ def _build_failure(settings: Mapping[str, Any], source: Callable[[str], str], wh
 
 
 class Params:
-    """A validated params.yaml."""
+    """A validated params.yaml.
+
+    Validated once, on construction, which also expands every study's grid and resolves its
+    energy conventions; `cells`, `cell` and `energy_settings` answer from those results. The
+    Params keeps its own (deep) copy of `raw`, so they stay true to it: treat `raw` as read-only.
+    """
 
     def __init__(self, raw: Mapping[str, Any], source: str = str(DEFAULT_PARAMS)):
         self.source = source
-        self.raw = dict(raw)
+        self.raw = copy.deepcopy(dict(raw))
+        self._cells: dict[str, tuple[Cell, ...]] = {}  # study -> its cells, filled by _check
+        self._cells_by_id: dict[str, dict[str, Cell]] = {}
+        self._energy: dict[str | None, dict[str, Any]] = {}  # study (None: global) -> conventions
         self._check()
 
     @classmethod
@@ -275,9 +284,11 @@ class Params:
                     problems.append(f"groups.{name}[{i}]: no study or paper named {member!r}")
         for study in (None, *self.raw["study"]):  # a bad preset/key combination, named
             try:
-                self.energy_settings(study)
+                self._energy[study] = self._resolve_energy(study)
             except ParamsError as err:
                 problems.append(str(err).removeprefix(f"{self.source}: "))
+                if study is None:  # each study resolves over the global one: name its fault once
+                    break
         self._fail(problems)
         for study, spec in self.raw["study"].items():
             model_problems = self._check_model(study, spec)
@@ -285,9 +296,13 @@ class Params:
             if spec.get("sources") and not model_problems:  # the settings resolve its neuron
                 problems += source_problems(study, study_settings(self, study), spec["sources"])
             try:
-                problems += self._check_input_sizes(study, self.cells(study))
+                cells = self._expand(study, spec)
             except ParamsError as err:
                 problems.append(str(err))
+            else:
+                self._cells[study] = cells
+                self._cells_by_id[study] = {cell.id: cell for cell in cells}
+                problems += self._check_input_sizes(study, cells)
         try:
             self.selected()
         except ParamsError as err:
@@ -429,7 +444,7 @@ class Params:
                 for i, entry in enumerate(spec.get("exclude", [])) for axis, value in entry.items()
                 if value not in grid[axis]]
 
-    def _check_input_sizes(self, study: str, cells: list[Cell]) -> list[str]:
+    def _check_input_sizes(self, study: str, cells: Iterable[Cell]) -> list[str]:
         """Each (backbone, dataset) of the study's cells against the frame-size check every
         backbone declares (`check_img_size`, which its constructor runs too)."""
         from .data import DATASETS
@@ -508,9 +523,25 @@ class Params:
         except KeyError:
             raise ParamsError(f"{self.source}: no study {name!r}; declared: {', '.join(self.studies)}") from None
 
-    def cells(self, study: str) -> list[Cell]:
-        """The study's grid, minus `exclude`d combinations, in a stable order."""
-        spec = self.study(study)
+    def cells(self, study: str) -> tuple[Cell, ...]:
+        """The study's grid, minus `exclude`d combinations, in a stable order (expanded and
+        checked once, when this Params was validated)."""
+        self.study(study)  # an undeclared study, named
+        return self._cells[study]
+
+    def cell(self, study: str, cell_id: str) -> Cell:
+        self.study(study)
+        try:
+            return self._cells_by_id[study][cell_id]
+        except KeyError:
+            ids = "\n  ".join(self._cells_by_id[study])
+            raise ParamsError(f"study {study!r} has no cell {cell_id!r}; its cells are:\n  {ids}") from None
+
+    @staticmethod
+    def _expand(study: str, spec: Mapping[str, Any]) -> tuple[Cell, ...]:
+        """A study's cells: the product of its grid axes minus `exclude`d combinations, each
+        cell's coding fit for its dataset, every target matching a cell. Run once per study,
+        by `_check`; the cells are frozen and the tuple cannot be changed, so callers share it."""
         grid = spec["grid"]
         cells = []
         for values in itertools.product(*(grid[axis] for axis in GRID_AXES)):
@@ -521,14 +552,15 @@ class Params:
         if not cells:
             raise ParamsError(f"study.{study}: exclude removes every cell of the grid")
         for cell in cells:
-            self._check_compatible(cell)
+            Params._check_compatible(cell)
         for i, target in enumerate(spec.get("targets", [])):
             if not any(cell.matches(target["cell"]) for cell in cells):
                 raise ParamsError(f"study.{study}.targets[{i}].cell: {target['cell']} matches no cell "
                                   "of the study's grid")
-        return cells
+        return tuple(cells)
 
-    def _check_compatible(self, cell: Cell) -> None:
+    @staticmethod
+    def _check_compatible(cell: Cell) -> None:
         from .data import DATASETS
 
         if cell.coding == "gac" and DATASETS[cell.dataset].kind == "events":
@@ -536,13 +568,6 @@ class Params:
                 f"study.{cell.study}: cell {cell.id} combines GAC coding (for static images) with "
                 f"the event dataset {cell.dataset!r}; use coding 'direct' for event data, or add "
                 f"{{dataset: {cell.dataset}, coding: gac}} to the study's exclude list")
-
-    def cell(self, study: str, cell_id: str) -> Cell:
-        for cell in self.cells(study):
-            if cell.id == cell_id:
-                return cell
-        ids = "\n  ".join(c.id for c in self.cells(study))
-        raise ParamsError(f"study {study!r} has no cell {cell_id!r}; its cells are:\n  {ids}")
 
     def seeds(self, study: str) -> list[int]:
         return list(self.study(study)["seeds"])
@@ -582,8 +607,15 @@ class Params:
 
     def energy_settings(self, study: str | None = None) -> dict[str, Any]:
         """The energy conventions `study`'s energy jobs use (None: the global ones), resolved
-        and validated: the global `energy:` (its preset, then its keys), then the study's
-        own `energy:` the same way. Every convention key, and `preset` (None when none)."""
+        and validated once, with this Params: every convention key, and `preset` (None when
+        none). A fresh dict each call: the caller may change it."""
+        if study is not None:
+            self.study(study)  # an undeclared study, named
+        return dict(self._energy[study])
+
+    def _resolve_energy(self, study: str | None) -> dict[str, Any]:
+        """The global `energy:` (its preset, then its keys), then the study's own `energy:` the
+        same way, checked by EnergyConventions (a bad preset/key combination, named)."""
         from .energy import EnergyConventions
 
         own = self.study(study).get("energy") if study is not None else None

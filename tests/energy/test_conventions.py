@@ -46,6 +46,8 @@ def test_user_figures_are_named_as_such():
 @pytest.mark.parametrize("bad, match", [
     ({"sop_count": "fast"}, "energy.sop_count: 'fast' is not one of rate, exact"),
     ({"e_mac_pj": -1.0}, "energy.e_mac_pj"),
+    ({"e_mac_pj": 0}, "energy.e_mac_pj: 0 is less than or equal to the minimum of 0; e_mac_pj is "
+                      "the energy of one multiply-accumulate"),
     ({"e_ac_pj": "0.9"}, "energy.e_ac_pj"),
     ({"joules": 1}, "unknown key.*joules"),
     ({"preset": "snn"}, "energy.preset: 'snn' is not one of ma-snn, gac, sma, neurobench"),
@@ -63,12 +65,31 @@ def test_errors_name_where_the_key_is():
         EnergyConventions.from_params({}, {"sop_count": "fast"}, where="study.x.energy")
 
 
-def test_schema_lists_exactly_the_code_choices_and_presets():
-    """The schema's enums are a copy of CHOICES / PRESETS: this keeps the two in step."""
+def test_choices_are_the_schemas_and_the_dataclass_has_a_field_per_schema_key():
+    """The schema is the one home of the values; the dataclass still lists the keys as fields."""
     energy = params_schema()["$defs"]["energy"]["properties"]
-    assert {k: tuple(v["enum"]) for k, v in energy.items() if k in CHOICES} == CHOICES
-    assert energy["preset"]["enum"] == list(PRESETS)
+    assert CHOICES["hidden_real"] == ("mac", "ac", "none") and set(CHOICES) == set(energy) - {
+        "preset", "e_mac_pj", "e_ac_pj"}
     assert set(energy) == set(CONVENTION_KEYS)
+
+
+@pytest.mark.parametrize("value, problem", [
+    (0, "0 is less than or equal to the minimum of 0"),
+    (-1.0, "-1.0 is less than or equal to the minimum of 0"),
+    ("0.9", "'0.9' is not of type 'number'"),
+    (True, "True is not of type 'number'"),
+])
+@pytest.mark.parametrize("key", ["e_mac_pj", "e_ac_pj"])
+def test_params_and_the_dataclass_refuse_the_same_energies(raw, key, value, problem):
+    """params.yaml (the schema) and EnergyConventions (the same schema) agree, 0 included."""
+    changed = copy.deepcopy(raw)
+    changed["energy"][key] = value
+    with pytest.raises(ParamsError) as by_params:
+        Params(changed)
+    with pytest.raises(ValueError) as by_code:
+        EnergyConventions(**{key: value})
+    assert f"\n  energy.{key}: {problem}" in str(by_params.value)
+    assert str(by_code.value).startswith(f"energy.{key}: {problem}; {key} is the energy of one ")
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

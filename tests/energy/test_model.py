@@ -154,12 +154,12 @@ def test_attention_block_macs():
 def test_to_dict_is_json_ready_and_carries_conventions():
     import json
 
-    conv = EnergyConventions(e_mac_pj=3.0, e_ac_pj=0.5)
-    rep = estimate(Encoder().eval(), [torch.rand(2, 1, 4, 4) + 0.5], conv)
+    conventions = EnergyConventions(e_mac_pj=3.0, e_ac_pj=0.5)
+    rep = estimate(Encoder().eval(), [torch.rand(2, 1, 4, 4) + 0.5], conventions)
     data = json.loads(json.dumps(rep.to_dict()))
     assert data["energy_uj"] == pytest.approx(rep.energy_uj)
     assert data["energy_uj"] == pytest.approx((3.0 * rep.macs + 0.5 * rep.sops) * 1e-6)
-    assert data["conventions"] == conv.caption() and data["convention"]["e_mac_pj"] == 3.0
+    assert data["conventions"] == conventions.caption() and data["convention"]["e_mac_pj"] == 3.0
     assert [l["layer"] for l in data["layers"]] == ["conv.0", "lif", "fc.1"]
     assert data["layers"][0]["firing_rate"] is None  # NaN -> null
 

@@ -11,46 +11,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from .presets import PRESETS
+from ..schema import part, violations
+from .presets import E_AC_PJ_45NM, E_MAC_PJ_45NM, PRESETS
 
-E_MAC_PJ_45NM = 4.6
-E_AC_PJ_45NM = 0.9
-
-# The first value of each is the default (today's numbers).
-CHOICES: dict[str, tuple[str, ...]] = {
-    # SOPs of a layer fed by spikes: the field's fr·T·FLOPs (dense MACs x input firing rate),
-    # or each input spike times the synapses it actually reaches (differs at padded borders).
-    "sop_count": ("rate", "exact"),
-    # A real-valued layer of the encoding path (inside the coding module, or before the first
-    # spiking neuron) whose input is the same at every time step (a static image repeated T
-    # times) is computed once, or counted at every step. Later layers always count per step:
-    # their input only looks constant by accident (at init, with zero residual BN weights).
-    "repeated_input": ("once", "every_step"),
-    # The first Conv/Linear of the forward pass: judged by its input like any layer (event
-    # counts are real-valued, binary frames are spikes), or always counted as MACs.
-    "encoding_layer": ("auto", "mac"),
-    # The multiplications of attention/gating weights into the current (MA, SMA, GAC).
-    "elementwise": ("mac", "none"),
-    # Conv/Linear layers inside attention or gating modules (MA's MLPs and SA conv, SMA's
-    # branch convs and MLPs, GAC's TA MLP and SCA convs): counted like any layer, or left out.
-    "attention_layers": ("mac", "none"),
-    # Real-valued layers outside attention and the encoding path (MS-ResNet's shortcut convs
-    # on the membrane stream, a conv fed by GAC's gated output): MACs; accumulates, one per
-    # nonzero input x synapse under the sop_count rule (the papers' fr·T·FLOPs for every
-    # layer after the first); or left out.
-    "hidden_real": ("mac", "ac", "none"),
-    # MACs of a real-valued layer: dense (every output x its fan-in, padded positions
-    # included), or effective (nonzero inputs x the synapses they reach: NeuroBench's count).
-    "mac_count": ("dense", "effective"),
-    # Synapses whose weight is exactly 0, in exact SOPs and effective MACs: counted, or
-    # skipped (NeuroBench binarises the weights too).
-    "zero_weights": ("count", "skip"),
-}
+# params.schema.yaml ($defs.energy) is the one home of the keys, their values (each explained
+# there) and bounds; the first value of each counting choice is the default.
+_SCHEMA: dict[str, Any] = part("$defs", "energy")["properties"]
+CHOICES: dict[str, tuple[str, ...]] = {key: tuple(spec["enum"]) for key, spec in _SCHEMA.items()
+                                       if "enum" in spec}
 
 
 @dataclass(frozen=True)
 class EnergyConventions:
-    """The energy per operation and the counting choices (see CHOICES for each key).
+    """The energy per operation and the counting choices (params.schema.yaml says what each
+    value does).
 
     `preset` only names where the values came from (presets.py); the values themselves are
     the fields, so `EnergyConventions(preset="gac")` alone is not GAC's set: build from
@@ -59,23 +33,22 @@ class EnergyConventions:
 
     e_mac_pj: float = E_MAC_PJ_45NM
     e_ac_pj: float = E_AC_PJ_45NM
-    sop_count: str = "rate"
-    repeated_input: str = "once"
-    encoding_layer: str = "auto"
-    elementwise: str = "mac"
-    attention_layers: str = "mac"
-    hidden_real: str = "mac"
-    mac_count: str = "dense"
-    zero_weights: str = "count"
+    sop_count: str = CHOICES["sop_count"][0]
+    repeated_input: str = CHOICES["repeated_input"][0]
+    encoding_layer: str = CHOICES["encoding_layer"][0]
+    elementwise: str = CHOICES["elementwise"][0]
+    attention_layers: str = CHOICES["attention_layers"][0]
+    hidden_real: str = CHOICES["hidden_real"][0]
+    mac_count: str = CHOICES["mac_count"][0]
+    zero_weights: str = CHOICES["zero_weights"][0]
     preset: str | None = None
     where: str = field(default="energy", compare=False, repr=False)  # params key errors name
 
     def __post_init__(self) -> None:
-        for key in ("e_mac_pj", "e_ac_pj"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{self.where}.{key}: must be a number >= 0 (pJ per operation), "
-                                 f"got {value!r}")
+        for key in ("e_mac_pj", "e_ac_pj"):  # the schema's type and bound, as params.yaml's
+            problems = violations(getattr(self, key), _SCHEMA[key], prefix=f"{self.where}.{key}")
+            if problems:
+                raise ValueError(f"{problems[0]}; {key} is {_SCHEMA[key]['description']}")
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{self.where}.{key}: {getattr(self, key)!r} is not one of "

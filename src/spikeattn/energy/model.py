@@ -26,7 +26,7 @@ LAYER_COLUMNS = ("layer", "kind", "type", "role", "input", "firing_rate", "spike
 PJ_PER_UJ = 1e6
 
 
-def _layer_rows(counts: dict[str, Any], conv: EnergyConventions) -> list[dict[str, Any]]:
+def _layer_rows(counts: dict[str, Any], conventions: EnergyConventions) -> list[dict[str, Any]]:
     """Synaptic/elementwise layers and spiking neurons, interleaved in forward order.
 
     For a LIF row, firing_rate/spike_count are what it emits; for a layer fed by spikes, what
@@ -42,7 +42,7 @@ def _layer_rows(counts: dict[str, Any], conv: EnergyConventions) -> list[dict[st
             "firing_rate": layer["input_rate"] if spikes_in and layer["input_rate"] is not None else math.nan,
             "spike_count": layer["input_spikes"] if spikes_in and layer.get("input_spikes") is not None else math.nan,
             "sops": layer["sops"], "macs": layer["macs"],
-            "energy_pj": conv.e_mac_pj * layer["macs"] + conv.e_ac_pj * layer["sops"],
+            "energy_pj": conventions.e_mac_pj * layer["macs"] + conventions.e_ac_pj * layer["sops"],
         }))
     for neuron in counts["neurons"]:
         rows.append((neuron.get("order", 0), {

@@ -26,7 +26,10 @@ class Preset:
     caveat: str = ""  # where the published figure cannot be reached, or there is none
 
 
-_45NM = {"e_mac_pj": 4.6, "e_ac_pj": 0.9}
+# Energy per operation at 45 nm, the figures the field prices MACs and ACs with.
+E_MAC_PJ_45NM = 4.6
+E_AC_PJ_45NM = 0.9
+_45NM = {"e_mac_pj": E_MAC_PJ_45NM, "e_ac_pj": E_AC_PJ_45NM}
 # The field's fr·T·FLOPs accounting (what MA-SNN's and GAC's texts describe) on our dense counts.
 _FIELD = {**_45NM, "sop_count": "rate", "repeated_input": "once", "encoding_layer": "mac",
           "mac_count": "dense", "zero_weights": "count"}
