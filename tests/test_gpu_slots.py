@@ -1,15 +1,16 @@
 """The GPU slot pool (spikeattn.gpu_slots), on CPU with faked device counts (SPIKEATTN_GPUS).
 
-Most tests run the wrapper as a file, `python -P src/spikeattn/gpu_slots.py`: the module needs
-only filelock, while `python -m spikeattn.gpu_slots` first imports the spikeattn package and
-with it torch, seconds per process. One test runs the `-m` form the Snakemake rules use.
+The process tests start real jobs that lease in process, as `spikeattn train` and `energy` do
+(`with pinned(...)`), and record the interval each one held its lease: no GPU may ever have more
+holders at one instant than the jobs on it agreed to share it with. The jobs load gpu_slots.py
+by file (it needs only filelock), since `import spikeattn.gpu_slots` first imports the spikeattn
+package, seconds per process.
 """
 from __future__ import annotations
 
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -20,27 +21,45 @@ import pytest
 from spikeattn import gpu_slots
 from spikeattn.gpu_slots import GPUSlotError, GPUSlotTimeout, pinned, visible_devices
 
-WRAPPER = [sys.executable, "-P", gpu_slots.__file__]
-
-# A job: records the CUDA_VISIBLE_DEVICES it saw and when it ran (CLOCK_MONOTONIC is one
-# clock for all processes on Linux), after sleeping argv[2] seconds.
-RECORDER = """\
-import json, os, sys, time
-out, seconds = sys.argv[1], float(sys.argv[2])
-start = time.monotonic()
-time.sleep(seconds)
-end = time.monotonic()
-with open(out + ".tmp", "w") as f:
-    json.dump({"cvd": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start, "end": end}, f)
-os.replace(out + ".tmp", out)
+# A job: leases its GPUs in process, records the CUDA_VISIBLE_DEVICES it got and the interval
+# it held the lease (CLOCK_MONOTONIC is one clock for all processes on Linux), holding it for
+# `seconds`. With --broken, its pool never sees a held slot (nor the pool lock): the lease a
+# correct checker must catch.
+JOB = """\
+import argparse, importlib.util, json, os, sys, time
+parser = argparse.ArgumentParser()
+parser.add_argument("out")
+parser.add_argument("seconds", type=float)
+parser.add_argument("--gpus", type=int, default=1)
+parser.add_argument("--jobs-per-gpu", type=int, default=1)
+parser.add_argument("--ready", help="a file to create once the lease is held")
+parser.add_argument("--broken", action="store_true")
+args = parser.parse_args()
+spec = importlib.util.spec_from_file_location("gpu_slots", @GPU_SLOTS@)
+gpu_slots = sys.modules["gpu_slots"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gpu_slots)
+if args.broken:
+    gpu_slots._Pool._try = lambda self, lock, timeout=0: True
+with gpu_slots.pinned(args.gpus, args.jobs_per_gpu) as devices:
+    start = time.monotonic()
+    if args.ready:
+        open(args.ready, "w").close()
+    time.sleep(args.seconds)
+    end = time.monotonic()
+    record = {"cvd": os.environ.get("CUDA_VISIBLE_DEVICES"), "devices": devices,
+              "start": start, "end": end}
+with open(args.out + ".tmp", "w") as f:
+    json.dump(record, f)
+os.replace(args.out + ".tmp", args.out)
 """
 
 
 @pytest.fixture
-def recorder(tmp_path) -> Path:
-    path = tmp_path / "recorder.py"
-    path.write_text(RECORDER)
-    return path
+def job(tmp_path) -> list[str]:
+    """The command that runs one leasing job (arguments: out seconds [--gpus N] ...)."""
+    path = tmp_path / "job.py"
+    path.write_text(JOB.replace("@GPU_SLOTS@", repr(gpu_slots.__file__)))
+    return [sys.executable, "-P", str(path)]
 
 
 def job_env(lock_dir: Path, gpus: str = "2") -> dict[str, str]:
@@ -62,14 +81,14 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-def run_jobs(tmp_path: Path, recorder: Path, jobs: list[tuple[int, int, float]], env) -> list[dict]:
-    """Start all (gpus, jobs_per_gpu, seconds) jobs at once, each under the wrapper; their
-    records, in job order."""
+def run_jobs(tmp_path: Path, job: list[str], jobs: list[tuple[int, int, float]], env,
+             *extra: str) -> list[dict]:
+    """Start all (gpus, jobs_per_gpu, seconds) jobs at once; their records, in job order."""
     out = tmp_path / "records"
     out.mkdir()
     procs = [
-        subprocess.Popen([*WRAPPER, "--gpus", str(gpus), "--jobs-per-gpu", str(k), "--",
-                          sys.executable, str(recorder), str(out / f"{i}.json"), str(seconds)],
+        subprocess.Popen([*job, str(out / f"{i}.json"), str(seconds), "--gpus", str(gpus),
+                          "--jobs-per-gpu", str(k), *extra],
                          env=env, stderr=subprocess.PIPE, text=True)
         for i, (gpus, k, seconds) in enumerate(jobs)
     ]
@@ -80,11 +99,25 @@ def run_jobs(tmp_path: Path, recorder: Path, jobs: list[tuple[int, int, float]],
 
 
 def by_device(records: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """Per device, the lease intervals of the jobs that held it."""
     devices: dict[str, list[tuple[float, float]]] = {}
     for record in records:
         for device in record["cvd"].split(","):
             devices.setdefault(device, []).append((record["start"], record["end"]))
     return devices
+
+
+def assert_gpus_never_shared_beyond(records: list[dict], k: int) -> None:
+    """No GPU held by more than `k` jobs at one instant; with k = 1, no two overlapping lease
+    intervals on one GPU. Names the jobs that broke it."""
+    for device, spans in by_device(records).items():
+        if max_overlap(spans) <= k:
+            continue
+        clashes = [(i, j) for i, a in enumerate(records) for j, b in enumerate(records)
+                   if i < j and device in a["cvd"].split(",") and device in b["cvd"].split(",")
+                   and a["start"] < b["end"] and b["start"] < a["end"]]
+        raise AssertionError(f"GPU {device} had {max_overlap(spans)} holders at once (at most "
+                             f"{k} allowed); overlapping leases of jobs {clashes}")
 
 
 # ---------------------------------------------------------------------------- visible_devices
@@ -227,13 +260,11 @@ def test_jobs_with_different_packing_do_not_share_against_ones_wish(tmp_path, fi
 
 def test_asking_for_more_gpus_than_exist_fails_at_once(tmp_path):
     start = time.monotonic()
-    with pytest.raises(GPUSlotError, match=r"asks for 3 GPUs but only 2 are visible"):
+    with pytest.raises(GPUSlotError, match=r"asks for 3 GPUs but only 2 are visible") as error:
         with pinned(n_gpus=3, environ=fake("2"), lock_dir=tmp_path):
             pass
     assert time.monotonic() - start < 1
-    result = subprocess.run([*WRAPPER, "--gpus", "3", "--", "true"], env=job_env(tmp_path),
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode == 1 and "--gpus to at most 2" in result.stderr
+    assert "distributed.nproc_per_node in params.yaml to at most 2" in str(error.value)  # the fix
 
 
 def test_cpu_machine_runs_unpinned(tmp_path):
@@ -245,12 +276,6 @@ def test_cpu_machine_runs_unpinned(tmp_path):
     env = fake("2")
     with pinned(n_gpus=0, environ=env, lock_dir=tmp_path / "locks") as devices:  # --gpus 0
         assert devices == [] and env == fake("2")
-    cpu = job_env(tmp_path / "locks", gpus="")
-    result = subprocess.run(
-        [*WRAPPER, "--gpus", "1", "--", sys.executable, "-c",
-         "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))"],
-        env=cpu, capture_output=True, text=True, timeout=30)
-    assert (result.returncode, result.stdout.strip()) == (0, "unset"), result.stderr
 
 
 def test_slurm_job_is_already_pinned(tmp_path):
@@ -273,37 +298,65 @@ def test_slurm_job_is_already_pinned(tmp_path):
             pass
 
 
-# ------------------------------------------------------------------ processes and the wrapper
+# ---------------------------------------------------------------- the checker, then processes
 
 
-def test_one_job_per_gpu_across_processes(tmp_path, recorder):
-    records = run_jobs(tmp_path, recorder, [(1, 1, 0.5)] * 6, job_env(tmp_path / "locks"))
+def lease(cvd: str, start: float, end: float) -> dict:
+    return {"cvd": cvd, "start": start, "end": end}
+
+
+def test_the_checker_catches_two_jobs_on_one_gpu_at_once():
+    # written out: jobs 0 and 2 hold GPU 0 during [1.5, 2]; job 1 is on GPU 1
+    clash = [lease("0", 0.0, 2.0), lease("1", 0.0, 2.0), lease("0", 1.5, 3.0)]
+    with pytest.raises(AssertionError, match=r"GPU 0 had 2 holders at once .*jobs \[\(0, 2\)\]"):
+        assert_gpus_never_shared_beyond(clash, k=1)
+    assert_gpus_never_shared_beyond(clash, k=2)  # two agreed to share it
+    # one lease ending as the next starts is a hand-over, not sharing; a DDP job holds both
+    assert_gpus_never_shared_beyond([lease("0", 0.0, 1.0), lease("0", 1.0, 2.0),
+                                     lease("0,1", 2.0, 3.0), lease("1", 0.5, 2.0)], k=1)
+    with pytest.raises(AssertionError, match="GPU 1 had 2 holders"):
+        assert_gpus_never_shared_beyond([lease("0,1", 2.0, 3.0), lease("1", 0.5, 2.5)], k=1)
+
+
+def test_the_checker_catches_a_broken_lease(tmp_path, job):
+    """The same jobs as below with a pool that never sees a held slot: all land on GPU 0 at
+    once, and the check that guards the real pool fails."""
+    records = run_jobs(tmp_path, job, [(1, 1, 1.0)] * 3, job_env(tmp_path / "locks"), "--broken")
+    assert [record["cvd"] for record in records] == ["0", "0", "0"]
+    # all 3 at once, or 2 where a very busy machine started one job late
+    with pytest.raises(AssertionError, match="GPU 0 had [23] holders at once"):
+        assert_gpus_never_shared_beyond(records, k=1)
+
+
+def test_one_job_per_gpu_across_processes(tmp_path, job):
+    records = run_jobs(tmp_path, job, [(1, 1, 0.5)] * 6, job_env(tmp_path / "locks"))
     assert all(record["cvd"] in ("0", "1") for record in records)
-    devices = by_device(records)
-    assert set(devices) == {"0", "1"}
-    assert all(max_overlap(spans) == 1 for spans in devices.values())
+    assert all(record["devices"] == [record["cvd"]] for record in records)
+    assert set(by_device(records)) == {"0", "1"}
+    assert_gpus_never_shared_beyond(records, k=1)
     assert max_overlap([(r["start"], r["end"]) for r in records]) == 2  # both GPUs at once
 
 
-def test_two_jobs_per_gpu_across_processes(tmp_path, recorder):
-    records = run_jobs(tmp_path, recorder, [(1, 2, 0.8)] * 7, job_env(tmp_path / "locks"))
+def test_two_jobs_per_gpu_across_processes(tmp_path, job):
+    records = run_jobs(tmp_path, job, [(1, 2, 0.8)] * 7, job_env(tmp_path / "locks"))
     assert all(record["cvd"] in ("0", "1") for record in records)
     overlaps = {device: max_overlap(spans) for device, spans in by_device(records).items()}
     assert set(overlaps) == {"0", "1"}
-    assert max(overlaps.values()) == 2, overlaps  # packed, but never more than 2 on a GPU
+    assert_gpus_never_shared_beyond(records, k=2)
+    assert max(overlaps.values()) == 2, overlaps  # packed: some GPU had 2 at once
 
 
-def test_jobs_starting_together_spread_over_the_gpus(tmp_path, recorder):
+def test_jobs_starting_together_spread_over_the_gpus(tmp_path, job):
     # Room for 4 per GPU, but each job joins the least-loaded GPU, and the choice is made
     # under the pool lock: 4 jobs can never put 3 on one GPU (that needs 2 on the other).
-    records = run_jobs(tmp_path, recorder, [(1, 4, 1.0)] * 4, job_env(tmp_path / "locks"))
-    overlaps = {device: max_overlap(spans) for device, spans in by_device(records).items()}
-    assert set(overlaps) == {"0", "1"} and max(overlaps.values()) <= 2, overlaps
+    records = run_jobs(tmp_path, job, [(1, 4, 1.0)] * 4, job_env(tmp_path / "locks"))
+    assert set(by_device(records)) == {"0", "1"}
+    assert_gpus_never_shared_beyond(records, k=2)
 
 
-def test_multi_gpu_job_excludes_others_across_processes(tmp_path, recorder):
+def test_multi_gpu_job_excludes_others_across_processes(tmp_path, job):
     jobs = [(2, 2, 0.8)] + [(1, 2, 0.4)] * 4
-    records = run_jobs(tmp_path, recorder, jobs, job_env(tmp_path / "locks"))
+    records = run_jobs(tmp_path, job, jobs, job_env(tmp_path / "locks"))
     ddp, singles = records[0], records[1:]
     assert ddp["cvd"] == "0,1"
     assert all(record["cvd"] in ("0", "1") for record in singles)
@@ -311,11 +364,10 @@ def test_multi_gpu_job_excludes_others_across_processes(tmp_path, recorder):
         assert single["end"] <= ddp["start"] or single["start"] >= ddp["end"], (ddp, single)
 
 
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
-    except (FileNotFoundError, IndexError):
-        return False
+def test_cpu_job_runs_unpinned(tmp_path, job):
+    records = run_jobs(tmp_path, job, [(1, 1, 0.0)], job_env(tmp_path / "locks", gpus=""))
+    assert (records[0]["cvd"], records[0]["devices"]) == (None, [])
+    assert not (tmp_path / "locks").exists()
 
 
 def wait_for(path: Path, seconds: float = 30) -> None:
@@ -325,65 +377,22 @@ def wait_for(path: Path, seconds: float = 30) -> None:
         time.sleep(0.02)
 
 
-def test_sigkilled_holder_frees_its_slot_and_takes_its_job_along(tmp_path):
+def test_sigkilled_holder_frees_its_slot(tmp_path, job):
     locks = tmp_path / "locks"
-    pid_file = tmp_path / "child.pid"
-    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
-    wrapper = subprocess.Popen([*WRAPPER, "--gpus", "1", "--", sys.executable, "-c", child],
-                               env=job_env(locks, gpus="1"))
-    try:
-        wait_for(pid_file)
-        child_pid = int(pid_file.read_text())
-        with pytest.raises(GPUSlotTimeout):  # the wrapper holds GPU 0
-            with pinned(environ=fake("1"), lock_dir=locks, timeout=0.3):
-                pass
-        wrapper.kill()
-        wrapper.wait(timeout=10)
-        with pinned(environ=fake("1"), lock_dir=locks, timeout=10) as devices:
-            assert devices == ["0"]
-        deadline = time.monotonic() + 10
-        while alive(child_pid):  # the job must not stay on a GPU whose slot is free
-            assert time.monotonic() < deadline, "the wrapper's child outlived it"
-            time.sleep(0.05)
-    finally:
-        wrapper.kill()
-
-
-@pytest.mark.parametrize("signum, handler, code", [
-    (signal.SIGTERM, "signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))", 3),
-    (signal.SIGINT, "", 130),  # the job below turns KeyboardInterrupt into status 130
-])
-def test_signals_reach_the_job_and_its_status_comes_back(tmp_path, signum, handler, code):
     ready = tmp_path / "ready"
-    child = (f"import signal, sys, time\n{handler}\n"
-             f"open({str(ready)!r}, 'w').close()\n"
-             "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    sys.exit(130)\n")
-    # its own session: no terminal, so a SIGINT is forwarded rather than left to the tty
-    wrapper = subprocess.Popen([*WRAPPER, "--gpus", "1", "--", sys.executable, "-c", child],
-                               env=job_env(tmp_path / "locks"), start_new_session=True)
+    holder = subprocess.Popen([*job, str(tmp_path / "never.json"), "60", "--ready", str(ready)],
+                              env=job_env(locks, gpus="1"))
     try:
         wait_for(ready)
-        wrapper.send_signal(signum)
-        assert wrapper.wait(timeout=20) == code
+        with pytest.raises(GPUSlotTimeout):  # the holder has GPU 0
+            with pinned(environ=fake("1"), lock_dir=locks, timeout=0.3):
+                pass
+        holder.kill()
+        holder.wait(timeout=10)
+        with pinned(environ=fake("1"), lock_dir=locks, timeout=10) as devices:
+            assert devices == ["0"]
     finally:
-        wrapper.kill()
-
-
-def test_exit_status_of_the_job_is_the_wrappers(tmp_path):
-    env = job_env(tmp_path / "locks")
-    kill_self = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
-    for command, code in [(["-c", "raise SystemExit(7)"], 7), (["-c", kill_self], 128 + 9)]:
-        result = subprocess.run([*WRAPPER, "--", sys.executable, *command], env=env, timeout=30)
-        assert result.returncode == code
-
-
-def test_module_entry_point_from_another_directory(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "spikeattn.gpu_slots", "--gpus", "1", "--jobs-per-gpu", "2", "--",
-         sys.executable, "-c", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"],
-        env=job_env(tmp_path / "locks", gpus="3,"), cwd=tmp_path, capture_output=True,
-        text=True, timeout=120)
-    assert (result.returncode, result.stdout.strip()) == (0, "3"), result.stderr
+        holder.kill()
 
 
 # --------------------------------------------------------------------------------- Snakemake
@@ -395,17 +404,15 @@ rule all:
 rule job:
     output: "records/{i}.json"
     resources: gpu=1
-    shell: "@WRAPPER@ --gpus {resources.gpu} --jobs-per-gpu @K@ -- @PYTHON@ @RECORDER@ {output} 1.0"
+    shell: "@JOB@ {output} 1.0 --gpus {resources.gpu} --jobs-per-gpu @K@"
 """
 
 
 @pytest.mark.parametrize("k", [1, 2])
-def test_snakemake_runs_one_job_per_gpu_slot(tmp_path, recorder, k):
-    """`--resources gpu=` counts slots (GPUs x jobs per GPU); the wrapper picks which GPU."""
+def test_snakemake_runs_one_job_per_gpu_slot(tmp_path, job, k):
+    """`--resources gpu=` counts slots (GPUs x jobs per GPU); each job's lease picks its GPU."""
     snakefile = tmp_path / "Snakefile"
-    snakefile.write_text(SNAKEFILE.replace("@WRAPPER@", shlex.join(WRAPPER))
-                         .replace("@K@", str(k)).replace("@PYTHON@", shlex.quote(sys.executable))
-                         .replace("@RECORDER@", shlex.quote(str(recorder))))
+    snakefile.write_text(SNAKEFILE.replace("@JOB@", shlex.join(job)).replace("@K@", str(k)))
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory",
          str(tmp_path), "--cores", "6", "--resources", f"gpu={2 * k}"],
@@ -416,5 +423,6 @@ def test_snakemake_runs_one_job_per_gpu_slot(tmp_path, recorder, k):
     assert all(record["cvd"] in ("0", "1") for record in records)
     overlaps = {device: max_overlap(spans) for device, spans in by_device(records).items()}
     assert set(overlaps) == {"0", "1"}  # both GPUs used,
-    assert max(overlaps.values()) == k, overlaps  # never more than k jobs on one (k reached)
+    assert_gpus_never_shared_beyond(records, k)  # never more than k jobs on one
+    assert max(overlaps.values()) == k, overlaps  # (k reached)
     assert max_overlap([(r["start"], r["end"]) for r in records]) >= 2  # really in parallel

@@ -1,11 +1,17 @@
-"""Pin each pipeline job to its own GPU(s) by leasing slots from a pool of lock files.
+"""Pin each GPU job to its own GPU(s) by leasing slots from a pool of lock files.
 
 Why: `snakemake --resources gpu=N` only *counts* GPUs; it never tells a job which one to use
 and does not set CUDA_VISIBLE_DEVICES, so N concurrent training jobs would all start on GPU 0.
-Each GPU job therefore runs under this module, which leases GPU(s) from a machine-wide pool
-and sets CUDA_VISIBLE_DEVICES to them for as long as the job runs:
+So every `spikeattn train` and `spikeattn energy` job leases its GPU(s) in process: the CLI
+(cli.py, `_pinned`) wraps the stage in
 
-    python -m spikeattn.gpu_slots --gpus 1 --jobs-per-gpu 1 -- python -m spikeattn train ...
+    with pinned(n_gpus, jobs_per_gpu):   # n_gpus: the study's distributed.nproc_per_node
+        ...                              # (1 for energy); jobs_per_gpu: compute.jobs_per_gpu
+
+which waits for room in this host's pool, sets CUDA_VISIBLE_DEVICES to the leased devices,
+and releases them when the job ends. The lease is taken before the job touches CUDA (CUDA
+reads CUDA_VISIBLE_DEVICES when it initializes, at first use). A DDP job's torchrun workers
+inherit the variable from the launching job, which holds the lease for them.
 
 The pool: every device has numbered slots, one lock file each
 (`<lock dir>/gpu<device>.slot<j>.lock`), held with `filelock.FileLock`, i.e. flock(2): the
@@ -26,27 +32,24 @@ Which devices exist (`visible_devices`): SPIKEATTN_GPUS (a count or a list: how 
 multi-GPU machine on CPU and how users restrict the pool), else CUDA_VISIBLE_DEVICES, else
 `nvidia-smi`, else none; with none the job just runs, unpinned (a CPU machine).
 
-This module needs only the standard library and filelock (no torch), so it can also be run as
-a file: `python -P src/spikeattn/gpu_slots.py ...` starts in a fraction of a second.
+This module needs only the standard library and filelock (no torch, no spikeattn imports), so
+the tests can load it by file and start many leasing processes in a fraction of a second each.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 
 import filelock
@@ -55,7 +58,7 @@ ENV_GPUS = "SPIKEATTN_GPUS"
 ENV_LOCK_DIR = "SPIKEATTN_GPU_LOCK_DIR"
 CUDA_VISIBLE = "CUDA_VISIBLE_DEVICES"
 POLL_INTERVAL = 0.2  # seconds between looks at the pool while waiting for a slot
-_PROG = "spikeattn.gpu_slots"
+_NAME = "spikeattn.gpu_slots"  # prefixes the wait messages on stderr
 _SLOT_RE = re.compile(r"gpu(?P<device>.+)\.slot(?P<slot>\d+)\.lock")
 
 
@@ -346,7 +349,7 @@ class _Pool:
                 mutex.release(force=True)
             if lease is not None:
                 if announced:
-                    print(f"{_PROG}: [pid {os.getpid()}] got GPU {','.join(lease.devices)}",
+                    print(f"{_NAME}: [pid {os.getpid()}] got GPU {','.join(lease.devices)}",
                           file=sys.stderr, flush=True)
                 return lease
             wanted = (f"{n_gpus} whole GPUs" if n_gpus > 1
@@ -355,10 +358,11 @@ class _Pool:
                 raise GPUSlotTimeout(
                     f"no GPU slot free for {timeout} s ({wanted}; {in_the_way}; lock dir "
                     f"{self.lock_dir}). Run fewer GPU jobs at once (snakemake --resources gpu=), "
-                    f"raise --jobs-per-gpu, or wait longer (--timeout)."
+                    f"let more jobs share a GPU (compute.jobs_per_gpu in params.yaml), or wait "
+                    f"longer (pinned's timeout)."
                 )
             if not announced:
-                print(f"{_PROG}: [pid {os.getpid()}] waiting for a GPU slot ({wanted}; "
+                print(f"{_NAME}: [pid {os.getpid()}] waiting for a GPU slot ({wanted}; "
                       f"{in_the_way}; lock dir {self.lock_dir}) ...", file=sys.stderr, flush=True)
                 announced = True
             time.sleep(poll_interval if deadline is None
@@ -378,7 +382,9 @@ def pinned(n_gpus: int = 1, jobs_per_gpu: int = 1, environ: MutableMapping[str, 
     os.environ, so child processes inherit it) and restored on exit, when the lease is
     released. `jobs_per_gpu` (k) lets k one-GPU jobs share a device; n_gpus > 1 takes whole
     devices. Waits for room up to `timeout` seconds (None: forever), then raises
-    GPUSlotTimeout. `command` only labels the lease for other jobs' wait messages.
+    GPUSlotTimeout. `command` only labels the lease for other jobs' wait messages (default:
+    this process's command line). `spikeattn train` and `spikeattn energy` run their whole
+    stage inside this block (cli.py), waiting without a timeout.
 
     Passes through without locking or changing anything when there is nothing to pin:
     n_gpus == 0, or no visible devices (a CPU machine: yields []); or a Slurm job whose
@@ -399,8 +405,9 @@ def pinned(n_gpus: int = 1, jobs_per_gpu: int = 1, environ: MutableMapping[str, 
     if n_gpus > len(devices):
         raise GPUSlotError(
             f"this job asks for {n_gpus} GPUs but only {len(devices)} are visible "
-            f"({','.join(devices)}, from {source}). Lower the job's gpu resource / --gpus to at "
-            f"most {len(devices)}, or make more GPUs visible ({ENV_GPUS}, {CUDA_VISIBLE})."
+            f"({','.join(devices)}, from {source}). Lower the study's distributed.nproc_per_node "
+            f"in params.yaml to at most {len(devices)}, or make more GPUs visible ({ENV_GPUS}, "
+            f"{CUDA_VISIBLE})."
         )
     slurm_job = env.get("SLURM_JOB_ID") if source.startswith(CUDA_VISIBLE) else None
     if slurm_job and n_gpus == len(devices):
@@ -423,112 +430,3 @@ def pinned(n_gpus: int = 1, jobs_per_gpu: int = 1, environ: MutableMapping[str, 
         else:
             env[CUDA_VISIBLE] = previous
         lease.release()
-
-
-# -------------------------------------------------------------------------------------- CLI
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn that makes Linux SIGKILL the child when this wrapper dies, however it
-    dies: the wrapper's death frees the slot, so the child must not outlive it on the GPU."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the wrapper died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
-
-
-def _terminal_sent_it() -> bool:
-    """True when this process group is the terminal's foreground group: then a Ctrl-C has
-    already reached the child too, and forwarding it would interrupt the child twice."""
-    try:
-        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
-    except OSError:
-        return False
-    try:
-        return os.tcgetpgrp(fd) == os.getpgrp()
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _run_child(command: list[str]) -> int:
-    """Run `command`, forwarding SIGTERM/SIGINT to it; its exit status (128+N if signal N
-    killed it)."""
-    child: subprocess.Popen | None = None
-    pending: list[int] = []
-
-    def forward(signum: int, _frame) -> None:
-        if child is None:
-            pending.append(signum)
-        elif not (signum == signal.SIGINT and _terminal_sent_it()):
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signum)
-
-    forwarded = (signal.SIGTERM, signal.SIGINT)
-    previous = {signum: signal.signal(signum, forward) for signum in forwarded}
-    try:
-        try:
-            child = subprocess.Popen(command, preexec_fn=_die_with_parent())
-        except OSError as error:
-            print(f"{_PROG}: cannot run {command[0]!r}: {error}", file=sys.stderr)
-            return 127
-        for signum in pending:
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signum)
-        returncode = child.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return returncode if returncode >= 0 else 128 - returncode
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m spikeattn.gpu_slots [--gpus N] [--jobs-per-gpu K] [--timeout S] -- CMD ...`"""
-    parser = argparse.ArgumentParser(
-        prog=f"python -m {_PROG}",
-        usage="%(prog)s [--gpus N] [--jobs-per-gpu K] [--timeout S] [--lock-dir DIR] "
-              "-- CMD [ARGS ...]",
-        description="Run CMD pinned to its own GPU(s): lease them from this host's slot pool, "
-                    "set CUDA_VISIBLE_DEVICES, hold the lease until CMD exits and exit with "
-                    "CMD's status.",
-    )
-    parser.add_argument("--gpus", type=int, default=1,
-                        help="GPUs CMD needs (default 1; 0 = run it unpinned; >1 = whole GPUs)")
-    parser.add_argument("--jobs-per-gpu", type=int, default=1, metavar="K",
-                        help="let up to K one-GPU jobs share a GPU (default 1)")
-    parser.add_argument("--timeout", type=float, default=None, metavar="S",
-                        help="give up (exit 1) after waiting S seconds for a slot (default: wait)")
-    parser.add_argument("--lock-dir", default=None, metavar="DIR",
-                        help=f"where the slot lock files live (default ${ENV_LOCK_DIR}, "
-                             f"else <tmp>/spikeattn-gpu-slots)")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("no command to run (put it after --)")
-    if args.gpus < 0:
-        parser.error(f"--gpus must be >= 0, got {args.gpus}")
-    if args.jobs_per_gpu < 1:
-        parser.error(f"--jobs-per-gpu must be >= 1, got {args.jobs_per_gpu}")
-    try:
-        with pinned(args.gpus, args.jobs_per_gpu, lock_dir=args.lock_dir, timeout=args.timeout,
-                    command=shlex.join(command)):
-            return _run_child(command)
-    except GPUSlotError as error:
-        print(f"{_PROG}: error: {error}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

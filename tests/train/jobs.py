@@ -1,5 +1,5 @@
 """Real `spikeattn train` jobs on a tiny study, in scratch directories (for the resume,
-divergence and DDP tests)."""
+divergence and DDP tests). The study is tests/tiny_params.py's "tiny" selection (STUDY, CELL)."""
 from __future__ import annotations
 
 import os
@@ -8,27 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-STUDY = "tiny"
-CELL = "digits__demo_cnn__TA__direct__T2"
-
-
-def tiny_params(train: dict | None = None, **study) -> dict:
-    """The repository's params with one study: static digits (200 samples), demo_cnn with TA, T=2."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw.pop("groups", None)
-    raw.pop("papers", None)
-    raw["datasets"] = {"digits": {**raw["datasets"]["digits"], "max_samples": 200}}
-    raw["study"] = {STUDY: {
-        "grid": {"dataset": ["digits"], "backbone": ["demo_cnn"], "attention": ["TA"],
-                 "coding": ["direct"], "T": [2]},
-        "seeds": [0],
-        "train": {"epochs": 4, "batch_size": 40, **(train or {})},
-        **study,
-    }}
-    raw["studies"] = STUDY
-    return raw
+from tiny_params import CELL, STUDY, tiny_params  # noqa: F401  (tests call jobs.tiny_params)
 
 
 def job_env(workdir: Path) -> dict[str, str]:

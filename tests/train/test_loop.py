@@ -35,15 +35,31 @@ def train_once(seed, **overrides):
 
 def test_same_seed_same_history_other_seed_differs():
     a, b, c = train_once(0), train_once(0), train_once(1)
-    assert a.history == b.history
-    assert a.history != c.history
+    # the history itself: one row per epoch, every column, the lr each epoch trained at
+    assert [list(row) for row in a.history] == [
+        ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "peak_memory_mb"]] * 2
     assert [row["epoch"] for row in a.history] == [1, 2]
-    assert a.history[1]["lr"] < a.history[0]["lr"], "cosine schedule lowers the lr"
+    # cosine over 2 epochs from 3e-3 to min_lr 0: epoch 2 trains at 3e-3 * (1 + cos(pi/2)) / 2
+    assert [row["lr"] for row in a.history] == pytest.approx([3e-3, 1.5e-3], rel=1e-12)
+    assert [row["peak_memory_mb"] for row in a.history] == [None, None]  # CPU: not measured
+    for row in a.history:
+        assert row["train_loss"] > 0 and row["test_loss"] > 0
+        assert (row["train_acc"] * 64).is_integer() and 0 <= row["train_acc"] <= 1  # 64 samples
+        assert (row["test_acc"] * 32).is_integer() and 0 <= row["test_acc"] <= 1  # 32 samples
+    assert a.history[1]["train_loss"] < a.history[0]["train_loss"], "the toy task is learnt"
+    # same seed: the same history, bit for bit; another seed: other losses
+    assert a.history == b.history
+    assert [row["train_loss"] for row in c.history] != [row["train_loss"] for row in a.history]
 
 
-@pytest.mark.parametrize("sched", ["plateau", "none", "step"])
-def test_timm_schedules_by_name(sched):
-    assert len(train_once(0, sched=sched, epochs=1).history) == 1
+@pytest.mark.parametrize("sched, kwargs, lrs", [
+    ("plateau", {}, [3e-3, 3e-3]),  # the train loss falls: no plateau, no decay
+    ("none", {}, [3e-3, 3e-3]),
+    ("step", {"decay_epochs": 1, "decay_rate": 0.1}, [3e-3, 3e-4]),
+])
+def test_timm_schedules_by_name_set_each_epochs_lr(sched, kwargs, lrs):
+    history = train_once(0, sched=sched, sched_kwargs=kwargs, epochs=2).history
+    assert [row["lr"] for row in history] == pytest.approx(lrs, rel=1e-12)
 
 
 def test_plateau_lowers_lr_when_train_loss_stalls():

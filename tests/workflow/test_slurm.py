@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 from slurm_cluster import SlurmCluster, Unavailable
-from tiny_demo import REPO, copy_workflow, snakemake, tiny_params
+from tiny_demo import REPO, copy_workflow, snakemake
+from tiny_params import tiny_params
 
 pytestmark = pytest.mark.slurm
 
@@ -119,7 +120,7 @@ def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
 def run(cluster, tmp_path_factory):
     """One Snakemake run of the tiny demo studies through Slurm: (workdir, its output, the
     Slurm jobs it submitted as {job id: `scontrol show job` fields})."""
-    params = tiny_params()
+    params = tiny_params("demo")
     params["study"]["demo-dvs"]["seeds"] = [0]  # one seed per cell: 15 Slurm jobs
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm-workflow"), params)
     start = time.monotonic()
