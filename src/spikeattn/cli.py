@@ -181,13 +181,14 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .config import ParamsError
     from .data.download import DownloadError
     from .data.sources import DataError
+    from .gpu_slots import GPUSlotError
     from .plan import PlanError
     from .report.tables import ResultError
     from .stages import RunBusyError
     from .tracking import TrackingError
 
     return (ParamsError, FileNotFoundError, NotImplementedError, DownloadError, DataError,
-            PlanError, ResultError, RunBusyError, TrackingError)
+            GPUSlotError, PlanError, ResultError, RunBusyError, TrackingError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -216,11 +216,9 @@ class _Pool:
                     path.chmod(0o1777)
 
     def _lock(self, path: Path) -> filelock.BaseFileLock:
-        kwargs = {"mode": 0o666}  # other users' jobs must be able to lock it too
-        try:  # fail loudly rather than fall back to a lock that SIGKILL would leave stale
-            return filelock.FileLock(str(path), fallback_to_soft=False, **kwargs)
-        except TypeError:  # filelock < 4 has no fallback_to_soft
-            return filelock.FileLock(str(path), **kwargs)
+        # mode: other users' jobs must be able to lock it too; no fallback to a soft lock,
+        # which a SIGKILLed holder would leave stale
+        return filelock.FileLock(str(path), mode=0o666, fallback_to_soft=False)
 
     def _try(self, lock: filelock.BaseFileLock, timeout: float = 0) -> bool:
         try:
