@@ -59,7 +59,7 @@ from tonic.transforms import Compose, Downsample, ToFrame  # noqa: E402
 from spikeattn.config import Params  # noqa: E402
 from spikeattn.data import loader as loader_mod  # noqa: E402
 from spikeattn.data import sources  # noqa: E402
-from spikeattn.data.embedded import load_events, prepare  # noqa: E402
+from spikeattn.data import load_events, prepare  # noqa: E402
 from spikeattn.data.event_frames import Framing, event_count_frames, pixel_address  # noqa: E402
 from spikeattn.data.frames import Split, frames_dir, load_frames, preprocess  # noqa: E402
 from spikeattn.data.loader import Augment, TensorBatches, Windows  # noqa: E402

@@ -463,7 +463,7 @@ class Plan:
         sources = sorted({r.samples_from for r in self.rows})
         if sources != ["cache"]:
             lines.append("samples/epoch: from the frames cache (meta.json) where built, else the "
-                         "data registry's declared counts (train_samples; n-caltech101 and "
+                         "counts the dataset sources declare (n-caltech101 and "
                          "dvs128-gait approximate).")
         return [""] + [f"- {line}" for line in lines + self.notes]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeattn.data.download import safe_extract
+from spikeattn.data.archives import safe_extract
 from spikeattn.data.sources import EVENT_DTYPE, get_source
 
 Sample = tuple[str, int, "int | None", np.ndarray]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torchvision.io import encode_jpeg, encode_png
 
-from spikeattn.data.download import safe_extract
+from spikeattn.data.archives import safe_extract
 
 
 def extract_like_download(archive: Path) -> Path:

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from layouts_events import LAYOUTS, aedat4_bytes, make_events
 
-from spikeattn.data.download import safe_extract
-from spikeattn.data.registry import get_info
+from spikeattn.data.archives import safe_extract
 from spikeattn.data.sources import EVENT_DTYPE, DataError, get_source, read_events
 from spikeattn.data.sources.atis_bin import CALTECH101_CLASSES
 
@@ -36,12 +35,6 @@ def test_records_and_events_round_trip(name, tmp_path):
         assert got.dtype == EVENT_DTYPE
         np.testing.assert_array_equal(got, events)  # x, y, t (µs), p: exactly
     assert source.records(raw) == records  # deterministic
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_reader_agrees_with_the_registry(name):
-    info, source = get_info(name), get_source(name)
-    assert (source.name, source.num_classes, source.sensor) == (name, info.num_classes, info.sensor)
 
 
 def test_gesture_groups_are_user_and_lighting(tmp_path):

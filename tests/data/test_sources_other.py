@@ -8,7 +8,6 @@ import torch
 from torchvision.io import encode_png
 
 from layouts_other import WNIDS, write_cifar, write_gait, write_imagenet
-from spikeattn.data.registry import get_info
 from spikeattn.data.sources import DataError, EventRecord, get_source, read_events
 from spikeattn.data.sources.cifar import CIFAR10, CIFAR100
 from spikeattn.data.sources.gait import DVS128Gait
@@ -16,14 +15,6 @@ from spikeattn.data.sources.imagenet import ImageNetFolder, load_image
 
 # torchvision 0.29 deprecates its image codecs (for TorchCodec); they still work while pinned.
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
-
-
-@pytest.mark.parametrize("name", ["dvs128-gait", "cifar10", "cifar100", "imagenet"])
-def test_sources_agree_with_the_registry(name):
-    source, info = get_source(name), get_info(name)
-    assert source.name == name and source.num_classes == info.num_classes
-    if info.kind == "events":
-        assert source.sensor == info.sensor and source.official_split
 
 
 # --- DVS128-Gait -------------------------------------------------------------------------------

@@ -1,8 +1,26 @@
-"""Datasets: registry and parameter checks, local builds (`prepare`), and cached frames."""
+"""Datasets: the registry (`sources`: one class per dataset; `registry`: what stages read of it
+and the parameter checks), local builds (`prepare`), downloads, and cached frames.
+
+The registry, `download` and `prepare` import numpy only; the frames names (torch) load on
+first use, so a stage that only asks which datasets exist does not import torch.
+"""
 from spikeattn.data.download import download
-from spikeattn.data.embedded import EVENT_DTYPE, EventSamples, load_events, prepare
-from spikeattn.data.frames import Frames, frames_dir, frames_spec, load_frames, preprocess, to_float
+from spikeattn.data.embedded import prepare
 from spikeattn.data.registry import DATASETS, DatasetInfo, check_params, get_info, raw_dir, raw_params
+from spikeattn.data.sources.base import EVENT_DTYPE
+from spikeattn.data.sources.digits import EventSamples, load_events
+
+_FRAMES = ("Frames", "frames_dir", "frames_spec", "load_frames", "preprocess", "to_float")
+
+
+def __getattr__(name: str):
+    """The names of `frames` (which imports torch), imported when first asked for."""
+    if name in _FRAMES:
+        from spikeattn.data import frames
+
+        return getattr(frames, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DATASETS", "DatasetInfo", "EVENT_DTYPE", "EventSamples", "Frames", "check_params", "download",

@@ -1,4 +1,4 @@
-"""Downloading real datasets: mirrors, md5 checks, resumable transfers, safe extraction.
+"""Downloading real datasets: mirrors, md5 checks, resumable transfers (extraction: `archives`).
 
 Dataset hosting breaks often (tonic's DVSGesture download fails since 2026-01; NMNIST,
 NCALTECH101 and CIFAR10DVS moved before), so every archive lists its own mirrors and md5 in
@@ -11,24 +11,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
-import tarfile
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Mapping
 from urllib.error import URLError
 from urllib.request import Request, urlopen
 
+from spikeattn.data.archives import archive_stem, is_archive, safe_extract
+from spikeattn.data.errors import DataError, DownloadError
 from spikeattn.data.registry import DATASETS, check_params, get_info, raw_dir, raw_params
-from spikeattn.data.sources.base import DataError
-from spikeattn.io import atomic_dir, file_digest, write_json
+from spikeattn.data.sources import get_source
+from spikeattn.io import file_digest, write_json
 
 TIMEOUT_S = 10.0  # per connection attempt: an offline mirror fails in seconds, not minutes
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
-
-
-class DownloadError(RuntimeError):
-    """No mirror delivered a file with the right md5; the message says how to place it by hand."""
 
 
 def md5sum(path: Path) -> str:
@@ -69,52 +63,8 @@ def fetch(archive: Mapping[str, Any], path: Path, timeout: float = TIMEOUT_S) ->
         "its md5 and carries on from there.")
 
 
-def _check_member(name: str, is_link: bool, archive: Path) -> None:
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or is_link:
-        raise DownloadError(f"{archive}: refusing to extract member {name!r} (absolute path, '..' or "
-                         "link: it could write outside the dataset folder); delete the archive "
-                         "and fetch it from a trusted mirror")
-
-
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract a tar/zip archive into `dest` atomically, refusing members that could escape it."""
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
-                    _check_member(info.filename, stat.S_ISLNK(info.external_attr >> 16), archive)
-                with atomic_dir(dest) as tmp:
-                    zf.extractall(tmp)
-            return
-        with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            for member in members:
-                _check_member(member.name, member.issym() or member.islnk(), archive)
-                if not (member.isfile() or member.isdir()):
-                    raise DownloadError(f"{archive}: refusing special member {member.name!r}")
-            with atomic_dir(dest) as tmp:
-                tf.extractall(tmp, members=members, filter="data")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
-        raise DownloadError(f"{archive}: not a readable archive ({err}); delete it and run "
-                         "`spikeattn download` again") from None
-
-
-def _is_archive(name: str) -> bool:
-    return name.endswith(ARCHIVE_SUFFIXES)
-
-
-def _stem(name: str) -> str:
-    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def check_folder(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
     """A dataset the user provides as a folder (ImageNet): check its layout, record it."""
-    from spikeattn.data.sources import get_source
-
     checked = check_params(name, params)
     folder = Path(checked["root"]).expanduser()
     get_source(name).check(folder)
@@ -128,8 +78,6 @@ def check_folder(name: str, params: Mapping[str, Any], root: str | Path) -> Path
 def download(name: str, params: Mapping[str, Any], root: str | Path,
              timeout: float = TIMEOUT_S) -> Path:
     """Fetch, verify and extract dataset `name` into `root/data/raw/<name>/`; return that dir."""
-    from spikeattn.data.sources import get_source
-
     info = get_info(name)
     if info.source == "embedded":
         raise DataError(f"dataset {name!r} is built locally from embedded data: run "
@@ -150,8 +98,8 @@ def download(name: str, params: Mapping[str, Any], root: str | Path,
         path = target / archive["file"]
         if not (path.exists() and md5sum(path) == archive["md5"]):
             fetch(archive, path, timeout)
-        if archive.get("extract", True) and _is_archive(archive["file"]):
-            safe_extract(path, target / _stem(archive["file"]))
+        if archive.get("extract", True) and is_archive(archive["file"]):
+            safe_extract(path, target / archive_stem(archive["file"]))
     get_source(name).after_extract(target)
     write_json(target / "manifest.json", {
         "dataset": name, "params": raw_params(name, checked),

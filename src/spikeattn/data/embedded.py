@@ -1,4 +1,5 @@
-"""Datasets built locally from scikit-learn's bundled 8x8 digits, so no network is needed.
+"""Building the embedded datasets' raw folders from scikit-learn's bundled 8x8 digits, so no
+network is needed (`spikeattn prepare`; their entries and readers: `sources/digits.py`).
 
 `digits` is the images themselves. `digits-dvs` is made the way N-MNIST was made from MNIST:
 a simulated event camera watches each digit move along three saccades (an isosceles
@@ -10,47 +11,25 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from tonic.io import events_struct
 
+from spikeattn.data.errors import DataError
 from spikeattn.data.registry import get_info, raw_dir, raw_params
-from spikeattn.data.sources.base import DataError
+from spikeattn.data.sources.base import EVENT_DTYPE
+from spikeattn.data.sources.digits import DIGITS_MAX, Digits, DigitsDVS, upsample
+from spikeattn.data.splits import stratified_split
 from spikeattn.io import atomic_dir, file_digest, write_json
 
-EVENT_DTYPE = events_struct  # tonic's own (x int16, y int16, t int64, p bool): its transforms expect it
 LOG_EPS = 0.1  # dark floor of the log intensity, as a real sensor's dark current: I=0 is not -inf
-DIGITS_MAX = 16  # load_digits values are 0..16
 CHUNK = 128  # samples simulated together: big enough to vectorise, small enough to stay in cache
 
 
 def digit_images(max_samples: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The first `max_samples` (or all 1,797) digits as uint8 [N, 8, 8] in 0..16, and labels."""
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     images = digits.images.astype(np.uint8)[:max_samples]
     return images, digits.target.astype(np.int64)[:max_samples]
-
-
-def upsample(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of [N, h, w] images to [N, size, size] float32, values unchanged in scale."""
-    x = torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None]
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
-
-
-def stratified_split(labels: np.ndarray, test_fraction: float, split_seed: int) -> np.ndarray:
-    """int8 [N]: 0 train, 1 test; fixed by the seed and stratified so every class is in both."""
-    n, n_classes = len(labels), len(np.unique(labels))
-    n_test = int(np.ceil(test_fraction * n))
-    if min(n_test, n - n_test) < n_classes:
-        raise ValueError(f"a stratified split of {n} samples with test_fraction={test_fraction} leaves "
-                         f"fewer than one sample per class on one side; raise max_samples or adjust test_fraction")
-    _, test_idx = train_test_split(np.arange(n), stratify=labels, random_state=split_seed,
-                                   test_size=test_fraction)
-    split = np.zeros(n, dtype=np.int8)
-    split[test_idx] = 1
-    return split
 
 
 # --- the event camera ----------------------------------------------------------------------
@@ -173,26 +152,13 @@ def _simulate_chunk(digits: np.ndarray, params: Mapping[str, Any]) -> tuple[np.n
     return events, np.bincount(sample, minlength=len(digits)).astype(np.int64)
 
 
-class EventSamples:
-    """Indexable view of the concatenated event array: item i is sample i's events."""
-
-    def __init__(self, events: np.ndarray, offsets: np.ndarray):
-        self.events, self.offsets = events, offsets
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.events[self.offsets[i]:self.offsets[i + 1]]
-
-
 # --- prepare: write the raw directory ------------------------------------------------------
 
 def _build_digits(params: dict, out: Path) -> tuple[str, np.ndarray, np.ndarray]:
     images, labels = digit_images(params["max_samples"])
     split = stratified_split(labels, params["test_fraction"], params["split_seed"])
-    np.savez(out / "digits.npz", images=images, labels=labels, split=split)
-    return "digits.npz", labels, split
+    np.savez(out / Digits.file, images=images, labels=labels, split=split)
+    return Digits.file, labels, split
 
 
 def _build_digits_dvs(params: dict, out: Path) -> tuple[str, np.ndarray, np.ndarray]:
@@ -200,13 +166,13 @@ def _build_digits_dvs(params: dict, out: Path) -> tuple[str, np.ndarray, np.ndar
     split = stratified_split(labels, params["test_fraction"], params["split_seed"])
     digits = upsample(images, params["digit_size"]) / DIGITS_MAX
     events, offsets = simulate_events(digits, params)
-    np.savez(out / "events.npz", events=events, offsets=offsets, labels=labels, split=split)
-    return "events.npz", labels, split
+    np.savez(out / DigitsDVS.file, events=events, offsets=offsets, labels=labels, split=split)
+    return DigitsDVS.file, labels, split
 
 
 _BUILDERS: dict[str, Callable[[dict, Path], tuple[str, np.ndarray, np.ndarray]]] = {
-    "digits": _build_digits,
-    "digits-dvs": _build_digits_dvs,
+    Digits.name: _build_digits,
+    DigitsDVS.name: _build_digits_dvs,
 }
 
 
@@ -228,15 +194,3 @@ def prepare(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
             "sha256": {filename: file_digest(tmp / filename)},
         })
     return target
-
-
-def load_digits_raw(raw: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """images uint8 [N, 8, 8] (0..16), labels int64 [N], split int8 [N] from a `digits` raw dir."""
-    with np.load(Path(raw) / "digits.npz") as f:
-        return f["images"], f["labels"], f["split"]
-
-
-def load_events(raw: str | Path) -> tuple[EventSamples, np.ndarray, np.ndarray]:
-    """Per-sample events (indexable), labels int64 [N], split int8 [N] from a `digits-dvs` raw dir."""
-    with np.load(Path(raw) / "events.npz") as f:
-        return EventSamples(f["events"], f["offsets"]), f["labels"], f["split"]

@@ -26,18 +26,16 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spikeattn.data import sources
-from spikeattn.data.embedded import DIGITS_MAX, load_digits_raw, load_events, upsample
+from spikeattn.data.errors import DataError
 from spikeattn.data.event_frames import Framing, compact, pack_window_events
 from spikeattn.data.registry import check_params, get_info, raw_dir, raw_params
-from spikeattn.data.sources import DataError
+from spikeattn.data.sources.base import SPLITS
 from spikeattn.data.splits import per_class_split
 from spikeattn.io import atomic_dir, file_digest, read_json, short_hash, write_json
 
 FRAMES_VERSION = 3  # bump when the conversion code changes what it writes
-SPLITS = ("train", "test")
 
 
 def frames_spec(name: str, params: Mapping[str, Any], T: int) -> dict[str, Any]:
@@ -141,10 +139,8 @@ def _real_events(name: str, params: dict, framing: Framing, root: Path, workers:
     return built
 
 
-def _embedded_events(params: dict, T: int, raw: Path) -> dict[str, Built]:
-    samples, labels, split = load_events(raw)
-    size = params["sensor_size"]
-    framing = Framing("time_bins", (size, size), T=T)
+def _embedded_events(source: sources.DigitsDVS, framing: Framing, raw: Path) -> dict[str, Built]:
+    samples, labels, split = source.samples(raw)
     built = {}
     for k, part in enumerate(SPLITS):
         idx = np.flatnonzero(split == k)
@@ -158,34 +154,15 @@ def _embedded_events(params: dict, T: int, raw: Path) -> dict[str, Built]:
     return built
 
 
-def _resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [N, C, h, w] -> [N, C, size, size], bilinear with antialiasing, rounded."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    t = F.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="bilinear",
-                      antialias=True, align_corners=False)
-    return t.round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def _static(name: str, params: dict, raw: Path) -> dict[str, Built]:
-    size = params["image_size"]
-    if name == "digits":
-        images, labels, split = load_digits_raw(raw)
-        x = np.round(upsample(images, size) * (255 / DIGITS_MAX)).astype(np.uint8)[:, None]
-        return {part: Built({"x": torch.from_numpy(x[split == k]),
-                             "y": torch.from_numpy(labels[split == k])})
-                for k, part in enumerate(SPLITS)}
-    source = sources.get_source(name)
+def _images(source: sources.ImageSource, params: dict, raw: Path) -> dict[str, Built]:
     built = {}
     for part in SPLITS:
-        images, labels = source.load(raw, part)
-        x = _resize_uint8(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), size)
+        x, labels = source.images(raw, part, params["image_size"])
         built[part] = Built({"x": torch.from_numpy(x), "y": torch.as_tensor(labels, dtype=torch.int64)})
     return built
 
 
-def _image_files(params: dict) -> dict[str, Built]:
-    source = sources.get_source("imagenet")
+def _image_files(source: sources.ImageNetFolder, params: dict) -> dict[str, Built]:
     root = Path(params["root"]).expanduser()
     source.check(root)
     built = {}
@@ -204,16 +181,18 @@ def preprocess(name: str, params: Mapping[str, Any], T: int, root: str | Path, w
     info = get_info(name)
     checked = check_params(name, params)
     raw, _ = read_raw(name, checked, root)
+    source = sources.get_source(name)
     framing = None
-    if name == "imagenet":
-        built, layout = _image_files(checked), "files"
+    if info.streamed:
+        built, layout = _image_files(source, checked), "files"
     elif info.kind == "static":
-        built, layout = _static(name, checked, raw), "fixed"
-    elif info.source == "embedded":
-        built, layout = _embedded_events(checked, T, raw), "fixed"
-    else:
-        framing = Framing.from_params(checked, info.sensor, T)
-        built = _real_events(name, checked, framing, root, workers)
+        built, layout = _images(source, checked, raw), "fixed"
+    else:  # events: a real camera's sensor, or the embedded camera's square `sensor_size`
+        framing = Framing.from_params(checked, info.sensor or info.input_size(checked), T)
+        if info.source == "embedded":
+            built = _embedded_events(source, framing, raw)
+        else:
+            built = _real_events(name, checked, framing, root, workers)
         layout = "events" if framing.keeps_events else "fixed"
     for part, b in built.items():
         if len(b.tensors["y"]) == 0:

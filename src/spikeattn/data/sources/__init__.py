@@ -1,36 +1,40 @@
-"""Readers of the real datasets' on-disk layouts, one module per layout, found by dataset name.
+"""The dataset registry: one class per dataset, which is both its entry (class attributes:
+kind, sensor, classes, parameter roles, origin, training samples) and the reader of its
+on-disk layout, one module per layout. `ENTRIES` lists them in the order datasets are shown;
+`spikeattn.data.registry` derives `DatasetInfo` from it.
 
-Modules are imported on first use, so a reader's optional dependency (aedat for CIFAR10-DVS)
-costs nothing to runs that never touch that dataset.
+Reader modules import their heavy or optional dependencies (torch, torchvision, tonic, aedat)
+inside the functions that read, so importing this package costs numpy only.
 """
 from __future__ import annotations
 
-import importlib
-
-from .base import (EVENT_DTYPE, DataError, EventRecord, EventSource, ImageSource, check_events,
+from ..errors import DataError
+from .atis_bin import NMNIST, NCaltech101
+from .base import (EVENT_DTYPE, EventRecord, EventSource, ImageSource, Source, check_events,
                    read_events)
+from .cifar import CIFAR10, CIFAR100
+from .cifar10dvs import CIFAR10DVS
+from .digits import Digits, DigitsDVS
+from .gait import DVS128Gait
+from .gesture import DVSGesture
+from .imagenet import ImageNetFolder
 
-# dataset name -> (module in this package, class)
-_READERS: dict[str, tuple[str, str]] = {
-    "dvs128-gesture": ("gesture", "DVSGesture"),
-    "n-mnist": ("atis_bin", "NMNIST"),
-    "n-caltech101": ("atis_bin", "NCaltech101"),
-    "cifar10-dvs": ("cifar10dvs", "CIFAR10DVS"),
-    "dvs128-gait": ("gait", "DVS128Gait"),
-    "cifar10": ("cifar", "CIFAR10"),
-    "cifar100": ("cifar", "CIFAR100"),
-    "imagenet": ("imagenet", "ImageNetFolder"),
-}
+ENTRIES: tuple[type[Source], ...] = (
+    Digits, DigitsDVS,  # embedded: built locally by `spikeattn prepare`
+    DVSGesture, DVS128Gait, CIFAR10DVS, NCaltech101, NMNIST,  # event cameras, downloaded
+    CIFAR10, CIFAR100, ImageNetFolder,  # images: downloaded, or a folder (ImageNet)
+)
+_BY_NAME = {entry.name: entry for entry in ENTRIES}
 
 
-def get_source(name: str) -> EventSource | ImageSource:
+def get_source(name: str) -> Source:
     """The reader for dataset `name` (a fresh instance)."""
     try:
-        module, cls = _READERS[name]
+        return _BY_NAME[name]()
     except KeyError:
-        raise KeyError(f"no reader for dataset {name!r}; readers exist for {', '.join(sorted(_READERS))}") from None
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
+        raise KeyError(f"no reader for dataset {name!r}; readers exist for {', '.join(sorted(_BY_NAME))}") from None
 
 
-__all__ = ["EVENT_DTYPE", "DataError", "EventRecord", "EventSource", "ImageSource", "check_events",
-           "get_source", "read_events"]
+__all__ = ["CIFAR10", "CIFAR100", "CIFAR10DVS", "DVS128Gait", "DVSGesture", "Digits", "DigitsDVS",
+           "ENTRIES", "EVENT_DTYPE", "DataError", "EventRecord", "EventSource", "ImageNetFolder",
+           "ImageSource", "NCaltech101", "NMNIST", "Source", "check_events", "get_source", "read_events"]

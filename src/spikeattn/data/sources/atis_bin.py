@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tonic.io import read_mnist_file
 
 from .base import (EVENT_DTYPE, DataError, EventRecord, EventSource, extract_inner, find_dirs,
                    refetch_hint, sample_files, unique)
@@ -34,6 +33,8 @@ CALTECH101_CLASSES = (
 
 def read_atis_bin(path: Path, name: str) -> np.ndarray:
     """tonic's reader, after checking the file holds whole 5-byte events (else: truncated)."""
+    from tonic.io import read_mnist_file
+
     size = Path(path).stat().st_size
     if size % 5:
         raise DataError(f"{path}: {size} bytes is not a whole number of 5-byte ATIS events; "
@@ -48,6 +49,7 @@ class NMNIST(EventSource):
     sensor = (34, 34)
     num_classes = 10
     official_split = True
+    official_train, total = 60000, 70000  # MNIST's 60,000 / 10,000
 
     def records(self, raw: Path) -> list[EventRecord]:
         folders = ("Train", "Test")  # split 0, 1
@@ -76,6 +78,9 @@ class NCaltech101(EventSource):
     sensor = (180, 240)
     num_classes = 101
     official_split = False
+    # 8,709 recordings (Caltech101's 9,144 images less the 435 of Faces; 101 classes with
+    # BACKGROUND_Google), per_class 90/10: ~7,889 (the class sizes are unequal: approximate).
+    total = 8709
 
     def after_extract(self, raw: Path) -> None:
         """Unpack the inner Caltech101.zip next to itself, once (tonic's folder counts as done)."""

@@ -1,25 +1,80 @@
-"""What a reader of a real dataset's on-disk layout provides, and the checks every read passes.
+"""The registry entry of a dataset, which is also the reader of its on-disk layout, and the
+checks every read passes.
 
-A source knows one dataset's layout after `spikeattn download` extracted its archives into
+Each dataset is one class here or in a sibling module: its class attributes are the facts the
+rest of the package needs before reading anything (kind, sensor, classes, which parameters only
+shape the frames or the batches, where the data comes from, how many training samples it has),
+and its methods read the files. `spikeattn.data.registry` derives `DatasetInfo` from these
+attributes, and `frames.preprocess` frames by them, so a new dataset is one new class listed in
+`sources.ENTRIES`. The parameters a dataset accepts are its part of params.schema.yaml; a class
+adds only the checks a schema cannot express (`cross_check`).
+
+A real dataset's source knows its layout after `spikeattn download` extracted its archives into
 `data/raw/<name>/` (each archive `A.zip` into `data/raw/<name>/A/`; the layouts are tonic's,
 torchvision's or the authors' release, so a folder fetched by those tools works as well).
-Readers return events in tonic's structured dtype so tonic's transforms apply unchanged.
-Every problem with a file raises `DataError` naming the file and the fix.
+Readers return events in EVENT_DTYPE, tonic's structured dtype, so tonic's transforms apply
+unchanged. Every problem with a file raises `DataError` naming the file and the fix.
+
+Modules here import heavy libraries (torch, torchvision, tonic) inside the functions that use
+them: importing the registry reads no more than these class attributes.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
-from tonic.io import events_struct
 
-EVENT_DTYPE = events_struct  # x int16, y int16, t int64 (µs), p bool
+from spikeattn.data.archives import safe_extract
+from spikeattn.data.errors import DataError
+
+# tonic.io.events_struct, written out so that reading it costs no tonic import (a test checks
+# the two agree): x, y in pixels, t in microseconds, p polarity (True: ON).
+EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
+
+SPLITS = ("train", "test")  # EventRecord.split and the stored split arrays: 0 train, 1 test
+# Parameters read only when loading batches (augmentation, clip sampling): no cache depends on them.
+LOADER_KEYS = ("train_window", "test_clips", "augment", "normalize")
+# Parameters of a real event dataset read only when framing its events (not by `download`).
+EVENT_FRAME_KEYS = ("frame_method", "dt_ms", "downsample", "event_count_split", "split",
+                    "test_fraction", "split_seed")
 
 
-class DataError(ValueError):
-    """A raw data file is missing, unreadable or out of range; the message says what to do."""
+class Source:
+    """One dataset: what the registry knows of it (class attributes) and how to read it.
+
+    `frame_keys`: parameters used only when turning raw data into frames, so changing them does
+    not force `download`/`prepare` again; `loader_keys`: parameters used only when loading
+    batches, so no cache depends on them. `origin`: "download" (archives fetched by `spikeattn
+    download`), "folder" (a folder the user provides, checked by `download`) or "embedded"
+    (built locally by `spikeattn prepare`).
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]  # "events" (event streams) or "static" (images)
+    origin: ClassVar[str] = "download"
+    num_classes: ClassVar[int]
+    in_channels: ClassVar[int]
+    sensor: ClassVar[tuple[int, int] | None] = None  # a real event camera's (H, W)
+    size_key: ClassVar[str | None] = None  # else the parameter giving a square input size
+    frame_keys: ClassVar[tuple[str, ...]] = ()
+    loader_keys: ClassVar[tuple[str, ...]] = ()
+    streamed: ClassVar[bool] = False  # True: the cache indexes files read while training
+
+    @classmethod
+    def cross_check(cls, params: Mapping[str, Any]) -> None:
+        """Checks of validated parameters that the schema cannot express; ValueError naming the key."""
+
+    @classmethod
+    def train_count(cls, params: Mapping[str, Any]) -> int | None:
+        """Training samples per epoch under `params` before anything is built (`spikeattn
+        plan`), exact or approximate as the subclass says; None when unknown."""
+        return None
+
+    def after_extract(self, raw: Path) -> None:
+        """Called by `download` once every archive is extracted (e.g. to unpack inner archives)."""
 
 
 def refetch_hint(name: str) -> str:
@@ -42,16 +97,36 @@ class EventRecord:
     span: tuple[int, int] | None = None
 
 
-class EventSource:
-    """Reader of one event-camera dataset's layout. Subclasses set the class attributes."""
+class EventSource(Source):
+    """Reader of one event-camera dataset's layout. Subclasses set the class attributes.
 
-    name: ClassVar[str]
+    Frames are made by `event_frames.Framing` from `frame_method` and the other EVENT_FRAME_KEYS;
+    the model sees the sensor divided by `downsample`. Training samples (`train_count`): the
+    official split's `official_train`, or under `split: per_class` (`splits.per_class_split`:
+    ceil((1 - test_fraction) * n) per class) the exact sum when every class holds
+    total/classes samples (`equal_classes`), else that sum's expectation (each class rounds up
+    by half a sample on average): approximate.
+    """
+
+    kind = "events"
+    in_channels = 2  # OFF, ON
     sensor: ClassVar[tuple[int, int]]  # (H, W) in pixels; every event must lie inside
-    num_classes: ClassVar[int]
+    frame_keys = EVENT_FRAME_KEYS + LOADER_KEYS
+    loader_keys = LOADER_KEYS
     official_split: ClassVar[bool]  # True when the release fixes train/test
+    official_train: ClassVar[int | None] = None  # training samples of the official split
+    total: ClassVar[int]  # samples in the release
+    equal_classes: ClassVar[bool] = False  # every class holds total / num_classes samples
+    classes_present: ClassVar[int | None] = None  # classes holding samples, if not num_classes
 
-    def after_extract(self, raw: Path) -> None:
-        """Called by `download` once every archive is extracted (e.g. to unpack inner archives)."""
+    @classmethod
+    def train_count(cls, params: Mapping[str, Any]) -> int | None:
+        if params.get("split", "official") == "official":
+            return cls.official_train
+        keep, classes = 1 - params["test_fraction"], cls.classes_present or cls.num_classes
+        if cls.equal_classes:
+            return classes * math.ceil(keep * (cls.total // classes))
+        return round(keep * cls.total + classes / 2)
 
     def records(self, raw: Path) -> list[EventRecord]:
         """Every sample under `raw`, in a deterministic order; DataError if the layout is missing."""
@@ -143,8 +218,6 @@ def unique(records: list[EventRecord], name: str) -> list[EventRecord]:
 def extract_inner(raw: Path, pattern: str, keep=lambda archive: True) -> None:
     """Unpack each archive matching `pattern` under `raw` (that `keep` accepts) next to itself,
     once: releases that pack archives inside archives (tonic's folder counts as done)."""
-    from spikeattn.data.download import safe_extract
-
     for inner in sorted(sample_files(raw, pattern)):
         dest = inner.with_suffix("")
         if keep(inner) and not dest.exists():
@@ -160,15 +233,38 @@ def find_dirs(raw: Path, pattern: str, name: str, what: str) -> list[Path]:
     return found
 
 
-class ImageSource:
-    """Reader of one image dataset: uint8 [N, H, W, 3] arrays and int64 labels per split."""
+class ImageSource(Source):
+    """Reader of one image dataset: uint8 [N, H, W, 3] arrays and int64 labels per split, cached
+    resized to the square `image_size` (`images`); a `streamed` one lists files instead."""
 
-    name: ClassVar[str]
-    num_classes: ClassVar[int]
+    kind = "static"
+    in_channels = 3  # RGB
+    size_key = "image_size"
+    frame_keys = ("image_size",) + LOADER_KEYS
+    loader_keys = LOADER_KEYS
+    train_samples: ClassVar[int | None] = None  # training samples (the release's train split)
 
-    def after_extract(self, raw: Path) -> None:
-        """As EventSource.after_extract."""
+    @classmethod
+    def train_count(cls, params: Mapping[str, Any]) -> int | None:
+        return cls.train_samples
 
     def load(self, raw: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(images uint8 [N, H, W, 3], labels int64 [N]) of split "train" or "test"."""
         raise NotImplementedError
+
+    def images(self, raw: Path, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """What the cache stores of a split: uint8 [N, C, size, size] and int64 labels [N]."""
+        images, labels = self.load(raw, split)
+        return resize_uint8(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), size), labels
+
+
+def resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [N, C, h, w] -> [N, C, size, size], bilinear with antialiasing, rounded."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    import torch
+    import torch.nn.functional as F
+
+    t = F.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="bilinear",
+                      antialias=True, align_corners=False)
+    return t.round().clamp(0, 255).to(torch.uint8).numpy()

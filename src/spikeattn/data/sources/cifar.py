@@ -75,6 +75,7 @@ class _CIFAR(ImageSource):
 class CIFAR10(_CIFAR):
     name = "cifar10"
     num_classes = 10
+    train_samples = 50000  # CIFAR-10/100: 50,000 train, 10,000 test
     folder = "cifar-10-batches-py"
     files = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
     label_key = b"labels"
@@ -83,6 +84,7 @@ class CIFAR10(_CIFAR):
 class CIFAR100(_CIFAR):
     name = "cifar100"
     num_classes = 100
+    train_samples = 50000
     folder = "cifar-100-python"
     files = {"train": ("train",), "test": ("test",)}
     label_key = b"fine_labels"

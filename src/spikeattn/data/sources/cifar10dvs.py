@@ -26,6 +26,7 @@ class CIFAR10DVS(EventSource):
     sensor = (128, 128)
     num_classes = 10
     official_split = False
+    total, equal_classes = 10000, True  # 1,000 recordings per class; per_class 90/10: 9,000
 
     def after_extract(self, raw: Path) -> None:
         """Unpack each inner <class>.zip next to itself, once (tonic's folder counts as done)."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import torch
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2 import functional as F
+from typing import TYPE_CHECKING
 
 from .base import DataError, ImageSource
+
+if TYPE_CHECKING:
+    import torch
 
 KEY = "datasets.imagenet.root"
 LAYOUT = "<root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG (val sorted into the same class folders)"
@@ -28,6 +28,10 @@ def _is_image(entry: os.DirEntry) -> bool:
 
 def load_image(path: Path, size: int | None = None) -> torch.Tensor:
     """uint8 [3, H, W] RGB; with `size`, shorter side resized to it then centre-cropped square."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2 import functional as F
+
     try:
         data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
     except OSError as err:
@@ -45,6 +49,10 @@ def load_image(path: Path, size: int | None = None) -> torch.Tensor:
 class ImageNetFolder(ImageSource):
     name = "imagenet"
     num_classes = 1000
+    origin = "folder"  # cannot be downloaded without a licence: `download` checks the folder
+    streamed = True
+    frame_keys = ImageSource.frame_keys + ("root",)
+    train_samples = 1281167  # ILSVRC-2012 train
 
     @staticmethod
     def _fail(path: Path, problem: str) -> DataError:
