@@ -1,22 +1,15 @@
-"""MS-ResNet through timm: shapes, gradients, the papers' parameter counts, attention placement."""
+"""MS-ResNet through timm: attention placement, the authors' head and init, parameter-count
+details (shapes, gradients, refusals and the papers' counts for every backbone: test_contract.py)."""
 import math
 
 import pytest
 import timm
 import torch
 
-from gradcheck import dead_parameters
 import spikeattn.models.ms_resnet  # noqa: F401  (registers the MS-ResNets)
-from spikeattn.attention.ma import SharedMLP
 from spikeattn.attention.sma import SMA
 from spikeattn.models.ms_resnet import DOWNSAMPLES, MSResNet
 
-NAMES = ("ms_resnet18", "ms_resnet34", "ms_resnet104", "gac_ms_resnet18_cifar")
-ATTENTIONS = ("none", "CSA", "TCSA", "SMA", "SMA-C", "SMA+AZO")
-CODINGS = ("direct", "gac")
-# Low thresholds so an untrained net spikes in every layer: a silent LIF passes no gradient
-# to the conv after it. (The membrane shortcut keeps gradients flowing either way.)
-SPIKY = {"v_threshold": 0.1}
 
 
 @pytest.fixture(autouse=True)
@@ -38,38 +31,8 @@ def _meta(name, **kwargs):
         return timm.create_model(name, **kwargs)
 
 
-def _wake_narrow_mlps(model):
-    """At T=2 the time MLPs (MA's TA, GAC's TA, SMA's time squeeze) have one hidden unit behind
-    a ReLU (CA few, at narrow widths), dead at init for about half the seeds (the max-pooled
-    inputs are positive). Positive squeeze weights keep them alive: the test checks wiring,
-    not the seed."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, SharedMLP):
-                m.fc1.weight.abs_()
-            if isinstance(m, SMA) and m.temporal:  # SMA-C has no time MLP
-                m.time_squeeze.weight.abs_()
-                m.time_squeeze.bias.abs_()
-
-
-# The full attention x coding product runs on narrow copies (same entry points and classes,
-# fewer channels): SMA at 512 channels alone has 22M parameters per block.
-NARROW = {"ms_resnet18": {"stem_width": 16, "widths": (16, 32, 64, 128)},
-          "gac_ms_resnet18_cifar": {"stem_width": 16, "widths": (32, 64, 128)}}
-
-
-@pytest.mark.parametrize("name", list(NARROW))
-@pytest.mark.parametrize("coding", CODINGS)
-@pytest.mark.parametrize("attention", ATTENTIONS)
-def test_shapes_and_gradients_reach_every_parameter(name, coding, attention):
-    torch.manual_seed(0)
-    model = timm.create_model(name, attention=attention, coding=coding, T=2, num_classes=5,
-                              img_size=16, neuron_kwargs=SPIKY, **NARROW[name])
-    _wake_narrow_mlps(model)
-    out = model(torch.rand(2, 3, 16, 16))
-    assert out.shape == (2, 2, 5)
-    out.square().mean().backward()
-    assert not dead_parameters(model)
+# A narrow copy (same entry point and class, fewer channels) where only the layout matters.
+NARROW = {"stem_width": 16, "widths": (16, 32, 64, 128)}
 
 
 @pytest.mark.parametrize("name,attention,T", [("ms_resnet18", "SMA", 2), ("ms_resnet34", "CSA", 1),
@@ -81,15 +44,6 @@ def test_full_width_models_run(name, attention, T):
                               num_classes=5, img_size=32).eval()
     with torch.no_grad():
         assert model(torch.rand(2, 3, 32, 32)).shape == (T, 2, 5)
-
-
-@pytest.mark.parametrize("name,target", [("ms_resnet18", 11.82e6), ("ms_resnet34", 21.93e6),
-                                         ("gac_ms_resnet18_cifar", 12.63e6)])
-def test_parameter_counts_match_gac(name, target):
-    """GAC's counts include its coding (SCA convs 131,072 + TA 16 at T=4); CIFAR with 10 classes."""
-    n = _n_params(_meta(name, coding="gac", T=4, num_classes=10 if "cifar" in name else 1000))
-    print(name, n)
-    assert abs(n / target - 1) < 0.005
 
 
 def test_parameter_count_details():
@@ -132,13 +86,9 @@ def test_ma_attention_goes_after_the_second_bn_in_every_block():
 def test_ta_at_one_time_step_is_refused():
     with pytest.raises(ValueError, match=r"contains TA.*T=1.*'CSA'"):
         _meta("ms_resnet18", attention="TCSA", T=1)
-    with pytest.raises(ValueError, match="choose one of"):
-        _meta("ms_resnet18", attention="XA")
 
 
-def test_registered_and_odd_sizes():
-    for name in NAMES:
-        assert isinstance(_meta(name), MSResNet)
+def test_odd_sizes():
     torch.manual_seed(0)
     for downsample in ("avgpool", "strided"):  # 36 -> 18 -> 9 -> 5: pooled shortcut must match
         model = timm.create_model("ms_resnet18", T=1, num_classes=3, downsample=downsample).eval()
@@ -146,15 +96,13 @@ def test_registered_and_odd_sizes():
             assert model(torch.rand(1, 3, 36, 36)).shape == (1, 1, 3)
     with pytest.raises(ValueError, match="downsample"):
         _meta("ms_resnet18", downsample="maxpool")
-    with pytest.raises(ValueError, match="pretrained"):
-        timm.create_model("ms_resnet18", pretrained=True)
 
 
 def test_head_drops_out_once_after_the_mean_over_time_as_the_authors_head():
     """MA-SNN's (and SMA's) head: LIF -> GAP -> mean over T -> Dropout(0.2) -> FC, written out
     with torch's own layers; ours gives the same mean-over-T output from the same draws."""
     torch.manual_seed(0)
-    model = timm.create_model("ms_resnet18", T=4, num_classes=5, **NARROW["ms_resnet18"]).double().train()
+    model = timm.create_model("ms_resnet18", T=4, num_classes=5, **NARROW).double().train()
     features = torch.rand(4, 3, 128, 2, 2, dtype=torch.float64)  # [T, B, C, H, W] membranes
     fc = model.head[2][0]
 
@@ -200,6 +148,6 @@ def test_any_frame_with_a_pixel_per_side_runs(downsample):
             MSResNet(img_size=size)
     for size in ((1, 3), (7, 13)):
         model = timm.create_model("ms_resnet18", T=1, num_classes=3, img_size=size,
-                                  downsample=downsample, **NARROW["ms_resnet18"]).eval()
+                                  downsample=downsample, **NARROW).eval()
         with torch.no_grad():
             assert model(torch.rand(1, 3, *size)).shape == (1, 1, 3)

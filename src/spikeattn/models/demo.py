@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from timm.models import register_model
 from torch import Tensor, nn
 
 from ..attention import attention_slots, build_attention, slot
@@ -22,7 +21,7 @@ from ..coding import build_coding
 from ..layers import SpikingStage, TimeDistributed, conv_bn
 from ..neurons import MultiStepLIF
 from ._checkpoint import GradCheckpointing, run_blocks
-from ._factory import build, frame_size
+from ._factory import build, frame_size, register
 
 
 class DemoCNN(GradCheckpointing, nn.Module):
@@ -76,7 +75,7 @@ class DemoCNN(GradCheckpointing, nn.Module):
         return self.head(run_blocks(layers, x, self.grad_checkpointing))
 
 
-@register_model
+@register(DemoCNN)
 def demo_cnn(pretrained: bool = False, **kwargs: Any) -> DemoCNN:
     """DemoCNN with 16/32 channels (embedded datasets, CPU demo)."""
     return build(DemoCNN, pretrained, **kwargs)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from timm.models import register_model
 from torch import Tensor, nn
 
 from ..attention import MA_VARIANTS, attention_slots, build_attention, family, slot
@@ -40,7 +39,7 @@ from ..coding import build_coding
 from ..layers import SpikingStage, TimeDistributed, conv_bn
 from ..neurons import MultiStepLIF
 from ._checkpoint import GradCheckpointing, run_blocks
-from ._factory import build, frame_size
+from ._factory import build, frame_size, register
 
 _FLATTEN = nn.Flatten(2)  # [T, B, C, H, W] -> [T, B, C*H*W] (stateless, shared)
 
@@ -87,7 +86,9 @@ class MACNN(GradCheckpointing, nn.Module):
     Input [B, T, C, H, W] event frames (or [B, C, H, W] images, repeated over T);
     output [T, B, num_classes] (spikes when `spiking_output`). The FC input size is computed
     from `img_size` so small inputs work; at the paper sizes it is the paper's.
-    Each network declares its layout in the class attributes below.
+    Each network declares its layout in the class attributes below; the defaults (T 60,
+    11 classes, 2x32x32) are DVS128 Gesture's, and each timm name sets its dataset's over
+    them (`register` in this file).
     With `set_grad_checkpointing()` each conv layer (the first with the coding) and the FC
     layers together are checkpoints.
     """
@@ -188,22 +189,12 @@ class MACNNGesture(MACNN):
     POOLS = (1, 2, 2)
     MA_DEFAULTS = {"ratio_c": 8, "ratio_t": 5}
 
-    def __init__(self, attention: str = "none", coding: str = "direct", T: int = 60,
-                 num_classes: int = 11, in_chans: int = 2, img_size: int | Sequence[int] = 32,
-                 neuron: str | None = "ma_dvs", neuron_kwargs: dict[str, Any] | None = None,
-                 attention_kwargs: dict[str, Any] | None = None,
-                 coding_kwargs: dict[str, Any] | None = None, lif_backend: str = "auto",
-                 spiking_output: bool = True, fc_bn: bool = True):
-        super().__init__(attention=attention, coding=coding, T=T, num_classes=num_classes,
-                         in_chans=in_chans, img_size=img_size, neuron=neuron,
-                         neuron_kwargs=neuron_kwargs, attention_kwargs=attention_kwargs,
-                         coding_kwargs=coding_kwargs, lif_backend=lif_backend,
-                         spiking_output=spiking_output, fc_bn=fc_bn)
-
 
 class MACNNGait(MACNN):
     """MA-SNN's DVS128 Gait CNN: 2x128x128, Conv 32/64/128/256/512, pools 2/2/2/2/4,
     FC 2048-256-21. T=8 (dt 500 ms); MA ratios r_c 8, r_t 2 from the authors' Config.py.
+    Its T, classes and frame size are the `ma_cnn_gait` entry point's variant (built as a
+    class, pass them: MACNN's defaults are Gesture's).
     """
 
     NAME = "ma_cnn_gait"
@@ -211,26 +202,16 @@ class MACNNGait(MACNN):
     POOLS = (2, 2, 2, 2, 4)
     MA_DEFAULTS = {"ratio_c": 8, "ratio_t": 2}
 
-    def __init__(self, attention: str = "none", coding: str = "direct", T: int = 8,
-                 num_classes: int = 21, in_chans: int = 2, img_size: int | Sequence[int] = 128,
-                 neuron: str | None = "ma_dvs", neuron_kwargs: dict[str, Any] | None = None,
-                 attention_kwargs: dict[str, Any] | None = None,
-                 coding_kwargs: dict[str, Any] | None = None, lif_backend: str = "auto",
-                 spiking_output: bool = True, fc_bn: bool = True):
-        super().__init__(attention=attention, coding=coding, T=T, num_classes=num_classes,
-                         in_chans=in_chans, img_size=img_size, neuron=neuron,
-                         neuron_kwargs=neuron_kwargs, attention_kwargs=attention_kwargs,
-                         coding_kwargs=coding_kwargs, lif_backend=lif_backend,
-                         spiking_output=spiking_output, fc_bn=fc_bn)
 
-
-@register_model
+# Each name's variant (what it sets over MACNN's defaults, which are Gesture's) is in its
+# `register` line; the layout (channels, pools, MA ratios) is the class's.
+@register(MACNNGesture)
 def ma_cnn_gesture(pretrained: bool = False, **kwargs: Any) -> MACNNGesture:
     """MA-SNN's DVS128 Gesture CNN (see MACNN for the options)."""
     return build(MACNNGesture, pretrained, **kwargs)
 
 
-@register_model
+@register(MACNNGait, T=8, num_classes=21, img_size=128)
 def ma_cnn_gait(pretrained: bool = False, **kwargs: Any) -> MACNNGait:
     """MA-SNN's DVS128 Gait CNN (see MACNN for the options)."""
     return build(MACNNGait, pretrained, **kwargs)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from timm.models import register_model
 from torch import Tensor, nn
 
 from ..attention import MA_VARIANTS, attention_slots, family
@@ -42,7 +41,7 @@ from ..coding import build_coding
 from ..layers import TimeDistributed, TimeSharedDropout
 from ..neurons import MultiStepLIF
 from ._checkpoint import GradCheckpointing, run_blocks
-from ._factory import build, frame_size
+from ._factory import build, frame_size, register
 
 STEMS = ("7x7", "deep", "3x3")
 CONV_INITS = ("pytorch", "kaiming_fan_out")
@@ -254,45 +253,31 @@ class MSResNet(GradCheckpointing, nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-# What each registered name sets over MSResNet's own defaults (one home: the entry points
-# build from it, and models.backbone_defaults reads it for the recipe card).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "ms_resnet18": {"depths": (2, 2, 2, 2)},
-    "ms_resnet34": {"depths": (3, 4, 6, 3)},
-    "ms_resnet104": {"depths": (3, 8, 32, 8)},
-    "gac_ms_resnet18_cifar": {"depths": (3, 3, 2), "widths": (128, 256, 512), "strides": (1, 2, 2),
-                              "stem": "3x3", "num_classes": 10, "img_size": 32, "neuron": "gac_cifar",
-                              "drop_rate": 0.0, "downsample": "strided", "bn_weight_init": 1.0,
-                              "residual_bn_weight_init": 1.0},
-}
-
-
-def _variant(name: str, pretrained: bool, kwargs: dict[str, Any]) -> MSResNet:
-    return build(MSResNet, pretrained, **{**VARIANTS[name], **kwargs})
-
-
-@register_model
+# Each name's variant (what it sets over MSResNet's own defaults) is in its `register` line.
+@register(MSResNet, depths=(2, 2, 2, 2))
 def ms_resnet18(pretrained: bool = False, **kwargs: Any) -> MSResNet:
     """MS-ResNet-18, ImageNet (GAC reports 11.82M parameters with GAC coding)."""
-    return _variant("ms_resnet18", pretrained, kwargs)
+    return build(MSResNet, pretrained, **kwargs)
 
 
-@register_model
+@register(MSResNet, depths=(3, 4, 6, 3))
 def ms_resnet34(pretrained: bool = False, **kwargs: Any) -> MSResNet:
     """MS-ResNet-34, ImageNet (GAC reports 21.93M parameters with GAC coding)."""
-    return _variant("ms_resnet34", pretrained, kwargs)
+    return build(MSResNet, pretrained, **kwargs)
 
 
-@register_model
+@register(MSResNet, depths=(3, 8, 32, 8))
 def ms_resnet104(pretrained: bool = False, **kwargs: Any) -> MSResNet:
     """MS-ResNet-104 (MA-SNN's Res-SNN-104, SMA-AZO-ResNet104). Stem '7x7' as MA-SNN's code
     builds it; stem='deep' gives MS-ResNet-104's own three-3x3 stem."""
-    return _variant("ms_resnet104", pretrained, kwargs)
+    return build(MSResNet, pretrained, **kwargs)
 
 
-@register_model
+@register(MSResNet, depths=(3, 3, 2), widths=(128, 256, 512), strides=(1, 2, 2), stem="3x3",
+          num_classes=10, img_size=32, neuron="gac_cifar", drop_rate=0.0, downsample="strided",
+          bn_weight_init=1.0, residual_bn_weight_init=1.0)
 def gac_ms_resnet18_cifar(pretrained: bool = False, **kwargs: Any) -> MSResNet:
     """GAC's CIFAR "MS-ResNet-18": 3x3 stem 64, [3, 3, 2] blocks at 128/256/512, strides 1/2/2,
     as GAC's CIFAR code (strided shortcuts, PyTorch-default BN, no dropout); 12.63M parameters
     with GAC coding and 10 classes."""
-    return _variant("gac_ms_resnet18_cifar", pretrained, kwargs)
+    return build(MSResNet, pretrained, **kwargs)

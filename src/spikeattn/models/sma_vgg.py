@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from timm.models import register_model
 from torch import Tensor, nn
 
 from ..attention import attention_slots, family
@@ -36,7 +35,7 @@ from ..coding import build_coding
 from ..layers import TimeDistributed, TimeSharedDropout, conv_bn
 from ..neurons import MultiStepLIF
 from ._checkpoint import GradCheckpointing, run_blocks
-from ._factory import build, frame_size
+from ._factory import build, frame_size, register
 
 SMA_BLOCKS: dict[str, tuple[int, ...]] = {"code": (2, 3), "paper": (2, 3, 4, 5)}
 VGG8_CHANNELS = (64, 128, 256, 512, 512)
@@ -137,7 +136,7 @@ class SMAVGG8(GradCheckpointing, nn.Module):
         return run_blocks(blocks, x, self.grad_checkpointing)
 
 
-@register_model
+@register(SMAVGG8)
 def sma_vgg8(pretrained: bool = False, **kwargs: Any) -> SMAVGG8:
     """SMA's DVS VGG8 (see SMAVGG8 for the options; `sma_blocks` 'code' or 'paper')."""
     return build(SMAVGG8, pretrained, **kwargs)
