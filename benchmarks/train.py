@@ -73,7 +73,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 import timm  # noqa: E402
 
-from spikeattn import data, stages  # noqa: E402
+from spikeattn import data  # noqa: E402
+from spikeattn.job_inputs import model_spec  # noqa: E402
 from spikeattn.attention import MA_VARIANTS, family  # noqa: E402
 from spikeattn.config import Cell, Params  # noqa: E402
 from spikeattn.hardware import device_name  # noqa: E402
@@ -160,7 +161,7 @@ def find_cell(params: Params, study: str, coords: dict[str, Any]) -> Cell:
 
 def spec_for(params: Params, case: Case, smoke: bool) -> Spec:
     cell = find_cell(params, case.study, case.cell)
-    name, kwargs = stages.model_spec(params, cell)
+    name, kwargs = model_spec(params, cell)
     settings = params.train_settings(case.study)
     processes = int(params.distributed(case.study).get("nproc_per_node", 1) or 1)
     batch, note = settings["batch_size"], ""
@@ -584,7 +585,7 @@ def run_epoch_case(params: Params, case: EpochCase, device: torch.device, overri
     batch = settings["batch_size"]
     train = TimedLoader(batches(frames, case.cell_data, "train", batch, case.cell.T, device), device)
     test = TimedLoader(batches(frames, case.cell_data, "test", batch, case.cell.T, device), device)
-    name, kwargs = stages.model_spec(params, case.cell)
+    name, kwargs = model_spec(params, case.cell)
     model = timm.create_model(name, **kwargs).to(device)
     sync(device)
     setup = time.perf_counter() - start

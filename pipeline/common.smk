@@ -11,7 +11,7 @@ from spikeattn.config import Params, ParamsError
 from spikeattn.data import DATASETS, raw_params
 from spikeattn.frozen_params import freeze_params
 from spikeattn.io import canonical_json, write_json
-from spikeattn.stages import frames_path
+from spikeattn.job_inputs import frames_path
 
 
 def _config_source():

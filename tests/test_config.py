@@ -11,7 +11,7 @@ import yaml
 from spikeattn.config import Params, ParamsError
 from spikeattn.io import canonical_json
 from spikeattn.neurons import MultiStepLIF
-from spikeattn.stages import model_spec
+from spikeattn.job_inputs import model_spec
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -12,3 +12,14 @@ def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
     assert str(err.value).startswith(f"{path}:4:1: not valid YAML")
     path.write_text("train:\n  lr: 0.1\n")
     assert read_yaml(path) == {"train": {"lr": 0.1}}
+
+
+def test_write_texts_writes_each_file_whole_and_leaves_no_temporary(tmp_path):
+    from spikeattn.io import write_texts
+
+    out = tmp_path / "reports" / "s"  # made on the way
+    written = write_texts(out, {"a.md": "# µJ ± –\n", "b.csv": "x,y\n1,2\n"})
+    assert written == [out / "a.md", out / "b.csv"]
+    assert (out / "a.md").read_text(encoding="utf-8") == "# µJ ± –\n"
+    assert (out / "b.csv").read_text(encoding="utf-8") == "x,y\n1,2\n"
+    assert sorted(p.name for p in out.iterdir()) == ["a.md", "b.csv"]

@@ -7,7 +7,7 @@ import torch
 
 import spikeattn.models  # noqa: F401
 from spikeattn.config import Params
-from spikeattn.stages import model_spec
+from spikeattn.job_inputs import model_spec
 
 PARAMS = Params.load(Path(__file__).resolve().parents[1] / "params.yaml")
 PAPER_CELLS = [cell for study in PARAMS.selected("paper") for cell in PARAMS.cells(study)]

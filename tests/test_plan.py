@@ -13,7 +13,7 @@ from spikeattn.cli import main
 from spikeattn.config import Params
 from spikeattn.data import DATASETS
 from spikeattn.io import read_yaml, write_json
-from spikeattn.stages import frames_path
+from spikeattn.job_inputs import frames_path
 
 REPO = Path(__file__).resolve().parents[1]
 HOUR = 3600

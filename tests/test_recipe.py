@@ -235,7 +235,7 @@ def test_sources_may_name_defaults_and_lif_constants():
 
 def test_cell_keys_are_what_model_spec_fills_in(params):
     from spikeattn.recipe import CELL_KEYS
-    from spikeattn.stages import model_spec
+    from spikeattn.job_inputs import model_spec
 
     _, kwargs = model_spec(params, params.cells("s")[0])
     assert set(kwargs) - set(params.model_kwargs("s")) == set(CELL_KEYS)

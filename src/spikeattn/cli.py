@@ -183,8 +183,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .data.sources import DataError
     from .gpu_slots import GPUSlotError
     from .plan import PlanError
-    from .report.tables import ResultError
-    from .stages import RunBusyError
+    from .records import ResultError
+    from .train.job import RunBusyError
     from .tracking import TrackingError
 
     return (ParamsError, FileNotFoundError, NotImplementedError, DownloadError, DataError,

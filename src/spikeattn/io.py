@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 
 def canonical_json(obj: Any) -> str:
@@ -82,6 +82,21 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_texts(out_dir: str | os.PathLike, texts: Mapping[str, str]) -> list[Path]:
+    """Write each {file name: text} into `out_dir`, each atomically (UTF-8).
+
+    Callers render every text first and write after, so a failure while rendering leaves the
+    previous outputs untouched, never half of a new set."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in texts.items():
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(content, encoding="utf-8")
+        written.append(out_dir / name)
+    return written
 
 
 def read_yaml(path: str | os.PathLike) -> Any:

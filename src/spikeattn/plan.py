@@ -188,7 +188,7 @@ def study_table(rows: list[CellCost], devices: int, jobs_per_gpu: int) -> tuple[
 def train_samples(params: Params, cell: Cell) -> tuple[int | None, str]:
     """Training samples of a cell's data: the built cache's own count, else the registry's."""
     from .data import get_info
-    from .stages import frames_path
+    from .job_inputs import frames_path
 
     meta = frames_path(params, cell)
     if meta.exists():
@@ -251,7 +251,7 @@ def probe_key(params: Params, cell: Cell, batch: int) -> str:
     """What a step's time depends on: backbone, frame shape, per-process batch, T, attention,
     coding, precision, and a digest of the model's other arguments and the step's settings."""
     from .data import get_info
-    from .stages import model_spec
+    from .job_inputs import model_spec
 
     name, kwargs = model_spec(params, cell)
     settings = params.train_settings(cell.study)
@@ -360,7 +360,7 @@ def _measure(params: Params, cell: Cell, device, batch: int, probe_batch: int,
 
     from .data import get_info
     from .data.loader import Batch
-    from .stages import model_spec
+    from .job_inputs import model_spec
     from .train import fit
     from .train.precision import Precision
 

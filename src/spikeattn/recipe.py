@@ -13,7 +13,7 @@ descended (`model.attention_kwargs.ma.ratio_c`); lists and empty mappings are on
 The model section is what the cells build with, not only what params.yaml writes: `model.<key>`
 for each key the study declares (its value), and for every other constructor parameter of the
 backbone its default (models.backbone_defaults: the class's, then the timm name's own), except
-those each cell fills in itself (CELL_KEYS, stages.model_spec) and RUNTIME_KEYS, which change
+those each cell fills in itself (CELL_KEYS, job_inputs.model_spec) and RUNTIME_KEYS, which change
 no result. `model.lif.<field>` are the LIF constants the cells' neurons run with: the fields
 of the study's `neuron` preset (the backbone's default preset when the study names none) with
 its `neuron_kwargs` applied (`model.lif.surrogate_kwargs.width`). With several backbones in the
@@ -32,7 +32,7 @@ GIVES = {"paper": ("paper",), "code": ("code",), "paper+code": ("paper", "code")
          "assumed": (), "project": ()}
 NOT_DECLARED = "not declared"
 DISAGREE = "paper ≠ code"
-# Constructor parameters each cell fills in itself (stages.model_spec), and ones that change
+# Constructor parameters each cell fills in itself (job_inputs.model_spec), and ones that change
 # no result: not recipe rows.
 CELL_KEYS = ("attention", "coding", "T", "num_classes", "in_chans", "img_size")
 RUNTIME_KEYS = ("lif_backend",)

@@ -3,12 +3,13 @@
 The files follow what the train and energy stages write: a completed run has
 `"status": "completed"` in both JSON files; a diverged run (`status="diverged"`) has
 `"status": "diverged"`, a `"diverged"` record (epoch, batch, loss), the last fully completed
-epoch's final/best values (all null when it diverged in epoch 1), no firing rates, an
-energy.json whose numbers are all null with no layers, and a history of its completed epochs
+epoch's final/best values (all null when it diverged in epoch 1), an energy.json whose
+numbers are all null with no layers and no firing rates, and a history of its completed epochs
 only (header only when it diverged in epoch 1). `status=None` writes the older files that
 predate divergence: no status anywhere, which must read as completed. Both JSON files name the
 run's checkpoint (`checkpoint_sha256`, the same in both); `checkpoint=None` leaves it out, as
-files written before checkpoints were named.
+files written before checkpoints were named. Firing rates are in energy.json only (their one
+source; metrics.json has none).
 """
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ def lif_layers(rates: Sequence[float], prefix: str = "") -> list[dict[str, Any]]
 
 
 def write_run(root: Path, study: str, cell: dict, seed: int, *, acc: float, best: float,
-              rate: float, energy_uj: float, conventions: str, params: int = 1000,
+              rate: float | None, energy_uj: float, conventions: str, params: int = 1000,
               spikes: float | None = None, sops: float = 1_500_000.0, macs: int = 2_000_000,
-              energy_rate: float | None = None, layers: Sequence[dict] = (),
+              layers: Sequence[dict] = (),
               history: Sequence[tuple[float, float]] | None = None, epochs: int = 3,
               status: str | None = "completed", diverged_epoch: int = 2,
               loss: str = "nan", checkpoint: str | None = CHECKPOINT) -> Path:
@@ -46,8 +47,9 @@ def write_run(root: Path, study: str, cell: dict, seed: int, *, acc: float, best
 
     `acc`/`best` are fractions (final and best test accuracy; for a diverged run, those of
     its last completed epoch). `history` is one (train_loss, test_acc) per epoch, epochs
-    numbered from 1; a diverged run keeps the epochs before `diverged_epoch` only. `spikes`
-    and `energy_rate` are left out of energy.json when None (older energy files).
+    numbered from 1; a diverged run keeps the epochs before `diverged_epoch` only. `rate` is
+    energy.json's mean firing rate (its per-layer `firing_rates` are conv1 and conv2 at that
+    rate); `spikes` and `rate` are left out of energy.json when None (older energy files).
     """
     folder = Path(root) / study / cell["id"] / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,8 +63,6 @@ def write_run(root: Path, study: str, cell: dict, seed: int, *, acc: float, best
                   "train_loss": None if nothing else 0.05},
         "best": {"test_acc": None if nothing else best,
                  "epoch": None if nothing else max(1, diverged_epoch - 1) if diverged else 2},
-        "firing_rates": {} if diverged else {"conv1": rate, "conv2": rate},
-        "mean_firing_rate": None if diverged else rate,
         "params": params, "epochs": epochs, "train_seconds": 41.5,
     }
     energy: dict[str, Any] = {
@@ -73,15 +73,16 @@ def write_run(root: Path, study: str, cell: dict, seed: int, *, acc: float, best
     }
     if spikes is not None:
         energy["spikes"] = spikes
-    if energy_rate is not None:
-        energy["mean_firing_rate"] = energy_rate
+    if rate is not None:
+        energy["mean_firing_rate"] = rate
+        energy["firing_rates"] = {"conv1": rate, "conv2": rate}
     if status is not None:
         metrics["status"] = energy["status"] = status
     if checkpoint is not None:
         metrics["checkpoint_sha256"] = energy["checkpoint_sha256"] = checkpoint
     if diverged:
         metrics["diverged"] = {"epoch": diverged_epoch, "batch": 7, "loss": loss}
-        energy.update({key: None for key in ENERGY_NUMBERS}, layers=[])
+        energy.update({key: None for key in ENERGY_NUMBERS}, layers=[], firing_rates={})
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "energy.json").write_text(json.dumps(energy))
     if history is not None:

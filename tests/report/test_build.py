@@ -44,7 +44,7 @@ def _write_seed(root, study: str, cell: dict, seed: int, i: int,
     att = cell["attention"]
     rates = [r + 0.01 * i for r in RATES[att]]
     return write_run(root, study, cell, seed, acc=ACC[att][i], best=ACC[att][i] + 0.001,
-                     rate=sum(rates) / 2, energy_rate=sum(rates) / 2,
+                     rate=sum(rates) / 2,
                      energy_uj=ENERGY[att][i], params=12_345, spikes=SPIKES[att][i],
                      sops=2000.0, macs=1000, layers=lif_layers(rates), conventions=conventions,
                      history=[(1.2, ACC[att][i] - 0.1), (0.6, ACC[att][i])], epochs=2,

@@ -11,7 +11,7 @@ import pytest
 
 from result_files import write_run
 from spikeattn.report.results import RUN_COLUMNS, histories, layer_rates, runs_frame
-from spikeattn.report.tables import ResultError
+from spikeattn.records import ResultError
 
 STUDY = "demo-dvs"
 SEEDS = [0, 1, 2]
@@ -59,8 +59,7 @@ def _write_seed(root, cell: dict, seed: int, i: int, study: str = STUDY, **statu
     rates = RATES[att][i]
     history = [(1.0 / epoch + i, ACC[att][i] - 0.01 * (3 - epoch)) for epoch in (1, 2, 3)]
     return write_run(root, study, cell, seed, acc=ACC[att][i], best=BEST[att][i],
-                     rate=0.999,  # energy.json's value wins: see test below
-                     energy_rate=float(np.mean(rates)), energy_uj=ENERGY[att][i],
+                     rate=float(np.mean(rates)), energy_uj=ENERGY[att][i],
                      spikes=SPIKES[att][i], sops=1_500_000.0 + i, layers=_layers(rates),
                      conventions=CONVENTIONS, history=history, **status)
 
@@ -90,7 +89,7 @@ def test_runs_frame_one_row_per_cell_and_seed(results):
     assert runs["energy_uj"].tolist() == ENERGY["none"] + ENERGY["TCSA"]
     assert runs["sops"].tolist() == [1_500_000.0, 1_500_001.0, 1_500_002.0] * 2
     assert set(runs["macs"]) == {2_000_000} and set(runs["epochs"]) == {3}
-    # energy.json's firing rate (measured with the energy stage) is preferred over metrics'
+    # the firing rate is energy.json's (metrics.json has none)
     assert runs["firing_rate"].iloc[0] == pytest.approx(0.2)
 
 

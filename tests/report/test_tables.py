@@ -11,7 +11,8 @@ import pytest
 
 from result_files import write_run
 from spikeattn.report import build_tables
-from spikeattn.report.tables import ResultError, fmt_count, fmt_pm, latex_escape
+from spikeattn.records import ResultError
+from spikeattn.report.formatting import fmt_count, fmt_pm, latex_escape
 
 STUDY = "demo-dvs"
 SEEDS = [0, 1, 2]
@@ -40,7 +41,7 @@ def _write_seed(root, cell: dict, seed: int, i: int, study: str = STUDY,
     `status` passes status / diverged_epoch / loss on to write_run."""
     key = (like or cell)["id"]
     return write_run(root, study, cell, seed, acc=ACC[key][i], best=BEST[key][i],
-                     rate=RATE[key][i], energy_rate=RATE[key][i], energy_uj=ENERGY[key][i],
+                     rate=RATE[key][i], energy_uj=ENERGY[key][i],
                      params=PARAMS[key], sops=1_500_000.0 + 1000 * i, conventions=conventions,
                      epochs=6, **status)
 

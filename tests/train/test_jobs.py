@@ -71,17 +71,24 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_one(data_dir, tmp_path)
     pd.testing.assert_frame_equal(pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv"),
                                   check_exact=True)
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
-    for key in ("final", "best", "firing_rates", "status"):
+    for key in ("final", "best", "status"):
         assert ma[key] == mb[key], key
+    assert not {"firing_rates", "mean_firing_rate"} & set(ma), "firing rates live in energy.json only"
     assert (ma["resumed_from_epoch"], mb["resumed_from_epoch"]) == (0, saved)
     assert [m["checkpoint_sha256"] for m in (ma, mb)] == [file_digest(d / "checkpoint.pt") for d in (a, b)]
     wa, wb = (torch.load(d / "checkpoint.pt", weights_only=True)["state_dict"] for d in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa), "resumed weights differ"
     assert not (b / "resume.pt").exists(), "the state is dropped once the outputs are written"
+    for workdir in (whole, killed):  # firing rates: measured by the energy job, on the same weights
+        jobs.run(workdir, "energy", "--study", jobs.STUDY, "--cell", jobs.CELL, "--seed", "0")
+    ea, eb = (json.loads((d / "energy.json").read_text()) for d in (a, b))
+    assert ea["firing_rates"] and ea["firing_rates"] == eb["firing_rates"]
+    assert ea["mean_firing_rate"] == eb["mean_firing_rate"]
 
     [run] = _runs(killed)  # the same run, continued: each epoch logged exactly once
     assert run.info.run_id == left.info.run_id == mb["mlflow_run_id"]
     assert run.info.status == "FINISHED"
+    assert run.data.metrics["mean_firing_rate"] == pytest.approx(eb["mean_firing_rate"])  # the energy job logs it
     with _store(killed).locked() as client:
         history = client.get_metric_history(run.info.run_id, "test_acc")
     assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))

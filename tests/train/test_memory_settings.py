@@ -15,7 +15,7 @@ from spikeattn.io import canonical_json
 from spikeattn.data.frames import Split
 from spikeattn.data.loader import TensorBatches
 from spikeattn.schema import params_schema, violations
-from spikeattn.stages import HISTORY_COLUMNS
+from spikeattn.records import HISTORY_COLUMNS
 from spikeattn.train import fit, seed_everything
 from spikeattn.train.loop import build_optimizer
 from spikeattn.train.speed import StepSettings, fused_problem, resolve_fused

@@ -11,7 +11,9 @@ import timm
 import yaml
 
 import jobs
-from spikeattn import data, stages
+from spikeattn import data, paths, stages
+from spikeattn.job_inputs import model_spec
+from spikeattn.train.job import RUN_LOCK, RunBusyError, run_lock
 from spikeattn.config import Params, ParamsError
 from spikeattn.train.checkpoint import CheckpointError, save_checkpoint
 
@@ -31,25 +33,25 @@ def study(tmp_path, monkeypatch):
 
 
 def _out():
-    return stages.paths.run_dir(jobs.STUDY, jobs.CELL, 0)
+    return paths.run_dir(jobs.STUDY, jobs.CELL, 0)
 
 
 def test_a_second_train_of_a_running_cell_and_seed_is_refused(study, tmp_path):
     out = _out()
     out.mkdir(parents=True)
-    first = subprocess.Popen([sys.executable, "-c", HOLD, str(out / stages.RUN_LOCK)],
+    first = subprocess.Popen([sys.executable, "-c", HOLD, str(out / RUN_LOCK)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert first.stdout.readline().strip() == "held"
-        with pytest.raises(stages.RunBusyError) as err:
+        with pytest.raises(RunBusyError) as err:
             stages.train(study, jobs.STUDY, jobs.CELL, 0, track=True)
         assert str(out) in str(err.value) and "is running" in str(err.value)
-        assert [p.name for p in out.iterdir()] == [stages.RUN_LOCK]  # no file written
+        assert [p.name for p in out.iterdir()] == [RUN_LOCK]  # no file written
         assert not (tmp_path / "mlflow.db").exists(), "no MLflow run opened"
     finally:
         first.kill()  # SIGKILL: its flock goes with it, nothing is left to clean up
         first.wait()
-    with stages.run_lock(out):
+    with run_lock(out):
         pass
 
 
@@ -63,7 +65,7 @@ def _trained(params):
     """A freshly initialised model saved as the run's checkpoint, and the metrics.json naming
     it, as the train stage writes them (what energy reads)."""
     cell = params.cell(jobs.STUDY, jobs.CELL)
-    name, kwargs = stages.model_spec(params, cell)
+    name, kwargs = model_spec(params, cell)
     out = _out()
     digest = save_checkpoint(out / "checkpoint.pt", timm.create_model(name, **kwargs), name, kwargs)
     (out / "metrics.json").write_text(json.dumps({"status": "completed", "checkpoint_sha256": digest}))

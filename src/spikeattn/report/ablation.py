@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from .stats import holm, welch
-from .tables import COMPLETED, RUN_STATUSES, _cell_label, _label_axes, latex_escape, seed_note
+from ..records import COMPLETED, RUN_STATUSES
+from .formatting import cell_label, label_axes, latex_escape, seed_note
 
 VANILLA = {"attention": "none", "coding": "direct"}
 TWIN_KEYS = ("study", "dataset", "backbone", "T")
@@ -272,7 +273,7 @@ def ablation_human(table: pd.DataFrame, min_seeds: int | None = None) -> pd.Data
     diverged ones left out, of the variant and of its twin).
     """
     min_seeds = min_seeds if min_seeds is not None else table.attrs.get("min_seeds")
-    axes = _label_axes(table) if len(table) else ["attention", "coding", "T"]
+    axes = label_axes(table) if len(table) else ["attention", "coding", "T"]
     several = table["study"].nunique() > 1
     rows = []
     for _, r in table.iterrows():
@@ -281,7 +282,7 @@ def ablation_human(table: pd.DataFrame, min_seeds: int | None = None) -> pd.Data
         sig = r["significant"]
         rows.append({
             **({"Study": r["study"]} if several else {}),
-            "Variant": _cell_label(r, axes), "vs": _cell_label(twin, axes),
+            "Variant": cell_label(r, axes), "vs": cell_label(twin, axes),
             "Seeds": " vs ".join(seed_note(n, k) for _, n, k in _sides(r)),
             "Acc. Δ (pp)": _fmt_delta(r),
             "p (adj.)": _fmt_p(r, min_seeds),

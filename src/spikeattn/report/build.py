@@ -12,16 +12,16 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ..io import atomic_path
+from ..io import write_texts
 from ..paths import FIGURE_NAMES
 from . import figures as fig
 from .ablation import ablation_caption, ablation_table, render_ablation
 from .html import tables_page
 from .paper import diverged_of, paper_caption, paper_long, paper_sources, paper_wide, render_paper
 from .recipe import recipe_caption
-from .results import frame_of_runs, histories, layer_rates
-from .tables import (_cell_dict, _conventions, _load, caption as study_caption, diverged_runs,
-                     human_table, summarise)
+from .results import (cell_dict, diverged_runs, energy_conventions, frame_of_runs, histories,
+                      layer_rates, load_runs)
+from .tables import caption as study_caption, human_table, summarise
 
 FIGURES = FIGURE_NAMES
 
@@ -34,13 +34,6 @@ class StudyInputs:
     seeds: list[int]
     targets: list[dict[str, Any]]
     epochs: int
-
-
-def _write_texts(out_dir: Path, texts: Mapping[str, str]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, content in texts.items():
-        with atomic_path(out_dir / name) as tmp:
-            tmp.write_text(content, encoding="utf-8")
 
 
 def build_figures(study: str, inputs: StudyInputs, summary_csv: Path, results_root: Path,
@@ -70,11 +63,10 @@ def build_paper(name: str, title: str, studies: Mapping[str, StudyInputs], resul
     CSV) and tables.html, which also holds each study's summary table and its recipe card
     (`recipes`: study -> report.recipe.recipe_card). Returns the frames."""
     results_root = Path(results_root)
-    loaded = {s: _load(s, [_cell_dict(c) for c in i.cells], i.seeds, results_root)
-              for s, i in studies.items()}
-    runs = pd.concat([frame_of_runs(s, [_cell_dict(c) for c in i.cells], loaded[s])
+    loaded = {s: load_runs(s, i.cells, i.seeds, results_root) for s, i in studies.items()}
+    runs = pd.concat([frame_of_runs(s, [cell_dict(c) for c in i.cells], loaded[s])
                       for s, i in studies.items()], ignore_index=True)
-    conventions = _conventions({f"{s}/{cell}": seeds for s, by_cell in loaded.items()
+    conventions = energy_conventions({f"{s}/{cell}": seeds for s, by_cell in loaded.items()
                                 for cell, seeds in by_cell.items()})
     targets = {s: i.targets for s, i in studies.items()}
     long = paper_long(runs, targets)
@@ -87,7 +79,7 @@ def build_paper(name: str, title: str, studies: Mapping[str, StudyInputs], resul
     ab_text = ablation_caption(ablation, alpha, min_seeds, correction)
     summaries = {}
     for study, inputs in studies.items():
-        cells = [_cell_dict(c) for c in inputs.cells]
+        cells = [cell_dict(c) for c in inputs.cells]
         summary = summarise(cells, loaded[study], inputs.targets)
         summaries[study] = (human_table(summary),
                             study_caption(summary, inputs.seeds, conventions, "", inputs.targets,
@@ -97,5 +89,5 @@ def build_paper(name: str, title: str, studies: Mapping[str, StudyInputs], resul
              "tables.html": tables_page(title, wide, text, ablation, ab_text, summaries,
                                         {s: (card, recipe_caption(s, card))
                                          for s, card in (recipes or {}).items()})}
-    _write_texts(Path(out_dir), texts)
+    write_texts(out_dir, texts)
     return {"runs": runs, "results": long, "ablation": ablation}

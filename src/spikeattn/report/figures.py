@@ -27,7 +27,8 @@ from matplotlib.ticker import MaxNLocator
 
 from ..io import atomic_path
 from ..paths import FIGURE_FORMATS
-from .tables import COMPLETED, DIVERGED, _cell_label, _label_axes
+from ..records import COMPLETED, DIVERGED
+from .formatting import cell_label, label_axes
 
 DPI = 150
 SVG_HASHSALT = "spikeattn"  # fixed ids for clip paths etc., instead of a random uuid per save
@@ -154,7 +155,7 @@ def diverged_note(summary: pd.DataFrame) -> str:
     summary table (summary.csv), or '' when no run diverged."""
     if "n_diverged" not in summary.columns or summary.empty:
         return ""
-    labels = [_cell_label(row, _label_axes(summary)) for _, row in summary.iterrows()]
+    labels = [cell_label(row, label_axes(summary)) for _, row in summary.iterrows()]
     completed, diverged = _counts(summary)
     parts = [f"{label}: all {k} seeds (no point)" if n == 0 else f"{label}: {k} of {n + k} seeds"
              for label, n, k in zip(labels, completed, diverged) if k > 0]
@@ -236,10 +237,10 @@ def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
     the figure names them; if every cell diverged, the figure says so.
     """
     _require(summary, PARETO_REQUIRED, "summary")
-    axes = _label_axes(summary)
+    axes = label_axes(summary)
     note = diverged_note(summary)
     _, diverged = _counts(summary)
-    labels = [_cell_label(row, axes) + (f" ({k} diverged)" if k else "")
+    labels = [cell_label(row, axes) + (f" ({k} diverged)" if k else "")
               for (_, row), k in zip(summary.iterrows(), diverged)]
     shown = _drawable(summary)
     if not shown.any():

@@ -15,8 +15,9 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from .tables import (COMPLETED, DIVERGED, NO_STD, _column_decimals, _target, cell_status,
-                     diverged_caption, fmt_pm, latex_escape, mean_std, seed_note)
+from ..records import COMPLETED, DIVERGED
+from .formatting import NO_STD, column_decimals, fmt_pm, latex_escape, seed_note
+from .tables import cell_status, cell_target, diverged_caption, mean_std
 
 LONG_COLUMNS = ("study", "cell", "dataset", "backbone", "attention", "coding", "T", "row",
                 "column", "status", "seeds", "n_diverged", "acc_mean", "acc_std", "target_acc",
@@ -60,7 +61,7 @@ def paper_long(runs: pd.DataFrame, targets: Mapping[str, Iterable[Mapping[str, A
     for (study, cell), seeds in runs.groupby(["study", "cell"], sort=False):
         first = seeds.iloc[0]
         coords = {a: first[a] for a in ("dataset", "backbone", "attention", "coding", "T")}
-        target = _target(coords, targets.get(study, ()))
+        target = cell_target(coords, targets.get(study, ()))
         done = seeds[completed_mask(seeds)]
         n_diverged = len(seeds) - len(done)
         acc, acc_std = mean_std(done["acc"])
@@ -98,7 +99,7 @@ def paper_wide(long: pd.DataFrame) -> pd.DataFrame:
     """Rows x (column, quantity) strings; quantities: Paper (%), Ours (%), Δ (pp), Energy (µJ)
     and, where the paper reports energy, Paper (µJ). Paper and Δ are left out of a column
     group with no target at all, and empty where one cell has none."""
-    uj_dec = _column_decimals(long["energy_uj_mean"])
+    uj_dec = column_decimals(long["energy_uj_mean"])
     parts = []
     for column, group in long.groupby("column", sort=False):
         has_acc = group["target_acc"].notna().any()

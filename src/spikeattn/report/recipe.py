@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..io import write_texts
 from ..recipe import DISAGREE, NOT_DECLARED, card_rows, recipe_inputs
 from .html import recipe_page
 
@@ -54,8 +55,6 @@ def render_recipe(study: str, card: pd.DataFrame) -> dict[str, str]:
 
 def build_recipe(params: Any, study: str, out_dir: Path) -> pd.DataFrame:
     """reports/<study>/recipe.{md,csv,html}, all rendered before any is written."""
-    from .build import _write_texts
-
     card = recipe_card(params, study)
-    _write_texts(Path(out_dir), render_recipe(study, card))
+    write_texts(out_dir, render_recipe(study, card))
     return card
