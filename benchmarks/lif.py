@@ -2,8 +2,10 @@
 
 For each (dtype, T, N): ms forward, ms forward+backward, bytes moved by our count, achieved
 GB/s, % of the device's copy bandwidth (measured here), speedup over the torch reference and
-over SpikingJelly's multi-step LIF (its fastest installed backend, when installed), and the
-bytes each saves for backward. The neuron is SpikingJelly's default LIF (tau 2, decay_input,
+over SpikingJelly's multi-step LIF (its fastest installed backend, when installed), the same
+times and bytes for our recompute variant (backend "triton_recompute") with its
+forward+backward speedup over the saved-membrane kernel ("auto" takes it only if that is > 1),
+and the bytes each saves for backward. The neuron is SpikingJelly's default LIF (tau 2, decay_input,
 V_th 1, hard reset to 0, detached; preset `sj_tau2`), so every column compares like with like.
 
     python benchmarks/lif.py                          # on a CUDA GPU: the full table
@@ -12,7 +14,11 @@ V_th 1, hard reset to 0, detached; preset `sj_tau2`), so every column compares l
 
 Bytes moved, per element and time step with b bytes per element: the forward reads x and
 writes the spikes and the saved m = u - V_th (3b); the backward reads dL/ds and m and writes
-dL/dx (3b). The membrane itself stays in registers.
+dL/dx (3b). The membrane itself stays in registers. The recompute variant saves no m: autograd
+keeps x (already in memory) and the forward writes only the spikes plus the fp32 membrane
+entering every chunk of CHUNK steps after the first (2b + 4/CHUNK at most, 2b for T <= CHUNK);
+the backward reads dL/ds, x and those boundaries and writes dL/dx (3b + 4/CHUNK): 5b + 8/CHUNK
+at most instead of 6b.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from spikeattn.neurons import MultiStepLIF  # noqa: E402
+from spikeattn.neurons.triton_lif import CHUNK  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRESET = "sj_tau2"
@@ -131,13 +138,15 @@ def measure(module: torch.nn.Module, x: torch.Tensor, bench) -> tuple[float, flo
 def run(dtypes: list[str], Ts: list[int], Ns: list[int], device: str) -> str:
     bench = timer(device)
     ours = MultiStepLIF(PRESET, backend="triton")
+    recompute = MultiStepLIF(PRESET, backend="triton_recompute")
     reference = MultiStepLIF(PRESET, backend="torch")
     jelly = spikingjelly_neurons(device)
     largest = max(T * N for T in Ts for N in Ns) * 4
     copy = copy_bandwidth(bench, device, largest)
     rows = ["| dtype | T | N | fwd ms | fwd+bwd ms | bytes moved | GB/s | % copy bw | "
-            "× torch | × SpikingJelly | saved bytes (ours / SJ) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "× torch | × SpikingJelly | recompute fwd ms | recompute fwd+bwd ms | "
+            "recompute bytes moved | recompute × saved-m | saved bytes (ours / SJ) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in dtypes:
         dtype = DTYPES[name]
         for T in Ts:
@@ -146,6 +155,8 @@ def run(dtypes: list[str], Ts: list[int], Ns: list[int], device: str) -> str:
                 fwd, both, saved = measure(ours, x, bench)
                 _, ref_both, _ = measure(reference, x, bench)
                 moved = 6 * T * N * x.element_size()
+                rc_fwd, rc_both, _ = measure(recompute, x, bench)
+                rc_moved = 5 * T * N * x.element_size() + 2 * 4 * N * (-(-T // CHUNK) - 1)
                 gbs = moved / both / 1e6
                 sj = {b: measure(node, x, bench) for b, node in jelly.items()}
                 if sj:
@@ -156,6 +167,7 @@ def run(dtypes: list[str], Ts: list[int], Ns: list[int], device: str) -> str:
                     vs_sj, sj_saved = "not installed", "–"
                 rows.append(f"| {name} | {T} | {N:,} | {fwd:.3f} | {both:.3f} | {moved:,} | "
                             f"{gbs:.0f} | {100 * gbs / copy:.0f} | {ref_both / both:.1f} | {vs_sj} | "
+                            f"{rc_fwd:.3f} | {rc_both:.3f} | {rc_moved:,} | {both / rc_both:.2f} | "
                             f"{saved:,} / {sj_saved} |")
     device_name = torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)"
     head = (f"### {device_name}, {datetime.date.today().isoformat()}\n\n"

@@ -370,9 +370,9 @@ def build_model(spec: Spec, variant: Variant, device: torch.device, smoke: bool 
         return SJ_BUILDERS[spec.name](**spec.kwargs).to(device)
     if variant.compile and device.type != "cuda":
         return "skipped on CPU (compile is measured on CUDA)"
-    if variant.lif_backend == "triton" and device.type != "cuda" and not triton_interpreter():
+    if variant.lif_backend.startswith("triton") and device.type != "cuda" and not triton_interpreter():
         return "skipped: Triton needs CUDA or TRITON_INTERPRET=1"
-    if variant.lif_backend == "triton" and smoke and spec.name != SMOKE_TRITON:
+    if variant.lif_backend.startswith("triton") and smoke and spec.name != SMOKE_TRITON:
         return f"skipped in --smoke (interpreted Triton runs on {SMOKE_TRITON} only)"
     model = timm.create_model(spec.name, **{**spec.kwargs, "lif_backend": variant.lif_backend})
     if variant.build == "per_step":

@@ -76,7 +76,7 @@ PRESETS: dict[str, LIFConfig] = {
                          fire_at_threshold=True),
 }
 
-BACKENDS = ("auto", "torch", "triton")
+BACKENDS = ("auto", "torch", "triton", "triton_recompute")
 
 
 def lif_config(preset: str | None = None, **overrides: Any) -> LIFConfig:
@@ -127,7 +127,11 @@ class MultiStepLIF(nn.Module):
     """Multi-step LIF layer: input currents [T, ...] -> spikes [T, ...] (no state across calls).
 
     backend "torch" runs the reference loop; "triton" the fused kernels (CUDA tensors, or CPU
-    tensors under TRITON_INTERPRET=1); "auto" the kernels on CUDA tensors, else the reference.
+    tensors under TRITON_INTERPRET=1); "triton_recompute" the same forward saving x and a
+    membrane every few steps instead of u - V_th, its backward recomputing the membrane (fewer
+    bytes, more arithmetic; `triton_lif`); "auto" the saved-membrane kernels on CUDA tensors,
+    else the reference. "auto" takes the recompute variant only once a GPU measures it faster
+    (benchmarks/lif.py); none has yet.
     """
 
     def __init__(self, preset: str | None = None, backend: str = "auto", **overrides: Any):
@@ -142,7 +146,7 @@ class MultiStepLIF(nn.Module):
         if self.backend == "torch" or (self.backend == "auto" and not x.is_cuda):
             return False
         if not x.is_cuda and not triton_interpreter():
-            raise RuntimeError("MultiStepLIF(backend='triton') needs CUDA tensors, or "
+            raise RuntimeError(f"MultiStepLIF(backend={self.backend!r}) needs CUDA tensors, or "
                                "TRITON_INTERPRET=1 set before importing spikeattn to run the "
                                "kernels on the CPU; use backend='auto' or 'torch' otherwise")
         return True
@@ -151,7 +155,7 @@ class MultiStepLIF(nn.Module):
         if self._use_triton(x):
             from .lif_op import lif_triton
 
-            return lif_triton(x, self.cfg)
+            return lif_triton(x, self.cfg, recompute=self.backend == "triton_recompute")
         return lif_multistep(x, self.cfg)
 
     def extra_repr(self) -> str:
