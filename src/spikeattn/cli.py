@@ -1,4 +1,5 @@
 """`spikeattn <stage>`: one subcommand per pipeline stage. Argument parsing only."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="STAGE")
 
     def stage(name: str, text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
-                              parents=[after])
+        return sub.add_parser(
+            name, help=text, description=text[0].upper() + text[1:] + ".", parents=[after]
+        )
 
     s = stage("cells", "print a study's cell ids, one per line")
     s.add_argument("study")
@@ -45,17 +47,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("dataset")
     s.add_argument("--T", type=_positive, required=True, help="time steps (frames per sample)")
     s.add_argument("--study", help="apply this study's overrides of the dataset's parameters")
-    s.add_argument("--workers", type=_positive, default=1,
-                   help="processes reading and framing events")
+    s.add_argument(
+        "--workers", type=_positive, default=1, help="processes reading and framing events"
+    )
 
-    for name, text in (("train", "train one cell x seed into results/<study>/<cell>/seed<k>/"),
-                       ("energy", "estimate a trained cell x seed's energy (energy.json)")):
+    for name, text in (
+        ("train", "train one cell x seed into results/<study>/<cell>/seed<k>/"),
+        ("energy", "estimate a trained cell x seed's energy (energy.json)"),
+    ):
         s = stage(name, text)
         s.add_argument("--study", required=True)
         s.add_argument("--cell", required=True)
         s.add_argument("--seed", type=int, required=True)
-        s.add_argument("--threads", type=_positive, default=1,
-                       help="torch CPU threads (default 1)")
+        s.add_argument("--threads", type=_positive, default=1, help="torch CPU threads (default 1)")
         s.add_argument("--no-track", action="store_true", help="do not log to MLflow")
 
     s = stage("tables", "results/<study>/ -> reports/<study>/ tables")
@@ -64,47 +68,92 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--study", required=True)
     s = stage("paper", "a paper's studies -> reports/<paper>/ results, ablations, tables.html")
     s.add_argument("--paper", required=True)
-    s = stage("recipe", "params.yaml -> reports/<study>/recipe.{md,csv,html}: each setting of a "
-                        "study with its value and source")
+    s = stage(
+        "recipe",
+        "params.yaml -> reports/<study>/recipe.{md,csv,html}: each setting of a "
+        "study with its value and source",
+    )
     s.add_argument("--study", required=True)
 
-    s = stage("plan", "the selected studies' cost before they run: jobs, steps, measured step "
-                      "time, GPU-hours and wall time on this machine")
-    s.add_argument("--studies", metavar="SEL",
-                   help="studies, papers, groups or all, comma-separated (default: params.yaml studies)")
-    s.add_argument("--device", metavar="cpu|cuda|NAME",
-                   help="where to probe (default: cuda if there is one, else cpu), or a GPU's name "
-                        "to plan from its cached probes (.spikeattn/probe/)")
-    s.add_argument("--gpus", type=_positive, metavar="N",
-                   help="GPUs to plan the wall time for (default: those torch sees)")
-    s.add_argument("--probe-steps", type=_positive, default=3, metavar="K",
-                   help="timed training steps per probe, after one warm-up (default 3)")
-    s.add_argument("--probe-batch", type=_positive, metavar="B",
-                   help="samples per probe step (default: the full per-process batch on a GPU; "
-                        "on a CPU 2, grown while steps are cheap); fewer than the batch are "
-                        "scaled up linearly")
-    s.add_argument("--no-probe", action="store_true",
-                   help="use cached probes only; cells without one are 'not measured'")
+    s = stage(
+        "plan",
+        "the selected studies' cost before they run: jobs, steps, measured step "
+        "time, GPU-hours and wall time on this machine",
+    )
+    s.add_argument(
+        "--studies",
+        metavar="SEL",
+        help="studies, papers, groups or all, comma-separated (default: params.yaml studies)",
+    )
+    s.add_argument(
+        "--device",
+        metavar="cpu|cuda|NAME",
+        help="where to probe (default: cuda if there is one, else cpu), or a GPU's name "
+        "to plan from its cached probes (.spikeattn/probe/)",
+    )
+    s.add_argument(
+        "--gpus",
+        type=_positive,
+        metavar="N",
+        help="GPUs to plan the wall time for (default: those torch sees)",
+    )
+    s.add_argument(
+        "--probe-steps",
+        type=_positive,
+        default=3,
+        metavar="K",
+        help="timed training steps per probe, after one warm-up (default 3)",
+    )
+    s.add_argument(
+        "--probe-batch",
+        type=_positive,
+        metavar="B",
+        help="samples per probe step (default: the full per-process batch on a GPU; "
+        "on a CPU 2, grown while steps are cheap); fewer than the batch are "
+        "scaled up linearly",
+    )
+    s.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="use cached probes only; cells without one are 'not measured'",
+    )
     s.add_argument("--reprobe", action="store_true", help="measure again even where cached")
     s.add_argument("--cells", action="store_true", help="one row per cell instead of per study")
     s.add_argument("--markdown", action="store_true", help="print the table as Markdown")
 
-    s = stage("tracking-store", "create the MLflow store and experiment (Snakemake does this "
-                                "before any job)")
-    s.add_argument("--relocate", action="store_true",
-                   help="after copying or moving the project folder: point mlflow.db at the "
-                        "mlartifacts/ next to it")
-    s = stage("mlflow-server", "serve the MLflow store (mlflow.db, mlartifacts/) on 127.0.0.1; "
-                               "jobs log to it via MLFLOW_TRACKING_URI")
-    s.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; others need --allow-remote)")
+    s = stage(
+        "tracking-store",
+        "create the MLflow store and experiment (Snakemake does this before any job)",
+    )
+    s.add_argument(
+        "--relocate",
+        action="store_true",
+        help="after copying or moving the project folder: point mlflow.db at the "
+        "mlartifacts/ next to it",
+    )
+    s = stage(
+        "mlflow-server",
+        "serve the MLflow store (mlflow.db, mlartifacts/) on 127.0.0.1; "
+        "jobs log to it via MLFLOW_TRACKING_URI",
+    )
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; others need --allow-remote)",
+    )
     s.add_argument("--port", type=int, default=5000, help="port (default 5000)")
-    s.add_argument("--allow-remote", action="store_true",
-                   help="listen beyond loopback, behind MLflow's basic authentication (needs "
-                        "mlflow[auth]; MLFLOW_AUTH_ADMIN_PASSWORD on the first start)")
-    s.add_argument("--allowed-hosts", metavar="HOSTS",
-                   help="Host headers to accept, comma-separated fnmatch patterns (default: "
-                        "loopback names; with --allow-remote, MLflow's default)")
+    s.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen beyond loopback, behind MLflow's basic authentication (needs "
+        "mlflow[auth]; MLFLOW_AUTH_ADMIN_PASSWORD on the first start)",
+    )
+    s.add_argument(
+        "--allowed-hosts",
+        metavar="HOSTS",
+        help="Host headers to accept, comma-separated fnmatch patterns (default: "
+        "loopback names; with --allow-remote, MLflow's default)",
+    )
     return p
 
 
@@ -134,8 +183,12 @@ def _serve(args) -> None:
 
     from .tracking import server_command
 
-    argv = server_command(host=args.host, port=args.port, allow_remote=args.allow_remote,
-                          allowed_hosts=args.allowed_hosts)
+    argv = server_command(
+        host=args.host,
+        port=args.port,
+        allow_remote=args.allow_remote,
+        allowed_hosts=args.allowed_hosts,
+    )
     print(" ".join(argv), file=sys.stderr)
     os.execvp(argv[0], argv)
 
@@ -163,32 +216,63 @@ def _run_stage(args) -> None:
         print(stages.preprocess(params, args.dataset, args.T, args.study, workers=args.workers))
     elif args.command in ("train", "energy"):
         with _pinned(params, args):
-            getattr(stages, args.command)(params, args.study, args.cell, args.seed,
-                                          threads=args.threads, track=not args.no_track)
+            getattr(stages, args.command)(
+                params,
+                args.study,
+                args.cell,
+                args.seed,
+                threads=args.threads,
+                track=not args.no_track,
+            )
     elif args.command in ("tables", "figures", "recipe"):
         print(getattr(stages, args.command)(params, args.study))
     elif args.command == "paper":
         print(stages.paper(params, args.paper))
     elif args.command == "plan":
-        print(stages.plan(params, args.studies, device=args.device, gpus=args.gpus,
-                          probe_steps=args.probe_steps, probe=not args.no_probe,
-                          reprobe=args.reprobe, probe_batch=args.probe_batch,
-                          markdown=args.markdown, per_cell=args.cells), end="")
+        print(
+            stages.plan(
+                params,
+                args.studies,
+                device=args.device,
+                gpus=args.gpus,
+                probe_steps=args.probe_steps,
+                probe=not args.no_probe,
+                reprobe=args.reprobe,
+                probe_batch=args.probe_batch,
+                markdown=args.markdown,
+                per_cell=args.cells,
+            ),
+            end="",
+        )
+
+
+# Errors whose message already names the file or key and the fix: one line, no traceback.
+# By module, so that printing one never imports a module the command did not load (the train
+# job's module loads torch): a class whose module is not loaded cannot have been raised.
+_USER_ERRORS = {
+    "spikeattn.config": ["ParamsError"],
+    "spikeattn.data.errors": ["DataError", "DownloadError"],
+    "spikeattn.gpu_slots": ["GPUSlotError"],
+    "spikeattn.plan": ["PlanError"],
+    "spikeattn.records": ["ResultError"],
+    "spikeattn.train.job": ["RunBusyError"],
+    "spikeattn.tracking": ["TrackingError"],
+}
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    """Errors whose message already names the file or key and the fix: one line, no traceback."""
-    from .config import ParamsError
-    from .data.download import DownloadError
-    from .data.sources import DataError
-    from .gpu_slots import GPUSlotError
-    from .plan import PlanError
-    from .records import ResultError
-    from .train.job import RunBusyError
-    from .tracking import TrackingError
-
-    return (ParamsError, FileNotFoundError, NotImplementedError, DownloadError, DataError,
-            GPUSlotError, PlanError, ResultError, RunBusyError, TrackingError)
+    """The user errors (`_USER_ERRORS`, FileNotFoundError, NotImplementedError) whose modules
+    are loaded."""
+    return (
+        FileNotFoundError,
+        NotImplementedError,
+        *(
+            getattr(sys.modules[module], name)
+            for module, names in _USER_ERRORS.items()
+            if module in sys.modules
+            for name in names
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as _st
 
 
 @dataclass(frozen=True)
@@ -79,6 +78,8 @@ def welch(a: Sequence[float], b: Sequence[float], alpha: float = 0.05,
         return Comparison(n_a, n_b, mean_a, mean_b, diff, diff, diff, p, True)
     var_a, var_b = float(xa.var(ddof=1)), float(xb.var(ddof=1))
     se = math.sqrt(var_a / n_a + var_b / n_b)
+    from scipy import stats as _st  # imported here: planning a workflow never needs it
+
     half = float(_st.t.ppf(1.0 - alpha / 2.0, welch_df(var_a, n_a, var_b, n_b))) * se
     with warnings.catch_warnings():
         if np.ptp(xa) == 0 or np.ptp(xb) == 0:  # one constant side: its variance is exactly 0
