@@ -7,6 +7,9 @@
 import os
 
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+min_version("9.0")  # the pinned version is 9.27.1 (requirements.lock)
 
 from spikeattn import stop_notice
 from spikeattn.io import read_yaml
@@ -47,7 +50,10 @@ onerror:
 rule all:
     default_target: True
     input:
-        [report_files(study) + figure_files(study) + recipe_files(study) for study in SELECTED],
+        [
+            report_files(study) + figure_files(study) + recipe_files(study)
+            for study in SELECTED
+        ],
         [paper_files(paper) for paper in PAPERS],
 
 

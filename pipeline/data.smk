@@ -4,14 +4,18 @@
 rule raw_data:
     output:
         "data/raw/{dataset}/manifest.json",
+    log:
+        "logs/data/{dataset}.log",
+    conda:
+        "../envs/spikeattn.yaml"
     params:
         # Only what the raw data depends on (e.g. not the upsampled image size).
         spec=lambda w: canonical_json(raw_params(w.dataset, PARAMS.dataset(w.dataset))),
-        stage=lambda w: "prepare" if DATASETS[w.dataset].source == "embedded" else "download",
-    log:
-        "logs/data/{dataset}.log",
+        stage=lambda w: (
+            "prepare" if DATASETS[w.dataset].source == "embedded" else "download"
+        ),
     shell:
-        "{SPIKEATTN} {params.stage:q} {wildcards.dataset:q} > {log:q} 2>&1"
+        "spikeattn {params.stage:q} {wildcards.dataset:q} > {log:q} 2>&1"
 
 
 rule preprocess:
@@ -22,22 +26,27 @@ rule preprocess:
         "data/frames/{dataset}/{key}/train.pt",
         "data/frames/{dataset}/{key}/test.pt",
         "data/frames/{dataset}/{key}/meta.json",
-    params:
-        args=lambda w: FRAMES[(w.dataset, w.key)],
-    threads: 4
     log:
         "logs/data/{dataset}-{key}.log",
+    conda:
+        "../envs/spikeattn.yaml"
+    threads: 4
+    params:
+        args=lambda w: FRAMES[(w.dataset, w.key)],
     shell:
-        "{SPIKEATTN} preprocess {wildcards.dataset:q} {params.args} --workers {threads} > {log:q} 2>&1"
+        "spikeattn preprocess {wildcards.dataset:q} {params.args} --workers {threads} > {log:q} 2>&1"
 
 
 rule dataset_frames:
     """Every frames cache of one dataset that the selected studies use, listed in one file:
     DVC's data stage builds this, so `dvc push`/`dvc pull` share the caches."""
     input:
-        lambda w: [f"data/frames/{d}/{key}/meta.json" for d, key in FRAMES if d == w.dataset],
+        lambda w: [
+            f"data/frames/{d}/{key}/meta.json" for d, key in FRAMES if d == w.dataset
+        ],
     output:
         "data/frames/{dataset}/caches.json",
+    log:
+        "logs/data/{dataset}-caches.log",
     run:
-        write_json(output[0], {"dataset": wildcards.dataset,
-                               "caches": sorted(Path(p).parent.name for p in input)})
+        list_frames_caches(wildcards.dataset, input, output[0], log[0])

@@ -11,13 +11,15 @@ rule energy:
         frames=lambda w: str(frames_path(PARAMS, cell_of(w))),
     output:
         run_file(paths.ENERGY_FILE),
-    params:
-        spec=lambda w: canonical_json(PARAMS.energy_settings(w.study)),
+    log:
+        "logs/{study}/{cell}/seed{seed}/energy.log",
+    conda:
+        "../envs/spikeattn.yaml"
     threads: 1
     resources:
         gpu=1,
-    log:
-        "logs/{study}/{cell}/seed{seed}/energy.log",
+    params:
+        spec=lambda w: canonical_json(PARAMS.energy_settings(w.study)),
     shell:
-        "{SPIKEATTN} energy --study {wildcards.study:q} --cell {wildcards.cell:q} "
+        "spikeattn energy --study {wildcards.study:q} --cell {wildcards.cell:q} "
         "--seed {wildcards.seed:q} --threads {threads} > {log:q} 2>&1"

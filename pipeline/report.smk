@@ -1,31 +1,6 @@
 # Reports, computed from results/ files only: per study its tables and figures, per paper
 # its results and ablation tables; `snakemake --report reports/report.html` gathers them.
 # Each study's recipe card comes from params.yaml alone.
-from spikeattn.energy import EnergyConventions, captions_by_study
-from spikeattn.recipe import recipe_inputs
-from spikeattn.report.captions import figure_captions, paper_report_caption, rst_escape
-from spikeattn.report.recipe import recipe_card, recipe_caption
-
-
-def energy_caption(study):
-    """The study's energy conventions as its captions state them (its preset, if any)."""
-    return EnergyConventions.from_params(PARAMS.energy_settings(study)).caption()
-
-
-def paper_energy_caption(studies):
-    """A paper's: its studies' captions, each distinct one once."""
-    return captions_by_study({s: energy_caption(s) for s in studies})
-
-
-def paper_title(wildcards):
-    paper = wildcards.paper if "paper" in wildcards.keys() else PAPER_OF.get(wildcards.study)
-    return PARAMS.paper(paper)["title"] if paper else "Studies outside any paper"
-
-
-def paper_studies(wildcards):
-    return PARAMS.paper(wildcards.paper)["studies"]
-
-
 rule tables:
     input:
         metrics=lambda w: study_run_files(w.study, "metrics.json"),
@@ -34,14 +9,10 @@ rule tables:
         report_files("{study}"),
     log:
         "logs/{study}/tables.log",
+    conda:
+        "../envs/spikeattn.yaml"
     shell:
-        "{SPIKEATTN} tables --study {wildcards.study:q} > {log:q} 2>&1"
-
-
-def _figure(name, label):
-    return report(figure_file("{study}", name, "png"), caption=f"report/{name}.rst",
-                  category=paper_title, subcategory="{study}",
-                  labels={"study": "{study}", "figure": label})
+        "spikeattn tables --study {wildcards.study:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -50,50 +21,81 @@ rule figures:
         energy=lambda w: study_run_files(w.study, paths.ENERGY_FILE),
         history=lambda w: study_run_files(w.study, "history.csv"),
     output:
-        pareto=_figure("pareto", "accuracy vs energy"),
-        firing_rates=_figure("firing_rates", "firing rate per layer"),
-        training_curves=_figure("training_curves", "training curves"),
+        pareto=report_figure("pareto", "accuracy vs energy"),
+        firing_rates=report_figure("firing_rates", "firing rate per layer"),
+        training_curves=report_figure("training_curves", "training curves"),
         svg=[figure_file("{study}", n, "svg") for n in paths.FIGURE_NAMES],
-    params:
-        captions=lambda w: figure_captions(PARAMS, w.study, energy_caption(w.study)),
     log:
         "logs/{study}/figures.log",
+    conda:
+        "../envs/spikeattn.yaml"
+    params:
+        captions=lambda w: figure_captions(PARAMS, w.study, energy_caption(w.study)),
     shell:
-        "{SPIKEATTN} figures --study {wildcards.study:q} > {log:q} 2>&1"
+        "spikeattn figures --study {wildcards.study:q} > {log:q} 2>&1"
 
 
 rule paper:
     input:
-        metrics=lambda w: [f for s in paper_studies(w) for f in study_run_files(s, "metrics.json")],
-        energy=lambda w: [f for s in paper_studies(w) for f in study_run_files(s, paths.ENERGY_FILE)],
+        metrics=lambda w: [
+            f for s in paper_studies(w) for f in study_run_files(s, "metrics.json")
+        ],
+        energy=lambda w: [
+            f for s in paper_studies(w) for f in study_run_files(s, paths.ENERGY_FILE)
+        ],
     output:
-        tables=report(str(paths.report_dir("{paper}") / "tables.html"), caption="report/tables.rst",
-                      category=paper_title, subcategory="Tables",
-                      labels={"paper": "{paper}", "tables": "results, ablations, studies"}),
-        other=[str(paths.report_dir("{paper}") / n) for n in paths.PAPER_FILES if n != "tables.html"],
-    params:
-        settings=canonical_json(PARAMS.report),
-        recipes=lambda w: canonical_json({s: recipe_inputs(PARAMS, s) for s in paper_studies(w)}),
-        caption=lambda w: paper_report_caption(PARAMS, w.paper, paper_studies(w),
-                                               paper_energy_caption(paper_studies(w))),
+        tables=report(
+            str(paths.report_dir("{paper}") / "tables.html"),
+            caption="report/tables.rst",
+            category=paper_title,
+            subcategory="Tables",
+            labels={"paper": "{paper}", "tables": "results, ablations, studies"},
+        ),
+        other=[
+            str(paths.report_dir("{paper}") / n)
+            for n in paths.PAPER_FILES
+            if n != "tables.html"
+        ],
     log:
         "logs/{paper}/paper.log",
+    conda:
+        "../envs/spikeattn.yaml"
+    params:
+        settings=canonical_json(PARAMS.report),
+        recipes=lambda w: canonical_json(
+            {s: recipe_inputs(PARAMS, s) for s in paper_studies(w)}
+        ),
+        caption=lambda w: paper_report_caption(
+            PARAMS, w.paper, paper_studies(w), paper_energy_caption(paper_studies(w))
+        ),
     shell:
-        "{SPIKEATTN} paper --paper {wildcards.paper:q} > {log:q} 2>&1"
+        "spikeattn paper --paper {wildcards.paper:q} > {log:q} 2>&1"
 
 
 # A study's recipe card, from params.yaml alone (no results): its params are the study's
 # settings and sources, so editing one source re-renders that card (and its paper's tables.html).
 rule recipe:
     output:
-        html=report(str(paths.report_dir("{study}") / "recipe.html"), caption="report/recipe.rst",
-                    category=paper_title, subcategory="{study}",
-                    labels={"study": "{study}", "figure": "recipe card"}),
-        other=[str(paths.report_dir("{study}") / n) for n in paths.RECIPE_FILES if n != "recipe.html"],
-    params:
-        recipe=lambda w: canonical_json(recipe_inputs(PARAMS, w.study)),
-        caption=lambda w: rst_escape(recipe_caption(w.study, recipe_card(PARAMS, w.study))),
+        html=report(
+            str(paths.report_dir("{study}") / "recipe.html"),
+            caption="report/recipe.rst",
+            category=paper_title,
+            subcategory="{study}",
+            labels={"study": "{study}", "figure": "recipe card"},
+        ),
+        other=[
+            str(paths.report_dir("{study}") / n)
+            for n in paths.RECIPE_FILES
+            if n != "recipe.html"
+        ],
     log:
         "logs/{study}/recipe.log",
+    conda:
+        "../envs/spikeattn.yaml"
+    params:
+        recipe=lambda w: canonical_json(recipe_inputs(PARAMS, w.study)),
+        caption=lambda w: rst_escape(
+            recipe_caption(w.study, recipe_card(PARAMS, w.study))
+        ),
     shell:
-        "{SPIKEATTN} recipe --study {wildcards.study:q} > {log:q} 2>&1"
+        "spikeattn recipe --study {wildcards.study:q} > {log:q} 2>&1"

@@ -10,13 +10,15 @@ rule train:
         frames=lambda w: str(frames_path(PARAMS, cell_of(w))),
     output:
         [run_file(name) for name in paths.TRAIN_FILES],
-    params:
-        spec=lambda w: canonical_json(PARAMS.train_spec(cell_of(w))),
+    log:
+        "logs/{study}/{cell}/seed{seed}/train.log",
+    conda:
+        "../envs/spikeattn.yaml"
     threads: 1
     resources:
         gpu=lambda w: gpu_slots(w.study),
-    log:
-        "logs/{study}/{cell}/seed{seed}/train.log",
+    params:
+        spec=lambda w: canonical_json(PARAMS.train_spec(cell_of(w))),
     shell:
-        "{SPIKEATTN} train --study {wildcards.study:q} --cell {wildcards.cell:q} "
+        "spikeattn train --study {wildcards.study:q} --cell {wildcards.cell:q} "
         "--seed {wildcards.seed:q} --threads {threads} > {log:q} 2>&1"
