@@ -210,7 +210,7 @@ class PerStepLIF(nn.Module):
         cfg = self.cfg
         if self.h is None:
             self.h = torch.zeros_like(x_t)
-        gain = (1.0 - cfg.decay) if cfg.decay_input else 1.0
+        gain = cfg.gain
         u = cfg.decay * self.h + gain * x_t
         s = self.surrogate(u - cfg.v_threshold, cfg.fire_at_threshold)
         s_reset = s.detach() if cfg.detach_reset else s

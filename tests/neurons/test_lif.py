@@ -169,3 +169,28 @@ def test_bad_options_name_what_is_allowed():
         lif_config(None, v_threshold=0.0)
     with pytest.raises(ValueError, match="backend"):
         MultiStepLIF("msresnet", backend="cuda")
+
+
+def test_kernel_arguments_are_the_configs_scalars():
+    """The custom op's scalars, written out: a preset, and a soft reset with decay_input and
+    the surrogate's default parameter filled in."""
+    assert lif_config("ma_dvs").kernel_arguments() == {
+        "decay": 0.3, "gain": 1.0, "v_th": 0.3, "v_reset": 0.3, "soft": False, "ge": True,
+        "detach": False, "surrogate": "rectangle", "param": 0.5}
+    soft = lif_config(None, decay=0.25, decay_input=True, v_reset=None, surrogate="sigmoid")
+    assert soft.kernel_arguments() == {
+        "decay": 0.25, "gain": 0.75, "v_th": 1.0, "v_reset": 0.0, "soft": True, "ge": False,
+        "detach": True, "surrogate": "sigmoid", "param": 4.0}
+
+
+def test_a_neuron_builds_from_a_config_and_keeps_it():
+    cfg = dataclasses.replace(lif_config("gac_cifar"), v_threshold=0.7)
+    lif = MultiStepLIF(config=cfg, backend="torch")
+    assert lif.cfg is cfg and lif.backend == "torch"
+    assert MultiStepLIF("gac_cifar", v_threshold=0.7).cfg == cfg
+    with pytest.raises(AttributeError):
+        lif.cfg = lif_config("msresnet")  # read-only: build another neuron instead
+    with pytest.raises(ValueError, match="not both"):
+        MultiStepLIF("gac_cifar", config=cfg)
+    with pytest.raises(ValueError, match="not both"):
+        MultiStepLIF(config=cfg, v_threshold=0.5)

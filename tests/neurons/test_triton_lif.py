@@ -6,11 +6,11 @@ sets TRITON_INTERPRET=1), with sizes kept small; on a GPU the same tests run nat
 import dataclasses
 
 import pytest
-import torch
 import timm
+import torch
+from conftest import DEVICE
 
 import spikeattn.models  # noqa: F401
-from conftest import DEVICE
 from spikeattn.neurons import PRESETS, MultiStepLIF, lif_config, lif_multistep, make_surrogate
 from spikeattn.neurons.triton_lif import BLOCK, BLOCK_RC, CHUNK
 
@@ -29,9 +29,7 @@ def compare(cfg, T, N=N_ODD, dtype=torch.float32, seed=0, shape=None, backend="t
     ref = lif_multistep(x_ref, cfg)
     (ref * w).sum().backward()
     x = x64.to(dtype).to(DEVICE).requires_grad_()
-    lif = MultiStepLIF(backend=backend)
-    lif.cfg = cfg
-    out = lif(x)
+    out = MultiStepLIF(backend=backend, config=cfg)(x)
     (out * w.to(dtype).to(DEVICE)).sum().backward()
     return out.double().cpu(), ref, x.grad.double().cpu(), x_ref.grad
 
@@ -80,7 +78,7 @@ def near_window_edge(cfg, x):
 
     Rounding m to a half type can carry such an m across the edge, and the surrogate gradient
     is then the neighbouring value (and flows back through earlier steps of that neuron)."""
-    m = saved_m(MultiStepLIF(backend="triton", **dataclasses.asdict(cfg))(x.detach().requires_grad_()))
+    m = saved_m(MultiStepLIF(backend="triton", config=cfg)(x.detach().requires_grad_()))
     edge = make_surrogate(cfg.surrogate, **cfg.surrogate_kwargs).width / 2
     ulp = torch.finfo(m.dtype).eps * edge
     return ((m.float().abs() - edge).abs() <= ulp).any(0).cpu()
@@ -169,7 +167,7 @@ def test_membranes_exactly_at_threshold(fire_at_threshold, soft):
     w = torch.linspace(-1, 1, x.numel(), dtype=torch.float64).view_as(x)
     (ref * w).sum().backward()
     xt = x.float().to(DEVICE).requires_grad_()
-    out = MultiStepLIF(backend="triton", **dataclasses.asdict(cfg))(xt)
+    out = MultiStepLIF(backend="triton", config=cfg)(xt)
     (out * w.float().to(DEVICE)).sum().backward()
     assert torch.equal(out.double().cpu(), ref)
     assert ref[0, 0] == float(fire_at_threshold)  # u = 0.75 = V_th at the first step
@@ -189,7 +187,7 @@ def recompute_and_saved(cfg, x, w):
     results = []
     for backend in ("triton_recompute", "triton"):
         xg = x.detach().clone().requires_grad_()
-        out = MultiStepLIF(backend=backend, **dataclasses.asdict(cfg))(xg)
+        out = MultiStepLIF(backend=backend, config=cfg)(xg)
         (out * w).sum().backward()
         results += [out, xg.grad]
     return results
@@ -250,7 +248,7 @@ def test_recompute_saves_x_and_the_chunk_boundaries_only(dtype):
     x.requires_grad_()
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        MultiStepLIF(backend="triton_recompute", **dataclasses.asdict(cfg))(x)
+        MultiStepLIF(backend="triton_recompute", config=cfg)(x)
     assert [(tuple(t.shape), t.dtype) for t in saved] == [((T, N), dtype), ((2, N), torch.float32)]
     assert saved[0].data_ptr() == x.data_ptr()  # the input, not a membrane of the same shape
     v, entering = torch.zeros(N, dtype=torch.float64), []
@@ -273,10 +271,8 @@ def test_recompute_saves_no_boundary_within_one_chunk():
 def test_recompute_op_registration_and_compile():
     """The custom op's schema and fake (meta) implementation pass torch's op checks, and the
     backend's forward and backward trace under torch.compile with fullgraph."""
-    from spikeattn.neurons.lif_op import op_arguments
-
     x = torch.randn(CHUNK + 3, 40, device=DEVICE) + 0.5
-    args = tuple(op_arguments(lif_config("gac_cifar")).values())
+    args = tuple(lif_config("gac_cifar").kernel_arguments().values())
     torch.library.opcheck(torch.ops.spikeattn.lif_forward_recompute.default,
                           (x.clone().requires_grad_(), *args),
                           test_utils=("test_schema", "test_faketensor"))

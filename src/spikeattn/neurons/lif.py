@@ -8,7 +8,8 @@ Per time step, with post-reset membrane `v` (zero at t = 0):
     v_t = s_t * v_reset + (1 - s_t) * u_t    hard reset (v_reset is a number)
     v_t = u_t - s_t * v_threshold            soft reset (v_reset is None)
 
-where `s_t` in the reset is detached when `detach_reset`. The papers' neurons are presets:
+where `s_t` in the reset is detached when `detach_reset`. The papers' neurons are presets
+(`PRESETS` in `config.py`, where `LIFConfig` holds these parameters):
 
 - ``ma_dvs``    MA-SNN DVS models: u = h + x, h = 0.3 (s Vth + (1-s) u), Vth 0.3, so a neuron
                 that fired restarts at 0.3 * 0.3; reset not detached; rectangle width 0.5;
@@ -26,72 +27,24 @@ where `s_t` in the reset is detached when `detach_reset`. The papers' neurons ar
                 fires at u >= Vth (SpikingJelly's heaviside).
 
 This loop is the specification the Triton kernels must match: keep it simple and exact.
-`MultiStepLIF(backend=...)` picks between it and the fused kernels (`triton_lif.py`).
+`MultiStepLIF(backend=...)` picks between it and the fused kernels, which it reaches through
+the custom op (`lif_op.py`, scalars in: `LIFConfig.kernel_arguments()`), which launches the
+kernels (`triton_lif.py`). Imports point one way: config <- lif -> lif_op -> triton_lif.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .config import LIFConfig, lif_config
+from .lif_op import lif_triton
 from .surrogate import make_surrogate
 
-
-@dataclass(frozen=True)
-class LIFConfig:
-    """Everything that defines a LIF variant (see the module docstring for the equations)."""
-
-    decay: float = 0.5
-    v_threshold: float = 1.0
-    v_reset: float | None = 0.0
-    decay_input: bool = False
-    detach_reset: bool = True
-    surrogate: str = "atan"
-    surrogate_kwargs: dict[str, float] = field(default_factory=dict)
-    fire_at_threshold: bool = False  # spike when u == V_th exactly (u >= V_th), else u > V_th
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.decay <= 1.0:
-            raise ValueError(f"LIF decay must be in [0, 1], got {self.decay}")
-        if self.v_threshold <= 0:
-            raise ValueError(f"LIF v_threshold must be > 0, got {self.v_threshold}")
-        make_surrogate(self.surrogate, **self.surrogate_kwargs)  # validates name and kwargs
-
-
-PRESETS: dict[str, LIFConfig] = {
-    "ma_dvs": LIFConfig(decay=0.3, v_threshold=0.3, v_reset=0.3, detach_reset=False,
-                        surrogate="rectangle", surrogate_kwargs={"width": 0.5},
-                        fire_at_threshold=True),
-    "msresnet": LIFConfig(decay=0.25, v_threshold=0.5, v_reset=0.0, detach_reset=True,
-                          surrogate="rectangle", surrogate_kwargs={"width": 1.0}),
-    "gac_cifar": LIFConfig(decay=0.5, v_threshold=1.0, v_reset=0.0, detach_reset=False,
-                           surrogate="triangle", surrogate_kwargs={"gamma": 1.0}),
-    "gac_cifar_appendix": LIFConfig(decay=0.25, v_threshold=0.5, v_reset=0.0, detach_reset=False,
-                                    surrogate="triangle", surrogate_kwargs={"gamma": 1.0}),
-    "sj_tau2": LIFConfig(decay=0.5, v_threshold=1.0, v_reset=0.0, decay_input=True,
-                         detach_reset=True, surrogate="atan", surrogate_kwargs={"alpha": 2.0},
-                         fire_at_threshold=True),
-}
-
 BACKENDS = ("auto", "torch", "triton", "triton_recompute")
-
-
-def lif_config(preset: str | None = None, **overrides: Any) -> LIFConfig:
-    """A preset's config with `overrides` applied; unknown presets or fields name what exists."""
-    if preset is None:
-        base = LIFConfig()
-    elif preset in PRESETS:
-        base = PRESETS[preset]
-    else:
-        raise ValueError(f"unknown LIF preset {preset!r}; choose one of {sorted(PRESETS)}")
-    unknown = set(overrides) - set(LIFConfig.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"unknown LIF option(s) {sorted(unknown)}; "
-                         f"allowed: {sorted(LIFConfig.__dataclass_fields__)}")
-    return replace(base, **overrides)
 
 
 def lif_multistep(x: Tensor, cfg: LIFConfig) -> Tensor:
@@ -101,13 +54,12 @@ def lif_multistep(x: Tensor, cfg: LIFConfig) -> Tensor:
     under autocast (`train.precision`) are not rounded into it step after step; the spikes
     come back in x's dtype."""
     surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_kwargs)
-    gain = (1.0 - cfg.decay) if cfg.decay_input else 1.0
     dtype = x.dtype
     x = x.to(torch.promote_types(dtype, torch.float32))
     v = torch.zeros_like(x[0])
     spikes = []
     for x_t in x:
-        u = cfg.decay * v + gain * x_t
+        u = cfg.decay * v + cfg.gain * x_t
         s = surrogate(u - cfg.v_threshold, cfg.fire_at_threshold)
         s_reset = s.detach() if cfg.detach_reset else s
         if cfg.v_reset is None:
@@ -126,6 +78,10 @@ def triton_interpreter() -> bool:
 class MultiStepLIF(nn.Module):
     """Multi-step LIF layer: input currents [T, ...] -> spikes [T, ...] (no state across calls).
 
+    Built from a preset and overrides of its fields (`MultiStepLIF("msresnet",
+    v_threshold=0.4)`, as the models do), or from a whole config (`MultiStepLIF(config=cfg)`);
+    `cfg` is read-only afterwards: build another neuron for another config.
+
     backend "torch" runs the reference loop; "triton" the fused kernels (CUDA tensors, or CPU
     tensors under TRITON_INTERPRET=1); "triton_recompute" the same forward saving x and a
     membrane every few steps instead of u - V_th, its backward recomputing the membrane (fewer
@@ -134,13 +90,22 @@ class MultiStepLIF(nn.Module):
     (benchmarks/lif.py); none has yet.
     """
 
-    def __init__(self, preset: str | None = None, backend: str = "auto", **overrides: Any):
+    def __init__(self, preset: str | None = None, backend: str = "auto", *,
+                 config: LIFConfig | None = None, **overrides: Any):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"unknown LIF backend {backend!r}; choose one of {list(BACKENDS)}")
+        if config is not None and (preset is not None or overrides):
+            raise ValueError("MultiStepLIF takes a preset and overrides, or a config, not both; "
+                             "fold the overrides into the config with dataclasses.replace")
         self.backend = backend
         self.preset = preset
-        self.cfg = lif_config(preset, **overrides)
+        self._cfg = config if config is not None else lif_config(preset, **overrides)
+
+    @property
+    def cfg(self) -> LIFConfig:
+        """The neuron's parameters (read-only)."""
+        return self._cfg
 
     def _use_triton(self, x: Tensor) -> bool:
         if self.backend == "torch" or (self.backend == "auto" and not x.is_cuda):
@@ -153,9 +118,8 @@ class MultiStepLIF(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self._use_triton(x):
-            from .lif_op import lif_triton
-
-            return lif_triton(x, self.cfg, recompute=self.backend == "triton_recompute")
+            return lif_triton(x, **self.cfg.kernel_arguments(),
+                              recompute=self.backend == "triton_recompute")
         return lif_multistep(x, self.cfg)
 
     def extra_repr(self) -> str:

@@ -10,16 +10,17 @@ materialised.
 no write) and the fp32 membrane at every CHUNK-th step boundary after the first; its backward recomputes the
 membrane from them (see `triton_lif`). Backend "triton_recompute" selects it; it is not the
 default until a GPU measures it faster than the saved-m op (none has yet).
+
+The ops take scalars only (the neuron's constants, the surrogate by name and its one
+parameter), as SpikingJelly's kernels do: `LIFConfig.kernel_arguments()` (`config.py`)
+translates a config into them, so this module knows no config or surrogate object, and
+`triton_lif.SURROGATE_IDS` alone numbers the surrogates for the kernels. The kernel module
+is imported inside the ops, at their first call: TRITON_INTERPRET must be set before that.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor
-
-from .lif import LIFConfig
-from .surrogate import make_surrogate
 
 
 @torch.library.custom_op("spikeattn::lif_forward", mutates_args=())
@@ -132,22 +133,13 @@ lif_forward_recompute.register_autograd(_backward_recompute,
                                         setup_context=_setup_context_recompute)
 
 
-def op_arguments(cfg: LIFConfig) -> dict:
-    """The custom op's scalar arguments for a LIF config."""
-    surrogate = make_surrogate(cfg.surrogate, **cfg.surrogate_kwargs)
-    (field,) = dataclasses.fields(surrogate)  # each surrogate has one parameter
-    return {"decay": float(cfg.decay), "gain": float(1.0 - cfg.decay if cfg.decay_input else 1.0),
-            "v_th": float(cfg.v_threshold),
-            "v_reset": float(0.0 if cfg.v_reset is None else cfg.v_reset),
-            "soft": cfg.v_reset is None, "ge": bool(cfg.fire_at_threshold),
-            "detach": bool(cfg.detach_reset),
-            "surrogate": cfg.surrogate, "param": float(getattr(surrogate, field.name))}
-
-
-def lif_triton(x: Tensor, cfg: LIFConfig, recompute: bool = False) -> Tensor:
-    """Spikes [T, ...] of the LIF `cfg` on x [T, ...], through the Triton custom op
-    (`recompute`: the op that saves x and chunk boundaries instead of m)."""
+def lif_triton(x: Tensor, decay: float, gain: float, v_th: float, v_reset: float, soft: bool,
+               ge: bool, detach: bool, surrogate: str, param: float,
+               recompute: bool = False) -> Tensor:
+    """Spikes [T, ...] of the LIF with these constants on x [T, ...], through the Triton
+    custom op (`recompute`: the op that saves x and chunk boundaries instead of m)."""
     T = x.shape[0]
     op = lif_forward_recompute if recompute else lif_forward
-    spikes, _ = op(x.contiguous().view(T, -1), **op_arguments(cfg))
+    spikes, _ = op(x.contiguous().view(T, -1), decay, gain, v_th, v_reset, soft, ge, detach,
+                   surrogate, param)
     return spikes.view(x.shape)

@@ -5,27 +5,39 @@ backward pass, with `x = u - V_th`. The step fires on `x > 0`, or on `x >= 0` wi
 `fire_at_zero`: the two differ only when the membrane lands exactly on the threshold.
 MA-SNN's DVS neurons (`input.ge(0.0)`) and SpikingJelly's heaviside (SMA) fire at equality;
 MA-SNN's and GAC's MS-ResNet neurons (`input.gt(thresh)`) and GAC's CIFAR neuron fire strictly.
+
+Torch is imported at the first call, not with the module: `LIFConfig` (`config.py`) validates
+its surrogate here, and checking a LIF preset in params.yaml should not load torch.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
-class _Heaviside(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, surrogate: "Surrogate", fire_at_zero: bool) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.surrogate = surrogate
-        return ((x >= 0) if fire_at_zero else (x > 0)).to(x.dtype)
+@functools.cache
+def _heaviside():
+    """The autograd function: the step forward, the surrogate's `grad` backward."""
+    import torch
 
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        (x,) = ctx.saved_tensors
-        return grad_out * ctx.surrogate.grad(x), None, None
+    class Heaviside(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x: Tensor, surrogate: Surrogate, fire_at_zero: bool) -> Tensor:
+            ctx.save_for_backward(x)
+            ctx.surrogate = surrogate
+            return ((x >= 0) if fire_at_zero else (x > 0)).to(x.dtype)
+
+        @staticmethod
+        def backward(ctx, grad_out: Tensor):
+            (x,) = ctx.saved_tensors
+            return grad_out * ctx.surrogate.grad(x), None, None
+
+    return Heaviside
 
 
 class Surrogate:
@@ -38,7 +50,7 @@ class Surrogate:
         raise NotImplementedError
 
     def __call__(self, x: Tensor, fire_at_zero: bool = False) -> Tensor:
-        return _Heaviside.apply(x, self, fire_at_zero)
+        return _heaviside().apply(x, self, fire_at_zero)
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ class Sigmoid(Surrogate):
     name = "sigmoid"
 
     def grad(self, x: Tensor) -> Tensor:
-        sg = torch.sigmoid(self.alpha * x)
+        sg = (self.alpha * x).sigmoid()
         return self.alpha * sg * (1 - sg)
 
 
