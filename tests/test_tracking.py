@@ -28,7 +28,7 @@ import pytest
 from spikeattn import tracking
 from spikeattn.tracking import CellRun, RunNotFoundError, Tracker
 
-PKG_DIR = Path(tracking.__file__).parent
+PKG_DIR = Path(tracking.__file__).parents[1]  # spikeattn/, for subprocesses
 
 
 @pytest.fixture(scope="module")
@@ -160,22 +160,22 @@ def test_contradicting_coordinate_is_rejected(tracker):
         tracker.start_cell_run("s", "c", 0, {"seed": 3}, {})
 
 
-# ---------------------------------------------------------------- resume (energy) and reopen
+# ------------------------------------------- a later stage adds to a run; a killed job continues
 
 
-def test_resume_adds_metrics_and_artifacts_and_keeps_the_train_run_finished(tracker, tmp_path):
+def test_later_stage_adds_metrics_and_artifacts_and_keeps_the_train_run_finished(tracker, tmp_path):
     with tracker.start_cell_run("s", "c", 2, {}, {"lr": 0.1}) as run:
         run.log_metrics({"test_acc": 0.5}, step=0)
     trained = _run(tracker, run.run_id).info
     (tmp_path / "energy.json").write_text("{}")
     time.sleep(0.01)
 
-    with tracker.resume_cell_run(run.run_id) as resumed:
-        assert isinstance(resumed, CellRun) and resumed.run_id == run.run_id
+    with tracker.add_to_cell_run(run.run_id) as energy_run:
+        assert isinstance(energy_run, CellRun) and energy_run.run_id == run.run_id
         assert _run(tracker, run.run_id).info.status == "FINISHED"  # not flipped to RUNNING
-        resumed.log_params({"energy": {"e_ac_pj": 0.9}})
-        resumed.log_metrics({"energy_mj": 1.5})
-        resumed.log_artifacts([tmp_path / "energy.json"])
+        energy_run.log_params({"energy": {"e_ac_pj": 0.9}})
+        energy_run.log_metrics({"energy_mj": 1.5})
+        energy_run.log_artifacts([tmp_path / "energy.json"])
 
     info = _run(tracker, run.run_id)
     assert info.info.status == "FINISHED"
@@ -185,28 +185,28 @@ def test_resume_adds_metrics_and_artifacts_and_keeps_the_train_run_finished(trac
     assert _artifacts(tracker, run.run_id) == ["energy.json"]
 
     with pytest.raises(ZeroDivisionError):
-        with tracker.resume_cell_run(run.run_id):
+        with tracker.add_to_cell_run(run.run_id):
             1 / 0
     assert _run(tracker, run.run_id).info.status == "FAILED"
-    with tracker.resume_cell_run(run.run_id):  # the energy stage re-run succeeds
+    with tracker.add_to_cell_run(run.run_id):  # the energy stage re-run succeeds
         pass
     assert _run(tracker, run.run_id).info.status == "FINISHED"
 
 
-def test_resume_unknown_run_id_is_a_clear_error(tracker):
+def test_adding_to_an_unknown_run_id_is_a_clear_error(tracker):
     with pytest.raises(RunNotFoundError, match="not in the tracking store"):
-        tracker.resume_cell_run("0" * 32)
+        tracker.add_to_cell_run("0" * 32)
     with pytest.raises(RunNotFoundError, match="not in the tracking store"):
-        tracker.resume_cell_run("not-a-run-id")
+        tracker.add_to_cell_run("not-a-run-id")
 
 
-def test_reopened_run_continues_logs_only_missing_steps_and_ends_now(tracker):
+def test_continued_run_logs_only_missing_steps_and_ends_now(tracker):
     run = tracker.start_cell_run("s", "killed", 0, {}, {"lr": 0.1})
     for epoch in range(3):
         run.log_metrics({"train_loss": 1 / (epoch + 1)}, step=epoch)
     # The job is SIGKILLed here: the run stays RUNNING. Its restart is a new process.
-    again = Tracker(uri=tracker.uri).reopen_cell_run(run.run_id)
-    assert again.run_id == run.run_id and not again.resumed
+    again = Tracker(uri=tracker.uri).continue_cell_run(run.run_id)
+    assert again.run_id == run.run_id and not again.later_stage
     assert again.logged_steps("train_loss") == {0, 1, 2}
     assert again.logged_steps("never_logged") == set()
     with again:
@@ -225,14 +225,14 @@ def test_reopened_run_continues_logs_only_missing_steps_and_ends_now(tracker):
     for status in ("FAILED", "KILLED", "FINISHED"):  # whatever the killed job left behind
         with tracker.locked() as client:
             client.set_terminated(run.run_id, status, end_time=1000)
-        reopened = tracker.reopen_cell_run(run.run_id)
+        continued = tracker.continue_cell_run(run.run_id)
         assert _run(tracker, run.run_id).info.status == "RUNNING"
         before = int(time.time() * 1000)
-        reopened.finish()
+        continued.finish()
         info = _run(tracker, run.run_id).info
         assert info.status == "FINISHED" and info.end_time >= before  # ends now, not at 1000
     with pytest.raises(RunNotFoundError, match="not in the tracking store"):
-        tracker.reopen_cell_run("0" * 32)
+        tracker.continue_cell_run("0" * 32)
 
 
 def test_ensure_store_creates_db_experiment_and_parents_once(tmp_path, monkeypatch):
@@ -333,7 +333,7 @@ def test_transient_errors_are_told_apart_from_real_ones(monkeypatch):
 def sleeps(monkeypatch) -> list[float]:
     """Record backoff sleeps instead of sleeping."""
     slept: list[float] = []
-    monkeypatch.setattr(tracking, "_sleep", slept.append)
+    monkeypatch.setattr(tracking.retry, "sleep", slept.append)
     return slept
 
 
@@ -559,7 +559,7 @@ WORKER = textwrap.dedent("""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         import mlflow.store.tracking.sqlalchemy_store
     if os.environ.get("SPIKEATTN_TEST_NO_LOCK"):
-        tracking._make_lock = lambda db: contextlib.nullcontext()
+        tracking.store.make_lock = lambda db: contextlib.nullcontext()
 
     def job(cell, seed, studies):
         tracker = tracking.Tracker()
@@ -969,8 +969,8 @@ def test_copied_project_never_writes_into_the_original(project, tmp_path, monkey
     (tmp_path / "new.txt").write_text("new")
     with tracker.start_cell_run("s", "c", 1, {}, {}) as run:
         run.log_artifacts([tmp_path / "new.txt"])
-    with tracker.resume_cell_run(old_run) as resumed:  # a run the original made, e.g. energy
-        resumed.log_artifacts([tmp_path / "new.txt"])
+    with tracker.add_to_cell_run(old_run) as energy_run:  # a run the original made, e.g. energy
+        energy_run.log_artifacts([tmp_path / "new.txt"])
     for run_id in (run.run_id, old_run):
         assert _run(tracker, run_id).info.artifact_uri.startswith((copy / "mlartifacts").as_uri())
     assert _artifacts(tracker, old_run) == ["ckpt.txt", "new.txt"]

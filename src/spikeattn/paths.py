@@ -5,7 +5,6 @@ from pathlib import Path
 
 RESULTS = Path("results")
 REPORTS = Path("reports")
-LOGS = Path("logs")
 FROZEN_PARAMS = Path(".spikeattn") / "params"  # the merged settings each Snakemake run planned
 PROBES = Path(".spikeattn") / "probe"  # `spikeattn plan`'s measured step times, one JSON per device
 
@@ -18,7 +17,6 @@ FIGURE_FORMATS = ("png", "svg")
 PAPER_FILES = ("results.md", "results.tex", "results.csv", "ablation.md", "ablation.tex",
                "ablation.csv", "tables.html")
 RECIPE_FILES = ("recipe.md", "recipe.csv", "recipe.html")  # per study, from params.yaml alone
-REPORT_HTML = REPORTS / "report.html"
 
 
 def run_dir(study: str, cell: str, seed: int | str, results: Path = RESULTS) -> Path:

@@ -43,7 +43,7 @@ def test_registry_describes_both_datasets():
     assert DATASETS["digits-dvs"].kind == "events" and DATASETS["digits-dvs"].in_channels == 2
     assert DATASETS["digits"].input_size(DIGITS) == (16, 16)
     assert DATASETS["digits-dvs"].input_size(DVS) == (24, 24)
-    assert set(DATASETS["digits-dvs"].required_keys) == set(DVS)
+    assert set(DATASETS["digits-dvs"].schema["required"]) == set(DVS)
 
 
 def test_unknown_dataset_lists_known_names():

@@ -59,7 +59,7 @@ def test_static_frames_shapes_dtypes_and_scale(root):
     assert frames.train.x.shape == (80, 1, 16, 16) and frames.test.x.shape == (20, 1, 16, 16)
     assert frames.train.x.dtype == torch.uint8 and frames.train.y.dtype == torch.int64
     assert frames.train.x.max() > 200
-    x = frames.as_float(frames.test.x)
+    x = frames_module.to_float(frames.test.x, frames.meta)
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     assert frames.meta["counts"] == {"train": 80, "test": 20}
 
@@ -97,7 +97,7 @@ def test_event_frames_count_the_events_by_polarity_and_pixel(root):
         assert frames.train.y[row] == labels[train[row]]
     assert frames.meta["events_total"] == len(samples.events)
     assert frames.meta["events_in_frames"] == sum(len(_tonic_binned(samples[i], T)) for i in range(len(samples)))
-    assert frames.as_float(frames.train.x).sum() == frames.train.x.sum()
+    assert frames_module.to_float(frames.train.x, frames.meta).sum() == frames.train.x.sum()
 
 
 def test_counts_too_big_for_uint8_are_kept_as_int16(tmp_path):
@@ -146,8 +146,8 @@ def test_full_digits_dvs_is_learnable_by_a_linear_model(tmp_path):
     prepare("digits-dvs", params, tmp_path)
     frames = load_frames(preprocess("digits-dvs", params, 4, tmp_path))
     scale = float(frames.train.x.max())
-    train_x = (frames.as_float(frames.train.x).flatten(1) / scale).numpy()
-    test_x = (frames.as_float(frames.test.x).flatten(1) / scale).numpy()
+    train_x = (frames_module.to_float(frames.train.x, frames.meta).flatten(1) / scale).numpy()
+    test_x = (frames_module.to_float(frames.test.x, frames.meta).flatten(1) / scale).numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = LogisticRegression(max_iter=200).fit(train_x, frames.train.y.numpy())

@@ -13,8 +13,8 @@ from spikeattn.schema import params_schema
 
 
 def test_defaults_are_45nm_and_caption_states_every_choice():
-    conv = EnergyConventions()
-    text = conv.caption()
+    conventions = EnergyConventions()
+    text = conventions.caption()
     for word in ("4.6 pJ", "0.9 pJ", "45 nm", "fr·T·FLOPs", "computed once",
                  "judged by its input", "count as MACs", "BatchNorm", "per sample",
                  "encoding path", "dense MACs", "count like any layer"):
@@ -95,8 +95,8 @@ def test_params_and_the_dataclass_refuse_the_same_energies(raw, key, value, prob
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_each_preset_sets_every_convention(name):
     assert set(PRESETS[name].keys) == set(CONVENTION_KEYS) - {"preset"}
-    conv = EnergyConventions.from_params({"preset": name})
-    assert conv.preset == name and conv.overrides() == {}
+    conventions = EnergyConventions.from_params({"preset": name})
+    assert conventions.preset == name and conventions.overrides() == {}
 
 
 # Each preset written out, as presets.py's docstrings and issue 16's research describe them.

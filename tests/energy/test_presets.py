@@ -206,9 +206,9 @@ def test_zero_weights_skip_in_effective_macs():
     with torch.no_grad():
         conv.weight[0, 0, 1, 1] = 0.0  # the centre tap: each output loses its own pixel
     x = torch.full((1, 1, 3, 3), 0.3)
-    conv_eff = EnergyConventions(mac_count="effective", zero_weights="skip")
+    conventions_eff = EnergyConventions(mac_count="effective", zero_weights="skip")
     # in-bounds taps on a 3x3 map: 4 corners x 4 + 4 edges x 6 + centre 9 = 49, minus 9 centres
-    assert estimate(conv, [x], conv_eff).macs == 49 - 9
+    assert estimate(conv, [x], conventions_eff).macs == 49 - 9
 
 
 class GACNet(nn.Module):

@@ -7,7 +7,7 @@ import torch
 
 import spikeattn.models  # noqa: F401  (registers demo_cnn with timm)
 from spikeattn.io import file_digest
-from spikeattn.train.checkpoint import (CheckpointError, Resume, load_checkpoint, read_state,
+from spikeattn.train.checkpoint import (CheckpointError, Resume, load_checkpoint, read_resume_state,
                                         save_checkpoint)
 
 KWARGS = {"attention": "TA", "T": 2, "num_classes": 4, "img_size": 16}
@@ -85,7 +85,7 @@ def test_a_truncated_resume_state_names_the_file(state):
     path, _ = state
     path.write_bytes(path.read_bytes()[:3000])
     with pytest.raises(CheckpointError, match=f"{path}: cannot read this resume state"):
-        read_state(path)
+        read_resume_state(path)
 
 
 def test_a_state_saved_before_digests_is_resumed_with_a_warning(tmp_path):

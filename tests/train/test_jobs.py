@@ -14,7 +14,7 @@ import torch
 
 import jobs
 from spikeattn.io import file_digest
-from spikeattn.train.checkpoint import read_state
+from spikeattn.train.checkpoint import read_resume_state
 
 EPOCHS = 10
 
@@ -52,7 +52,7 @@ def _kill_after_first_epoch(workdir) -> int:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (jobs.run_dir(workdir) / "metrics.json").exists(), "killed too late: the job had finished"
-    return read_state(state)["epoch"]
+    return read_resume_state(state)["epoch"]
 
 
 def test_killed_job_resumes_and_matches_an_uninterrupted_one(data_dir, tmp_path):

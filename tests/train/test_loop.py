@@ -113,7 +113,7 @@ class NaNFrom(torch.nn.Module):
 
 def test_nan_loss_stops_training_and_restores_the_last_finite_weights(tmp_path):
     from spikeattn.train import Resume
-    from spikeattn.train.checkpoint import read_state
+    from spikeattn.train.checkpoint import read_resume_state
 
     xtr, ytr, xte, yte = toy_data()
     seed_everything(0)
@@ -125,7 +125,7 @@ def test_nan_loss_stops_training_and_restores_the_last_finite_weights(tmp_path):
     assert result.diverged == {"epoch": 2, "batch": 1, "phase": "train", "loss": "nan"}
     assert [row["epoch"] for row in result.history] == [1]
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    saved = read_state(tmp_path / "resume.pt")
+    saved = read_resume_state(tmp_path / "resume.pt")
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in saved["model"].items()), \
         "the weights are those saved after the last finished epoch"
 

@@ -12,7 +12,7 @@ from spikeattn.data.loader import TensorBatches
 from spikeattn.schema import params_schema, violations
 from spikeattn.train import Dist, Resume, build_loss, fit, run_epoch, seed_everything
 from spikeattn.train import speed
-from spikeattn.train.checkpoint import read_state
+from spikeattn.train.checkpoint import read_resume_state
 from spikeattn.train.speed import PeakMemory, StepSettings, resolve_deterministic
 from spikeattn.train.tally import Tally
 
@@ -265,7 +265,7 @@ def test_nan_in_mid_epoch_is_diverged_and_the_last_finite_weights_are_kept(tmp_p
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in ends[1].items()), "the weights at the end of epoch 1"
     if with_resume:
-        saved = read_state(tmp_path / "resume.pt")
+        saved = read_resume_state(tmp_path / "resume.pt")
         assert saved["epoch"] == 1
         assert all(torch.equal(saved["model"][k], v) for k, v in ends[1].items())
 

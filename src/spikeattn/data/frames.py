@@ -263,9 +263,6 @@ class Frames:
     test: Split
     meta: dict[str, Any]
 
-    def as_float(self, x: torch.Tensor) -> torch.Tensor:
-        return to_float(x, self.meta)
-
 
 def rebuild_hint(cache: Path) -> str:
     """How to rebuild a damaged cache: its Snakemake job, or the stage by hand."""

@@ -50,10 +50,6 @@ class DatasetInfo:
         """This dataset's entry in params.schema.yaml."""
         return part("properties", "datasets", "properties", self.name)
 
-    @property
-    def required_keys(self) -> tuple[str, ...]:
-        return tuple(self.schema["required"])
-
     def input_size(self, params: Mapping[str, Any]) -> tuple[int, int]:
         """(H, W) of one frame as the model sees it."""
         if self.size_key is not None:

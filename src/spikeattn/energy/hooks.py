@@ -257,8 +257,8 @@ class OpCounter:
     def _layer_hook(self, name: str):
         stats = self._layers[name]
         forced = name in self.force_mac
-        conv = self.conventions
-        skip = conv.zero_weights == "skip"
+        conventions = self.conventions
+        skip = conventions.zero_weights == "skip"
 
         def hook(module: nn.Module, args: Any, output: Tensor) -> None:
             self._seen(stats)
@@ -269,14 +269,14 @@ class OpCounter:
             if not repeats_over_time(x, self.T, self._batch):
                 stats.varying_calls += 1
             # every call, spikes or not: a layer is real-valued when any call is
-            reached = exact_sops(module, x, skip) if conv.mac_count == "effective" else None
+            reached = exact_sops(module, x, skip) if conventions.mac_count == "effective" else None
             stats.effective += reached or 0
             binary = (not forced) and bool(((x == 0) | (x == 1)).all())
-            if not binary and conv.hidden_real != "ac":  # its accumulates are never priced
+            if not binary and conventions.hidden_real != "ac":  # its accumulates are never priced
                 stats.nonbinary_calls += 1
                 return
             nonzero = int(torch.count_nonzero(x))
-            if conv.sop_count == "exact":
+            if conventions.sop_count == "exact":
                 sops = reached if reached is not None else exact_sops(module, x, skip)
             else:
                 sops = dense * nonzero / max(x.numel(), 1)
@@ -309,13 +309,13 @@ class OpCounter:
         """A real-valued layer's MACs under the conventions. Judged over all calls, like the
         binary test: an encoding-path layer counts once per sample only if every call
         repeated its input."""
-        conv = self.conventions
+        conventions = self.conventions
         if s.kind == "elementwise":
-            return s.dense if conv.elementwise == "mac" else 0.0
-        if role == "hidden" and conv.hidden_real == "none":
+            return s.dense if conventions.elementwise == "mac" else 0.0
+        if role == "hidden" and conventions.hidden_real == "none":
             return 0.0
-        macs = s.effective if conv.mac_count == "effective" else s.dense
-        if conv.repeated_input == "once" and encoding_path and s.varying_calls == 0:
+        macs = s.effective if conventions.mac_count == "effective" else s.dense
+        if conventions.repeated_input == "once" and encoding_path and s.varying_calls == 0:
             return macs / self.T
         return float(macs)
 

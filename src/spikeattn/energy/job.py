@@ -71,6 +71,6 @@ def _log_to_run(run_id: str, report: dict[str, Any], out) -> None:
     (finished) MLflow run."""
     from ..tracking import Tracker
 
-    with Tracker().resume_cell_run(run_id) as run:
+    with Tracker().add_to_cell_run(run_id) as run:
         run.log_metrics({k: report[k] for k in (*records.ENERGY_TOTALS, "mean_firing_rate")})
         run.log_artifacts([out / paths.ENERGY_FILE])

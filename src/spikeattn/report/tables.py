@@ -41,7 +41,6 @@ METRICS_KEYS = ("acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean", "ene
 COUNT_KEYS = ("params", "seeds", "n_diverged")  # integers in metrics.json, never 3.0
 # The status of a cell over its seeds (a run's status: records.RUN_STATUSES).
 SOME_DIVERGED = "some_diverged"
-CELL_STATUSES = (COMPLETED, SOME_DIVERGED, DIVERGED)
 MAX_LISTED = 10  # diverged runs named one by one in a caption; the rest are counted
 LOSS_TEXT = {"nan": "NaN", "inf": "+inf", "-inf": "-inf"}  # metrics.json "diverged"/"loss"
 

@@ -76,7 +76,7 @@ def _sealed(state: dict[str, Any]) -> dict[str, Any]:
             "payload": torch.frombuffer(payload, dtype=torch.uint8)}
 
 
-def read_state(path: Path) -> dict[str, Any]:
+def read_resume_state(path: Path) -> dict[str, Any]:
     """A resume state as it was saved, once its bytes match the digest saved with them."""
     fix = f"delete {path} to train this run from the start"
     try:
@@ -103,10 +103,11 @@ class Resume:
 
     The state is written whole to a temporary file and renamed over the last one, so a kill
     at any moment leaves either the previous epoch's state or the new one; its sha256 is
-    saved inside it, so a damaged state is refused (`read_state`), never resumed. `fingerprint`
-    names what the state was trained with (settings, model, data, seed): a state saved
-    under other settings is ignored (with a warning) and replaced by the new run's.
-    `extra` is saved with every state (the MLflow run id, so the resumed job continues it).
+    saved inside it, so a damaged state is refused (`read_resume_state`), never resumed.
+    `fingerprint` names what the state was trained with (settings, model, data, seed): a state
+    saved under other settings is ignored (with a warning) and replaced by the new run's.
+    `extra` is saved with every state (the MLflow run id, so the resumed job continues that
+    run: `Tracker.continue_cell_run`).
     """
 
     def __init__(self, path: Path, fingerprint: str):
@@ -118,7 +119,7 @@ class Resume:
     def _load(self) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
-        state = read_state(self.path)
+        state = read_resume_state(self.path)
         if state.get("fingerprint") != self.fingerprint:
             warnings.warn(f"{self.path} was saved with other settings; training starts over and "
                           f"replaces it", stacklevel=3)
@@ -137,7 +138,7 @@ class Resume:
         tensors have moved on since), or None when no epoch was saved."""
         if not (self.saved or self.state is not None) or not self.path.exists():
             return None  # nothing saved by this run's settings (a stale file is not ours)
-        return read_state(self.path)["model"]
+        return read_resume_state(self.path)["model"]
 
     def clear(self) -> None:
         """Drop the state once the run's final outputs are written."""

@@ -2,9 +2,10 @@
 
 `train_cell` is what `spikeattn train` runs. It holds the run directory's lock, re-launches
 itself under torchrun when the study trains on several GPUs, resumes a killed job from its last
-epoch (`train.Resume`), and opens (or, when resuming, reopens) the cell's MLflow run, which it
-closes with the run's status: a run whose loss became NaN or infinite is recorded as diverged
-(its files written, the MLflow run FAILED), not raised as a crash.
+epoch (`train.Resume`), and starts the cell's MLflow run (a resumed job continues the killed
+job's run instead), which it closes with the run's status: a run whose loss became NaN or
+infinite is recorded as diverged (its files written, the MLflow run FAILED), not raised as a
+crash.
 
 Firing rates are not counted here: the energy job measures them on the test set with the
 operation counts, and energy.json is their one source.
@@ -166,15 +167,15 @@ def _train(params: Params, study: str, cell_id: str, seed: int, threads: int, tr
 
 def _open_train_run(params: Params, cell: Cell, seed: int, name: str, kwargs: dict, settings: dict,
                     resume):
-    """The cell's MLflow run: the killed job's run when resuming (its missing epochs are logged
-    now, so each epoch is in MLflow exactly once), else a new one."""
+    """The cell's MLflow run: the killed job's run, continued, when resuming (its missing epochs
+    are logged now, so each epoch is in MLflow exactly once), else a new one."""
     from ..tracking import RunNotFoundError, Tracker
 
     tracker = Tracker()
     run = None
     if resume.state is not None and resume.extra.get("mlflow_run_id"):
         try:
-            run = tracker.reopen_cell_run(resume.extra["mlflow_run_id"])
+            run = tracker.continue_cell_run(resume.extra["mlflow_run_id"])
         except RunNotFoundError as err:
             print(f"warning: {err}; logging the resumed run as a new MLflow run", file=sys.stderr)
     if run is None:
