@@ -31,6 +31,7 @@ shared machine the default thread count can oversubscribe the cores and slow bat
     python benchmarks/data.py --only preprocessing --gesture-samples 352   # let the pool engage
     python benchmarks/data.py --smoke                           # tiny sizes, seconds (a test runs it)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -53,13 +54,15 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 import tonic  # noqa: E402
-from tonic.io import events_struct  # noqa: E402
 from tonic.transforms import Compose, Downsample, ToFrame  # noqa: E402
 
 from spikeattn.config import Params  # noqa: E402
+from spikeattn.data import (  # noqa: E402
+    load_events,
+    prepare,
+    sources,  # noqa: E402
+)
 from spikeattn.data import loader as loader_mod  # noqa: E402
-from spikeattn.data import sources  # noqa: E402
-from spikeattn.data import load_events, prepare  # noqa: E402
 from spikeattn.data.event_frames import Framing, event_count_frames, pixel_address  # noqa: E402
 from spikeattn.data.frames import Split, frames_dir, load_frames, preprocess  # noqa: E402
 from spikeattn.data.loader import Augment, TensorBatches, Windows  # noqa: E402
@@ -73,6 +76,7 @@ POOL_CHUNK = 64  # records per task in frames._frame_all: the pool engages only 
 
 # --- machine and timing ------------------------------------------------------------------------
 
+
 def cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -80,7 +84,9 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def median_s(fn: Callable[[], object], reps: int, setup: Callable[[], object] = lambda: None) -> float:
+def median_s(
+    fn: Callable[[], object], reps: int, setup: Callable[[], object] = lambda: None
+) -> float:
     """Median wall-clock seconds of `fn` over `reps` runs, `setup` (untimed) before each."""
     times = []
     for _ in range(reps):
@@ -97,6 +103,7 @@ def dir_bytes(path: Path, pattern: str = "*") -> int:
 
 # --- the cases -----------------------------------------------------------------------------------
 
+
 @dataclass
 class Case:
     """One dataset + framing: how our stage is called, and the same work for tonic's side."""
@@ -108,7 +115,9 @@ class Case:
     samples: int
     events: int
     first_train: int  # index (in `read` order) of the first train sample, to compare frames
-    make_reader: Callable[[], tuple[Callable[[int], np.ndarray], np.ndarray]]  # -> (read(i), labels)
+    make_reader: Callable[
+        [], tuple[Callable[[int], np.ndarray], np.ndarray]
+    ]  # -> (read(i), labels)
     transform: Callable[[np.ndarray], np.ndarray]  # tonic's transforms, as Framing calls them
     uses_pool: bool  # whether preprocess(workers > 1) can use processes for this dataset
     largest_split: int = 0  # samples in the larger split (the pool needs > POOL_CHUNK in one)
@@ -141,12 +150,23 @@ def digits_case(params: dict, T: int, root: Path) -> Case:
         loaded, labels, _ = load_events(raw)  # what _embedded_events reads: one npz
         return loaded.__getitem__, labels
 
-    return Case(f"digits-dvs ({size}x{size}, time_bins T {T})", "digits-dvs", params, T,
-                len(samples), len(samples.events), int(np.flatnonzero(split == 0)[0]),
-                make_reader, tonic_transform(framing), uses_pool=False)
+    return Case(
+        f"digits-dvs ({size}x{size}, time_bins T {T})",
+        "digits-dvs",
+        params,
+        T,
+        len(samples),
+        len(samples.events),
+        int(np.flatnonzero(split == 0)[0]),
+        make_reader,
+        tonic_transform(framing),
+        uses_pool=False,
+    )
 
 
-def write_gesture_raw(root: Path, params: dict, n: int, events: int, seconds: float, seed: int = 0) -> int:
+def write_gesture_raw(
+    root: Path, params: dict, n: int, events: int, seconds: float, seed: int = 0
+) -> int:
     """Synthetic DVS128 Gesture recordings in tonic's layout (userNN_<light>/<label>.npy of
     x, y, p, t[ms]) with a manifest, so `preprocess` reads them as the real release.
 
@@ -164,7 +184,12 @@ def write_gesture_raw(root: Path, params: dict, n: int, events: int, seconds: fl
         path.parent.mkdir(parents=True, exist_ok=True)
         m = int(events * rng.uniform(0.8, 1.2))
         t_us = np.sort(rng.integers(0, int(seconds * 1e6), m))
-        columns = [rng.integers(0, 128, m), rng.integers(0, 128, m), rng.integers(0, 2, m), t_us / 1000]
+        columns = [
+            rng.integers(0, 128, m),
+            rng.integers(0, 128, m),
+            rng.integers(0, 2, m),
+            t_us / 1000,
+        ]
         np.save(path, np.stack(columns, axis=1).astype(np.float64))
         total += m
     write_json(raw / "manifest.json", {"dataset": GESTURE, "params": raw_params(GESTURE, params)})
@@ -177,15 +202,29 @@ def gesture_case(label: str, params: dict, T: int, root: Path, events: int) -> C
     framing = Framing.from_params(params, source.sensor, T)
 
     def make_reader():
-        return (lambda i: sources.read_events(source, records[i])), np.array([r.label for r in records])
+        return (lambda i: sources.read_events(source, records[i])), np.array(
+            [r.label for r in records]
+        )
 
     first_train = next(i for i, r in enumerate(records) if r.split == 0)
     largest = max(sum(r.split == k for r in records) for k in (0, 1))
-    return Case(label, GESTURE, params, T, len(records), events, first_train, make_reader,
-                tonic_transform(framing), uses_pool=True, largest_split=largest)
+    return Case(
+        label,
+        GESTURE,
+        params,
+        T,
+        len(records),
+        events,
+        first_train,
+        make_reader,
+        tonic_transform(framing),
+        uses_pool=True,
+        largest_split=largest,
+    )
 
 
 # --- table 1: preprocessing -------------------------------------------------------------------
+
 
 class RawEvents(Dataset):
     """tonic-style dataset: (frames, label) of sample i, read as our stage reads it."""
@@ -235,12 +274,15 @@ def tonic_sample(case: Case, cached) -> np.ndarray:
     out = np.asarray(cached[case.first_train][0])
     if out.dtype.names is None:
         return out
-    height, width = Framing.from_params(case.params, sources.get_source(case.name).sensor, case.T).size
+    height, width = Framing.from_params(
+        case.params, sources.get_source(case.name).sensor, case.T
+    ).size
     return np.stack([out["t"] - out["t"][0], pixel_address(out, height, width)], axis=1)
 
 
-def preprocessing_rows(case: Case, root: Path, reps: int, ncores: int,
-                       scratch: Path) -> tuple[list[str], Path]:
+def preprocessing_rows(
+    case: Case, root: Path, reps: int, ncores: int, scratch: Path
+) -> tuple[list[str], Path]:
     out = frames_dir(case.name, case.params, case.T, root)
     cache = scratch / f"tonic-{out.name}"
 
@@ -253,13 +295,17 @@ def preprocessing_rows(case: Case, root: Path, reps: int, ncores: int,
     results: list[tuple[str, str, str, float, int]] = []
     worker_counts = [1, ncores] if ncores > 1 else [1]
     for w in worker_counts:
-        s = median_s(lambda: preprocess(case.name, case.params, case.T, root, workers=w), reps, clear_ours)
+        s = median_s(
+            lambda: preprocess(case.name, case.params, case.T, root, workers=w), reps, clear_ours
+        )
         note = str(w)
         if w > 1 and not case.uses_pool:
             note += " (ignored: embedded data is framed serially)"
         elif w > 1 and case.largest_split <= POOL_CHUNK:
             note += f" (pool unused: ≤{POOL_CHUNK} samples per split)"
-        results.append(("spikeattn `preprocess`", "build cache: read, frame, save", note, s, dir_bytes(out)))
+        results.append(
+            ("spikeattn `preprocess`", "build cache: read, frame, save", note, s, dir_bytes(out))
+        )
     ours_bytes = dir_bytes(out)
     s = median_s(lambda: load_frames(out), reps)
     results.append(("spikeattn `load_frames`", "read whole cache", "1", s, ours_bytes))
@@ -267,26 +313,42 @@ def preprocessing_rows(case: Case, root: Path, reps: int, ncores: int,
     for w in worker_counts:
         s = median_s(lambda: one_pass(tonic_cached(case, cache), w), reps, clear_tonic)
         how = "1" if w == 1 else f"{w} (DataLoader workers)"
-        results.append(("tonic `DiskCachedDataset`", "1st pass: read, frame, write hdf5", how, s,
-                        dir_bytes(cache, "*.hdf5")))
+        results.append(
+            (
+                "tonic `DiskCachedDataset`",
+                "1st pass: read, frame, write hdf5",
+                how,
+                s,
+                dir_bytes(cache, "*.hdf5"),
+            )
+        )
     cached = tonic_cached(case, cache)  # the last first pass left the cache full
     s = median_s(lambda: one_pass(cached, 1), reps)
-    results.append(("tonic `DiskCachedDataset`", "2nd pass: cache hits", "1", s, dir_bytes(cache, "*.hdf5")))
+    results.append(
+        ("tonic `DiskCachedDataset`", "2nd pass: cache hits", "1", s, dir_bytes(cache, "*.hdf5"))
+    )
 
     theirs = tonic_sample(case, cached)
     mine = our_sample(case, out)
-    same = theirs.shape == mine.shape and np.array_equal(theirs.astype(np.int64), mine.astype(np.int64))
+    same = theirs.shape == mine.shape and np.array_equal(
+        theirs.astype(np.int64), mine.astype(np.int64)
+    )
     rows = []
     for pipeline, what, workers, s, nbytes in results:
-        rows.append(f"| {case.label} | {pipeline} | {what} | {workers} | {s:.3f} | "
-                    f"{case.samples / s:,.0f} | {case.events / s / 1e6:,.2f} | {nbytes / 2**20:,.1f} |")
+        rows.append(
+            f"| {case.label} | {pipeline} | {what} | {workers} | {s:.3f} | "
+            f"{case.samples / s:,.0f} | {case.events / s / 1e6:,.2f} | {nbytes / 2**20:,.1f} |"
+        )
     if not same:
-        rows.append(f"| {case.label} | **frames differ** | first train sample: ours {mine.shape}, "
-                    f"tonic {theirs.shape} | | | | | |")
+        rows.append(
+            f"| {case.label} | **frames differ** | first train sample: ours {mine.shape}, "
+            f"tonic {theirs.shape} | | | | | |"
+        )
     return rows, out
 
 
 # --- table 2: loading ----------------------------------------------------------------------------
+
 
 def tile(split: Split, n: int) -> Split:
     """`split` repeated to at least n samples (loading speed does not depend on the values)."""
@@ -297,7 +359,9 @@ def tile(split: Split, n: int) -> Split:
         return Split(split.x[idx], split.y[idx])
     off = split.offsets
     lengths = off[1:] - off[:-1]
-    t, address = (torch.cat([v[off[i]:off[i + 1]] for i in idx.tolist()]) for v in (split.t, split.address))
+    t, address = (
+        torch.cat([v[off[i] : off[i + 1]] for i in idx.tolist()]) for v in (split.t, split.address)
+    )
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(lengths[idx], 0)])
     return Split(None, split.y[idx], offsets, t=t, address=address)
 
@@ -311,8 +375,9 @@ def augment_one(x: torch.Tensor, augment: Augment) -> torch.Tensor:
         dx, dy = torch.randint(-k, k + 1, (2,)).tolist()
         H, W = x.shape[-2:]
         out = torch.zeros_like(x)
-        out[..., max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = \
-            x[..., max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
+        out[..., max(dy, 0) : H + min(dy, 0), max(dx, 0) : W + min(dx, 0)] = x[
+            ..., max(-dy, 0) : H + min(-dy, 0), max(-dx, 0) : W + min(-dx, 0)
+        ]
         x = out
     return x
 
@@ -344,14 +409,14 @@ class AugmentedWindows(Dataset):
         return len(self.y)
 
     def __getitem__(self, i):
-        t = self.t[self.offsets[i]:self.offsets[i + 1]]
+        t = self.t[self.offsets[i] : self.offsets[i + 1]]
         length = self.T * self.dt
         room = int(t[-1]) - length
         start = int(np.random.randint(0, room)) if room > 0 else 0
         lo, hi = np.searchsorted(t, start), np.searchsorted(t, start + length)
         frame = (t[lo:hi].astype(np.int64) - (t[lo] if hi > lo else 0)) // self.dt
         size = self.shape[0] * self.shape[1] * self.shape[2]
-        address = self.address[self.offsets[i] + lo:self.offsets[i] + hi]
+        address = self.address[self.offsets[i] + lo : self.offsets[i] + hi]
         counts = np.bincount(frame * size + address, minlength=self.T * size)
         x = torch.from_numpy(counts.reshape(self.T, *self.shape)).to(torch.float32) * self.scale
         return augment_one(x, self.augment), self.y[i]
@@ -359,10 +424,12 @@ class AugmentedWindows(Dataset):
 
 def epoch_s(iterate: Callable[[], None], device: torch.device, reps: int) -> float:
     """Median seconds per epoch after one warm-up epoch."""
+
     def run():
         iterate()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+
     run()
     return median_s(run, reps)
 
@@ -377,8 +444,14 @@ class LoadCase:
     windows: Windows | None = None
 
 
-def loading_rows(case: LoadCase, device: torch.device, reps: int, workers: list[int],
-                 augment: Augment, threads: int) -> list[str]:
+def loading_rows(
+    case: LoadCase,
+    device: torch.device,
+    reps: int,
+    workers: list[int],
+    augment: Augment,
+    threads: int,
+) -> list[str]:
     """One row per loader, all run with `threads` torch intra-op threads in this process."""
     n = len(case.split)
     rows = []
@@ -390,29 +463,46 @@ def loading_rows(case: LoadCase, device: torch.device, reps: int, workers: list[
         torch.set_num_threads(saved_threads)
     base = next(s for name, _, w, s in measured if name.startswith("`DataLoader") and w == "0")
     for name, placement, w, s in measured:
-        rows.append(f"| {case.label} | {n} | {case.batch_size} | {device.type} | {threads} | {name} | "
-                    f"{placement} | {w} | {n / s:,.0f} | {base / s:.2f} |")
+        rows.append(
+            f"| {case.label} | {n} | {case.batch_size} | {device.type} | {threads} | {name} | "
+            f"{placement} | {w} | {n / s:,.0f} | {base / s:.2f} |"
+        )
     return rows
 
 
-def _measure_loaders(case: LoadCase, device: torch.device, reps: int, workers: list[int],
-                     augment: Augment) -> list[tuple[str, str, str, float]]:
+def _measure_loaders(
+    case: LoadCase, device: torch.device, reps: int, workers: list[int], augment: Augment
+) -> list[tuple[str, str, str, float]]:
 
     def tensor_batches(fit: float | None) -> tuple[float, str]:
         saved = loader_mod.FIT_FRACTION
         if fit is not None:
             loader_mod.FIT_FRACTION = fit
         try:
-            tb = TensorBatches(case.split, case.scale, case.batch_size, device, train=True, T=case.T,
-                               augment=augment, seed=0, windows=case.windows)
+            tb = TensorBatches(
+                case.split,
+                case.scale,
+                case.batch_size,
+                device,
+                train=True,
+                T=case.T,
+                augment=augment,
+                seed=0,
+                windows=case.windows,
+            )
         finally:
             loader_mod.FIT_FRACTION = saved
         stored = tb.x if tb.events is None else tb.events.t
-        placement = ("GPU-resident" if stored.is_cuda else "pinned host") if device.type == "cuda" else "CPU"
+        placement = (
+            ("GPU-resident" if stored.is_cuda else "pinned host")
+            if device.type == "cuda"
+            else "CPU"
+        )
 
         def iterate():
             for _ in tb:
                 pass
+
         return epoch_s(iterate, device, reps), placement
 
     measured: list[tuple[str, str, str, float]] = []
@@ -430,24 +520,40 @@ def _measure_loaders(case: LoadCase, device: torch.device, reps: int, workers: l
         dataset = AugmentedWindows(case.split, case.T, case.windows, case.scale, augment)
     cuda = device.type == "cuda"
     for w in workers:
-        dl = DataLoader(dataset, batch_size=case.batch_size, shuffle=True, num_workers=w,
-                        persistent_workers=w > 0, pin_memory=cuda,
-                        generator=torch.Generator().manual_seed(0))
+        dl = DataLoader(
+            dataset,
+            batch_size=case.batch_size,
+            shuffle=True,
+            num_workers=w,
+            persistent_workers=w > 0,
+            pin_memory=cuda,
+            generator=torch.Generator().manual_seed(0),
+        )
 
         def iterate(dl=dl):
             for x, y in dl:
                 x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        measured.append(("`DataLoader(TensorDataset)`, per-sample augmentation",
-                         "pinned host → GPU" if cuda else "CPU", str(w), epoch_s(iterate, device, reps)))
+
+        measured.append(
+            (
+                "`DataLoader(TensorDataset)`, per-sample augmentation",
+                "pinned host → GPU" if cuda else "CPU",
+                str(w),
+                epoch_s(iterate, device, reps),
+            )
+        )
         del dl
     return measured
 
 
 # --- the run -----------------------------------------------------------------------------------
 
+
 def header(title: str, device_name: str, ncores: int, extra: str) -> str:
-    return (f"### {title}: {device_name}, {ncores} cores, {datetime.date.today().isoformat()}\n\n"
-            f"{extra}\n")
+    return (
+        f"### {title}: {device_name}, {ncores} cores, {datetime.date.today().isoformat()}\n\n"
+        f"{extra}\n"
+    )
 
 
 def run(args: argparse.Namespace) -> str:
@@ -461,14 +567,26 @@ def run(args: argparse.Namespace) -> str:
     with tempfile.TemporaryDirectory(prefix="spikeattn-bench-data-") as tmp:
         root, scratch = Path(tmp) / "root", Path(tmp) / "scratch"
         root.mkdir(), scratch.mkdir()
-        events = write_gesture_raw(root, gesture_ma, args.gesture_samples, args.gesture_events,
-                                   args.gesture_seconds)
+        events = write_gesture_raw(
+            root, gesture_ma, args.gesture_samples, args.gesture_events, args.gesture_seconds
+        )
         cases = [
             digits_case(digits, args.digits_T, root),
-            gesture_case(f"Gesture-sized synthetic, MA-SNN (dt {gesture_ma['dt_ms']:g} ms, "
-                         f"downsample {gesture_ma['downsample']})", gesture_ma, args.ma_T, root, events),
-            gesture_case(f"Gesture-sized synthetic, SMA (event_count T {args.sma_T}, 128x128)",
-                         gesture_sma, args.sma_T, root, events),
+            gesture_case(
+                f"Gesture-sized synthetic, MA-SNN (dt {gesture_ma['dt_ms']:g} ms, "
+                f"downsample {gesture_ma['downsample']})",
+                gesture_ma,
+                args.ma_T,
+                root,
+                events,
+            ),
+            gesture_case(
+                f"Gesture-sized synthetic, SMA (event_count T {args.sma_T}, 128x128)",
+                gesture_sma,
+                args.sma_T,
+                root,
+                events,
+            ),
         ]
         # warm the page cache for both sides alike (the raw files are read before any timing)
         for case in cases:
@@ -487,17 +605,26 @@ def run(args: argparse.Namespace) -> str:
             rows1 += rows
             outs.append(out)
         prep_after = os.getloadavg()[0]
-        sizes = (f"digits-dvs: {cases[0].samples} samples, {cases[0].events:,} events; Gesture-sized "
-                 f"synthetic: {cases[1].samples} samples ({cases[1].largest_split} in the larger split), "
-                 f"{cases[1].events:,} events over {args.gesture_seconds:g} s each")
-        table1 = header(
-            "Preprocessing", cpu_name(), ncores,
-            f"{sizes} (the same recordings framed both ways). tonic {tonic.__version__}, torch "
-            f"{torch.__version__}, median of {args.reps} runs from an empty cache, raw files in the page "
-            f"cache. `preprocess` frames with a process pool in chunks of {POOL_CHUNK} records per split. "
-            f"1-min load average {prep_before:.1f} before, {prep_after:.1f} after.\n"
-            "\n| case | pipeline | pass | workers | s | samples/s | M events/s | cache MiB |\n"
-            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows1)) if rows1 else ""
+        sizes = (
+            f"digits-dvs: {cases[0].samples} samples, {cases[0].events:,} events; Gesture-sized "
+            f"synthetic: {cases[1].samples} samples ({cases[1].largest_split} in the larger split), "
+            f"{cases[1].events:,} events over {args.gesture_seconds:g} s each"
+        )
+        table1 = (
+            header(
+                "Preprocessing",
+                cpu_name(),
+                ncores,
+                f"{sizes} (the same recordings framed both ways). tonic {tonic.__version__}, torch "
+                f"{torch.__version__}, median of {args.reps} runs from an empty cache, raw files in the page "
+                f"cache. `preprocess` frames with a process pool in chunks of {POOL_CHUNK} records per split. "
+                f"1-min load average {prep_before:.1f} before, {prep_after:.1f} after.\n"
+                "\n| case | pipeline | pass | workers | s | samples/s | M events/s | cache MiB |\n"
+                "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows1),
+            )
+            if rows1
+            else ""
+        )
         if args.only == "preprocessing":
             return table1
 
@@ -506,10 +633,15 @@ def run(args: argparse.Namespace) -> str:
         for case, out in zip(cases, outs):
             frames = load_frames(out)
             split = tile(frames.train, args.load_samples)
-            windows = Windows(**frames.meta["window"]) if frames.meta["layout"] == "events" else None
+            windows = (
+                Windows(**frames.meta["window"]) if frames.meta["layout"] == "events" else None
+            )
             T = args.ma_T if windows else None
-            kind = (f"events, random {T} x {windows.dt_us / 1000:g} ms window" if windows else
-                    "fixed [" + ", ".join(str(d) for d in split.x.shape[1:]) + "]")
+            kind = (
+                f"events, random {T} x {windows.dt_us / 1000:g} ms window"
+                if windows
+                else "fixed [" + ", ".join(str(d) for d in split.x.shape[1:]) + "]"
+            )
             label = f"{case.label.split(' (')[0]} ({kind})"
             batch = args.digits_batch if case.name == "digits-dvs" else args.gesture_batch
             load_cases.append(LoadCase(label, split, frames.meta["scale"], T, batch, windows))
@@ -519,14 +651,21 @@ def run(args: argparse.Namespace) -> str:
         rows2 = []
         for device in devices:
             for lc in load_cases:
-                for threads in (args.threads if device.type == "cpu" else [torch.get_num_threads()]):
-                    print(f"loading: {lc.label} on {device}, {threads} threads ...",
-                          file=sys.stderr, flush=True)
-                    rows2 += loading_rows(lc, device, args.reps, args.loader_workers, augment, threads)
+                for threads in args.threads if device.type == "cpu" else [torch.get_num_threads()]:
+                    print(
+                        f"loading: {lc.label} on {device}, {threads} threads ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    rows2 += loading_rows(
+                        lc, device, args.reps, args.loader_workers, augment, threads
+                    )
         load_after = os.getloadavg()[0]
         names = cpu_name() + (f" + {torch.cuda.get_device_name()}" if len(devices) > 1 else "")
         table2 = header(
-            "Loading during training", names, ncores,
+            "Loading during training",
+            names,
+            ncores,
             f"train=True, flip + translate {augment.translate_px} px on every case; samples/s over a "
             f"whole epoch (median of {args.reps} after one warm-up epoch), batches as float32 on the "
             f"device. Gesture-sized caches: the {cases[1].samples}-sample build's train split, "
@@ -534,30 +673,49 @@ def run(args: argparse.Namespace) -> str:
             f"process (DataLoader workers use one each). 1-min load average {load_before:.1f} before, "
             f"{load_after:.1f} after.\n"
             "\n| case | samples | batch | device | threads | loader | data placement | workers | samples/s | "
-            "× DataLoader (0 workers) |\n|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows2))
+            "× DataLoader (0 workers) |\n|---|---|---|---|---|---|---|---|---|---|\n"
+            + "\n".join(rows2),
+        )
     return table1 + "\n" + table2 if table1 else table2
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--reps", type=int, default=3, help="timed runs per measurement (median)")
-    p.add_argument("--digits-max-samples", type=int, default=None,
-                   help="datasets.digits-dvs.max_samples (default: params.yaml's, all 1,797)")
+    p.add_argument(
+        "--digits-max-samples",
+        type=int,
+        default=None,
+        help="datasets.digits-dvs.max_samples (default: params.yaml's, all 1,797)",
+    )
     p.add_argument("--digits-T", type=int, default=8)
     p.add_argument("--gesture-samples", type=int, default=48)
     p.add_argument("--gesture-events", type=int, default=300_000, help="mean events per sample")
     p.add_argument("--gesture-seconds", type=float, default=6.0)
-    p.add_argument("--ma-T", type=int, default=60, help="clip length (frames) for the MA-SNN loading case")
+    p.add_argument(
+        "--ma-T", type=int, default=60, help="clip length (frames) for the MA-SNN loading case"
+    )
     p.add_argument("--sma-T", type=int, default=16)
-    p.add_argument("--load-samples", type=int, default=256, help="gesture caches repeated to this size")
+    p.add_argument(
+        "--load-samples", type=int, default=256, help="gesture caches repeated to this size"
+    )
     p.add_argument("--digits-batch", type=int, default=64)
     p.add_argument("--gesture-batch", type=int, default=32)
     p.add_argument("--loader-workers", type=int, nargs="+", default=[0, 2])
-    p.add_argument("--threads", type=int, nargs="+", default=None,
-                   help="torch threads for the CPU loading rows (default: 1 and the number of cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=None,
+        help="torch threads for the CPU loading rows (default: 1 and the number of cores)",
+    )
     p.add_argument("--only", choices=("preprocessing", "loading"), help="run one of the two tables")
     p.add_argument("--cpu-only", action="store_true", help="skip the CUDA loading rows")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the script runs")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds: checks the script runs"
+    )
     p.add_argument("--append", type=Path, help="append the tables to this Markdown file")
     args = p.parse_args(argv)
     if args.threads is None:

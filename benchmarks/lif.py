@@ -20,6 +20,7 @@ entering every chunk of CHUNK steps after the first (2b + 4/CHUNK at most, 2b fo
 the backward reads dL/ds, x and those boundaries and writes dL/dx (3b + 4/CHUNK): 5b + 8/CHUNK
 at most instead of 6b.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,7 @@ def timer(device: str) -> Callable[[Callable[[], object]], float]:
             fn()
             times.append(time.perf_counter() - start)
         return 1e3 * sorted(times)[len(times) // 2]
+
     return wall
 
 
@@ -90,8 +92,15 @@ def spikingjelly_neurons(device: str) -> dict[str, torch.nn.Module]:
     except ImportError:
         return {}
     version = importlib.metadata.version("spikingjelly")
-    like_ours = dict(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=True,
-                     surrogate_function=surrogate.ATan(alpha=2.0), step_mode="m")
+    like_ours = dict(
+        tau=2.0,
+        decay_input=True,
+        v_threshold=1.0,
+        v_reset=0.0,
+        detach_reset=True,
+        surrogate_function=surrogate.ATan(alpha=2.0),
+        step_mode="m",
+    )
     found = {}
     if "backend" not in inspect.signature(neuron.LIFNode.__init__).parameters:
         from spikingjelly.activation_based.functional import neuron_implementation
@@ -99,8 +108,11 @@ def spikingjelly_neurons(device: str) -> dict[str, torch.nn.Module]:
         node = neuron.LIFNode(**like_ours).to(device)
         node(torch.zeros(2, 8, device=device))
         node.reset()
-        impl = (neuron_implementation("lif", torch.device(device))["implementation"]
-                if device == "cuda" else "torch")
+        impl = (
+            neuron_implementation("lif", torch.device(device))["implementation"]
+            if device == "cuda"
+            else "torch"
+        )
         return {f"{impl}, SJ {version}": node}
     for backend in ("cupy", "torch"):
         try:
@@ -132,6 +144,7 @@ def measure(module: torch.nn.Module, x: torch.Tensor, bench) -> tuple[float, flo
     def forward_for_saving():
         reset()
         return module(xg)
+
     return bench(forward), bench(forward_backward), saved_bytes(forward_for_saving)
 
 
@@ -143,10 +156,12 @@ def run(dtypes: list[str], Ts: list[int], Ns: list[int], device: str) -> str:
     jelly = spikingjelly_neurons(device)
     largest = max(T * N for T in Ts for N in Ns) * 4
     copy = copy_bandwidth(bench, device, largest)
-    rows = ["| dtype | T | N | fwd ms | fwd+bwd ms | bytes moved | GB/s | % copy bw | "
-            "× torch | × SpikingJelly | recompute fwd ms | recompute fwd+bwd ms | "
-            "recompute bytes moved | recompute × saved-m | saved bytes (ours / SJ) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| dtype | T | N | fwd ms | fwd+bwd ms | bytes moved | GB/s | % copy bw | "
+        "× torch | × SpikingJelly | recompute fwd ms | recompute fwd+bwd ms | "
+        "recompute bytes moved | recompute × saved-m | saved bytes (ours / SJ) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in dtypes:
         dtype = DTYPES[name]
         for T in Ts:
@@ -165,24 +180,33 @@ def run(dtypes: list[str], Ts: list[int], Ns: list[int], device: str) -> str:
                     sj_saved = f"{sj[best][2]:,}"
                 else:
                     vs_sj, sj_saved = "not installed", "–"
-                rows.append(f"| {name} | {T} | {N:,} | {fwd:.3f} | {both:.3f} | {moved:,} | "
-                            f"{gbs:.0f} | {100 * gbs / copy:.0f} | {ref_both / both:.1f} | {vs_sj} | "
-                            f"{rc_fwd:.3f} | {rc_both:.3f} | {rc_moved:,} | {both / rc_both:.2f} | "
-                            f"{saved:,} / {sj_saved} |")
+                rows.append(
+                    f"| {name} | {T} | {N:,} | {fwd:.3f} | {both:.3f} | {moved:,} | "
+                    f"{gbs:.0f} | {100 * gbs / copy:.0f} | {ref_both / both:.1f} | {vs_sj} | "
+                    f"{rc_fwd:.3f} | {rc_both:.3f} | {rc_moved:,} | {both / rc_both:.2f} | "
+                    f"{saved:,} / {sj_saved} |"
+                )
     device_name = torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)"
-    head = (f"### {device_name}, {datetime.date.today().isoformat()}\n\n"
-            f"Copy bandwidth measured here: {copy:.0f} GB/s. Neuron: `{PRESET}` "
-            f"(SpikingJelly's LIFNode defaults). torch {torch.__version__}.\n")
+    head = (
+        f"### {device_name}, {datetime.date.today().isoformat()}\n\n"
+        f"Copy bandwidth measured here: {copy:.0f} GB/s. Neuron: `{PRESET}` "
+        f"(SpikingJelly's LIFNode defaults). torch {torch.__version__}.\n"
+    )
     return head + "\n" + "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=sorted(DTYPES))
     p.add_argument("--T", nargs="+", type=int, default=[4, 16])
     p.add_argument("--N", nargs="+", type=int, default=[1 << 20, 1 << 24])
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny sizes on the CPU (needs TRITON_INTERPRET=1): checks the script runs")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes on the CPU (needs TRITON_INTERPRET=1): checks the script runs",
+    )
     p.add_argument("--append", type=Path, help="append the table to this Markdown file")
     args = p.parse_args(argv)
     if args.smoke:
@@ -190,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     elif torch.cuda.is_available():
         device = "cuda"
     else:
-        print("benchmarks/lif.py needs a CUDA GPU (or --smoke with TRITON_INTERPRET=1)",
-              file=sys.stderr)
+        print(
+            "benchmarks/lif.py needs a CUDA GPU (or --smoke with TRITON_INTERPRET=1)",
+            file=sys.stderr,
+        )
         return 2
     table = run(args.dtypes, args.T, args.N, device)
     print(table)

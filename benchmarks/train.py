@@ -46,6 +46,7 @@ its frame cache exists under --root, else the demo-dvs TCSA cell (built in a scr
     bash benchmarks/gpu_train.sh                                # the GPU run, wheels and all
     TRITON_INTERPRET=1 python benchmarks/train.py --smoke --epoch   # tiny shapes on the CPU (a test runs it)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-if "--smoke" in sys.argv[1:]:  # the kernels run in Triton's interpreter: set before they are defined
+if (
+    "--smoke" in sys.argv[1:]
+):  # the kernels run in Triton's interpreter: set before they are defined
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import torch  # noqa: E402
@@ -74,28 +77,51 @@ sys.path.insert(0, str(ROOT / "src"))
 import timm  # noqa: E402
 
 from spikeattn import data  # noqa: E402
-from spikeattn.job_inputs import model_spec  # noqa: E402
 from spikeattn.attention import MA_VARIANTS, family  # noqa: E402
 from spikeattn.config import Cell, Params  # noqa: E402
-from spikeattn.hardware import device_name  # noqa: E402
 from spikeattn.data.loader import batches  # noqa: E402
+from spikeattn.hardware import device_name  # noqa: E402
+from spikeattn.job_inputs import model_spec  # noqa: E402
 from spikeattn.models._factory import frame_size  # noqa: E402
 from spikeattn.models.ma_cnn import MACNNGesture  # noqa: E402
 from spikeattn.neurons import LIFConfig, MultiStepLIF, make_surrogate  # noqa: E402
 from spikeattn.neurons.lif import triton_interpreter  # noqa: E402
 from spikeattn.train import build_loss, fit  # noqa: E402
 from spikeattn.train.loop import build_optimizer  # noqa: E402
-from spikeattn.train.speed import resolve_fused  # noqa: E402
 from spikeattn.train.precision import Precision  # noqa: E402
+from spikeattn.train.speed import resolve_fused  # noqa: E402
 
-COLUMNS = ["backbone", "study cell", "T", "batch", "input", "variant", "samples/s", "ms/step",
-           "peak MiB", "× baseline"]
-EPOCH_COLUMNS = ["study", "cell", "device", "precision", "train samples", "test samples", "batch",
-                 "setup s", "train epoch s", "train samples/s", "test s", "fit s"]
+COLUMNS = [
+    "backbone",
+    "study cell",
+    "T",
+    "batch",
+    "input",
+    "variant",
+    "samples/s",
+    "ms/step",
+    "peak MiB",
+    "× baseline",
+]
+EPOCH_COLUMNS = [
+    "study",
+    "cell",
+    "device",
+    "precision",
+    "train samples",
+    "test samples",
+    "batch",
+    "setup s",
+    "train epoch s",
+    "train samples/s",
+    "test s",
+    "fit s",
+]
 SECTION = "## benchmarks/train.py: training step and epoch"
 
 
 # --- cases and variants ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Case:
@@ -154,8 +180,10 @@ class Spec:
 def find_cell(params: Params, study: str, coords: dict[str, Any]) -> Cell:
     cells = [c for c in params.cells(study) if c.matches(coords)]
     if not cells:
-        raise ValueError(f"study {study!r} has no cell with {coords}; params.yaml changed: update "
-                         f"benchmarks/train.py CASES")
+        raise ValueError(
+            f"study {study!r} has no cell with {coords}; params.yaml changed: update "
+            f"benchmarks/train.py CASES"
+        )
     return cells[0]
 
 
@@ -173,12 +201,17 @@ def spec_for(params: Params, case: Case, smoke: bool) -> Spec:
         batch, note = 2, "smoke size"
     h, w = frame_size(kwargs["img_size"])
     events = data.DATASETS[cell.dataset].kind == "events"
-    shape = ((batch, kwargs["T"], kwargs["in_chans"], h, w) if events
-             else (batch, kwargs["in_chans"], h, w))
+    shape = (
+        (batch, kwargs["T"], kwargs["in_chans"], h, w)
+        if events
+        else (batch, kwargs["in_chans"], h, w)
+    )
     return Spec(case, cell, name, kwargs, settings, batch, shape, note)
 
 
-def make_batch(spec: Spec, device: torch.device, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def make_batch(
+    spec: Spec, device: torch.device, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
     """Event frames as sparse counts (about 10% of pixels 1), images as normalised noise."""
     if len(spec.input_shape) == 5:
         x = (torch.rand(spec.input_shape, generator=generator) < 0.1).float()
@@ -189,6 +222,7 @@ def make_batch(spec: Spec, device: torch.device, generator: torch.Generator) -> 
 
 
 # --- the authors' per-step loop -------------------------------------------------------------
+
 
 class PerStepLIF(nn.Module):
     """A LIF layer run as the MA-SNN authors run theirs (module/LIF.py ConvIFCell, IFCell, driven
@@ -214,8 +248,11 @@ class PerStepLIF(nn.Module):
         u = cfg.decay * self.h + gain * x_t
         s = self.surrogate(u - cfg.v_threshold, cfg.fire_at_threshold)
         s_reset = s.detach() if cfg.detach_reset else s
-        self.h = (u - s_reset * cfg.v_threshold if cfg.v_reset is None
-                  else s_reset * cfg.v_reset + (1.0 - s_reset) * u)
+        self.h = (
+            u - s_reset * cfg.v_threshold
+            if cfg.v_reset is None
+            else s_reset * cfg.v_reset + (1.0 - s_reset) * u
+        )
         return s
 
     def forward(self, x: Tensor) -> Tensor:  # [T, B, ...] in, as MultiStepLIF
@@ -239,6 +276,7 @@ def per_step_copy(model: nn.Module) -> nn.Module:
 
 
 # --- SpikingJelly-built copy of ma_cnn_gesture ----------------------------------------------
+
 
 def spikingjelly_version() -> str | None:
     if importlib.util.find_spec("spikingjelly") is None:
@@ -277,9 +315,18 @@ class SJMACNNGesture(nn.Module):
     LIF). Neither changes the cost of a step.
     """
 
-    def __init__(self, attention: str, T: int, num_classes: int, in_chans: int,
-                 img_size, attention_kwargs: dict[str, Any] | None = None, fc_bn: bool = True,
-                 spiking_output: bool = True, **_: Any):
+    def __init__(
+        self,
+        attention: str,
+        T: int,
+        num_classes: int,
+        in_chans: int,
+        img_size,
+        attention_kwargs: dict[str, Any] | None = None,
+        fc_bn: bool = True,
+        spiking_output: bool = True,
+        **_: Any,
+    ):
         super().__init__()
         from spikingjelly.activation_based import layer, neuron, surrogate
 
@@ -291,24 +338,41 @@ class SJMACNNGesture(nn.Module):
         r_t, r_c, k = min(ma.get("ratio_t", 4), T), ma.get("ratio_c", 8), ma.get("sa_kernel", 3)
 
         def lif() -> nn.Module:
-            return neuron.LIFNode(tau=1.0 / 0.7, decay_input=False, v_threshold=0.3, v_reset=0.0,
-                                  detach_reset=False, surrogate_function=surrogate.ATan(alpha=2.0),
-                                  step_mode="m")
+            return neuron.LIFNode(
+                tau=1.0 / 0.7,
+                decay_input=False,
+                v_threshold=0.3,
+                v_reset=0.0,
+                detach_reset=False,
+                surrogate_function=surrogate.ATan(alpha=2.0),
+                step_mode="m",
+            )
 
         def mda(channels: int) -> list[nn.Module]:
             if not dims:
                 return []
-            return [layer.MultiDimensionalAttention(
-                T, channels, reduction_t=r_t, reduction_c=min(r_c, channels), kernel_size=k,
-                use_temporal="T" in dims, use_channel="C" in dims, use_spatial="S" in dims)]
+            return [
+                layer.MultiDimensionalAttention(
+                    T,
+                    channels,
+                    reduction_t=r_t,
+                    reduction_c=min(r_c, channels),
+                    kernel_size=k,
+                    use_temporal="T" in dims,
+                    use_channel="C" in dims,
+                    use_spatial="S" in dims,
+                )
+            ]
 
         channels, pools = MACNNGesture.CHANNELS, MACNNGesture.POOLS
         h, w = frame_size(img_size)
         features: list[nn.Module] = []
         c_in = in_chans
         for c_out, pool in zip(channels, pools):
-            features += [layer.Conv2d(c_in, c_out, 3, padding=1, bias=True, step_mode="m"),
-                         layer.BatchNorm2d(c_out, step_mode="m")]
+            features += [
+                layer.Conv2d(c_in, c_out, 3, padding=1, bias=True, step_mode="m"),
+                layer.BatchNorm2d(c_out, step_mode="m"),
+            ]
             if pool > 1:
                 features.append(layer.AvgPool2d(pool, step_mode="m"))
                 h, w = h // pool, w // pool
@@ -339,6 +403,7 @@ SJ_BUILDERS: dict[str, Callable[..., nn.Module]] = {"ma_cnn_gesture": SJMACNNGes
 
 # --- measuring ------------------------------------------------------------------------------
 
+
 @dataclass
 class Row:
     spec: Spec
@@ -358,7 +423,9 @@ def sync(device: torch.device) -> None:
 SMOKE_TRITON = "ma_cnn_gesture"  # under --smoke the interpreted kernels run on this backbone only
 
 
-def build_model(spec: Spec, variant: Variant, device: torch.device, smoke: bool = False) -> nn.Module | str:
+def build_model(
+    spec: Spec, variant: Variant, device: torch.device, smoke: bool = False
+) -> nn.Module | str:
     """The variant's model on `device`, or the reason it has none (a table cell)."""
     if variant.build == "spikingjelly":
         if spec.name not in SJ_BUILDERS:
@@ -370,7 +437,11 @@ def build_model(spec: Spec, variant: Variant, device: torch.device, smoke: bool 
         return SJ_BUILDERS[spec.name](**spec.kwargs).to(device)
     if variant.compile and device.type != "cuda":
         return "skipped on CPU (compile is measured on CUDA)"
-    if variant.lif_backend.startswith("triton") and device.type != "cuda" and not triton_interpreter():
+    if (
+        variant.lif_backend.startswith("triton")
+        and device.type != "cuda"
+        and not triton_interpreter()
+    ):
         return "skipped: Triton needs CUDA or TRITON_INTERPRET=1"
     if variant.lif_backend.startswith("triton") and smoke and spec.name != SMOKE_TRITON:
         return f"skipped in --smoke (interpreted Triton runs on {SMOKE_TRITON} only)"
@@ -380,8 +451,9 @@ def build_model(spec: Spec, variant: Variant, device: torch.device, smoke: bool 
     return model.to(device)
 
 
-def measure(spec: Spec, variant: Variant, device: torch.device, warmup: int, steps: int,
-            smoke: bool = False) -> Row:
+def measure(
+    spec: Spec, variant: Variant, device: torch.device, warmup: int, steps: int, smoke: bool = False
+) -> Row:
     row = Row(spec, variant)
     torch.manual_seed(0)
     try:
@@ -391,8 +463,13 @@ def measure(spec: Spec, variant: Variant, device: torch.device, warmup: int, ste
             return row
         model.train()
         row.parameters = sum(p.numel() for p in model.parameters())
-        optimizer = build_optimizer(model, spec.settings, fused=resolve_fused(
-            "auto", spec.settings["opt"], device.type, spec.settings.get("opt_kwargs")))
+        optimizer = build_optimizer(
+            model,
+            spec.settings,
+            fused=resolve_fused(
+                "auto", spec.settings["opt"], device.type, spec.settings.get("opt_kwargs")
+            ),
+        )
         precision = Precision(variant.precision, device.type)
         loss_fn = build_loss(spec.settings["loss"], spec.settings.get("label_smoothing", 0.0))
         net = torch.compile(model) if variant.compile else model
@@ -432,6 +509,7 @@ def measure(spec: Spec, variant: Variant, device: torch.device, warmup: int, ste
 
 # --- tables ---------------------------------------------------------------------------------
 
+
 def shape_text(spec: Spec) -> str:
     return "x".join(str(d) for d in spec.input_shape[-3:])
 
@@ -445,12 +523,22 @@ def table_rows(rows: list[Row]) -> list[str]:
             numbers = [r.status, "–", "–", "–"]
         else:
             ref = base.get(spec.case.backbone)
-            numbers = [f"{r.samples_s:,.1f}", f"{r.ms:,.1f}",
-                       "n/a" if r.peak_mib is None else f"{r.peak_mib:,.0f}",
-                       f"{r.samples_s / ref:.2f}" if ref else "–"]
+            numbers = [
+                f"{r.samples_s:,.1f}",
+                f"{r.ms:,.1f}",
+                "n/a" if r.peak_mib is None else f"{r.peak_mib:,.0f}",
+                f"{r.samples_s / ref:.2f}" if ref else "–",
+            ]
         batch = f"{spec.batch}" + (f" ({spec.note})" if spec.note else "")
-        cells = [spec.case.backbone, f"{spec.case.study}: {spec.cell.id}", str(spec.kwargs["T"]), batch,
-                 shape_text(spec), r.variant.name, *numbers]
+        cells = [
+            spec.case.backbone,
+            f"{spec.case.study}: {spec.cell.id}",
+            str(spec.kwargs["T"]),
+            batch,
+            shape_text(spec),
+            r.variant.name,
+            *numbers,
+        ]
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -465,13 +553,18 @@ def verdicts(rows: list[Row]) -> list[str]:
             continue
         best = max(ours, key=lambda r: r.samples_s)
         parts = [f"fastest of ours: {best.variant.name}, {best.samples_s:,.1f} samples/s"]
-        for build, label in (("spikingjelly", "SpikingJelly-built (its faster precision)"),
-                             ("per_step", "per-step loop")):
+        for build, label in (
+            ("spikingjelly", "SpikingJelly-built (its faster precision)"),
+            ("per_step", "per-step loop"),
+        ):
             theirs = [r for r in mine if r.variant.build == build]
             if theirs:
                 top = max(theirs, key=lambda r: r.samples_s)
-                same = "" if top.parameters == best.parameters else (
-                    f" (parameters differ: {top.parameters:,} vs ours {best.parameters:,})")
+                same = (
+                    ""
+                    if top.parameters == best.parameters
+                    else (f" (parameters differ: {top.parameters:,} vs ours {best.parameters:,})")
+                )
                 parts.append(f"{best.samples_s / top.samples_s:.2f}× the {label}{same}")
         lines.append(f"- {backbone}: " + "; ".join(parts))
     return lines
@@ -479,22 +572,35 @@ def verdicts(rows: list[Row]) -> list[str]:
 
 def step_table(rows: list[Row], device: torch.device, warmup: int, steps: int) -> str:
     sj = spikingjelly_version()
-    sj_text = (f"SpikingJelly {sj} (LIF implementation: {spikingjelly_implementation(device)})"
-               if sj else "SpikingJelly not installed")
+    sj_text = (
+        f"SpikingJelly {sj} (LIF implementation: {spikingjelly_implementation(device)})"
+        if sj
+        else "SpikingJelly not installed"
+    )
     triton_text = f"triton {importlib.metadata.version('triton')}" + (
-        " (interpreter)" if device.type != "cuda" and triton_interpreter() else "")
+        " (interpreter)" if device.type != "cuda" and triton_interpreter() else ""
+    )
     cudnn = f", cudnn.benchmark {torch.backends.cudnn.benchmark}" if device.type == "cuda" else ""
-    head = (f"### Training step: {device_name(device)}, {datetime.date.today().isoformat()}\n\n"
-            f"torch {torch.__version__}, {triton_text}, {sj_text}{cudnn}. Mean of {steps} steps after "
-            f"{warmup} warm-up steps; a step is forward, the study's loss, backward and the study's "
-            f"optimizer step on one random batch of the paper's shape. × baseline: samples/s over "
-            f"`{BASELINE}` of the same backbone.\n")
+    head = (
+        f"### Training step: {device_name(device)}, {datetime.date.today().isoformat()}\n\n"
+        f"torch {torch.__version__}, {triton_text}, {sj_text}{cudnn}. Mean of {steps} steps after "
+        f"{warmup} warm-up steps; a step is forward, the study's loss, backward and the study's "
+        f"optimizer step on one random batch of the paper's shape. × baseline: samples/s over "
+        f"`{BASELINE}` of the same backbone.\n"
+    )
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS), *table_rows(rows)]
     summary = verdicts(rows)
-    return head + "\n" + "\n".join(lines) + "\n" + ("\n" + "\n".join(summary) + "\n" if summary else "")
+    return (
+        head
+        + "\n"
+        + "\n".join(lines)
+        + "\n"
+        + ("\n" + "\n".join(summary) + "\n" if summary else "")
+    )
 
 
 # --- one epoch end to end -------------------------------------------------------------------
+
 
 class TimedLoader:
     """Passes a loader through, timing each full pass (first batch asked to exhaustion, the
@@ -533,8 +639,9 @@ def gesture_cache(params: Params, root: Path) -> EpochCase | None:
     return EpochCase("ma-gesture", cell, cell_data, out) if (out / "meta.json").exists() else None
 
 
-def build_epoch_case(params: Params, how: str, root: Path, scratch: Path, smoke: bool,
-                     per_sample: int = 100_000) -> EpochCase:
+def build_epoch_case(
+    params: Params, how: str, root: Path, scratch: Path, smoke: bool, per_sample: int = 100_000
+) -> EpochCase:
     """The cell whose epoch is measured, its frame cache built first if need be (not timed
     as part of the epoch; reported as setup)."""
     if how in ("auto", "gesture") and not smoke:
@@ -543,16 +650,19 @@ def build_epoch_case(params: Params, how: str, root: Path, scratch: Path, smoke:
             found.notes.append(f"DVS128 Gesture cache under {root}")
             return found
         if how == "gesture":
-            raise SystemExit(f"--epoch-data gesture: no ma-gesture frame cache under {root}; run "
-                             "`spikeattn preprocess dvs128-gesture` there first")
+            raise SystemExit(
+                f"--epoch-data gesture: no ma-gesture frame cache under {root}; run "
+                "`spikeattn preprocess dvs128-gesture` there first"
+            )
     start = time.perf_counter()
     if how == "gesture-synthetic":
         cell = find_cell(params, "ma-gesture", {"attention": "TCSA", "T": 60})
         cell_data = params.cell_data(cell)
         bench_data = _load_data_benchmark()
         samples = 40 if smoke else 1573  # 108 train users x 11 = 1,188 train samples (IBM: 1,176)
-        events = bench_data.write_gesture_raw(scratch, cell_data, samples, 20_000 if smoke else per_sample,
-                                              1.0 if smoke else 6.0)
+        events = bench_data.write_gesture_raw(
+            scratch, cell_data, samples, 20_000 if smoke else per_sample, 1.0 if smoke else 6.0
+        )
         note = f"Gesture-sized synthetic recordings ({samples} samples, {events:,} events)"
     else:
         cell = find_cell(params, "demo-dvs", {"attention": "TCSA"})
@@ -575,15 +685,18 @@ def _load_data_benchmark():
     return module
 
 
-def run_epoch_case(params: Params, case: EpochCase, device: torch.device, overrides: dict[str, Any],
-                   smoke: bool) -> tuple[str, list[str]]:
+def run_epoch_case(
+    params: Params, case: EpochCase, device: torch.device, overrides: dict[str, Any], smoke: bool
+) -> tuple[str, list[str]]:
     settings = {**params.train_settings(case.study), **overrides, "epochs": 1}
     if smoke:
         settings["batch_size"] = min(settings["batch_size"], 16)
     start = time.perf_counter()
     frames = data.load_frames(case.frames_dir)
     batch = settings["batch_size"]
-    train = TimedLoader(batches(frames, case.cell_data, "train", batch, case.cell.T, device), device)
+    train = TimedLoader(
+        batches(frames, case.cell_data, "train", batch, case.cell.T, device), device
+    )
     test = TimedLoader(batches(frames, case.cell_data, "test", batch, case.cell.T, device), device)
     name, kwargs = model_spec(params, case.cell)
     model = timm.create_model(name, **kwargs).to(device)
@@ -592,9 +705,20 @@ def run_epoch_case(params: Params, case: EpochCase, device: torch.device, overri
     result = fit(model, train, test, settings, seed=0, progress=False)
     n_train, n_test = len(frames.train), len(frames.test)
     train_s, test_s = train.seconds[0], test.seconds[0]
-    cells = [case.study, case.cell.id, device_name(device), settings.get("precision", "fp32"),
-             f"{n_train:,}", f"{n_test:,}", str(batch), f"{setup:.2f}", f"{train_s:.2f}",
-             f"{n_train / train_s:,.1f}", f"{test_s:.2f}", f"{result.seconds:.2f}"]
+    cells = [
+        case.study,
+        case.cell.id,
+        device_name(device),
+        settings.get("precision", "fp32"),
+        f"{n_train:,}",
+        f"{n_test:,}",
+        str(batch),
+        f"{setup:.2f}",
+        f"{train_s:.2f}",
+        f"{n_train / train_s:,.1f}",
+        f"{test_s:.2f}",
+        f"{result.seconds:.2f}",
+    ]
     notes = list(case.notes)
     if result.diverged:
         notes.append(f"the epoch diverged: {result.diverged}")
@@ -603,23 +727,35 @@ def run_epoch_case(params: Params, case: EpochCase, device: torch.device, overri
 
 def epoch_table(row: str, notes: list[str], overrides: dict[str, Any]) -> str:
     changed = ", ".join(f"train.{k}: {v}" for k, v in overrides.items()) or "none"
-    head = (f"### One epoch end to end: {datetime.date.today().isoformat()}\n\n"
-            f"`train.fit` for one epoch (train pass, then the test pass) over `data.loader.batches` "
-            f"(augmentation and window sampling included); the study's settings, with overrides: "
-            f"{changed}. setup s: loading the cache, building the loaders and the model. "
-            + " ".join(n.rstrip(".") + "." for n in notes) + "\n")
-    return head + "\n" + "\n".join(["| " + " | ".join(EPOCH_COLUMNS) + " |",
-                                    "|" + "---|" * len(EPOCH_COLUMNS), row]) + "\n"
+    head = (
+        f"### One epoch end to end: {datetime.date.today().isoformat()}\n\n"
+        f"`train.fit` for one epoch (train pass, then the test pass) over `data.loader.batches` "
+        f"(augmentation and window sampling included); the study's settings, with overrides: "
+        f"{changed}. setup s: loading the cache, building the loaders and the model. "
+        + " ".join(n.rstrip(".") + "." for n in notes)
+        + "\n"
+    )
+    return (
+        head
+        + "\n"
+        + "\n".join(
+            ["| " + " | ".join(EPOCH_COLUMNS) + " |", "|" + "---|" * len(EPOCH_COLUMNS), row]
+        )
+        + "\n"
+    )
 
 
 # --- the run --------------------------------------------------------------------------------
+
 
 def parse_override(text: str) -> tuple[str, Any]:
     import yaml
 
     key, sep, value = text.partition("=")
     if not sep:
-        raise argparse.ArgumentTypeError(f"--epoch-set takes key=value (a train.* key), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--epoch-set takes key=value (a train.* key), got {text!r}"
+        )
     return key.removeprefix("train."), yaml.safe_load(value)
 
 
@@ -627,35 +763,66 @@ def append(path: Path, text: str) -> None:
     existing = path.read_text() if path.exists() else ""
     with path.open("a") as f:
         if SECTION not in existing:
-            f.write("\n" + SECTION + "\n\nTables appended by `python benchmarks/train.py --append "
-                    "benchmarks/RESULTS.md` (GPU: `bash benchmarks/gpu_train.sh`). Each names its "
-                    "device and date.\n")
+            f.write(
+                "\n" + SECTION + "\n\nTables appended by `python benchmarks/train.py --append "
+                "benchmarks/RESULTS.md` (GPU: `bash benchmarks/gpu_train.sh`). Each names its "
+                "device and date.\n"
+            )
         f.write("\n" + text)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backbones", nargs="+", default=[c.backbone for c in CASES],
-                   choices=[c.backbone for c in CASES])
-    p.add_argument("--variants", nargs="+", default=[v.name for v in VARIANTS],
-                   choices=[v.name for v in VARIANTS], metavar="VARIANT",
-                   help="variants to run (quoted names, as in the table); the baseline always runs")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compile happens here)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--backbones",
+        nargs="+",
+        default=[c.backbone for c in CASES],
+        choices=[c.backbone for c in CASES],
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=[v.name for v in VARIANTS],
+        choices=[v.name for v in VARIANTS],
+        metavar="VARIANT",
+        help="variants to run (quoted names, as in the table); the baseline always runs",
+    )
+    p.add_argument(
+        "--warmup", type=int, default=3, help="untimed steps first (compile happens here)"
+    )
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--only", choices=("steps", "epoch"), help="run one of the two tables")
     p.add_argument("--epoch", action="store_true", help="also time one epoch end to end (table 2)")
-    p.add_argument("--epoch-data", choices=("auto", "gesture", "gesture-synthetic", "demo-dvs"),
-                   default="auto",
-                   help="auto: the ma-gesture cache under --root when it exists, else demo-dvs")
-    p.add_argument("--epoch-events", type=int, default=100_000,
-                   help="gesture-synthetic: mean events per 6 s recording (the raw files take 32 B each)")
-    p.add_argument("--epoch-set", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
-                   help="override a train.* setting of the epoch's study (e.g. precision=bf16)")
+    p.add_argument(
+        "--epoch-data",
+        choices=("auto", "gesture", "gesture-synthetic", "demo-dvs"),
+        default="auto",
+        help="auto: the ma-gesture cache under --root when it exists, else demo-dvs",
+    )
+    p.add_argument(
+        "--epoch-events",
+        type=int,
+        default=100_000,
+        help="gesture-synthetic: mean events per 6 s recording (the raw files take 32 B each)",
+    )
+    p.add_argument(
+        "--epoch-set",
+        type=parse_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a train.* setting of the epoch's study (e.g. precision=bf16)",
+    )
     p.add_argument("--root", type=Path, default=Path("."), help="where the pipeline's data/ lives")
     p.add_argument("--no-cudnn-benchmark", action="store_true")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny shapes (batch 2, T 2) on the CPU, Triton in its interpreter: "
-                        "checks the script runs")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny shapes (batch 2, T 2) on the CPU, Triton in its interpreter: "
+        "checks the script runs",
+    )
     p.add_argument("--append", type=Path, help="append the tables to this Markdown file")
     args = p.parse_args(argv)
 
@@ -667,8 +834,10 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cuda")
         torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
     else:
-        print("benchmarks/train.py measures on a CUDA GPU; on a CPU run --smoke (tiny shapes)",
-              file=sys.stderr)
+        print(
+            "benchmarks/train.py measures on a CUDA GPU; on a CPU run --smoke (tiny shapes)",
+            file=sys.stderr,
+        )
         return 2
     params = Params.load(ROOT / "params.yaml")
     tables = []
@@ -680,15 +849,19 @@ def main(argv: list[str] | None = None) -> int:
             for variant in variants:
                 start = time.perf_counter()
                 rows.append(measure(spec, variant, device, args.warmup, args.steps, args.smoke))
-                print(f"{case.backbone}, {variant.name}: {time.perf_counter() - start:.1f} s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{case.backbone}, {variant.name}: {time.perf_counter() - start:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         tables.append(step_table(rows, device, args.warmup, args.steps))
     if args.epoch or args.only == "epoch":
         overrides = dict(args.epoch_set)
         with tempfile.TemporaryDirectory(prefix="spikeattn-bench-train-") as scratch:
             print("one epoch end to end ...", file=sys.stderr, flush=True)
-            case = build_epoch_case(params, args.epoch_data, args.root, Path(scratch), args.smoke,
-                                    args.epoch_events)
+            case = build_epoch_case(
+                params, args.epoch_data, args.root, Path(scratch), args.smoke, args.epoch_events
+            )
             row, notes = run_epoch_case(params, case, device, overrides, args.smoke)
         tables.append(epoch_table(row, notes, overrides))
     text = "\n".join(tables)

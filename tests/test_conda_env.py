@@ -1,5 +1,6 @@
 """envs/spikeattn.yaml (the rules' software under `snakemake --use-conda`) pins exactly what
 requirements.lock pins: `make lock` writes both, and this fails if one was edited alone."""
+
 from pathlib import Path
 
 import yaml

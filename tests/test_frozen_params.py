@@ -1,4 +1,5 @@
 """The settings a Snakemake run planned, frozen for its jobs (spikeattn.frozen_params)."""
+
 import pytest
 import yaml
 
@@ -7,8 +8,14 @@ from spikeattn.paths import FROZEN_PARAMS
 
 
 def test_the_frozen_file_reads_back_as_the_merged_config_and_is_named_by_it(tmp_path):
-    merged = {"train": {"opt": "sgd", "lr": 1e-05, "opt_kwargs": {}}, "studies": "demo",
-              "seeds": [0, 1], "flag": True, "name": "yes", "none": None}
+    merged = {
+        "train": {"opt": "sgd", "lr": 1e-05, "opt_kwargs": {}},
+        "studies": "demo",
+        "seeds": [0, 1],
+        "flag": True,
+        "name": "yes",
+        "none": None,
+    }
     path = freeze_params(merged, tmp_path)
     assert path.parent == FROZEN_PARAMS and not path.is_absolute()
     assert yaml.safe_load((tmp_path / path).read_text()) == merged  # 1e-05 stays a float

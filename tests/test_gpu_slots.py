@@ -6,6 +6,7 @@ holders at one instant than the jobs on it agreed to share it with. The jobs loa
 by file (it needs only filelock), since `import spikeattn.gpu_slots` first imports the spikeattn
 package, seconds per process.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,11 @@ def job(tmp_path) -> list[str]:
 def job_env(lock_dir: Path, gpus: str = "2") -> dict[str, str]:
     """This process's environment with a faked GPU count and a private lock dir, and nothing
     that would make the pool look elsewhere (a real CUDA_VISIBLE_DEVICES, Slurm)."""
-    env = {key: value for key, value in os.environ.items()
-           if key != "CUDA_VISIBLE_DEVICES" and not key.startswith(("SLURM_", "SPIKEATTN_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key != "CUDA_VISIBLE_DEVICES" and not key.startswith(("SLURM_", "SPIKEATTN_"))
+    }
     env.update(SPIKEATTN_GPUS=gpus, SPIKEATTN_GPU_LOCK_DIR=str(lock_dir))
     return env
 
@@ -81,15 +85,28 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-def run_jobs(tmp_path: Path, job: list[str], jobs: list[tuple[int, int, float]], env,
-             *extra: str) -> list[dict]:
+def run_jobs(
+    tmp_path: Path, job: list[str], jobs: list[tuple[int, int, float]], env, *extra: str
+) -> list[dict]:
     """Start all (gpus, jobs_per_gpu, seconds) jobs at once; their records, in job order."""
     out = tmp_path / "records"
     out.mkdir()
     procs = [
-        subprocess.Popen([*job, str(out / f"{i}.json"), str(seconds), "--gpus", str(gpus),
-                          "--jobs-per-gpu", str(k), *extra],
-                         env=env, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                *job,
+                str(out / f"{i}.json"),
+                str(seconds),
+                "--gpus",
+                str(gpus),
+                "--jobs-per-gpu",
+                str(k),
+                *extra,
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i, (gpus, k, seconds) in enumerate(jobs)
     ]
     for proc in procs:
@@ -113,26 +130,38 @@ def assert_gpus_never_shared_beyond(records: list[dict], k: int) -> None:
     for device, spans in by_device(records).items():
         if max_overlap(spans) <= k:
             continue
-        clashes = [(i, j) for i, a in enumerate(records) for j, b in enumerate(records)
-                   if i < j and device in a["cvd"].split(",") and device in b["cvd"].split(",")
-                   and a["start"] < b["end"] and b["start"] < a["end"]]
-        raise AssertionError(f"GPU {device} had {max_overlap(spans)} holders at once (at most "
-                             f"{k} allowed); overlapping leases of jobs {clashes}")
+        clashes = [
+            (i, j)
+            for i, a in enumerate(records)
+            for j, b in enumerate(records)
+            if i < j
+            and device in a["cvd"].split(",")
+            and device in b["cvd"].split(",")
+            and a["start"] < b["end"]
+            and b["start"] < a["end"]
+        ]
+        raise AssertionError(
+            f"GPU {device} had {max_overlap(spans)} holders at once (at most "
+            f"{k} allowed); overlapping leases of jobs {clashes}"
+        )
 
 
 # ---------------------------------------------------------------------------- visible_devices
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("4", ["0", "1", "2", "3"]),
-    (" 2 ", ["0", "1"]),
-    ("0,2", ["0", "2"]),
-    ("3,", ["3"]),
-    ("0, 2,2", ["0", "2"]),
-    ("GPU-5f1c3e0a", ["GPU-5f1c3e0a"]),
-    ("", []),
-    ("0", []),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("4", ["0", "1", "2", "3"]),
+        (" 2 ", ["0", "1"]),
+        ("0,2", ["0", "2"]),
+        ("3,", ["3"]),
+        ("0, 2,2", ["0", "2"]),
+        ("GPU-5f1c3e0a", ["GPU-5f1c3e0a"]),
+        ("", []),
+        ("0", []),
+    ],
+)
 def test_spikeattn_gpus_is_a_count_or_a_list(value, expected):
     # it wins over CUDA_VISIBLE_DEVICES: it is how users and tests restrict or fake the pool
     assert visible_devices({"SPIKEATTN_GPUS": value, "CUDA_VISIBLE_DEVICES": "7"}) == expected
@@ -143,12 +172,15 @@ def test_spikeattn_gpus_rejects_nonsense():
         visible_devices({"SPIKEATTN_GPUS": "two"})
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("1,3", ["1", "3"]),
-    ("", []),
-    ("-1", []),
-    ("0,-1,2", ["0"]),  # CUDA ignores everything from the first invalid entry on
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("1,3", ["1", "3"]),
+        ("", []),
+        ("-1", []),
+        ("0,-1,2", ["0"]),  # CUDA ignores everything from the first invalid entry on
+    ],
+)
 def test_cuda_visible_devices(value, expected, tmp_path):
     assert visible_devices({"CUDA_VISIBLE_DEVICES": value, "PATH": str(tmp_path)}) == expected
 
@@ -161,8 +193,10 @@ def fake_nvidia_smi(bin_dir: Path, script: str) -> None:
 
 
 def test_nvidia_smi_lists_the_devices(tmp_path):
-    fake_nvidia_smi(tmp_path / "bin", 'test "$*" = "--query-gpu=index --format=csv,noheader" '
-                                      '|| exit 9\nprintf "0\\n1\\n"\n')
+    fake_nvidia_smi(
+        tmp_path / "bin",
+        'test "$*" = "--query-gpu=index --format=csv,noheader" || exit 9\nprintf "0\\n1\\n"\n',
+    )
     assert visible_devices({"PATH": str(tmp_path / "bin")}) == ["0", "1"]
 
 
@@ -280,6 +314,7 @@ def test_cpu_machine_runs_unpinned(tmp_path):
 
 def test_slurm_job_is_already_pinned(tmp_path):
     locks = tmp_path / "locks"
+
     def slurm():
         return {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "0,1", "PATH": str(tmp_path)}
 
@@ -289,8 +324,10 @@ def test_slurm_job_is_already_pinned(tmp_path):
     assert not locks.exists()  # no locking at all
     # a whole Snakemake run inside a 2-GPU allocation: its one-GPU jobs still get one GPU
     # each, from a pool private to the allocation (Slurm numbers every allocation's GPUs from 0)
-    with pinned(environ=(first := slurm()), lock_dir=locks) as a, \
-            pinned(environ=slurm(), lock_dir=locks) as b:
+    with (
+        pinned(environ=(first := slurm()), lock_dir=locks) as a,
+        pinned(environ=slurm(), lock_dir=locks) as b,
+    ):
         assert (a, b, first["CUDA_VISIBLE_DEVICES"]) == (["0"], ["1"], "0")
     assert any((locks / "slurm-42").glob("gpu1.slot0.lock"))
     with pytest.raises(GPUSlotError, match="asks for 3 GPUs"):
@@ -312,8 +349,10 @@ def test_the_checker_catches_two_jobs_on_one_gpu_at_once():
         assert_gpus_never_shared_beyond(clash, k=1)
     assert_gpus_never_shared_beyond(clash, k=2)  # two agreed to share it
     # one lease ending as the next starts is a hand-over, not sharing; a DDP job holds both
-    assert_gpus_never_shared_beyond([lease("0", 0.0, 1.0), lease("0", 1.0, 2.0),
-                                     lease("0,1", 2.0, 3.0), lease("1", 0.5, 2.0)], k=1)
+    assert_gpus_never_shared_beyond(
+        [lease("0", 0.0, 1.0), lease("0", 1.0, 2.0), lease("0,1", 2.0, 3.0), lease("1", 0.5, 2.0)],
+        k=1,
+    )
     with pytest.raises(AssertionError, match="GPU 1 had 2 holders"):
         assert_gpus_never_shared_beyond([lease("0,1", 2.0, 3.0), lease("1", 0.5, 2.5)], k=1)
 
@@ -380,8 +419,10 @@ def wait_for(path: Path, seconds: float = 30) -> None:
 def test_sigkilled_holder_frees_its_slot(tmp_path, job):
     locks = tmp_path / "locks"
     ready = tmp_path / "ready"
-    holder = subprocess.Popen([*job, str(tmp_path / "never.json"), "60", "--ready", str(ready)],
-                              env=job_env(locks, gpus="1"))
+    holder = subprocess.Popen(
+        [*job, str(tmp_path / "never.json"), "60", "--ready", str(ready)],
+        env=job_env(locks, gpus="1"),
+    )
     try:
         wait_for(ready)
         with pytest.raises(GPUSlotTimeout):  # the holder has GPU 0
@@ -414,9 +455,24 @@ def test_snakemake_runs_one_job_per_gpu_slot(tmp_path, job, k):
     snakefile = tmp_path / "Snakefile"
     snakefile.write_text(SNAKEFILE.replace("@JOB@", shlex.join(job)).replace("@K@", str(k)))
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory",
-         str(tmp_path), "--cores", "6", "--resources", f"gpu={2 * k}"],
-        env=job_env(tmp_path / "locks", gpus="2"), capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(snakefile),
+            "--directory",
+            str(tmp_path),
+            "--cores",
+            "6",
+            "--resources",
+            f"gpu={2 * k}",
+        ],
+        env=job_env(tmp_path / "locks", gpus="2"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     records = [json.loads(path.read_text()) for path in (tmp_path / "records").glob("*.json")]
     assert len(records) == 6

@@ -1,4 +1,5 @@
 """File helpers (spikeattn.io): errors name the file and where in it."""
+
 import pytest
 
 from spikeattn.io import read_yaml

@@ -1,4 +1,5 @@
 """The papers' studies in params.yaml: every cell's model builds as declared."""
+
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
 """A stopped Snakemake run is explained as stopped (spikeattn.stop_notice)."""
+
 import io
 import os
 import signal

@@ -3,6 +3,7 @@ on 127.0.0.1) in temporary directories.
 
 Every test changes into its own tmp_path, so the repository's own mlflow.db is never touched.
 """
+
 from __future__ import annotations
 
 import base64
@@ -86,15 +87,20 @@ def test_relative_sqlite_uri_is_pinned_to_cwd_and_servers_get_no_lock(tmp_path, 
 
 
 def test_importing_the_module_does_not_import_mlflow():
-    code = ("import sys, types; pkg = types.ModuleType('spikeattn'); pkg.__path__ = [sys.argv[1]];"
-            "sys.modules['spikeattn'] = pkg; import spikeattn.tracking;"
-            "assert 'mlflow' not in sys.modules and 'filelock' not in sys.modules")
+    code = (
+        "import sys, types; pkg = types.ModuleType('spikeattn'); pkg.__path__ = [sys.argv[1]];"
+        "sys.modules['spikeattn'] = pkg; import spikeattn.tracking;"
+        "assert 'mlflow' not in sys.modules and 'filelock' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code, str(PKG_DIR)], check=True, timeout=60)
 
 
 def test_flatten_rejects_keys_that_collide():
     assert tracking.flatten({"opt": {"lr": 1, "betas": [0.9, 0.99]}, "T": 4}) == {
-        "opt.lr": 1, "opt.betas": [0.9, 0.99], "T": 4}
+        "opt.lr": 1,
+        "opt.betas": [0.9, 0.99],
+        "T": 4,
+    }
     with pytest.raises(ValueError, match="given twice"):
         tracking.flatten({"a.b": 1, "a": {"b": 2}})
 
@@ -103,8 +109,16 @@ def test_flatten_rejects_keys_that_collide():
 
 
 def test_single_run_params_metrics_artifacts_status(tracker, tmp_path):
-    coords = {"study": "s", "dataset": "dvs", "backbone": "vgg", "attention": "ma",
-              "coding": "rate", "T": 4, "seed": 1, "cell": "dvs-vgg"}
+    coords = {
+        "study": "s",
+        "dataset": "dvs",
+        "backbone": "vgg",
+        "attention": "ma",
+        "coding": "rate",
+        "T": 4,
+        "seed": 1,
+        "cell": "dvs-vgg",
+    }
     params = {"optim": {"lr": 1e-3, "betas": [0.9, 0.99]}, "epochs": 5, "note": "x" * 7000}
     (tmp_path / "ckpt.txt").write_text("weights")
     (tmp_path / "plots").mkdir()
@@ -112,8 +126,10 @@ def test_single_run_params_metrics_artifacts_status(tracker, tmp_path):
 
     with tracker.start_cell_run("s", "dvs-vgg", 1, coords, params) as run:
         for epoch in range(3):
-            run.log_metrics({"train_loss": 1.0 / (epoch + 1), "test_acc": None,
-                             "spike_rate": math.nan}, step=epoch)
+            run.log_metrics(
+                {"train_loss": 1.0 / (epoch + 1), "test_acc": None, "spike_rate": math.nan},
+                step=epoch,
+            )
         run.log_artifacts([tmp_path / "ckpt.txt", tmp_path / "plots"], artifact_path="out")
 
     got = _run(tracker, run.run_id)
@@ -248,8 +264,10 @@ def test_ensure_store_creates_db_experiment_and_parents_once(tmp_path, monkeypat
         parents = client.search_runs([exp_id])
     assert exp.name == "spikeattn"
     assert exp.artifact_location == (tmp_path / "new" / "mlartifacts" / "spikeattn").as_uri()
-    assert sorted((r.data.tags["spikeattn.study"], r.data.tags["spikeattn.kind"], r.info.status)
-                  for r in parents) == [("a", "study", "FINISHED"), ("b", "study", "FINISHED")]
+    assert sorted(
+        (r.data.tags["spikeattn.study"], r.data.tags["spikeattn.kind"], r.info.status)
+        for r in parents
+    ) == [("a", "study", "FINISHED"), ("b", "study", "FINISHED")]
     with again.start_cell_run("a", "c", 0, {}, {}) as run:  # a job finds its parent
         pass
     parent_a = next(r.info.run_id for r in parents if r.data.tags["spikeattn.study"] == "a")
@@ -259,8 +277,9 @@ def test_ensure_store_creates_db_experiment_and_parents_once(tmp_path, monkeypat
 # ---------------------------------------------------------------- retries
 
 
-def _raised(make: Callable[[], BaseException], cause: BaseException, *,
-            chained: bool = True) -> BaseException:
+def _raised(
+    make: Callable[[], BaseException], cause: BaseException, *, chained: bool = True
+) -> BaseException:
     """`make()` raised while handling `cause`: `raise ... from cause` if `chained`, else a plain
     `raise` inside `except` (as MLflow's REST client does), so the error chain is the real one."""
     try:
@@ -282,16 +301,22 @@ def _sqlite_error(text: str) -> BaseException:
 
     dbapi = sqlite3.OperationalError(text)
     wrapped = _raised(lambda: sqlalchemy.exc.OperationalError("SELECT 1", {}, dbapi), dbapi)
-    return _raised(lambda: MlflowException(message=wrapped, error_code=TEMPORARILY_UNAVAILABLE),
-                   wrapped)
+    return _raised(
+        lambda: MlflowException(message=wrapped, error_code=TEMPORARILY_UNAVAILABLE), wrapped
+    )
 
 
 def _http_error(exc: BaseException) -> BaseException:
     """What MLflow's REST client raises once its own HTTP retries gave up."""
     from mlflow.exceptions import MlflowException
 
-    return _raised(lambda: MlflowException(f"API request to http://127.0.0.1:5000/api failed "
-                                           f"with exception {exc}"), exc, chained=False)
+    return _raised(
+        lambda: MlflowException(
+            f"API request to http://127.0.0.1:5000/api failed with exception {exc}"
+        ),
+        exc,
+        chained=False,
+    )
 
 
 def test_transient_errors_are_told_apart_from_real_ones(monkeypatch):
@@ -308,22 +333,26 @@ def test_transient_errors_are_told_apart_from_real_ones(monkeypatch):
         MlflowClient(f"http://127.0.0.1:{closed}").get_experiment_by_name("x")
 
     transient = [
-        _sqlite_error("database is locked"), _sqlite_error("database is busy"),
-        sqlite3.OperationalError("database is locked"), refused.value,
+        _sqlite_error("database is locked"),
+        _sqlite_error("database is busy"),
+        sqlite3.OperationalError("database is locked"),
+        refused.value,
         _http_error(requests.exceptions.RetryError("too many 503 error responses")),
         _http_error(requests.exceptions.ReadTimeout("read timed out")),
         RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"}),
         RestException({"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}),
     ]
     permanent = [
-        _sqlite_error("no such table: runs"), _sqlite_error("disk I/O error"),
+        _sqlite_error("no such table: runs"),
+        _sqlite_error("disk I/O error"),
         sqlite3.OperationalError("unable to open database file"),
         MlflowException("Changing param values is not allowed", error_code=TEMPORARILY_UNAVAILABLE),
         _http_error(requests.exceptions.SSLError("certificate verify failed")),
         _http_error(requests.exceptions.InvalidURL("bad url")),
         RestException({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no run"}),
         RestException({"error_code": "INTERNAL_ERROR", "message": "bug"}),
-        ValueError("database is locked"), TimeoutError(),
+        ValueError("database is locked"),
+        TimeoutError(),
     ]
     assert [tracking.is_transient(e) for e in transient] == [True] * len(transient)
     assert [tracking.is_transient(e) for e in permanent] == [False] * len(permanent)
@@ -370,8 +399,12 @@ def test_locked_store_is_retried_with_growing_jittered_backoff(tracker, sleeps, 
         assert _steps(tracker, run.run_id, "loss") == [(7, 0.5)]
 
         sleeps.clear()
-        calls = _flaky(monkeypatch, client, "log_batch", [
-            MlflowException("Changing param values is not allowed", error_code=1001)])
+        calls = _flaky(
+            monkeypatch,
+            client,
+            "log_batch",
+            [MlflowException("Changing param values is not allowed", error_code=1001)],
+        )
         with pytest.raises(MlflowException, match="Changing param"):
             run.log_params({"lr": 2})
         assert len(calls) == 1 and sleeps == []  # not transient: raised at once
@@ -381,8 +414,12 @@ def test_locked_store_is_retried_with_growing_jittered_backoff(tracker, sleeps, 
             run.log_metrics({"loss": 0.1}, step=8)
         assert len(calls) == 1 and sleeps == []
 
-        calls = _flaky(monkeypatch, client, "log_batch",
-                       [_sqlite_error("database is locked")] * tracking.RETRY_TRIES)
+        calls = _flaky(
+            monkeypatch,
+            client,
+            "log_batch",
+            [_sqlite_error("database is locked")] * tracking.RETRY_TRIES,
+        )
         with pytest.raises(MlflowException, match="database is locked") as gave_up:
             run.log_metrics({"loss": 0.2}, step=9)
         assert len(calls) == tracking.RETRY_TRIES and len(sleeps) == tracking.RETRY_TRIES - 1
@@ -466,8 +503,11 @@ def test_experiment_created_by_another_job_meanwhile_is_used(tracker, monkeypatc
     with late.locked() as client:
         real = client.get_experiment_by_name
     calls = []
-    monkeypatch.setattr(client, "get_experiment_by_name",
-                        lambda name: calls.append(name) or (real(name) if len(calls) > 1 else None))
+    monkeypatch.setattr(
+        client,
+        "get_experiment_by_name",
+        lambda name: calls.append(name) or (real(name) if len(calls) > 1 else None),
+    )
     assert late.ensure_store() == exp_id and len(calls) == 2
 
 
@@ -475,19 +515,23 @@ def test_without_a_lock_parallel_parents_settle_on_the_earliest(tracker, sleeps)
     tags = {"spikeattn.study": "race", "spikeattn.kind": "study"}
     with tracker.locked() as client:
         exp_id = tracker._experiment_id_locked(client)
-        first, used, late = (client.create_run(exp_id, start_time=t, tags=tags, run_name="race")
-                             for t in (1000, 2000, 3000))
+        first, used, late = (
+            client.create_run(exp_id, start_time=t, tags=tags, run_name="race")
+            for t in (1000, 2000, 3000)
+        )
         client.create_run(exp_id, tags={"mlflow.parentRunId": used.info.run_id})
         for own in (late, used, first):  # what each of three racing jobs does after creating
-            assert tracker._settle_parent(client, exp_id, "race", own.info.run_id) == \
-                first.info.run_id
+            assert (
+                tracker._settle_parent(client, exp_id, "race", own.info.run_id) == first.info.run_id
+            )
         stages = [client.get_run(r.info.run_id).info.lifecycle_stage for r in (first, used, late)]
     assert stages == ["active", "active", "deleted"]  # `used` has a child: kept
     assert sleeps == [tracking.PARENT_SETTLE_S] * 3
 
 
 def test_without_a_lock_finished_children_move_to_a_parent_that_arrived_late(
-        tracker, sleeps, monkeypatch):
+    tracker, sleeps, monkeypatch
+):
     # A server store: no lock, so the settle and re-homing paths run (against SQLite here).
     monkeypatch.setattr(tracker, "db_path", None)
     tags = {"spikeattn.study": "late", "spikeattn.kind": "study"}
@@ -516,8 +560,11 @@ def test_server_command_serves_the_trackers_db_with_artifacts_next_to_it(tmp_pat
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")  # the jobs' URI
     argv = tracking.server_command()
-    assert argv[:3] == ["env", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
-                        "MLFLOW_DISABLE_TELEMETRY=true"]
+    assert argv[:3] == [
+        "env",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
+        "MLFLOW_DISABLE_TELEMETRY=true",
+    ]
     assert argv[3:7] == [sys.executable, "-m", "mlflow", "server"]
     opt = lambda name: argv[argv.index(name) + 1]  # noqa: E731
     assert (opt("--host"), opt("--port"), opt("--workers")) == ("127.0.0.1", "5000", "1")
@@ -613,7 +660,12 @@ def _start_jobs(root: Path, env: dict[str, str] | None = None) -> subprocess.Pop
     with open(root / "jobs.log", "w") as log:  # a file: a pipe could fill up and block
         return subprocess.Popen(
             [sys.executable, "-c", WORKER, str(PKG_DIR), ",".join(CELLS), *STUDIES],
-            cwd=root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
 
 def _release_in_step(root: Path, jobs: subprocess.Popen) -> None:
@@ -662,23 +714,36 @@ def _counted(tracker: Tracker) -> dict:
     with tracker.locked() as client:
         exp_id = client.get_experiment_by_name("spikeattn").experiment_id
         runs = client.search_runs([exp_id], max_results=1000)
-    parents = {r.info.run_id: r.data.tags["spikeattn.study"] for r in runs
-               if r.data.tags.get("spikeattn.kind") == "study"}
+    parents = {
+        r.info.run_id: r.data.tags["spikeattn.study"]
+        for r in runs
+        if r.data.tags.get("spikeattn.kind") == "study"
+    }
     children = [r for r in runs if r.data.tags.get("spikeattn.kind") == "cell"]
     key = lambda r: (r.data.tags["spikeattn.study"], r.data.tags["spikeattn.cell"])  # noqa: E731
     return {
         "runs": len(runs),
         "parents": {s: list(parents.values()).count(s) for s in sorted(set(parents.values()))},
-        "children of each parent": {s: sorted(r.data.tags["spikeattn.cell"] for r in children
-                                              if parents.get(r.data.tags["mlflow.parentRunId"]) == s
-                                              and r.data.tags["spikeattn.study"] == s)
-                                    for s in sorted(set(parents.values()))},
-        "finished children": sum(r.info.status == "FINISHED" and r.info.run_name ==
-                                 f"{key(r)[1]}/seed{r.data.tags['spikeattn.seed']}"
-                                 for r in children),
+        "children of each parent": {
+            s: sorted(
+                r.data.tags["spikeattn.cell"]
+                for r in children
+                if parents.get(r.data.tags["mlflow.parentRunId"]) == s
+                and r.data.tags["spikeattn.study"] == s
+            )
+            for s in sorted(set(parents.values()))
+        },
+        "finished children": sum(
+            r.info.status == "FINISHED"
+            and r.info.run_name == f"{key(r)[1]}/seed{r.data.tags['spikeattn.seed']}"
+            for r in children
+        ),
         "params": {key(r): r.data.params for r in children},
-        "steps": {(*key(r), m): [s for s, _ in _steps(tracker, r.info.run_id, m)]
-                  for r in children for m in METRICS},
+        "steps": {
+            (*key(r), m): [s for s, _ in _steps(tracker, r.info.run_id, m)]
+            for r in children
+            for m in METRICS
+        },
         "artifacts": {key(r): _artifacts(tracker, r.info.run_id) for r in children},
     }
 
@@ -703,8 +768,13 @@ def _free_port() -> int:
 def _mlflow_server(argv: list[str], log_path: Path) -> Iterator[subprocess.Popen]:
     """Run the server in its own process group; stop the whole group however the test ends."""
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         yield proc
     finally:
@@ -733,8 +803,11 @@ def _status(port: int, host: str, headers: dict[str, str] | None = None) -> int:
     """The status of a read request to the server on 127.0.0.1:port with this Host header."""
     con = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        con.request("GET", "/api/2.0/mlflow/experiments/search?max_results=1",
-                    headers={"Host": host, **(headers or {})})
+        con.request(
+            "GET",
+            "/api/2.0/mlflow/experiments/search?max_results=1",
+            headers={"Host": host, **(headers or {})},
+        )
         return con.getresponse().status
     finally:
         con.close()
@@ -744,17 +817,23 @@ def _counted_in_db(db: Path) -> dict:
     """The same counts straight from the SQLite file the server wrote."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        active = ("SELECT run_uuid FROM runs JOIN experiments USING (experiment_id) "
-                  "WHERE runs.lifecycle_stage = 'active' AND experiments.name = 'spikeattn'")
+        active = (
+            "SELECT run_uuid FROM runs JOIN experiments USING (experiment_id) "
+            "WHERE runs.lifecycle_stage = 'active' AND experiments.name = 'spikeattn'"
+        )
         one = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
         return {
             "runs": one(f"SELECT count(*) FROM ({active})"),
-            "parents": one(f"SELECT count(*) FROM tags WHERE key = 'spikeattn.kind' "
-                           f"AND value = 'study' AND run_uuid IN ({active})"),
+            "parents": one(
+                f"SELECT count(*) FROM tags WHERE key = 'spikeattn.kind' "
+                f"AND value = 'study' AND run_uuid IN ({active})"
+            ),
             "params": one(f"SELECT count(*) FROM params WHERE run_uuid IN ({active})"),
             "metric rows": one(f"SELECT count(*) FROM metrics WHERE run_uuid IN ({active})"),
-            "metric steps": one(f"SELECT count(*) FROM (SELECT DISTINCT run_uuid, key, step "
-                                f"FROM metrics WHERE run_uuid IN ({active}))"),
+            "metric steps": one(
+                f"SELECT count(*) FROM (SELECT DISTINCT run_uuid, key, step "
+                f"FROM metrics WHERE run_uuid IN ({active}))"
+            ),
         }
     finally:
         con.close()
@@ -804,10 +883,12 @@ def test_jobs_logging_through_a_local_mlflow_server_lose_nothing(tmp_path, monke
     assert "database is locked" not in log
     assert not re.findall(r'" (?:429|5\d\d) ', log), "the server answered with errors"
     assert _counted_in_db(tmp_path / "mlflow.db") == {
-        "runs": len(STUDIES) * (1 + len(CELLS)), "parents": len(STUDIES),
+        "runs": len(STUDIES) * (1 + len(CELLS)),
+        "parents": len(STUDIES),
         "params": 2 * len(STUDIES) * len(CELLS),
         "metric rows": len(STUDIES) * len(CELLS) * len(METRICS) * EPOCHS,
-        "metric steps": len(STUDIES) * len(CELLS) * len(METRICS) * EPOCHS}
+        "metric steps": len(STUDIES) * len(CELLS) * len(METRICS) * EPOCHS,
+    }
     on_disk = sorted(p.name for p in (tmp_path / "mlartifacts").rglob("*.txt"))
     assert on_disk == sorted([f"{s}-{c}.txt" for s in STUDIES for c in CELLS] + ["upload.txt"])
 
@@ -837,21 +918,34 @@ def test_loopback_allowed_hosts_admit_loopback_names_only():
     allowed = tracking.loopback_allowed_hosts().split(",")
     for host in ("127.0.0.1:5000", "localhost:8080", "[::1]:5000", "localhost", "127.0.0.1"):
         assert is_allowed_host_header(allowed, host), host
-    for host in ("10.0.0.7:5000", "192.168.1.2", "172.16.0.1:5000", "evil.example",
-                 "127.0.0.1.evil.example:5000", "[fd00::1]:5000", ""):
+    for host in (
+        "10.0.0.7:5000",
+        "192.168.1.2",
+        "172.16.0.1:5000",
+        "evil.example",
+        "127.0.0.1.evil.example:5000",
+        "[fd00::1]:5000",
+        "",
+    ):
         assert not is_allowed_host_header(allowed, host), host
     assert is_allowed_host_header(get_default_allowed_hosts(), "10.0.0.7:5000")  # the reason
-    assert is_allowed_host_header(tracking.loopback_allowed_hosts("127.0.0.2").split(","),
-                                  "127.0.0.2:5000")
+    assert is_allowed_host_header(
+        tracking.loopback_allowed_hosts("127.0.0.2").split(","), "127.0.0.2:5000"
+    )
 
 
 @pytest.fixture
 def remote_env(monkeypatch, tmp_path) -> Path:
     """A fresh folder as working directory, and no auth settings from the environment."""
     monkeypatch.chdir(tmp_path)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_PASSWORD",
-                 "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_TRACKING_USERNAME",
-                 "MLFLOW_TRACKING_PASSWORD"):
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_AUTH_CONFIG_PATH",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    ):
         monkeypatch.setenv(name, "x")  # so that monkeypatch restores the real state afterwards
         monkeypatch.delenv(name)
     return tmp_path
@@ -939,8 +1033,11 @@ def project(tmp_path_factory) -> Path:
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under the folder with its size and modification time."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -963,8 +1060,10 @@ def test_copied_project_never_writes_into_the_original(project, tmp_path, monkey
         tracking.server_command(f"sqlite:///{copy}/mlflow.db")  # jobs via a server: the same
 
     lines = tracker.relocate_store()
-    assert lines == [f"experiment 'spikeattn': {project / 'mlartifacts' / 'spikeattn'} -> "
-                     f"{copy / 'mlartifacts' / 'spikeattn'} (2 runs, 0 logged models)"]
+    assert lines == [
+        f"experiment 'spikeattn': {project / 'mlartifacts' / 'spikeattn'} -> "
+        f"{copy / 'mlartifacts' / 'spikeattn'} (2 runs, 0 logged models)"
+    ]
     assert tracker.relocate_store() == []  # in place now
     (tmp_path / "new.txt").write_text("new")
     with tracker.start_cell_run("s", "c", 1, {}, {}) as run:
@@ -974,8 +1073,9 @@ def test_copied_project_never_writes_into_the_original(project, tmp_path, monkey
     for run_id in (run.run_id, old_run):
         assert _run(tracker, run_id).info.artifact_uri.startswith((copy / "mlartifacts").as_uri())
     assert _artifacts(tracker, old_run) == ["ckpt.txt", "new.txt"]
-    assert sorted(p.parent.parent.name for p in (copy / "mlartifacts").rglob("new.txt")) == \
-        sorted([run.run_id, old_run])
+    assert sorted(p.parent.parent.name for p in (copy / "mlartifacts").rglob("new.txt")) == sorted(
+        [run.run_id, old_run]
+    )
     assert _snapshot(project) == before, "the copy wrote into the original"
 
     original = Tracker(uri=f"sqlite:///{project}/mlflow.db")  # the original works as before

@@ -14,6 +14,7 @@ few seeds and epochs. Two selections:
 `train` updates every selected study's train settings and `**study` its other keys (e.g.
 `distributed`). Imported by module name: pytest puts tests/ on sys.path for tests/conftest.py.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,12 +29,19 @@ CELL = "digits__demo_cnn__TA__direct__T2"
 
 def _tiny_study(raw: dict) -> None:
     raw.pop("papers", None)
-    raw["study"] = {STUDY: {
-        "grid": {"dataset": ["digits"], "backbone": ["demo_cnn"], "attention": ["TA"],
-                 "coding": ["direct"], "T": [2]},
-        "seeds": [0],
-        "train": {"epochs": 4, "batch_size": 40},
-    }}
+    raw["study"] = {
+        STUDY: {
+            "grid": {
+                "dataset": ["digits"],
+                "backbone": ["demo_cnn"],
+                "attention": ["TA"],
+                "coding": ["direct"],
+                "T": [2],
+            },
+            "seeds": [0],
+            "train": {"epochs": 4, "batch_size": 40},
+        }
+    }
 
 
 def _demo(raw: dict) -> None:
@@ -55,7 +63,9 @@ SELECTIONS = {STUDY: _tiny_study, "demo": _demo}
 def tiny_params(selection: str = STUDY, train: dict | None = None, **study) -> dict:
     """The repository's params.yaml as a dict, cut down to `selection` ("tiny" or "demo")."""
     if selection not in SELECTIONS:
-        raise ValueError(f"tiny_params: no selection {selection!r}; choose one of {list(SELECTIONS)}")
+        raise ValueError(
+            f"tiny_params: no selection {selection!r}; choose one of {list(SELECTIONS)}"
+        )
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw.pop("groups", None)
     SELECTIONS[selection](raw)

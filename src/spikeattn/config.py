@@ -3,6 +3,7 @@
 Everything downstream (Snakemake rules, the CLI, DVC) goes through `Params`, so the grid is
 declared once, in params.yaml, and checked once, here, before any job runs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -61,8 +62,12 @@ def _registries() -> dict[str, tuple[str, ...]]:
     from .data import DATASETS
     from .models import BACKBONES
 
-    return {"dataset": tuple(DATASETS), "backbone": tuple(BACKBONES), "attention": ATTENTIONS,
-            "coding": CODINGS}
+    return {
+        "dataset": tuple(DATASETS),
+        "backbone": tuple(BACKBONES),
+        "attention": ATTENTIONS,
+        "coding": CODINGS,
+    }
 
 
 # -- options checked against the code that takes them -----------------------------------------
@@ -73,8 +78,11 @@ _PLAIN = {"int": int, "float": float, "str": str, "bool": bool, "None": type(Non
 def _keyword_parameters(target: Callable, skip: Iterable[str] = ()) -> dict[str, inspect.Parameter]:
     """The parameters of `target` a keyword can set, minus `skip` (those its caller sets)."""
     skip = set(skip)
-    return {name: p for name, p in inspect.signature(target).parameters.items()
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in skip}
+    return {
+        name: p
+        for name, p in inspect.signature(target).parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name not in skip
+    }
 
 
 def _plain_types(annotation: Any) -> tuple[type, ...] | None:
@@ -97,20 +105,31 @@ def _fits(value: Any, allowed: tuple[type, ...]) -> bool:
     return isinstance(value, allowed) or (isinstance(value, int) and float in allowed)
 
 
-def _option_problems(where: str, what: str, given: Any, accepted: Options, origin: str = "",
-                     elsewhere: Mapping[str, str] | None = None) -> list[str]:
+def _option_problems(
+    where: str,
+    what: str,
+    given: Any,
+    accepted: Options,
+    origin: str = "",
+    elsewhere: Mapping[str, str] | None = None,
+) -> list[str]:
     """Unknown names, and values of the wrong plain type, among the options `given` at key
     `where` for `what` (chosen at key `origin`, if any); `elsewhere` maps an option that a
     params key of its own sets to that key."""
     if not isinstance(given, Mapping):
         return [f"{where}: {what} takes a mapping of option names to values, got {given!r}"]
     elsewhere = elsewhere or {}
-    problems = [f"{where}.{name}: {name} is a setting of its own; set {elsewhere[name]} instead"
-                for name in given if name in elsewhere]
+    problems = [
+        f"{where}.{name}: {name} is a setting of its own; set {elsewhere[name]} instead"
+        for name in given
+        if name in elsewhere
+    ]
     unknown = [n for n in given if n not in accepted and n not in elsewhere]
     if unknown:
-        problems.append(f"{where}: {what}{f' ({origin})' if origin else ''} takes no "
-                        f"{', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(accepted))}")
+        problems.append(
+            f"{where}: {what}{f' ({origin})' if origin else ''} takes no "
+            f"{', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(accepted))}"
+        )
     for name, value in given.items():
         allowed = _plain_types(accepted[name].annotation) if name in accepted else None
         if allowed and not _fits(value, allowed):
@@ -125,16 +144,23 @@ def _train_keys() -> frozenset[str]:
     return frozenset(params_schema()["$defs"]["train"]["properties"])
 
 
-def _factory_problems(where: str, what: str, given: Any, accepted: Options | None,
-                      origin: str) -> list[str]:
+def _factory_problems(
+    where: str, what: str, given: Any, accepted: Options | None, origin: str
+) -> list[str]:
     """`_option_problems` for the kwargs of a timm factory (`where` is e.g. train.opt_kwargs):
     an option that is also a train key (lr, min_lr, ...) is set by that key, beside them."""
     if accepted is None:
         return []
     section = where.rsplit(".", 1)[0]
     elsewhere = {name: f"{section}.{name}" for name in accepted if name in _train_keys()}
-    return _option_problems(where, what, given, {k: p for k, p in accepted.items() if k not in elsewhere},
-                            origin, elsewhere)
+    return _option_problems(
+        where,
+        what,
+        given,
+        {k: p for k, p in accepted.items() if k not in elsewhere},
+        origin,
+        elsewhere,
+    )
 
 
 @functools.cache
@@ -150,8 +176,10 @@ def _optimizer_options(opt: str) -> Options | None:
     own = inspect.signature(cls).parameters
     if any(p.kind == p.VAR_KEYWORD for p in own.values()):
         return None
-    return {**_keyword_parameters(create_optimizer_v2, skip=["model_or_params"]),
-            **_keyword_parameters(cls, skip=[next(iter(own))])}
+    return {
+        **_keyword_parameters(create_optimizer_v2, skip=["model_or_params"]),
+        **_keyword_parameters(cls, skip=[next(iter(own))]),
+    }
 
 
 @functools.cache
@@ -177,7 +205,9 @@ def _attention_options(fam: str) -> Options:
 
     builder = FAMILY_BUILDERS[fam]
     implied = {key for variant in SMA_VARIANTS.values() for key in variant}
-    return _keyword_parameters(builder, skip=[*inspect.signature(build_attention).parameters, *implied])
+    return _keyword_parameters(
+        builder, skip=[*inspect.signature(build_attention).parameters, *implied]
+    )
 
 
 @functools.cache
@@ -197,7 +227,9 @@ def _dry_build_problems(settings: Mapping[str, Any], source: Callable[[str], str
 
     from .train.loop import build_optimizer, build_scheduler
 
-    model = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(1))])  # no RNG draw: runs stay seeded
+    model = torch.nn.ParameterList(
+        [torch.nn.Parameter(torch.zeros(1))]
+    )  # no RNG draw: runs stay seeded
     settings = dict(settings)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings["lr"])
     problems = []
@@ -213,15 +245,18 @@ def _dry_build_problems(settings: Mapping[str, Any], source: Callable[[str], str
     return problems
 
 
-def _build_failure(settings: Mapping[str, Any], source: Callable[[str], str], what: str,
-                   err: Exception) -> str:
+def _build_failure(
+    settings: Mapping[str, Any], source: Callable[[str], str], what: str, err: Exception
+) -> str:
     """The line for a failed dry build of `what` (opt or sched), led by its kwargs' key when
     it has kwargs (their likeliest cause), else by its own key."""
     kwargs = f"{what}_kwargs"
     where = source(kwargs) if settings.get(kwargs) else source(what)
     label = {"opt": "optimizer", "sched": "schedule"}[what]
-    return (f"{where}: {label} {settings[what]} ({source(what)}) does not build with these "
-            f"settings: {type(err).__name__}: {err}")
+    return (
+        f"{where}: {label} {settings[what]} ({source(what)}) does not build with these "
+        f"settings: {type(err).__name__}: {err}"
+    )
 
 
 class Params:
@@ -246,7 +281,9 @@ class Params:
         try:
             raw = read_yaml(path)
         except FileNotFoundError:
-            raise ParamsError(f"{path}: not found; run from the repository root or pass --params") from None
+            raise ParamsError(
+                f"{path}: not found; run from the repository root or pass --params"
+            ) from None
         except ValueError as err:  # a syntax error, named with its line and column
             raise ParamsError(str(err)) from None
         return cls(raw if raw is not None else {}, source=str(path))
@@ -265,11 +302,15 @@ class Params:
             for axis in GRID_AXES[:-1]:
                 for i, value in enumerate(spec["grid"][axis]):
                     if value not in names[axis]:
-                        problems.append(f"study.{study}.grid.{axis}[{i}]: unknown {axis} {value!r}; "
-                                        f"allowed: {', '.join(names[axis])}")
+                        problems.append(
+                            f"study.{study}.grid.{axis}[{i}]: unknown {axis} {value!r}; "
+                            f"allowed: {', '.join(names[axis])}"
+                        )
                     elif axis == "dataset" and value not in self.raw["datasets"]:
-                        problems.append(f"study.{study}.grid.dataset[{i}]: {value!r} has no "
-                                        f"entry under datasets:")
+                        problems.append(
+                            f"study.{study}.grid.dataset[{i}]: {value!r} has no "
+                            f"entry under datasets:"
+                        )
         problems += self._check_datasets()
         problems += self._check_trains()
         for name, paper in self.raw.get("papers", {}).items():
@@ -319,8 +360,10 @@ class Params:
         for study, spec in self.raw["study"].items():
             for name in spec.get("data", {}):
                 if name not in spec["grid"]["dataset"]:
-                    problems.append(f"study.{study}.data.{name}: not a dataset of this study's grid "
-                                    f"({', '.join(spec['grid']['dataset'])})")
+                    problems.append(
+                        f"study.{study}.data.{name}: not a dataset of this study's grid "
+                        f"({', '.join(spec['grid']['dataset'])})"
+                    )
                 else:
                     entries.append((name, f"study.{study}.data.{name}", study))
         for name, where, study in entries:
@@ -339,6 +382,7 @@ class Params:
 
             def source(key: str, own: Mapping[str, Any] = own, study: str = study) -> str:
                 return f"study.{study}.train.{key}" if key in own else f"train.{key}"
+
             problems += self._check_train(self.train_settings(study), source)
         return problems
 
@@ -352,20 +396,35 @@ class Params:
 
         opt, sched = settings["opt"], settings["sched"]
         if opt not in list_optimizers():
-            return [f"{source('opt')}: unknown optimizer {opt!r}; "
-                    "see timm.optim.list_optimizers() (e.g. adam, adamw, sgd, nadam)"]
-        problems = _factory_problems(source("opt_kwargs"), f"optimizer {opt}",
-                                     settings.get("opt_kwargs", {}), _optimizer_options(opt), source("opt"))
-        fused = fused_problem(settings.get("fused_optimizer", "auto"), opt, settings.get("opt_kwargs") or {})
+            return [
+                f"{source('opt')}: unknown optimizer {opt!r}; "
+                "see timm.optim.list_optimizers() (e.g. adam, adamw, sgd, nadam)"
+            ]
+        problems = _factory_problems(
+            source("opt_kwargs"),
+            f"optimizer {opt}",
+            settings.get("opt_kwargs", {}),
+            _optimizer_options(opt),
+            source("opt"),
+        )
+        fused = fused_problem(
+            settings.get("fused_optimizer", "auto"), opt, settings.get("opt_kwargs") or {}
+        )
         if fused:  # the device part (a kernel on this device) is the train job's to check
             problems.append(f"{source(fused[0])}: {fused[1]} (optimizer {opt}, {source('opt')})")
         if sched == "none" and settings.get("sched_kwargs"):
-            problems.append(f"{source('sched_kwargs')}: schedule none ({source('sched')}) takes no "
-                            "options; remove them or name a schedule")
+            problems.append(
+                f"{source('sched_kwargs')}: schedule none ({source('sched')}) takes no "
+                "options; remove them or name a schedule"
+            )
         elif sched != "none":
-            problems += _factory_problems(source("sched_kwargs"), f"schedule {sched}",
-                                          settings.get("sched_kwargs", {}), _scheduler_options(sched),
-                                          source("sched"))
+            problems += _factory_problems(
+                source("sched_kwargs"),
+                f"schedule {sched}",
+                settings.get("sched_kwargs", {}),
+                _scheduler_options(sched),
+                source("sched"),
+            )
         return problems or _dry_build_problems(settings, source)
 
     def _check_model(self, study: str, spec: Mapping[str, Any]) -> list[str]:
@@ -377,12 +436,16 @@ class Params:
         for backbone in spec["grid"]["backbone"]:
             accepted = set(inspect.signature(model_class(backbone)).parameters)
             for key in sorted(set(model) - accepted):
-                problems.append(f"study.{study}.model.{key}: {backbone} takes no {key!r}; "
-                                f"allowed: {', '.join(sorted(accepted - {'self'}))}")
+                problems.append(
+                    f"study.{study}.model.{key}: {backbone} takes no {key!r}; "
+                    f"allowed: {', '.join(sorted(accepted - {'self'}))}"
+                )
         neuron = model.get("neuron")
         if neuron is not None and neuron not in PRESETS:
-            problems.append(f"study.{study}.model.neuron: unknown preset {neuron!r}; "
-                            f"allowed: {', '.join(PRESETS)}")
+            problems.append(
+                f"study.{study}.model.neuron: unknown preset {neuron!r}; "
+                f"allowed: {', '.join(PRESETS)}"
+            )
         else:
             problems += self._check_neuron_kwargs(study, spec)
         return problems + self._check_attention_kwargs(study, model)
@@ -399,11 +462,17 @@ class Params:
             return []
         unknown = [] if not isinstance(given, Mapping) else [f for f in given if f not in FAMILIES]
         if not isinstance(given, Mapping) or unknown:
-            return [f"{where}: takes one mapping per attention family ({', '.join(FAMILIES)}), e.g. "
-                    f"{{ma: {{ratio_c: 8}}}}; got {', '.join(map(repr, unknown)) or repr(given)}"]
-        return [problem for fam, options in given.items()
-                for problem in _option_problems(f"{where}.{fam}", f"{fam} attention", options,
-                                                _attention_options(fam))]
+            return [
+                f"{where}: takes one mapping per attention family ({', '.join(FAMILIES)}), e.g. "
+                f"{{ma: {{ratio_c: 8}}}}; got {', '.join(map(repr, unknown)) or repr(given)}"
+            ]
+        return [
+            problem
+            for fam, options in given.items()
+            for problem in _option_problems(
+                f"{where}.{fam}", f"{fam} attention", options, _attention_options(fam)
+            )
+        ]
 
     @staticmethod
     def _check_neuron_kwargs(study: str, spec: Mapping[str, Any]) -> list[str]:
@@ -438,11 +507,14 @@ class Params:
         as TSCA, another study's dataset) matches no cell and would exclude nothing; one that
         does matches at least one cell, the grid being the product of its axes."""
         grid = spec["grid"]
-        return [f"study.{study}.exclude[{i}].{axis}: {value!r} is not in this study's grid.{axis} "
-                f"({', '.join(map(str, grid[axis]))}), so the entry matches no cell; use one of "
-                "those or remove the entry"
-                for i, entry in enumerate(spec.get("exclude", [])) for axis, value in entry.items()
-                if value not in grid[axis]]
+        return [
+            f"study.{study}.exclude[{i}].{axis}: {value!r} is not in this study's grid.{axis} "
+            f"({', '.join(map(str, grid[axis]))}), so the entry matches no cell; use one of "
+            "those or remove the entry"
+            for i, entry in enumerate(spec.get("exclude", []))
+            for axis, value in entry.items()
+            if value not in grid[axis]
+        ]
 
     def _check_input_sizes(self, study: str, cells: Iterable[Cell]) -> list[str]:
         """Each (backbone, dataset) of the study's cells against the frame-size check every
@@ -459,11 +531,16 @@ class Params:
             except ValueError as err:
                 key = info.size_key or "downsample"
                 overridden = key in self.study(study).get("data", {}).get(dataset, {})
-                where = f"study.{study}.data.{dataset}.{key}" if overridden else f"datasets.{dataset}.{key}"
+                where = (
+                    f"study.{study}.data.{dataset}.{key}"
+                    if overridden
+                    else f"datasets.{dataset}.{key}"
+                )
                 problems.append(
                     f"study.{study}.grid: backbone {backbone} cannot take the {height}x{width} frames of "
                     f"{dataset} ({where}): {err}; pick another backbone, change {where}, or add "
-                    f"{{dataset: {dataset}, backbone: {backbone}}} to study.{study}.exclude")
+                    f"{{dataset: {dataset}, backbone: {backbone}}} to study.{study}.exclude"
+                )
         return problems
 
     # -- selection --------------------------------------------------------------------------
@@ -482,15 +559,20 @@ class Params:
             if word == "all":
                 picked += self.studies
             elif word in groups:
-                picked += [s for member in groups[word]
-                           for s in (papers[member]["studies"] if member in papers else [member])]
+                picked += [
+                    s
+                    for member in groups[word]
+                    for s in (papers[member]["studies"] if member in papers else [member])
+                ]
             elif word in papers:
                 picked += papers[word]["studies"]
             elif word in self.raw["study"]:
                 picked.append(word)
             else:
-                raise ParamsError(f"studies: {word!r} is not 'all', a group ({', '.join(groups)}), "
-                                  f"a paper ({', '.join(papers)}) or a study ({', '.join(self.studies)})")
+                raise ParamsError(
+                    f"studies: {word!r} is not 'all', a group ({', '.join(groups)}), "
+                    f"a paper ({', '.join(papers)}) or a study ({', '.join(self.studies)})"
+                )
         return [s for s in self.studies if s in picked]
 
     # -- papers -----------------------------------------------------------------------------
@@ -503,13 +585,14 @@ class Params:
         try:
             return dict(self.raw["papers"][name])
         except KeyError:
-            raise ParamsError(f"{self.source}: no paper {name!r}; declared: {', '.join(self.papers)}") from None
+            raise ParamsError(
+                f"{self.source}: no paper {name!r}; declared: {', '.join(self.papers)}"
+            ) from None
 
     def papers_of(self, studies: Iterable[str]) -> list[str]:
         """The papers all of whose studies are among `studies`: a paper's tables need them all."""
         chosen = set(studies)
-        return [name for name in self.papers
-                if set(self.raw["papers"][name]["studies"]) <= chosen]
+        return [name for name in self.papers if set(self.raw["papers"][name]["studies"]) <= chosen]
 
     @property
     def report(self) -> dict[str, Any]:
@@ -521,7 +604,9 @@ class Params:
         try:
             return self.raw["study"][name]
         except KeyError:
-            raise ParamsError(f"{self.source}: no study {name!r}; declared: {', '.join(self.studies)}") from None
+            raise ParamsError(
+                f"{self.source}: no study {name!r}; declared: {', '.join(self.studies)}"
+            ) from None
 
     def cells(self, study: str) -> tuple[Cell, ...]:
         """The study's grid, minus `exclude`d combinations, in a stable order (expanded and
@@ -535,7 +620,9 @@ class Params:
             return self._cells_by_id[study][cell_id]
         except KeyError:
             ids = "\n  ".join(self._cells_by_id[study])
-            raise ParamsError(f"study {study!r} has no cell {cell_id!r}; its cells are:\n  {ids}") from None
+            raise ParamsError(
+                f"study {study!r} has no cell {cell_id!r}; its cells are:\n  {ids}"
+            ) from None
 
     @staticmethod
     def _expand(study: str, spec: Mapping[str, Any]) -> tuple[Cell, ...]:
@@ -555,8 +642,10 @@ class Params:
             Params._check_compatible(cell)
         for i, target in enumerate(spec.get("targets", [])):
             if not any(cell.matches(target["cell"]) for cell in cells):
-                raise ParamsError(f"study.{study}.targets[{i}].cell: {target['cell']} matches no cell "
-                                  "of the study's grid")
+                raise ParamsError(
+                    f"study.{study}.targets[{i}].cell: {target['cell']} matches no cell "
+                    "of the study's grid"
+                )
         return tuple(cells)
 
     @staticmethod
@@ -567,7 +656,8 @@ class Params:
             raise ParamsError(
                 f"study.{cell.study}: cell {cell.id} combines GAC coding (for static images) with "
                 f"the event dataset {cell.dataset!r}; use coding 'direct' for event data, or add "
-                f"{{dataset: {cell.dataset}, coding: gac}} to the study's exclude list")
+                f"{{dataset: {cell.dataset}, coding: gac}} to the study's exclude list"
+            )
 
     def seeds(self, study: str) -> list[int]:
         return list(self.study(study)["seeds"])
@@ -592,8 +682,10 @@ class Params:
         """A dataset's parameters, with `study`'s overrides (its `data:` entry) applied."""
         declared = self.raw["datasets"]
         if name not in declared:
-            raise ParamsError(f"{self.source}: no dataset {name!r} under `datasets`; declared: "
-                              f"{', '.join(declared)}")
+            raise ParamsError(
+                f"{self.source}: no dataset {name!r} under `datasets`; declared: "
+                f"{', '.join(declared)}"
+            )
         overrides = self.study(study).get("data", {}).get(name, {}) if study else {}
         return {**declared[name], **overrides}
 
@@ -621,8 +713,9 @@ class Params:
         own = self.study(study).get("energy") if study is not None else None
         where = f"study.{study}.energy" if own is not None else "energy"
         try:
-            return EnergyConventions.from_params(self.raw["energy"], *([own] if own else []),
-                                                 where=where).as_dict()
+            return EnergyConventions.from_params(
+                self.raw["energy"], *([own] if own else []), where=where
+            ).as_dict()
         except ValueError as err:
             raise ParamsError(f"{self.source}: {err}") from None
 
@@ -640,8 +733,15 @@ class Params:
         # result (per-process BatchNorm statistics), and one process is every other study's spec.
         declared = self.study(cell.study).get("distributed")
         # (grad_checkpointing leaves the result as it is: not part of the spec)
-        train = {k: v for k, v in self.train_settings(cell.study).items()
-                 if k not in MEMORY_ONLY_TRAIN_KEYS}
-        return {"cell": cell.coords(), "train": train,
-                "model": self.model_kwargs(cell.study), **({"loading": loading} if loading else {}),
-                **({"distributed": self.distributed(cell.study)} if declared else {})}
+        train = {
+            k: v
+            for k, v in self.train_settings(cell.study).items()
+            if k not in MEMORY_ONLY_TRAIN_KEYS
+        }
+        return {
+            "cell": cell.coords(),
+            "train": train,
+            "model": self.model_kwargs(cell.study),
+            **({"loading": loading} if loading else {}),
+            **({"distributed": self.distributed(cell.study)} if declared else {}),
+        }

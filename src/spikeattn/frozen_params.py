@@ -7,6 +7,7 @@ MLflow records. So the merged, validated configuration is written once, to a fil
 content digest, and the jobs get that file as `--params`. Equal settings give the same file, so
 re-running with the same overrides rewrites nothing.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,11 @@ import yaml
 from .io import atomic_path, short_hash
 from .paths import FROZEN_PARAMS
 
-HEADER = ("# The settings one Snakemake run planned: params.yaml merged with its --configfile and\n"
-          "# --config overrides, validated. Written by the workflow (spikeattn.frozen_params); its\n"
-          "# jobs read it. Do not edit: change params.yaml or the overrides instead.\n")
+HEADER = (
+    "# The settings one Snakemake run planned: params.yaml merged with its --configfile and\n"
+    "# --config overrides, validated. Written by the workflow (spikeattn.frozen_params); its\n"
+    "# jobs read it. Do not edit: change params.yaml or the overrides instead.\n"
+)
 
 
 def freeze_params(config: Mapping[str, Any], root: str | os.PathLike = ".") -> Path:
@@ -32,9 +35,11 @@ def freeze_params(config: Mapping[str, Any], root: str | os.PathLike = ".") -> P
     except yaml.YAMLError as err:
         raise ValueError(f"the merged Snakemake config cannot be written as YAML: {err}") from None
     if yaml.safe_load(text) != config:
-        raise ValueError("the merged Snakemake config does not read back equal from YAML; "
-                         "use plain values (strings, numbers, lists, mappings) in params.yaml "
-                         "and in --config")
+        raise ValueError(
+            "the merged Snakemake config does not read back equal from YAML; "
+            "use plain values (strings, numbers, lists, mappings) in params.yaml "
+            "and in --config"
+        )
     relative = FROZEN_PARAMS / f"{short_hash(config, 16)}.yaml"
     path = Path(root) / relative
     if not path.exists() or path.read_text() != text:

@@ -35,6 +35,7 @@ multi-GPU machine on CPU and how users restrict the pool), else CUDA_VISIBLE_DEV
 This module needs only the standard library and filelock (no torch, no spikeattn imports), so
 the tests can load it by file and start many leasing processes in a fraction of a second each.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -130,7 +131,10 @@ def _nvidia_smi_indices(environ: Mapping[str, str]) -> list[str]:
     try:
         result = subprocess.run(
             [exe, "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return []
@@ -246,8 +250,9 @@ class _Pool:
                     slots[device].append(int(match["slot"]))
         return {device: sorted(found) for device, found in slots.items()}
 
-    def _survey(self) -> tuple[dict[str, list[_Holder]], dict[str, list[_FreeSlot]],
-                               dict[str, list[int]]]:
+    def _survey(
+        self,
+    ) -> tuple[dict[str, list[_Holder]], dict[str, list[_FreeSlot]], dict[str, list[int]]]:
         """Per device: the holders of its busy slots, and its free slots (locked by us
         now; the caller keeps what it takes and releases the rest)."""
         known = self._known_slots()
@@ -265,8 +270,12 @@ class _Pool:
     def _read_holder(self, device: str, slot: int) -> _Holder:
         try:
             info = json.loads(self._slot_path(device, slot).with_suffix(".info").read_text())
-            return _Holder(int(info["pid"]), int(info["jobs_per_gpu"]), bool(info["exclusive"]),
-                           str(info["command"]))
+            return _Holder(
+                int(info["pid"]),
+                int(info["jobs_per_gpu"]),
+                bool(info["exclusive"]),
+                str(info["command"]),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return _Holder()
 
@@ -329,8 +338,15 @@ class _Pool:
             parts.append(f"gpu {device}: {who}")
         return " | ".join(parts)
 
-    def acquire(self, n_gpus: int, jobs_per_gpu: int, *, timeout: float | None,
-                poll_interval: float, command: str) -> _Lease:
+    def acquire(
+        self,
+        n_gpus: int,
+        jobs_per_gpu: int,
+        *,
+        timeout: float | None,
+        poll_interval: float,
+        command: str,
+    ) -> _Lease:
         """Wait (polling) until the pool has room for the job, then lease it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         mutex = self._lock(self.lock_dir / "pool.lock")
@@ -347,11 +363,17 @@ class _Pool:
                 mutex.release(force=True)
             if lease is not None:
                 if announced:
-                    print(f"{_NAME}: [pid {os.getpid()}] got GPU {','.join(lease.devices)}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"{_NAME}: [pid {os.getpid()}] got GPU {','.join(lease.devices)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 return lease
-            wanted = (f"{n_gpus} whole GPUs" if n_gpus > 1
-                      else f"1 GPU, at most {jobs_per_gpu} job(s) per GPU")
+            wanted = (
+                f"{n_gpus} whole GPUs"
+                if n_gpus > 1
+                else f"1 GPU, at most {jobs_per_gpu} job(s) per GPU"
+            )
             if deadline is not None and time.monotonic() >= deadline:
                 raise GPUSlotTimeout(
                     f"no GPU slot free for {timeout} s ({wanted}; {in_the_way}; lock dir "
@@ -360,20 +382,34 @@ class _Pool:
                     f"longer (pinned's timeout)."
                 )
             if not announced:
-                print(f"{_NAME}: [pid {os.getpid()}] waiting for a GPU slot ({wanted}; "
-                      f"{in_the_way}; lock dir {self.lock_dir}) ...", file=sys.stderr, flush=True)
+                print(
+                    f"{_NAME}: [pid {os.getpid()}] waiting for a GPU slot ({wanted}; "
+                    f"{in_the_way}; lock dir {self.lock_dir}) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 announced = True
-            time.sleep(poll_interval if deadline is None
-                       else max(0.0, min(poll_interval, deadline - time.monotonic())))
+            time.sleep(
+                poll_interval
+                if deadline is None
+                else max(0.0, min(poll_interval, deadline - time.monotonic()))
+            )
 
 
 _MISSING = object()
 
 
 @contextlib.contextmanager
-def pinned(n_gpus: int = 1, jobs_per_gpu: int = 1, environ: MutableMapping[str, str] | None = None,
-           lock_dir: str | os.PathLike[str] | None = None, timeout: float | None = None, *,
-           poll_interval: float = POLL_INTERVAL, command: str | None = None) -> Iterator[list[str]]:
+def pinned(
+    n_gpus: int = 1,
+    jobs_per_gpu: int = 1,
+    environ: MutableMapping[str, str] | None = None,
+    lock_dir: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    *,
+    poll_interval: float = POLL_INTERVAL,
+    command: str | None = None,
+) -> Iterator[list[str]]:
     """Lease `n_gpus` GPUs for the `with` block and point CUDA_VISIBLE_DEVICES at them.
 
     Yields the leased device ids. CUDA_VISIBLE_DEVICES is set in `environ` (default
@@ -416,8 +452,13 @@ def pinned(n_gpus: int = 1, jobs_per_gpu: int = 1, environ: MutableMapping[str, 
     if slurm_job:
         directory = directory / f"slurm-{slurm_job}"
     pool = _Pool(directory, devices, shared_dir=shared)
-    lease = pool.acquire(n_gpus, jobs_per_gpu, timeout=timeout, poll_interval=poll_interval,
-                         command=command if command is not None else shlex.join(sys.argv))
+    lease = pool.acquire(
+        n_gpus,
+        jobs_per_gpu,
+        timeout=timeout,
+        poll_interval=poll_interval,
+        command=command if command is not None else shlex.join(sys.argv),
+    )
     previous = env.get(CUDA_VISIBLE, _MISSING)
     env[CUDA_VISIBLE] = ",".join(lease.devices)
     try:

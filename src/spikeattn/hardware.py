@@ -1,4 +1,5 @@
 """What a machine's devices are called, so benchmark tables and probe caches name them alike."""
+
 from __future__ import annotations
 
 import platform

@@ -3,6 +3,7 @@
 Outputs are written to a temporary sibling and renamed into place, so a crash or a Ctrl-C
 never leaves a half-written file that a later stage (or Snakemake) would take as finished.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -119,6 +120,10 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found (has the stage that writes it run?)") from None
+        raise FileNotFoundError(
+            f"{path}: file not found (has the stage that writes it run?)"
+        ) from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); delete it and re-run its stage") from None
+        raise ValueError(
+            f"{path}: not valid JSON ({err}); delete it and re-run its stage"
+        ) from None

@@ -4,6 +4,7 @@ The train job (train/job.py), the energy job (energy/job.py) and the planner (pl
 cell's inputs the same way, from params.yaml and the dataset registry, so they live here, below
 all three; `stages` re-exports `frames_path` and `model_spec` for the Snakefile.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,15 +35,28 @@ def model_spec(params: Params, cell: Cell) -> tuple[str, dict[str, Any]]:
     """timm model name and constructor arguments for a cell (the checkpoint records both)."""
     info = data.DATASETS[cell.dataset]
     height, width = info.input_size(params.cell_data(cell))
-    kwargs = {"attention": cell.attention, "coding": cell.coding, "T": cell.T,
-              "num_classes": info.num_classes, "in_chans": info.in_channels,
-              "img_size": height if height == width else (height, width),
-              **params.model_kwargs(cell.study)}
+    kwargs = {
+        "attention": cell.attention,
+        "coding": cell.coding,
+        "T": cell.T,
+        "num_classes": info.num_classes,
+        "in_chans": info.in_channels,
+        "img_size": height if height == width else (height, width),
+        **params.model_kwargs(cell.study),
+    }
     return cell.backbone, kwargs
 
 
-def cell_batches(params: Params, cell: Cell, frames: "data.Frames", part: str, batch_size: int,
-                 device, seed: int = 0, clips: int | None = None):
+def cell_batches(
+    params: Params,
+    cell: Cell,
+    frames: "data.Frames",
+    part: str,
+    batch_size: int,
+    device,
+    seed: int = 0,
+    clips: int | None = None,
+):
     """The batches of one part (train/test) of a cell's frames, framed as the cell's data says."""
     from .data.loader import batches
 

@@ -1,4 +1,5 @@
 """Building blocks shared by the backbones: time-distributed layers on [T, B, ...] tensors."""
+
 from __future__ import annotations
 
 import torch
@@ -18,11 +19,14 @@ class TimeDistributed(nn.Sequential):
         return y.reshape(T, B, *y.shape[1:])
 
 
-def conv_bn(in_chans: int, out_chans: int, kernel_size: int = 3, stride: int = 1,
-            bias: bool = False) -> TimeDistributed:
+def conv_bn(
+    in_chans: int, out_chans: int, kernel_size: int = 3, stride: int = 1, bias: bool = False
+) -> TimeDistributed:
     """Conv2d + BatchNorm2d over all time steps."""
     return TimeDistributed(
-        nn.Conv2d(in_chans, out_chans, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias),
+        nn.Conv2d(
+            in_chans, out_chans, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias
+        ),
         nn.BatchNorm2d(out_chans),
     )
 

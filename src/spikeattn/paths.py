@@ -1,4 +1,5 @@
 """Where each stage writes, relative to the repository root. Snakemake rules use these too."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,15 @@ RESUME_FILE = "resume.pt"  # per-epoch training state; not a rule output, so Sna
 REPORT_FILES = ("summary.md", "summary.csv", "summary.tex", "metrics.json")
 FIGURE_NAMES = ("pareto", "firing_rates", "training_curves")
 FIGURE_FORMATS = ("png", "svg")
-PAPER_FILES = ("results.md", "results.tex", "results.csv", "ablation.md", "ablation.tex",
-               "ablation.csv", "tables.html")
+PAPER_FILES = (
+    "results.md",
+    "results.tex",
+    "results.csv",
+    "ablation.md",
+    "ablation.tex",
+    "ablation.csv",
+    "tables.html",
+)
 RECIPE_FILES = ("recipe.md", "recipe.csv", "recipe.html")  # per study, from params.yaml alone
 
 

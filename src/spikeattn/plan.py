@@ -20,6 +20,7 @@ The arithmetic (`CellCost`, `cell_costs`, `schedule`, `study_table`) takes step 
 numbers and is tested without a probe; the probe (`measure`) and its cache (`ProbeCache`) are
 apart from it. Not in the estimate: the test pass after each epoch, data loading, start-up.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -46,8 +47,20 @@ CPU_GROW_BELOW, GROW = 0.5, 8
 CPU_THREADS = 1  # torch threads of a CPU probe: what `spikeattn train` runs with (--threads 1)
 NOT_MEASURED = "not measured"
 # Train settings that cannot change how long one step takes: a probe is reused across them.
-_NOT_STEP_KEYS = frozenset({"epochs", "lr", "min_lr", "warmup_epochs", "sched", "sched_kwargs",
-                            "label_smoothing", "weight_decay", "momentum", "batch_size"})
+_NOT_STEP_KEYS = frozenset(
+    {
+        "epochs",
+        "lr",
+        "min_lr",
+        "warmup_epochs",
+        "sched",
+        "sched_kwargs",
+        "label_smoothing",
+        "weight_decay",
+        "momentum",
+        "batch_size",
+    }
+)
 
 
 class PlanError(ValueError):
@@ -87,9 +100,12 @@ class CellCost:
         return None if self.job_hours is None else self.jobs * self.job_hours * self.processes
 
 
-def cell_costs(params: Params, studies: Iterable[str],
-               step_seconds: Callable[[Cell], float | None],
-               samples: Callable[[Cell], tuple[int | None, str]]) -> list[CellCost]:
+def cell_costs(
+    params: Params,
+    studies: Iterable[str],
+    step_seconds: Callable[[Cell], float | None],
+    samples: Callable[[Cell], tuple[int | None, str]],
+) -> list[CellCost]:
     """Every cell of `studies` with its cost; `step_seconds` and `samples` say what one step
     takes and how many training samples the cell has (and from where)."""
     rows = []
@@ -98,10 +114,19 @@ def cell_costs(params: Params, studies: Iterable[str],
         processes = params.distributed(study)["nproc_per_node"]
         for cell in params.cells(study):
             count, source = samples(cell)
-            rows.append(CellCost(study=study, cell=cell.id, jobs=len(params.seeds(study)),
-                                 epochs=settings["epochs"], samples=count, batch=settings["batch_size"],
-                                 processes=processes, seconds_per_step=step_seconds(cell),
-                                 samples_from=source))
+            rows.append(
+                CellCost(
+                    study=study,
+                    cell=cell.id,
+                    jobs=len(params.seeds(study)),
+                    epochs=settings["epochs"],
+                    samples=count,
+                    batch=settings["batch_size"],
+                    processes=processes,
+                    seconds_per_step=step_seconds(cell),
+                    samples_from=source,
+                )
+            )
     return rows
 
 
@@ -130,8 +155,11 @@ def schedule(jobs: Iterable[tuple[float, int]], slots: int) -> float | None:
 
 def _job_list(rows: Iterable[CellCost], jobs_per_gpu: int) -> list[tuple[float, int]]:
     """(hours, slots) per run: a one-GPU run takes one slot, a DDP run every slot of its GPUs."""
-    return [(row.job_hours, 1 if row.processes == 1 else row.processes * jobs_per_gpu)
-            for row in rows for _ in range(row.jobs)]
+    return [
+        (row.job_hours, 1 if row.processes == 1 else row.processes * jobs_per_gpu)
+        for row in rows
+        for _ in range(row.jobs)
+    ]
 
 
 def _spread(values: list[int | None]) -> int | str | None:
@@ -150,7 +178,9 @@ class Totals:
     unplaced_jobs: int = 0  # runs needing more GPUs than planned for (left out of wall_hours)
 
 
-def study_table(rows: list[CellCost], devices: int, jobs_per_gpu: int) -> tuple[pd.DataFrame, Totals]:
+def study_table(
+    rows: list[CellCost], devices: int, jobs_per_gpu: int
+) -> tuple[pd.DataFrame, Totals]:
     """One row per study, and the totals over all of them (their jobs run together)."""
     slots = devices * jobs_per_gpu
     records = []
@@ -159,28 +189,53 @@ def study_table(rows: list[CellCost], devices: int, jobs_per_gpu: int) -> tuple[
         measured = [row for row in own if row.seconds_per_step is not None]
         jobs = sum(row.jobs for row in own)
         complete = all(row.gpu_hours is not None for row in own)
-        records.append({
-            "study": study, "cells": len(own), "seeds": own[0].jobs, "jobs": jobs,
-            "epochs": _spread([row.epochs for row in own]),
-            "samples/epoch": _spread([row.samples for row in own]),
-            "steps/run": _spread([row.steps for row in own]),
-            "s/step": (sum(r.seconds_per_step * r.jobs for r in measured) / sum(r.jobs for r in measured)
-                       if measured else None),
-            "measured": len(measured),
-            "processes": own[0].processes,
-            "GPU-h": sum(row.gpu_hours for row in own) if complete else None,
-            "wall-h": schedule(_job_list(own, jobs_per_gpu), slots) if complete else None,
-        })
-    table = pd.DataFrame.from_records(records, columns=[
-        "study", "cells", "seeds", "jobs", "epochs", "samples/epoch", "steps/run", "s/step",
-        "measured", "processes", "GPU-h", "wall-h"])
+        records.append(
+            {
+                "study": study,
+                "cells": len(own),
+                "seeds": own[0].jobs,
+                "jobs": jobs,
+                "epochs": _spread([row.epochs for row in own]),
+                "samples/epoch": _spread([row.samples for row in own]),
+                "steps/run": _spread([row.steps for row in own]),
+                "s/step": (
+                    sum(r.seconds_per_step * r.jobs for r in measured)
+                    / sum(r.jobs for r in measured)
+                    if measured
+                    else None
+                ),
+                "measured": len(measured),
+                "processes": own[0].processes,
+                "GPU-h": sum(row.gpu_hours for row in own) if complete else None,
+                "wall-h": schedule(_job_list(own, jobs_per_gpu), slots) if complete else None,
+            }
+        )
+    table = pd.DataFrame.from_records(
+        records,
+        columns=[
+            "study",
+            "cells",
+            "seeds",
+            "jobs",
+            "epochs",
+            "samples/epoch",
+            "steps/run",
+            "s/step",
+            "measured",
+            "processes",
+            "GPU-h",
+            "wall-h",
+        ],
+    )
     complete = all(row.gpu_hours is not None for row in rows)
     runs = _job_list(rows, jobs_per_gpu) if complete else []
     placed = [job for job in runs if job[1] <= slots]
-    totals = Totals(jobs=sum(row.jobs for row in rows),
-                    gpu_hours=sum(row.gpu_hours for row in rows) if complete else None,
-                    wall_hours=schedule(placed, slots) if complete and placed else None,
-                    unplaced_jobs=len(runs) - len(placed))
+    totals = Totals(
+        jobs=sum(row.jobs for row in rows),
+        gpu_hours=sum(row.gpu_hours for row in rows) if complete else None,
+        wall_hours=schedule(placed, slots) if complete and placed else None,
+        unplaced_jobs=len(runs) - len(placed),
+    )
     return table, totals
 
 
@@ -233,14 +288,23 @@ def resolve_target(device: str | None = None, gpus: int | None = None) -> Target
         return Target(_cpu_name(), "cpu", gpus or 1, "cpu")
     if re.fullmatch(r"cuda(:\d+)?", device):
         if not available:
-            raise PlanError(f"--device {device}: torch sees no CUDA device here; plan for a GPU "
-                            "elsewhere by its name (--device 'NVIDIA H100 80GB HBM3', from a "
-                            "probe cache copied into .spikeattn/probe/) or use --device cpu")
+            raise PlanError(
+                f"--device {device}: torch sees no CUDA device here; plan for a GPU "
+                "elsewhere by its name (--device 'NVIDIA H100 80GB HBM3', from a "
+                "probe cache copied into .spikeattn/probe/) or use --device cpu"
+            )
         index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
-        return Target(torch.cuda.get_device_name(index), f"cuda:{index}",
-                      gpus or torch.cuda.device_count(), "cuda")
-    here = [i for i in range(torch.cuda.device_count()) if torch.cuda.get_device_name(i) == device] \
-        if available else []
+        return Target(
+            torch.cuda.get_device_name(index),
+            f"cuda:{index}",
+            gpus or torch.cuda.device_count(),
+            "cuda",
+        )
+    here = (
+        [i for i in range(torch.cuda.device_count()) if torch.cuda.get_device_name(i) == device]
+        if available
+        else []
+    )
     if here:
         return Target(device, f"cuda:{here[0]}", gpus or len(here), "cuda")
     return Target(device, None, gpus or 1, "cuda")
@@ -256,10 +320,13 @@ def probe_key(params: Params, cell: Cell, batch: int) -> str:
     name, kwargs = model_spec(params, cell)
     settings = params.train_settings(cell.study)
     height, width = get_info(cell.dataset).input_size(params.cell_data(cell))
-    rest = short_hash({"model": kwargs, "train": {k: v for k, v in settings.items()
-                                                   if k not in _NOT_STEP_KEYS}})
-    return (f"{name}|{height}x{width}|b{batch}|T{cell.T}|{cell.attention}|{cell.coding}|"
-            f"{settings.get('precision', 'fp32')}|{rest}")
+    rest = short_hash(
+        {"model": kwargs, "train": {k: v for k, v in settings.items() if k not in _NOT_STEP_KEYS}}
+    )
+    return (
+        f"{name}|{height}x{width}|b{batch}|T{cell.T}|{cell.attention}|{cell.coding}|"
+        f"{settings.get('precision', 'fp32')}|{rest}"
+    )
 
 
 class ProbeCache:
@@ -269,7 +336,8 @@ class ProbeCache:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", device_name).strip("-") or "device"
         self.device_name, self.path = device_name, Path(root) / f"{slug}.json"
         self.probes: dict[str, dict[str, Any]] = (
-            read_json(self.path).get("probes", {}) if self.path.exists() else {})
+            read_json(self.path).get("probes", {}) if self.path.exists() else {}
+        )
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.probes.get(key)
@@ -313,8 +381,9 @@ class _TimedBatches:
             self.seconds = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
 
 
-def measure(params: Params, cell: Cell, device: str, batch: int, probe_batch: int,
-            steps: int) -> dict[str, Any]:
+def measure(
+    params: Params, cell: Cell, device: str, batch: int, probe_batch: int, steps: int
+) -> dict[str, Any]:
     """Seconds per training step of `cell` at per-process batch `batch` on `device`: `steps`
     steps of `fit` after one warm-up, at `probe_batch` samples (halved on CUDA out-of-memory),
     scaled linearly to `batch` when smaller."""
@@ -336,25 +405,36 @@ def measure(params: Params, cell: Cell, device: str, batch: int, probe_batch: in
         finally:
             torch.set_num_threads(threads)
         if probe_batch < asked:
-            found["note"] = oom_note(cell.id, asked, probe_batch, device,
-                                     params.train_settings(cell.study).get("grad_checkpointing", False))
+            found["note"] = oom_note(
+                cell.id,
+                asked,
+                probe_batch,
+                device,
+                params.train_settings(cell.study).get("grad_checkpointing", False),
+            )
         return found
 
 
 def oom_note(cell_id: str, asked: int, fitted: int, device: str, checkpointing: bool) -> str:
     """The footer line for a cell whose per-process batch did not fit: what was measured, and
     the remedy (the probe ran with the study's settings, train.grad_checkpointing included)."""
-    remedy = ("even with train.grad_checkpointing: true; train it on more GPUs "
-              "(distributed.nproc_per_node) to split the batch" if checkpointing else
-              "set train.grad_checkpointing: true for the study (less activation memory, same "
-              "results, about one more forward per step), or train it on more GPUs "
-              "(distributed.nproc_per_node) to split the batch")
-    return (f"{cell_id}: batch {asked} does not fit on {device}; measured at {fitted} and scaled; "
-            f"{remedy}")
+    remedy = (
+        "even with train.grad_checkpointing: true; train it on more GPUs "
+        "(distributed.nproc_per_node) to split the batch"
+        if checkpointing
+        else "set train.grad_checkpointing: true for the study (less activation memory, same "
+        "results, about one more forward per step), or train it on more GPUs "
+        "(distributed.nproc_per_node) to split the batch"
+    )
+    return (
+        f"{cell_id}: batch {asked} does not fit on {device}; measured at {fitted} and scaled; "
+        f"{remedy}"
+    )
 
 
-def _measure(params: Params, cell: Cell, device, batch: int, probe_batch: int,
-             steps: int) -> dict[str, Any]:
+def _measure(
+    params: Params, cell: Cell, device, batch: int, probe_batch: int, steps: int
+) -> dict[str, Any]:
     import timm
     import torch
 
@@ -371,27 +451,44 @@ def _measure(params: Params, cell: Cell, device, batch: int, probe_batch: int,
     try:
         Precision.from_settings(settings, device.type)
     except ValueError:  # no autocast of this kind on this device: time fp32, and say so
-        settings["precision"], note = "fp32", f"{precision} has no autocast on {device.type}: fp32 timed"
+        settings["precision"], note = (
+            "fp32",
+            f"{precision} has no autocast on {device.type}: fp32 timed",
+        )
     name, kwargs = model_spec(params, cell)
     torch.manual_seed(0)
     model = timm.create_model(name, **kwargs).to(device)
     frame = (info.in_channels, height, width)
-    x = torch.rand(probe_batch, *(frame if info.kind == "static" else (cell.T, *frame)), device=device)
+    x = torch.rand(
+        probe_batch, *(frame if info.kind == "static" else (cell.T, *frame)), device=device
+    )
     y = torch.randint(info.num_classes, (probe_batch,), device=device)
     cuda = device.type == "cuda"
-    timed = _TimedBatches(Batch(x, y), warmup=1, steps=steps,
-                          sync=(lambda: torch.cuda.synchronize(device)) if cuda else None)
+    timed = _TimedBatches(
+        Batch(x, y),
+        warmup=1,
+        steps=steps,
+        sync=(lambda: torch.cuda.synchronize(device)) if cuda else None,
+    )
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     fit(model, timed, [Batch(x[:1], y[:1])], settings, seed=0, progress=False)
     if timed.seconds is None:
-        raise PlanError(f"{cell.id}: the probe's training step diverged on random input; "
-                        "measure this cell by training it")
-    return {"seconds_per_step": timed.seconds * batch / probe_batch,
-            "batch": batch, "probe_batch": probe_batch, "steps": steps,
-            "precision": settings.get("precision", "fp32"), **({"note": note} if note else {}),
-            "peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20) if cuda else None,
-            "torch": torch.__version__, "date": datetime.date.today().isoformat()}
+        raise PlanError(
+            f"{cell.id}: the probe's training step diverged on random input; "
+            "measure this cell by training it"
+        )
+    return {
+        "seconds_per_step": timed.seconds * batch / probe_batch,
+        "batch": batch,
+        "probe_batch": probe_batch,
+        "steps": steps,
+        "precision": settings.get("precision", "fp32"),
+        **({"note": note} if note else {}),
+        "peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20) if cuda else None,
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
 
 
 # -- the plan ----------------------------------------------------------------------------------
@@ -417,54 +514,90 @@ class Plan:
             shown = _display_cells(self.rows, unit)
         if self.target.kind == "cuda":  # what one job holds: says how many can share a GPU
             cells = shown["cell"] if per_cell else [None] * len(shown)
-            shown["peak GiB"] = [_peak([(probe or {}).get("peak_memory_mb")
-                                        for (study, cell), probe in self.probes.items()
-                                        if study == s and c in (None, cell)])
-                                 for s, c in zip(shown["study"], cells)]
+            shown["peak GiB"] = [
+                _peak(
+                    [
+                        (probe or {}).get("peak_memory_mb")
+                        for (study, cell), probe in self.probes.items()
+                        if study == s and c in (None, cell)
+                    ]
+                )
+                for s, c in zip(shown["study"], cells)
+            ]
         text = shown.to_markdown(index=False) if markdown else shown.to_string(index=False)
         k = self.jobs_per_gpu
-        head = (f"Plan on {self.target.name}: {self.target.devices} {unit}"
-                f"{'s' if self.target.devices != 1 else ''}"
-                + (f", {k} job{'s' if k != 1 else ''} per GPU" if self.target.kind == "cuda"
-                   else ", one job at a time") + ".")
+        head = (
+            f"Plan on {self.target.name}: {self.target.devices} {unit}"
+            f"{'s' if self.target.devices != 1 else ''}"
+            + (
+                f", {k} job{'s' if k != 1 else ''} per GPU"
+                if self.target.kind == "cuda"
+                else ", one job at a time"
+            )
+            + "."
+        )
         missing = sum(row.seconds_per_step is None for row in self.rows)
         if totals.gpu_hours is None:
-            total = (f"Total: {totals.jobs} train jobs; {unit}-hours and wall time {NOT_MEASURED} "
-                     f"({missing} of {len(self.rows)} cells without a probe).")
+            total = (
+                f"Total: {totals.jobs} train jobs; {unit}-hours and wall time {NOT_MEASURED} "
+                f"({missing} of {len(self.rows)} cells without a probe)."
+            )
         else:
-            total = (f"Total: {totals.jobs} train jobs, {_hours(totals.gpu_hours)} {unit}-hours, "
-                     f"{_wall(totals.wall_hours)} wall"
-                     + (f" (+{totals.unplaced_jobs} jobs that need more {unit}s than planned for)"
-                        if totals.unplaced_jobs else "") + ".")
+            total = (
+                f"Total: {totals.jobs} train jobs, {_hours(totals.gpu_hours)} {unit}-hours, "
+                f"{_wall(totals.wall_hours)} wall"
+                + (
+                    f" (+{totals.unplaced_jobs} jobs that need more {unit}s than planned for)"
+                    if totals.unplaced_jobs
+                    else ""
+                )
+                + "."
+            )
         return "\n".join([head, "", text, "", total, *self._footer(table)]) + "\n"
 
     def _footer(self, table: pd.DataFrame) -> list[str]:
-        lines = ["s/step: seconds per training step of one process at batch/processes (mean over "
-                 "a study's cells); jobs = cells x seeds; steps/run = ceil(samples / batch) x epochs; "
-                 f"{self.target.unit}-h = jobs x steps x s/step x processes; wall-h: "
-                 "jobs started longest first on the free slots, packed jobs assumed not to slow "
-                 "each other. Test passes, data loading and start-up are not counted."]
-        scaled = sorted({(p["probe_batch"], p["batch"]) for p in self.probes.values()
-                         if p is not None and p["probe_batch"] < p["batch"]})
+        lines = [
+            "s/step: seconds per training step of one process at batch/processes (mean over "
+            "a study's cells); jobs = cells x seeds; steps/run = ceil(samples / batch) x epochs; "
+            f"{self.target.unit}-h = jobs x steps x s/step x processes; wall-h: "
+            "jobs started longest first on the free slots, packed jobs assumed not to slow "
+            "each other. Test passes, data loading and start-up are not counted."
+        ]
+        scaled = sorted(
+            {
+                (p["probe_batch"], p["batch"])
+                for p in self.probes.values()
+                if p is not None and p["probe_batch"] < p["batch"]
+            }
+        )
         if scaled:
             pairs = ", ".join(f"{b} of {B}" for b, B in scaled)
-            lines.append(f"Extrapolated: step times measured at a reduced batch ({pairs} samples) "
-                         "and scaled linearly to the full batch; a full-batch probe on the target "
-                         "device (e.g. a GPU) replaces these.")
+            lines.append(
+                f"Extrapolated: step times measured at a reduced batch ({pairs} samples) "
+                "and scaled linearly to the full batch; a full-batch probe on the target "
+                "device (e.g. a GPU) replaces these."
+            )
         if any(p is None for p in self.probes.values()):
-            why = ("--no-probe and no cached probe" if self.target.device is not None
-                   else f"{self.target.name} is not on this machine: cached probes only")
+            why = (
+                "--no-probe and no cached probe"
+                if self.target.device is not None
+                else f"{self.target.name} is not on this machine: cached probes only"
+            )
             lines.append(f"{NOT_MEASURED}: {why} (cache: {ProbeCache(self.target.name).path}).")
         for row in table.itertuples():
             if row.processes > self.target.devices:
-                lines.append(f"{row.study}: each job trains on {row.processes} GPUs "
-                             f"(distributed.nproc_per_node); plan with --gpus {row.processes} or more "
-                             "for its wall time.")
+                lines.append(
+                    f"{row.study}: each job trains on {row.processes} GPUs "
+                    f"(distributed.nproc_per_node); plan with --gpus {row.processes} or more "
+                    "for its wall time."
+                )
         sources = sorted({r.samples_from for r in self.rows})
         if sources != ["cache"]:
-            lines.append("samples/epoch: from the frames cache (meta.json) where built, else the "
-                         "counts the dataset sources declare (n-caltech101 and "
-                         "dvs128-gait approximate).")
+            lines.append(
+                "samples/epoch: from the frames cache (meta.json) where built, else the "
+                "counts the dataset sources declare (n-caltech101 and "
+                "dvs128-gait approximate)."
+            )
         return [""] + [f"- {line}" for line in lines + self.notes]
 
 
@@ -490,36 +623,63 @@ def _display(table: pd.DataFrame, unit: str) -> pd.DataFrame:
     """The study table as printed: times rounded, missing ones named."""
     shown = table.copy()
     shown["s/step"] = [
-        NOT_MEASURED if s is None or pd.isna(s)
+        NOT_MEASURED
+        if s is None or pd.isna(s)
         else f"{s:.3g}" + (f" ({m}/{c} cells)" if m < c else "")
-        for s, m, c in zip(table["s/step"], table["measured"], table["cells"])]
+        for s, m, c in zip(table["s/step"], table["measured"], table["cells"])
+    ]
     for column in ("samples/epoch", "steps/run"):
-        shown[column] = ["unknown" if v is None or (isinstance(v, float) and pd.isna(v)) else v
-                         for v in table[column]]
+        shown[column] = [
+            "unknown" if v is None or (isinstance(v, float) and pd.isna(v)) else v
+            for v in table[column]
+        ]
     shown["GPU-h"] = [_hours(None if pd.isna(v) else v) for v in table["GPU-h"]]
     shown["wall-h"] = [
         (f"needs {p} GPUs" if pd.isna(w) and not pd.isna(g) else _hours(None if pd.isna(w) else w))
-        for w, g, p in zip(table["wall-h"], table["GPU-h"], table["processes"])]
+        for w, g, p in zip(table["wall-h"], table["GPU-h"], table["processes"])
+    ]
     shown = shown.drop(columns=["measured"]).rename(columns={"GPU-h": f"{unit}-h"})
     return shown
 
 
 def _display_cells(rows: list[CellCost], unit: str) -> pd.DataFrame:
-    return pd.DataFrame.from_records([{
-        "study": r.study, "cell": r.cell, "jobs": r.jobs, "epochs": r.epochs,
-        "samples/epoch": r.samples if r.samples is not None else "unknown", "batch": r.batch,
-        "steps/run": r.steps if r.steps is not None else "unknown",
-        "s/step": f"{r.seconds_per_step:.3g}" if r.seconds_per_step is not None else NOT_MEASURED,
-        f"{unit}-h": _hours(r.gpu_hours)} for r in rows])
+    return pd.DataFrame.from_records(
+        [
+            {
+                "study": r.study,
+                "cell": r.cell,
+                "jobs": r.jobs,
+                "epochs": r.epochs,
+                "samples/epoch": r.samples if r.samples is not None else "unknown",
+                "batch": r.batch,
+                "steps/run": r.steps if r.steps is not None else "unknown",
+                "s/step": f"{r.seconds_per_step:.3g}"
+                if r.seconds_per_step is not None
+                else NOT_MEASURED,
+                f"{unit}-h": _hours(r.gpu_hours),
+            }
+            for r in rows
+        ]
+    )
 
 
-def _probe(params: Params, cell: Cell, target: Target, batch: int, size: int, steps: int,
-           grow: bool, log: Callable[[str], None]) -> dict[str, Any]:
+def _probe(
+    params: Params,
+    cell: Cell,
+    target: Target,
+    batch: int,
+    size: int,
+    steps: int,
+    grow: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """`measure` at `size` samples; with `grow`, again at GROW times as many while a step
     takes under CPU_GROW_BELOW seconds (the last, largest measurement is kept)."""
     while True:
-        log(f"probing {cell.id} on {target.name}: batch {size}"
-            f"{f' (of {batch})' if size < batch else ''}, 1 + {steps} steps")
+        log(
+            f"probing {cell.id} on {target.name}: batch {size}"
+            f"{f' (of {batch})' if size < batch else ''}, 1 + {steps} steps"
+        )
         found = measure(params, cell, target.device, batch, size, steps)
         measured = found["seconds_per_step"] * found["probe_batch"] / batch
         if not grow or found["probe_batch"] >= batch or measured >= CPU_GROW_BELOW:
@@ -527,9 +687,16 @@ def _probe(params: Params, cell: Cell, target: Target, batch: int, size: int, st
         size = min(batch, found["probe_batch"] * GROW)
 
 
-def make_plan(params: Params, studies: list[str], target: Target, probe_steps: int = 3,
-              probe: bool = True, reprobe: bool = False, probe_batch: int | None = None,
-              log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Plan:
+def make_plan(
+    params: Params,
+    studies: list[str],
+    target: Target,
+    probe_steps: int = 3,
+    probe: bool = True,
+    reprobe: bool = False,
+    probe_batch: int | None = None,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> Plan:
     """Plan `studies` on `target`: probe each distinct cell shape not cached yet (unless
     `probe` is off), then cost every cell."""
     cache = ProbeCache(target.name)
@@ -542,12 +709,23 @@ def make_plan(params: Params, studies: list[str], target: Target, probe_steps: i
             key = probe_key(params, cell, per_process)
             found = cache.get(key)
             if (found is None or reprobe) and probe and target.device is not None:
-                found = _probe(params, cell, target, per_process, min(cap, per_process), probe_steps,
-                               grow=target.kind == "cpu" and probe_batch is None, log=log)
+                found = _probe(
+                    params,
+                    cell,
+                    target,
+                    per_process,
+                    min(cap, per_process),
+                    probe_steps,
+                    grow=target.kind == "cpu" and probe_batch is None,
+                    log=log,
+                )
                 cache.put(key, found)
             probes[study, cell.id] = found
-    rows = cell_costs(params, studies,
-                      lambda cell: (probes[cell.study, cell.id] or {}).get("seconds_per_step"),
-                      lambda cell: train_samples(params, cell))
+    rows = cell_costs(
+        params,
+        studies,
+        lambda cell: (probes[cell.study, cell.id] or {}).get("seconds_per_step"),
+        lambda cell: train_samples(params, cell),
+    )
     notes = sorted({p["note"] for p in probes.values() if p and p.get("note")})
     return Plan(target, params.jobs_per_gpu if target.kind == "cuda" else 1, rows, probes, notes)

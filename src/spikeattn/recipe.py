@@ -20,6 +20,7 @@ its `neuron_kwargs` applied (`model.lif.surrogate_kwargs.width`). With several b
 grid, a default or LIF field is one row when every backbone has it with one value, else one
 row per backbone that has it: `model.<backbone>.<key>`, `model.lif.<backbone>.<field>`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
@@ -28,8 +29,13 @@ SECTIONS = ("data", "model", "train", "energy", "distributed", "grid", "seeds")
 # Where a dataset's files come from, not how the study uses them: not recipe settings.
 DATA_LOCATION = ("source", "root", "archives")
 # The side(s) a source kind says gave our value; `paper:` / `code:` name the other side's.
-GIVES = {"paper": ("paper",), "code": ("code",), "paper+code": ("paper", "code"),
-         "assumed": (), "project": ()}
+GIVES = {
+    "paper": ("paper",),
+    "code": ("code",),
+    "paper+code": ("paper", "code"),
+    "assumed": (),
+    "project": (),
+}
 NOT_DECLARED = "not declared"
 DISAGREE = "paper ≠ code"
 # Constructor parameters each cell fills in itself (job_inputs.model_spec), and ones that change
@@ -50,8 +56,9 @@ def _leaves(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
 def _energy(params: Any, study: str) -> dict[str, Any]:
     """The study's energy conventions, resolved (its preset expanded, its own keys applied);
     `preset` only when one is named."""
-    return {k: v for k, v in params.energy_settings(study).items()
-            if not (k == "preset" and v is None)}
+    return {
+        k: v for k, v in params.energy_settings(study).items() if not (k == "preset" and v is None)
+    }
 
 
 def _flat(mapping: Mapping[str, Any]) -> dict[str, Any]:
@@ -87,13 +94,23 @@ def _model(params: Any, study: str) -> dict[str, Any]:
     for backbone in params.study(study)["grid"]["backbone"]:
         own = backbone_defaults(backbone)
         # an options mapping left at None (attention_kwargs, ...) sets nothing: no row
-        defaults[backbone] = _flat({k: v for k, v in own.items() if k not in skip
-                                    and not (k.endswith("_kwargs") and v is None)})
+        defaults[backbone] = _flat(
+            {
+                k: v
+                for k, v in own.items()
+                if k not in skip and not (k.endswith("_kwargs") and v is None)
+            }
+        )
         if "neuron" in own:
             preset = declared.get("neuron", own["neuron"])
-            lif[backbone] = _flat(asdict(lif_config(preset, **(declared.get("neuron_kwargs") or {}))))
-    return {**_flat(declared), **_shared_or_each(defaults),
-            **{f"{LIF}.{key}": v for key, v in _shared_or_each(lif).items()}}
+            lif[backbone] = _flat(
+                asdict(lif_config(preset, **(declared.get("neuron_kwargs") or {})))
+            )
+    return {
+        **_flat(declared),
+        **_shared_or_each(defaults),
+        **{f"{LIF}.{key}": v for key, v in _shared_or_each(lif).items()},
+    }
 
 
 def study_settings(params: Any, study: str) -> dict[str, Any]:
@@ -105,10 +122,14 @@ def study_settings(params: Any, study: str) -> dict[str, Any]:
     for name in datasets:
         own = {k: v for k, v in params.dataset(name, study).items() if k not in DATA_LOCATION}
         data.update(own if len(datasets) == 1 else {name: own})
-    sections = {"data": data, "model": _model(params, study),
-                "train": params.train_settings(study), "energy": _energy(params, study),
-                "distributed": params.distributed(study) if "distributed" in spec else {},
-                "grid": dict(spec["grid"])}
+    sections = {
+        "data": data,
+        "model": _model(params, study),
+        "train": params.train_settings(study),
+        "energy": _energy(params, study),
+        "distributed": params.distributed(study) if "distributed" in spec else {},
+        "grid": dict(spec["grid"]),
+    }
     out: dict[str, Any] = {}
     for section in SECTIONS[:-1]:
         if sections[section]:
@@ -130,8 +151,10 @@ def source_key(path: str, sources: Mapping[str, Any]) -> str | None:
 
 def recipe_inputs(params: Any, study: str) -> dict[str, Any]:
     """What a study's recipe card is made from (a Snakemake rule's params, as canonical JSON)."""
-    return {"settings": study_settings(params, study),
-            "sources": dict(params.study(study).get("sources", {}))}
+    return {
+        "settings": study_settings(params, study),
+        "sources": dict(params.study(study).get("sources", {})),
+    }
 
 
 def render(value: Any) -> str:
@@ -164,7 +187,9 @@ def _unknown(where: str, key: str, paths: list[str]) -> str:
     return f"{where}: names no setting of this study; its settings are under {', '.join(sections)}"
 
 
-def source_problems(study: str, settings: Mapping[str, Any], sources: Mapping[str, Any]) -> list[str]:
+def source_problems(
+    study: str, settings: Mapping[str, Any], sources: Mapping[str, Any]
+) -> list[str]:
     """What the schema cannot check in `study.<study>.sources` (given the study's
     `study_settings`): each key names a setting or a prefix of some; a `paper:` / `code:`
     value belongs to one setting and to a side other than the one `from:` credits."""
@@ -184,11 +209,14 @@ def source_problems(study: str, settings: Mapping[str, Any], sources: Mapping[st
                 problems.append(
                     f"{where}.{side}: from: {spec['from']} says the {side} gives our value"
                     f"{f' ({render(settings[key])})' if key in settings else ''}; give {side}: "
-                    "only when it differs from ours, with from: naming where ours comes from")
+                    "only when it differs from ours, with from: naming where ours comes from"
+                )
             elif key not in settings:
                 under = _listing([p for p in paths if covers(key, p)], 4)
-                problems.append(f"{where}.{side}: {key} holds several settings; give the {side}'s "
-                                f"value on the one it belongs to ({under})")
+                problems.append(
+                    f"{where}.{side}: {key} holds several settings; give the {side}'s "
+                    f"value on the one it belongs to ({under})"
+                )
     return problems
 
 
@@ -203,9 +231,16 @@ def card_rows(settings: Mapping[str, Any], sources: Mapping[str, Any]) -> list[d
         known = {side: value for side in GIVES.get(spec["from"], ())}
         known.update({side: spec[side] for side in ("paper", "code") if side in spec})
         differ = "paper" in known and "code" in known and known["paper"] != known["code"]
-        rows.append({"section": path.split(".")[0], "setting": path, "value": render(value),
-                     "source": spec["from"], "note": spec.get("note", ""),
-                     "paper": render(known["paper"]) if "paper" in known else "",
-                     "code": render(known["code"]) if "code" in known else "",
-                     "disagreement": DISAGREE if differ else ""})
+        rows.append(
+            {
+                "section": path.split(".")[0],
+                "setting": path,
+                "value": render(value),
+                "source": spec["from"],
+                "note": spec.get("note", ""),
+                "paper": render(known["paper"]) if "paper" in known else "",
+                "code": render(known["code"]) if "code" in known else "",
+                "disagreement": DISAGREE if differ else "",
+            }
+        )
     return rows

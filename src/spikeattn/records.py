@@ -11,6 +11,7 @@ name, a status or a required key is changed here and nowhere else. The file name
 are in `paths` (Snakemake rules declare them as outputs). pandas is imported only where
 history.csv is written or read, so checking a metrics.json stays cheap.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,7 +31,15 @@ COMPLETED, DIVERGED = "completed", "diverged"
 RUN_STATUSES = (COMPLETED, DIVERGED)
 
 # peak_memory_mb: the epoch's peak training memory on CUDA, MiB (empty on CPU: not measured)
-HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "peak_memory_mb"]
+HISTORY_COLUMNS = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "peak_memory_mb",
+]
 
 # metrics.json "final": the last epoch's values; "best": the best test accuracy and its epoch.
 FINAL_KEYS = ("test_acc", "test_loss", "train_acc", "train_loss")
@@ -52,8 +61,10 @@ def run_status(data: Mapping[str, Any], path: Path | str = "<result file>") -> s
     """'completed' or 'diverged': a result file's status (absent in older files: completed)."""
     status = data.get("status", COMPLETED)
     if status not in RUN_STATUSES:
-        raise ResultError(f"{path}: unknown status {status!r} (expected one of "
-                          f"{', '.join(RUN_STATUSES)}); re-run its stage")
+        raise ResultError(
+            f"{path}: unknown status {status!r} (expected one of "
+            f"{', '.join(RUN_STATUSES)}); re-run its stage"
+        )
     return status
 
 
@@ -72,11 +83,20 @@ def check_metrics(path: Path, data: Mapping[str, Any], hint: str) -> None:
     """Every key of METRICS_REQUIRED is there, so a damaged file fails here with its name, not as
     a bare KeyError while aggregating."""
     for key, inner in METRICS_REQUIRED.items():
-        missing = [key] if key not in data else [
-            f"{key}.{k}" for k in inner if not isinstance(data[key], Mapping) or k not in data[key]]
+        missing = (
+            [key]
+            if key not in data
+            else [
+                f"{key}.{k}"
+                for k in inner
+                if not isinstance(data[key], Mapping) or k not in data[key]
+            ]
+        )
         if missing:
-            raise ResultError(f"{path}: no {missing[0]!r}; the file is incomplete or damaged: "
-                              f"re-run the train stage (`{hint}`)")
+            raise ResultError(
+                f"{path}: no {missing[0]!r}; the file is incomplete or damaged: "
+                f"re-run the train stage (`{hint}`)"
+            )
 
 
 # -- writing (the train and energy jobs) -------------------------------------------------------

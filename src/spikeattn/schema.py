@@ -3,6 +3,7 @@
 Structure, types and ranges are declared once, in params.schema.yaml; config.py checks a
 whole params file with it and data/registry.py checks one dataset's entry with its part.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,7 +27,10 @@ def part(*path: str) -> dict:
     defs = params_schema()["$defs"]
     ref = node.get("$ref", "")
     if ref.startswith("#/$defs/"):  # a shared definition: return it, with any local additions
-        node = {**defs[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}}
+        node = {
+            **defs[ref.removeprefix("#/$defs/")],
+            **{k: v for k, v in node.items() if k != "$ref"},
+        }
     return {**node, "$defs": defs}
 
 

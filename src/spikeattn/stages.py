@@ -6,6 +6,7 @@ reads only files written upstream plus its own slice of params.yaml, and writes 
 atomically. MLflow receives what train and energy produce; it is never read back as an input,
 so tables can be rebuilt from results/ alone.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,15 +27,17 @@ def download(params: Params, dataset: str) -> Path:
     return data.download(dataset, params.dataset(dataset), ROOT)
 
 
-def preprocess(params: Params, dataset: str, T: int, study: str | None = None,
-               workers: int = 1) -> Path:
+def preprocess(
+    params: Params, dataset: str, T: int, study: str | None = None, workers: int = 1
+) -> Path:
     """Raw data -> compact frame tensors cached under a key of their parameters (with
     `study`'s overrides of the dataset's parameters, if any)."""
     return data.preprocess(dataset, params.dataset(dataset, study), T, ROOT, workers=workers)
 
 
-def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
-          track: bool = True) -> dict[str, Any]:
+def train(
+    params: Params, study: str, cell_id: str, seed: int, threads: int = 1, track: bool = True
+) -> dict[str, Any]:
     """Train one cell x seed; write metrics.json, history.csv and checkpoint.pt (see
     `spikeattn.train.job`: the run lock, torchrun, resuming, the MLflow run)."""
     from .train.job import train_cell
@@ -42,8 +45,9 @@ def train(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
     return train_cell(params, study, cell_id, seed, threads, track)
 
 
-def energy(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
-           track: bool = True) -> dict[str, Any]:
+def energy(
+    params: Params, study: str, cell_id: str, seed: int, threads: int = 1, track: bool = True
+) -> dict[str, Any]:
     """Count spikes and operations of a trained cell x seed on its test set; write energy.json
     (see `spikeattn.energy.job`)."""
     from .energy.job import measure_cell
@@ -57,16 +61,21 @@ def tables(params: Params, study: str) -> Path:
 
     cells = [{"id": c.id, **c.coords()} for c in params.cells(study)]
     out = paths.report_dir(study)
-    build_tables(study, cells, params.seeds(study), paths.RESULTS, out, targets=params.targets(study))
+    build_tables(
+        study, cells, params.seeds(study), paths.RESULTS, out, targets=params.targets(study)
+    )
     return out
 
 
 def _study_inputs(params: Params, study: str):
     from .report.build import StudyInputs
 
-    return StudyInputs(cells=[{"id": c.id, **c.coords()} for c in params.cells(study)],
-                       seeds=params.seeds(study), targets=params.targets(study),
-                       epochs=params.train_settings(study)["epochs"])
+    return StudyInputs(
+        cells=[{"id": c.id, **c.coords()} for c in params.cells(study)],
+        seeds=params.seeds(study),
+        targets=params.targets(study),
+        epochs=params.train_settings(study)["epochs"],
+    )
 
 
 def figures(params: Params, study: str) -> Path:
@@ -87,9 +96,15 @@ def paper(params: Params, name: str) -> Path:
 
     declared = params.paper(name)
     out = paths.report_dir(name)
-    build_paper(name, declared["title"], {s: _study_inputs(params, s) for s in declared["studies"]},
-                paths.RESULTS, out, params.report,
-                recipes={s: recipe_card(params, s) for s in declared["studies"]})
+    build_paper(
+        name,
+        declared["title"],
+        {s: _study_inputs(params, s) for s in declared["studies"]},
+        paths.RESULTS,
+        out,
+        params.report,
+        recipes={s: recipe_card(params, s) for s in declared["studies"]},
+    )
     return out
 
 
@@ -102,14 +117,30 @@ def recipe(params: Params, study: str) -> Path:
     return out
 
 
-def plan(params: Params, selection: str | None = None, device: str | None = None,
-         gpus: int | None = None, probe_steps: int = 3, probe: bool = True, reprobe: bool = False,
-         probe_batch: int | None = None, markdown: bool = False, per_cell: bool = False) -> str:
+def plan(
+    params: Params,
+    selection: str | None = None,
+    device: str | None = None,
+    gpus: int | None = None,
+    probe_steps: int = 3,
+    probe: bool = True,
+    reprobe: bool = False,
+    probe_batch: int | None = None,
+    markdown: bool = False,
+    per_cell: bool = False,
+) -> str:
     """The selected studies' cost (jobs, steps, GPU-hours, wall time) on `device`, from probes
     cached under .spikeattn/probe/ (see `spikeattn.plan`)."""
     from .plan import make_plan, resolve_target
 
     studies = params.selected(selection)
-    made = make_plan(params, studies, resolve_target(device, gpus), probe_steps=probe_steps,
-                     probe=probe, reprobe=reprobe, probe_batch=probe_batch)
+    made = make_plan(
+        params,
+        studies,
+        resolve_target(device, gpus),
+        probe_steps=probe_steps,
+        probe=probe,
+        reprobe=reprobe,
+        probe_batch=probe_batch,
+    )
     return made.render(markdown=markdown, per_cell=per_cell)

@@ -7,6 +7,7 @@ which notes such a signal and passes it on to Snakemake's own handler; its `oner
 `explain()`, which then prints what happened and how to continue. Before that, while
 Snakemake reads the workflow and plans, `quiet_until_start()` makes Ctrl-C end it with one line.
 """
+
 from __future__ import annotations
 
 import signal
@@ -26,12 +27,16 @@ def _passing_on(previous: Callable | int | None) -> Callable:
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
         return None
+
     return handler
 
 
 def _quit_quietly(signum, frame):
-    print(f"spikeattn: stopped by {signal.Signals(signum).name} while Snakemake was still "
-          f"planning; no job had started.", file=sys.stderr)
+    print(
+        f"spikeattn: stopped by {signal.Signals(signum).name} while Snakemake was still "
+        f"planning; no job had started.",
+        file=sys.stderr,
+    )
     raise SystemExit(130)
 
 
@@ -60,8 +65,11 @@ def explain(out: TextIO = sys.stderr) -> bool:
     name = stopped_by()
     if name is None:
         return False
-    print(f"spikeattn: this run was stopped by {name}, not failed. Jobs reported as finished are "
-          f"complete and kept; interrupted ones left nothing half-written, and a train job "
-          f"resumes from its last finished epoch. Run the same command again to continue (add "
-          f"--rerun-incomplete if Snakemake lists incomplete files).", file=out)
+    print(
+        f"spikeattn: this run was stopped by {name}, not failed. Jobs reported as finished are "
+        f"complete and kept; interrupted ones left nothing half-written, and a train job "
+        f"resumes from its last finished epoch. Run the same command again to continue (add "
+        f"--rerun-incomplete if Snakemake lists incomplete files).",
+        file=out,
+    )
     return True

@@ -1,4 +1,5 @@
 """MA attention against the paper's formulas, written out in the authors' [B, T, C, H, W] layout."""
+
 import pytest
 import torch
 
@@ -17,17 +18,23 @@ def written_out(module, x_tb):
     for block, dim in zip(module.blocks, module.dims):
         if dim == "T":
             avg, mx = out.mean(dim=(2, 3, 4)), out.amax(dim=(2, 3, 4))  # [B, T]
-            w = torch.sigmoid(mlp(block.mlp.fc1, block.mlp.fc2, avg) + mlp(block.mlp.fc1, block.mlp.fc2, mx))
+            w = torch.sigmoid(
+                mlp(block.mlp.fc1, block.mlp.fc2, avg) + mlp(block.mlp.fc1, block.mlp.fc2, mx)
+            )
             out = w[:, :, None, None, None] * out
         elif dim == "C":
             avg, mx = out.mean(dim=(1, 3, 4)), out.amax(dim=(1, 3, 4))  # [B, C]
-            w = torch.sigmoid(mlp(block.mlp.fc1, block.mlp.fc2, avg) + mlp(block.mlp.fc1, block.mlp.fc2, mx))
+            w = torch.sigmoid(
+                mlp(block.mlp.fc1, block.mlp.fc2, avg) + mlp(block.mlp.fc1, block.mlp.fc2, mx)
+            )
             out = w[:, None, :, None, None] * out
         else:
             B, T, C, H, W = out.shape
             merged = out.reshape(B, T * C, H, W)
             maps = torch.cat([merged.mean(1, keepdim=True), merged.amax(1, keepdim=True)], 1)
-            w = torch.sigmoid(torch.nn.functional.conv2d(maps, block.conv.weight, padding=block.conv.padding))
+            w = torch.sigmoid(
+                torch.nn.functional.conv2d(maps, block.conv.weight, padding=block.conv.padding)
+            )
             out = w[:, None] * out  # [B, 1, 1, H, W]
     return torch.relu(out).transpose(0, 1)
 
@@ -36,14 +43,17 @@ def written_out(module, x_tb):
 def test_matches_written_out_formula(name):
     torch.manual_seed(1)
     T, B, C, H, W = 6, 3, 16, 5, 7
-    module = build_attention(name, T=T, channels=C,
-                             attention_kwargs={"ma": {"ratio_t": 2, "ratio_c": 4, "sa_kernel": 3}})
+    module = build_attention(
+        name, T=T, channels=C, attention_kwargs={"ma": {"ratio_t": 2, "ratio_c": 4, "sa_kernel": 3}}
+    )
     x = torch.randn(T, B, C, H, W)
     torch.testing.assert_close(module(x), written_out(module, x))
 
 
 def test_block_order_and_hidden_widths():
-    module = build_attention("TCSA", T=8, channels=32, attention_kwargs={"ma": {"ratio_t": 2, "ratio_c": 8}})
+    module = build_attention(
+        "TCSA", T=8, channels=32, attention_kwargs={"ma": {"ratio_t": 2, "ratio_c": 8}}
+    )
     assert module.dims == "TCS"
     assert module.blocks[0].mlp.fc1.out_features == 4
     assert module.blocks[1].mlp.fc1.out_features == 4
@@ -81,6 +91,7 @@ def test_slots_put_ma_on_the_current_and_options_per_family():
 
 # ---- gradients at tied maxima: the authors' max-pool layers pick ONE element per row -------
 
+
 def test_max_pool_sends_a_tied_rows_gradient_to_its_first_maximum():
     from spikeattn.attention.ma import max_pool
 
@@ -106,17 +117,23 @@ def authors_forward(module, x_tb):
     out = x_tb.transpose(0, 1)
     for block, dim in zip(module.blocks, module.dims):
         if dim == "T":
-            w = torch.sigmoid(conv_mlp(block.mlp, avg_pool(out)) + conv_mlp(block.mlp, max_pool(out)))
+            w = torch.sigmoid(
+                conv_mlp(block.mlp, avg_pool(out)) + conv_mlp(block.mlp, max_pool(out))
+            )
         elif dim == "C":
             per_c = out.transpose(1, 2)  # "b f c h w -> b c f h w"
-            w = torch.sigmoid(conv_mlp(block.mlp, avg_pool(per_c)) + conv_mlp(block.mlp, max_pool(per_c)))
+            w = torch.sigmoid(
+                conv_mlp(block.mlp, avg_pool(per_c)) + conv_mlp(block.mlp, max_pool(per_c))
+            )
             w = w.transpose(1, 2)
         else:
             B, T, C, H, W = out.shape
             merged = out.reshape(B, T * C, H, W)
             mx, _ = torch.max(merged, dim=1, keepdim=True)
             maps = torch.cat([merged.mean(1, keepdim=True), mx], 1)
-            w = torch.sigmoid(torch.nn.functional.conv2d(maps, block.conv.weight, padding=block.conv.padding))
+            w = torch.sigmoid(
+                torch.nn.functional.conv2d(maps, block.conv.weight, padding=block.conv.padding)
+            )
             w = w.unsqueeze(1)
         out = w * out
     return torch.relu(out).transpose(0, 1)
@@ -132,8 +149,9 @@ def gradients(module, forward, x, g):
 def test_gradients_at_ties_match_the_authors_max_pool_layers(name):
     torch.manual_seed(3)
     T, B, C, H, W = 5, 3, 8, 4, 4
-    module = build_attention(name, T=T, channels=C,
-                             attention_kwargs={"ma": {"ratio_t": 1, "ratio_c": 1}})  # no dead units
+    module = build_attention(
+        name, T=T, channels=C, attention_kwargs={"ma": {"ratio_t": 1, "ratio_c": 1}}
+    )  # no dead units
     # event counts, scaled per channel so pooled vectors vary: maxima tie within every row
     x = torch.randint(0, 3, (T, B, C, H, W)).double() * torch.arange(1.0, C + 1)[:, None, None]
     g = torch.randn(T, B, C, H, W)

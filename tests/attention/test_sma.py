@@ -1,4 +1,5 @@
 """SMA / SMA-L / SMA-C / AZO against the paper's formulas, written out from the module's own weights."""
+
 import math
 
 import pytest
@@ -21,8 +22,13 @@ def build(branch_act="relu", **kwargs):
     torch.manual_seed(0)
     options = dict(ratio_c=4, ratio_t=2)
     options.update(kwargs)
-    module = SMA(T, C, make_neuron=make_lif if branch_act == "lif" else None,
-                 branch_act=branch_act, **options)
+    module = SMA(
+        T,
+        C,
+        make_neuron=make_lif if branch_act == "lif" else None,
+        branch_act=branch_act,
+        **options,
+    )
     with torch.no_grad():  # BN affine away from (1, 0) so the written-out BN is really checked
         for branch in module.branches:
             bn = branch[0][1]
@@ -65,8 +71,9 @@ def written_out_weights(module, us):
 def written_out(module, x):
     us = written_out_branches(module, x)
     a_t, a_c = written_out_weights(module, us)
-    return sum(a_t[n][:, :, None, None, None] * a_c[n][..., None, None] * us[n]
-               for n in range(len(us)))
+    return sum(
+        a_t[n][:, :, None, None, None] * a_c[n][..., None, None] * us[n] for n in range(len(us))
+    )
 
 
 @pytest.mark.parametrize("light", [False, True])
@@ -116,8 +123,17 @@ def hand_set_azo():
       branch 1: largest l at t = 4, 3 (consecutive);            largest m at c = 4, 0
     """
     torch.manual_seed(0)
-    module = SMA(T, C, kernels=(1, 3), branch_act="relu", ratio_c=4, ratio_t=2,
-                 azo=True, azo_rtr=4, azo_rcr=6)
+    module = SMA(
+        T,
+        C,
+        kernels=(1, 3),
+        branch_act="relu",
+        ratio_c=4,
+        ratio_t=2,
+        azo=True,
+        azo_rtr=4,
+        azo_rcr=6,
+    )
     l = torch.tensor([-3.0, 0.1, 0.2, 2.0, 3.0, -2.0, 0.3, 0.4])
     m = torch.tensor([1.0, -2.0, 0.5, -1.0, 2.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7])
     with torch.no_grad():
@@ -142,10 +158,14 @@ def test_azo_copies_the_hand_set_steps_and_channels():
     # Written out: the weighted branch terms, then the copies from the *original* t-1 values
     # (branch 1 copies both t = 3 <- 2 and t = 4 <- 3: step 4 gets step 3's own value).
     us = written_out_branches(module, x)
+
     def weight(lt, mc):  # [T] x [C] -> broadcast over [T, B, C, H, W]
         return lt[:, None, None, None, None] * mc[None, None, :, None, None]
-    terms = [weight(torch.sigmoid(l), torch.sigmoid(m)) * us[0],
-             weight(torch.sigmoid(-l), torch.sigmoid(-m)) * us[1]]
+
+    terms = [
+        weight(torch.sigmoid(l), torch.sigmoid(m)) * us[0],
+        weight(torch.sigmoid(-l), torch.sigmoid(-m)) * us[1],
+    ]
     zoned = [t.clone() for t in terms]
     for n, pairs in expected.items():
         for t, c in pairs:
@@ -259,13 +279,15 @@ def test_azo_copies_match_the_authors_loops(azo_copy, order):
 
 # ---- SMA-C: the channel half only (SMA appendix Tab. 6), Y = sum_n a_c[n] * U_n ------------
 
+
 def test_sma_c_matches_hand_computed_channel_weights():
     """Two 1x1 branches on a hand-built input, every weight set by hand. Branch n's conv
     multiplies by k_n; BN (batch statistics) maps U_n to the standardised input times g_n,
     then ReLU. The channel MLP is worked by hand: z -> h = ReLU(S z + s) -> logits."""
     Tc, Bc, Cc = 2, 1, 2
-    x = torch.tensor([[[[[1.0, 3.0]], [[2.0, 0.0]]]],
-                      [[[[-1.0, 5.0]], [[4.0, 2.0]]]]])  # [T=2, B=1, C=2, H=1, W=2]
+    x = torch.tensor(
+        [[[[[1.0, 3.0]], [[2.0, 0.0]]]], [[[[-1.0, 5.0]], [[4.0, 2.0]]]]]
+    )  # [T=2, B=1, C=2, H=1, W=2]
     module = SMA(Tc, Cc, kernels=(1, 1), ratio_c=2, branch_act="relu", temporal=False)
     g = (1.0, 2.0)
     with torch.no_grad():
@@ -290,6 +312,7 @@ def test_sma_c_matches_hand_computed_channel_weights():
         var = (5.0, 2.0)[c]
         k = n + 1.0
         return max(0.0, g[n] * k * (v - 2.0) / math.sqrt(k * k * var + 1e-5))
+
     y = torch.zeros(Tc, Cc, 2)
     for t in range(Tc):
         z = [(U(0, t, c, 0) + U(1, t, c, 0) + U(0, t, c, 1) + U(1, t, c, 1)) / 2 for c in range(Cc)]
@@ -328,7 +351,8 @@ def test_sma_c_has_no_time_path():
     assert not hasattr(module, "time_squeeze") and not hasattr(module, "time_excite")
     full = build("relu")
     assert set(full.state_dict()) - set(module.state_dict()) == {
-        key for key in full.state_dict() if key.startswith("time_")}
+        key for key in full.state_dict() if key.startswith("time_")
+    }
     # Light channel weights without a time path also broadcast over T
     light = build("relu", temporal=False, light=True)
     assert light(torch.randn(T, B, C, H, W)).shape == (T, B, C, H, W)
@@ -344,14 +368,17 @@ def test_sma_c_registered_and_a_future_sma_c_azo_refused(monkeypatch):
 
     assert attention.SMA_VARIANTS["SMA-C"] == {"light": False, "azo": False, "temporal": False}
     assert "SMA-C" in attention.ATTENTIONS and attention.slot("SMA-C") == "conv"
-    module = attention.build_attention("SMA-C", T=T, channels=C,
-                                       attention_kwargs={"sma": {"branch_act": "relu"}})
+    module = attention.build_attention(
+        "SMA-C", T=T, channels=C, attention_kwargs={"sma": {"branch_act": "relu"}}
+    )
     assert isinstance(module, SMA) and not module.temporal and not module.azo
-    monkeypatch.setitem(attention.SMA_VARIANTS, "SMA-C+AZO",
-                        {"light": False, "azo": True, "temporal": False})
+    monkeypatch.setitem(
+        attention.SMA_VARIANTS, "SMA-C+AZO", {"light": False, "azo": True, "temporal": False}
+    )
     with pytest.raises(ValueError, match="SMA-C"):
-        attention.build_attention("SMA-C+AZO", T=T, channels=C,
-                                  attention_kwargs={"sma": {"branch_act": "relu"}})
+        attention.build_attention(
+            "SMA-C+AZO", T=T, channels=C, attention_kwargs={"sma": {"branch_act": "relu"}}
+        )
 
 
 def test_sma_c_elementwise_macs_count_no_time_product():

@@ -1,4 +1,5 @@
 """Load a benchmark script (benchmarks/<name>.py is a script, not a package module) for a test."""
+
 import importlib.util
 import sys
 from pathlib import Path

@@ -1,6 +1,7 @@
 """benchmarks/train.py keeps running: its smoke mode prints both tables with every row, and its
 two comparison models (the authors' per-step loop, the SpikingJelly-built copy) are the same
 network as ours."""
+
 import importlib.util
 import os
 import subprocess
@@ -10,17 +11,27 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-
 from benchmark_scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train.py"
 BACKBONES = ["ma_cnn_gesture", "ma_cnn_gait", "sma_vgg8", "gac_ms_resnet18_cifar", "ms_resnet104"]
-VARIANTS = ["torch LIF, fp32", "Triton LIF, fp32", "Triton LIF, bf16", "Triton LIF, bf16 + compile",
-            "SpikingJelly layers, fp32", "SpikingJelly layers, bf16", "per-step loop, fp32"]
-STEP_HEADER = ("| backbone | study cell | T | batch | input | variant | samples/s | ms/step | peak MiB "
-               "| × baseline |")
-EPOCH_HEADER = ("| study | cell | device | precision | train samples | test samples | batch | setup s "
-                "| train epoch s | train samples/s | test s | fit s |")
+VARIANTS = [
+    "torch LIF, fp32",
+    "Triton LIF, fp32",
+    "Triton LIF, bf16",
+    "Triton LIF, bf16 + compile",
+    "SpikingJelly layers, fp32",
+    "SpikingJelly layers, bf16",
+    "per-step loop, fp32",
+]
+STEP_HEADER = (
+    "| backbone | study cell | T | batch | input | variant | samples/s | ms/step | peak MiB "
+    "| × baseline |"
+)
+EPOCH_HEADER = (
+    "| study | cell | device | precision | train samples | test samples | batch | setup s "
+    "| train epoch s | train samples/s | test s | fit s |"
+)
 
 
 def table(lines: list[str], header: str) -> list[list[str]]:
@@ -41,8 +52,13 @@ def number(text: str) -> float:
 def test_smoke_run_prints_every_backbone_and_variant(tmp_path):
     out = tmp_path / "RESULTS.md"
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--epoch", "--append", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--epoch", "--append", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
 
@@ -53,7 +69,9 @@ def test_smoke_run_prints_every_backbone_and_variant(tmp_path):
     for backbone in BACKBONES:
         base = by[(backbone, "torch LIF, fp32")]
         assert base[2] == "2" and base[3] == "2 (smoke size)"
-        assert number(base[6]) > 0 and number(base[7]) > 0 and base[8] == "n/a" and base[9] == "1.00"
+        assert (
+            number(base[6]) > 0 and number(base[7]) > 0 and base[8] == "n/a" and base[9] == "1.00"
+        )
         loop = by[(backbone, "per-step loop, fp32")]
         assert number(loop[6]) > 0 and loop[8] == "n/a"
         assert by[(backbone, "Triton LIF, bf16 + compile")][6].startswith("skipped on CPU")
@@ -63,7 +81,11 @@ def test_smoke_run_prints_every_backbone_and_variant(tmp_path):
     for variant in ("Triton LIF, fp32", "Triton LIF, bf16"):  # the interpreter ran the kernels
         assert number(by[("ma_cnn_gesture", variant)][6]) > 0
     sj = by[("ma_cnn_gesture", "SpikingJelly layers, fp32")][6]
-    assert sj == "not installed" if importlib.util.find_spec("spikingjelly") is None else number(sj) > 0
+    assert (
+        sj == "not installed"
+        if importlib.util.find_spec("spikingjelly") is None
+        else number(sj) > 0
+    )
     assert not any("failed" in r[6] for r in rows), done.stderr[-3000:]
     assert "- ma_cnn_gesture: fastest of ours:" in done.stdout
 
@@ -79,8 +101,15 @@ def test_smoke_run_prints_every_backbone_and_variant(tmp_path):
 
 
 def tiny_gesture(bench, **extra):
-    kwargs = dict(attention="TCSA", T=2, img_size=8, num_classes=11, in_chans=2,
-                  attention_kwargs={"ma": {"ratio_c": 8, "ratio_t": 5}}, **extra)
+    kwargs = dict(
+        attention="TCSA",
+        T=2,
+        img_size=8,
+        num_classes=11,
+        in_chans=2,
+        attention_kwargs={"ma": {"ratio_c": 8, "ratio_t": 5}},
+        **extra,
+    )
     return kwargs, timm.create_model("ma_cnn_gesture", lif_backend="torch", **kwargs)
 
 

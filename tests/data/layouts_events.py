@@ -6,6 +6,7 @@ wrote as (path relative to raw, label, split, events in EVENT_DTYPE). The file w
 inverse of the readers: .npy of x, y, p, t(ms); ATIS 40-bit .bin; AEDAT 4.0 (hand-packed
 FlatBuffers, no compression), so the tests need no extra dependency.
 """
+
 from __future__ import annotations
 
 import io
@@ -36,9 +37,12 @@ def make_events(seed: int, n: int, sensor: tuple[int, int], t_step: int = 1) -> 
 
 # ---- file formats -------------------------------------------------------------------------
 
+
 def npy_bytes(events: np.ndarray, dtype=np.float64) -> bytes:
     """tonic's DVSGesture .npy: [N, 4] columns x, y, p, t in milliseconds."""
-    table = np.stack([events["x"], events["y"], events["p"], events["t"] // 1000], axis=1).astype(dtype)
+    table = np.stack([events["x"], events["y"], events["p"], events["t"] // 1000], axis=1).astype(
+        dtype
+    )
     buf = io.BytesIO()
     np.save(buf, table)
     return buf.getvalue()
@@ -48,8 +52,16 @@ def atis_bytes(events: np.ndarray) -> bytes:
     """N-MNIST/N-Caltech101 .bin: 5 bytes per event, x, y, p<<7 | t[22:16], t[15:8], t[7:0]."""
     t = events["t"].astype(np.int64)
     assert (t < 2**23).all() and (events["y"] != 240).all()  # no timestamp-overflow records
-    rows = np.stack([events["x"], events["y"], (events["p"].astype(np.int64) << 7) | (t >> 16),
-                     (t >> 8) & 0xFF, t & 0xFF], axis=1)
+    rows = np.stack(
+        [
+            events["x"],
+            events["y"],
+            (events["p"].astype(np.int64) << 7) | (t >> 16),
+            (t >> 8) & 0xFF,
+            t & 0xFF,
+        ],
+        axis=1,
+    )
     return rows.astype(np.uint8).tobytes()
 
 
@@ -106,7 +118,8 @@ DV_DESCRIPTION = (
     '<attr key="typeIdentifier" type="string">EVTS</attr>'
     '<node name="info" path="/mainloop/output_file/outInfo/0/info/">'
     '<attr key="sizeX" type="int">{width}</attr><attr key="sizeY" type="int">{height}</attr>'
-    '<attr key="source" type="string">DVS128</attr></node></node></node></dv>')
+    '<attr key="source" type="string">DVS128</attr></node></node></node></dv>'
+)
 
 
 def aedat4_bytes(events: np.ndarray, sensor=(128, 128), packets: int = 2) -> bytes:
@@ -121,6 +134,7 @@ def aedat4_bytes(events: np.ndarray, sensor=(128, 128), packets: int = 2) -> byt
 
 
 # ---- archives -----------------------------------------------------------------------------
+
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
@@ -157,6 +171,7 @@ def install(raw: Path, name: str, archives: dict[str, bytes]) -> None:
 
 # ---- datasets -----------------------------------------------------------------------------
 
+
 def build_gesture(raw: Path) -> list[Sample]:
     """ibmGestureTrain.tar.gz / ibmGestureTest.tar.gz -> ibmGesture*/userNN_<lighting>/<label>.npy."""
     files = {  # (archive folder, user folder, label): written as float64 or int64 arrays
@@ -177,8 +192,13 @@ def build_gesture(raw: Path) -> list[Sample]:
 
 def build_nmnist(raw: Path) -> list[Sample]:
     """train.zip / test.zip -> Train/<digit>/NNNNN.bin and Test/<digit>/NNNNN.bin."""
-    files = [("Train", 0, "00002.bin"), ("Train", 0, "00010.bin"), ("Train", 9, "00001.bin"),
-             ("Test", 4, "00003.bin"), ("Test", 5, "00004.bin")]
+    files = [
+        ("Train", 0, "00002.bin"),
+        ("Train", 0, "00010.bin"),
+        ("Train", 9, "00001.bin"),
+        ("Test", 4, "00003.bin"),
+        ("Test", 5, "00004.bin"),
+    ]
     samples, archives = [], {"train.zip": {}, "test.zip": {}}
     for i, (folder, digit, file) in enumerate(files):
         events = make_events(10 + i, 5 + i, (34, 34))
@@ -192,15 +212,23 @@ def build_nmnist(raw: Path) -> list[Sample]:
 def build_ncaltech101(raw: Path) -> list[Sample]:
     """N-Caltech101-archive.zip holding Caltech101.zip (Caltech101/<class>/image_NNNN.bin) and
     Caltech101_annotations.zip (also .bin files, which are not samples)."""
-    files = [("BACKGROUND_Google", 0, "image_0001.bin"), ("Faces_easy", 1, "image_0002.bin"),
-             ("yin_yang", 100, "image_0001.bin"), ("yin_yang", 100, "image_0003.bin")]
+    files = [
+        ("BACKGROUND_Google", 0, "image_0001.bin"),
+        ("Faces_easy", 1, "image_0002.bin"),
+        ("yin_yang", 100, "image_0001.bin"),
+        ("yin_yang", 100, "image_0003.bin"),
+    ]
     samples, inner, notes = [], {}, {}
     for i, (cls, label, file) in enumerate(files):
         events = make_events(20 + i, 7 + i, (180, 240))
         inner[f"Caltech101/{cls}/{file}"] = atis_bytes(events)
         notes[f"Caltech101_annotations/{cls}/{file.replace('image', 'annotation')}"] = b"\x01" * 12
-        samples.append((f"N-Caltech101-archive/Caltech101/Caltech101/{cls}/{file}", label, None, events))
-    outer = zip_bytes({"Caltech101.zip": zip_bytes(inner), "Caltech101_annotations.zip": zip_bytes(notes)})
+        samples.append(
+            (f"N-Caltech101-archive/Caltech101/Caltech101/{cls}/{file}", label, None, events)
+        )
+    outer = zip_bytes(
+        {"Caltech101.zip": zip_bytes(inner), "Caltech101_annotations.zip": zip_bytes(notes)}
+    )
     install(raw, "n-caltech101", {"N-Caltech101-archive.zip": outer})
     return samples
 
@@ -230,8 +258,10 @@ LAYOUTS = {
 
 # ---- IBM's original DVS128 Gesture release (AEDAT 3.1) -------------------------------------
 
-AEDAT31_HEADER = (b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n"
-                  b"#Start-Time: 2017-01-01 12:00:00 (TZ+0000)\r\n#!END-HEADER\r\n")
+AEDAT31_HEADER = (
+    b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n"
+    b"#Start-Time: 2017-01-01 12:00:00 (TZ+0000)\r\n#!END-HEADER\r\n"
+)
 
 
 def _aedat31_packet(kind: int, size: int, overflow: int, body: bytes, count: int) -> bytes:
@@ -249,8 +279,12 @@ def aedat31_bytes(events: np.ndarray, packets: int = 2, extra_packet_types: bool
     if extra_packet_types:
         out += _aedat31_packet(0, 8, 0, struct.pack("<II", 1 << 1 | 1, 0), 1)  # a timestamp reset
     for k, chunk in enumerate(np.array_split(events, packets)):
-        body = b"".join(struct.pack("<II", int(e["x"]) << 17 | int(e["y"]) << 2 | int(e["p"]) << 1 | 1,
-                                    int(e["t"])) for e in chunk)
+        body = b"".join(
+            struct.pack(
+                "<II", int(e["x"]) << 17 | int(e["y"]) << 2 | int(e["p"]) << 1 | 1, int(e["t"])
+            )
+            for e in chunk
+        )
         out += _aedat31_packet(1, 8, 0, body, len(chunk))
         if extra_packet_types and k == 0:
             out += _aedat31_packet(3, 36, 0, bytes(range(72)), 2)
@@ -259,8 +293,9 @@ def aedat31_bytes(events: np.ndarray, packets: int = 2, extra_packet_types: bool
 
 def labels_csv_bytes(rows: list[tuple[int, int, int]]) -> bytes:
     """userNN_<lighting>_labels.csv: header, then class (1-11), startTime_usec, endTime_usec."""
-    return ("class,startTime_usec,endTime_usec\r\n"
-            + "".join(f"{c},{s},{e}\r\n" for c, s, e in rows)).encode()
+    return (
+        "class,startTime_usec,endTime_usec\r\n" + "".join(f"{c},{s},{e}\r\n" for c, s, e in rows)
+    ).encode()
 
 
 # recording -> (split, labels of its gestures in recording order); groups sort like tonic's
@@ -271,7 +306,9 @@ GESTURE_TRIALS = {
 }
 
 
-def gesture_trials(trials=GESTURE_TRIALS) -> dict[str, tuple[int, list[tuple[int, np.ndarray]], np.ndarray]]:
+def gesture_trials(
+    trials=GESTURE_TRIALS,
+) -> dict[str, tuple[int, list[tuple[int, np.ndarray]], np.ndarray]]:
     """Per recording: split, [(label, the gesture's events)], and the whole recording (gestures
     with unlabelled events before, between and after them). Timestamps are whole milliseconds,
     so tonic's .npy (ms) holds the very same events."""
@@ -279,7 +316,9 @@ def gesture_trials(trials=GESTURE_TRIALS) -> dict[str, tuple[int, list[tuple[int
     for i, (trial, (split, labels)) in enumerate(trials.items()):
         parts, gestures, t = [], [], 0
         for k, label in enumerate([None, *labels]):
-            events = make_events(100 * i + k, 3 if label is None else 12 + k, (128, 128), t_step=1000)
+            events = make_events(
+                100 * i + k, 3 if label is None else 12 + k, (128, 128), t_step=1000
+            )
             events["t"] += t
             t = int(events["t"][-1]) + 20_000
             parts.append(events)
@@ -303,7 +342,8 @@ def gesture_ibm_members(trials=GESTURE_TRIALS) -> dict[str, bytes]:
     members["DvsGesture/trials_to_train.txt"] = lists[0].encode()
     members["DvsGesture/trials_to_test.txt"] = lists[1].encode()
     members["DvsGesture/gesture_mapping.csv"] = b"action,label\n" + b"".join(
-        f"gesture {k},{k}\n".encode() for k in range(1, 12))  # in the release; not a labels file
+        f"gesture {k},{k}\n".encode() for k in range(1, 12)
+    )  # in the release; not a labels file
     return members
 
 
@@ -317,12 +357,16 @@ def gesture_tonic_members(trials=GESTURE_TRIALS) -> dict[str, dict[str, bytes]]:
     return archives
 
 
-def build_gesture_ibm(raw: Path, trials=GESTURE_TRIALS) -> list[tuple[str, int, int, np.ndarray, tuple[int, int]]]:
+def build_gesture_ibm(
+    raw: Path, trials=GESTURE_TRIALS
+) -> list[tuple[str, int, int, np.ndarray, tuple[int, int]]]:
     """DvsGesture.tar.gz -> raw/DvsGesture/DvsGesture/...; returns (path relative to raw, label,
     split, events, span) per gesture in the reader's order (split, recording, row)."""
     install(raw, "dvs128-gesture", {"DvsGesture.tar.gz": tar_gz_bytes(gesture_ibm_members(trials))})
     samples = []
-    for trial, (split, gestures, _) in sorted(gesture_trials(trials).items(), key=lambda kv: (kv[1][0], kv[0])):
+    for trial, (split, gestures, _) in sorted(
+        gesture_trials(trials).items(), key=lambda kv: (kv[1][0], kv[0])
+    ):
         for label, events in gestures:
             span = (int(events["t"][0]), int(events["t"][-1]) + 1)
             samples.append((f"DvsGesture/DvsGesture/{trial}.aedat", label, split, events, span))

@@ -3,6 +3,7 @@
 Archives are built as the real ones are and extracted the way `spikeattn download` does
 (`data/raw/<name>/A.tar.gz` -> `data/raw/<name>/A/`), so a reader sees exactly what it will.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,6 +27,7 @@ def extract_like_download(archive: Path) -> Path:
 
 
 # --- DVS128-Gait: DVS128-Gait-Day.zip -> {train,test}/<subject>/<n>.txt, lines "t x y p" ------------
+
 
 def gait_events(rng: np.random.Generator, n: int) -> np.ndarray:
     """[n, 4] int64 rows (t, x, y, p), t in µs increasing from an arbitrary start."""
@@ -58,19 +60,28 @@ def write_gait(raw: Path, top: str = "", seed: int = 0) -> dict[str, tuple[np.nd
 
 # --- CIFAR: pickled dicts of uint8 [N, 3072] CHW rows, protocol 2 like the release ---------------
 
-def cifar_batch(rng: np.random.Generator, n: int, classes: int, label_key: bytes) -> tuple[bytes, np.ndarray, np.ndarray]:
+
+def cifar_batch(
+    rng: np.random.Generator, n: int, classes: int, label_key: bytes
+) -> tuple[bytes, np.ndarray, np.ndarray]:
     """(pickle bytes, images [n, 32, 32, 3], labels [n]) of one batch."""
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, classes, n)
     rows = images.transpose(0, 3, 1, 2).reshape(n, 3072)  # R plane, G plane, B plane
-    batch = {b"batch_label": b"tiny", b"data": rows, label_key: [int(v) for v in labels],
-             b"filenames": [b"img%d.png" % i for i in range(n)]}
+    batch = {
+        b"batch_label": b"tiny",
+        b"data": rows,
+        label_key: [int(v) for v in labels],
+        b"filenames": [b"img%d.png" % i for i in range(n)],
+    }
     if label_key == b"fine_labels":
         batch[b"coarse_labels"] = [int(v) // 5 for v in labels]
     return pickle.dumps(batch, protocol=2), images, labels
 
 
-def write_cifar(raw: Path, which: str = "cifar10", seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def write_cifar(
+    raw: Path, which: str = "cifar10", seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """cifar-10-python.tar.gz or cifar-100-python.tar.gz with tiny batches, extracted.
 
     Returns {split: (images, labels)} in the order the batch files are concatenated.
@@ -95,7 +106,10 @@ def write_cifar(raw: Path, which: str = "cifar10", seed: int = 0) -> dict[str, t
                 info.size = len(data)
                 tf.addfile(info, io.BytesIO(data))
                 parts.append((images, labels))
-            expected[split] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+            expected[split] = (
+                np.concatenate([p[0] for p in parts]),
+                np.concatenate([p[1] for p in parts]),
+            )
     extract_like_download(archive)
     return expected
 
@@ -105,7 +119,9 @@ def write_cifar(raw: Path, which: str = "cifar10", seed: int = 0) -> dict[str, t
 WNIDS = ("n01440764", "n01443537", "n01484850")
 
 
-def write_imagenet(root: Path, per_class: int = 2, seed: int = 0) -> dict[Path, tuple[torch.Tensor, int]]:
+def write_imagenet(
+    root: Path, per_class: int = 2, seed: int = 0
+) -> dict[Path, tuple[torch.Tensor, int]]:
     """A folder with 3 classes; smooth JPEGs in train/, noise PNGs in val/, sizes vary.
 
     Returns {file: (the pixels written, uint8 [3, H, W], label)}; JPEG pixels are pre-loss.
@@ -116,7 +132,10 @@ def write_imagenet(root: Path, per_class: int = 2, seed: int = 0) -> dict[Path, 
         for label, wnid in enumerate(WNIDS):
             (root / folder / wnid).mkdir(parents=True)
             for i in range(per_class):
-                h, w = int(torch.randint(8, 20, (1,), generator=gen)), int(torch.randint(8, 20, (1,), generator=gen))
+                h, w = (
+                    int(torch.randint(8, 20, (1,), generator=gen)),
+                    int(torch.randint(8, 20, (1,), generator=gen)),
+                )
                 if ext == ".png":  # noise: lossless, so every pixel can be compared
                     image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
                 else:  # smooth: JPEG keeps it within a few levels

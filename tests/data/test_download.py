@@ -1,4 +1,5 @@
 """The download stage, offline: tiny archives served from file:// and a loopback HTTP mirror."""
+
 import hashlib
 import http.server
 import io
@@ -7,26 +8,41 @@ import time
 import zipfile
 
 import pytest
-
 from layouts_events import tar_gz_bytes
+
 from spikeattn.data import download
 from spikeattn.data.download import DownloadError
 
-BASE = {"source": "download", "frame_method": "time_window", "dt_ms": 15, "downsample": 4,
-        "split": "official", "test_fraction": None, "split_seed": None}
+BASE = {
+    "source": "download",
+    "frame_method": "time_window",
+    "dt_ms": 15,
+    "downsample": 4,
+    "split": "official",
+    "test_fraction": None,
+    "split_seed": None,
+}
 
 
 def archive_params(tmp_path, data: bytes, file="gesture.tar.gz", urls=None, md5=None):
     mirror = tmp_path / "mirror"
     mirror.mkdir(exist_ok=True)
     (mirror / file).write_bytes(data)
-    entry = {"file": file, "md5": md5 or hashlib.md5(data).hexdigest(), "size": len(data),
-             "urls": urls or [(mirror / file).as_uri()]}
+    entry = {
+        "file": file,
+        "md5": md5 or hashlib.md5(data).hexdigest(),
+        "size": len(data),
+        "urls": urls or [(mirror / file).as_uri()],
+    }
     return {**BASE, "archives": [entry]}
 
 
-GOOD = tar_gz_bytes({"DvsGesture/user01_fluorescent.aedat": b"events" * 100,
-                  "DvsGesture/user01_fluorescent_labels.csv": b"class,start,end\n1,0,10\n"})
+GOOD = tar_gz_bytes(
+    {
+        "DvsGesture/user01_fluorescent.aedat": b"events" * 100,
+        "DvsGesture/user01_fluorescent_labels.csv": b"class,start,end\n1,0,10\n",
+    }
+)
 
 
 def test_download_verifies_and_extracts_then_reuses(tmp_path):
@@ -42,8 +58,11 @@ def test_download_verifies_and_extracts_then_reuses(tmp_path):
 
 def test_failing_mirrors_fail_fast_and_say_where_to_put_the_file(tmp_path):
     root = tmp_path / "repo"
-    params = archive_params(tmp_path, GOOD, urls=["http://127.0.0.1:9/gesture.tar.gz",
-                                                   (tmp_path / "missing.tar.gz").as_uri()])
+    params = archive_params(
+        tmp_path,
+        GOOD,
+        urls=["http://127.0.0.1:9/gesture.tar.gz", (tmp_path / "missing.tar.gz").as_uri()],
+    )
     start = time.monotonic()
     with pytest.raises(DownloadError) as err:
         download("dvs128-gesture", params, root)
@@ -66,11 +85,14 @@ def test_wrong_md5_is_refused_and_leaves_nothing(tmp_path):
     assert not list(raw.glob("*.part")) and not (raw / "gesture.tar.gz").exists()
 
 
-@pytest.mark.parametrize("members,symlink", [
-    ({"../escape.txt": b"x"}, None),
-    ({"/abs/escape.txt": b"x"}, None),
-    ({"ok.txt": b"x"}, "link"),
-])
+@pytest.mark.parametrize(
+    "members,symlink",
+    [
+        ({"../escape.txt": b"x"}, None),
+        ({"/abs/escape.txt": b"x"}, None),
+        ({"ok.txt": b"x"}, "link"),
+    ],
+)
 def test_unsafe_members_are_refused(tmp_path, members, symlink):
     root = tmp_path / "repo"
     with pytest.raises(DownloadError, match="refusing"):
@@ -85,11 +107,19 @@ def test_unsafe_zip_members_and_corrupt_archives(tmp_path):
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("../escape.txt", b"x")
     with pytest.raises(DownloadError, match="refusing"):
-        download("cifar10-dvs", {**archive_params(tmp_path, buf.getvalue(), file="c.zip"),
-                                 "frame_method": "event_count"}, tmp_path / "a")
+        download(
+            "cifar10-dvs",
+            {
+                **archive_params(tmp_path, buf.getvalue(), file="c.zip"),
+                "frame_method": "event_count",
+            },
+            tmp_path / "a",
+        )
     corrupt = b"\x1f\x8b" + b"not really gzip" * 10
     with pytest.raises(DownloadError, match="not a readable archive"):
-        download("dvs128-gesture", archive_params(tmp_path, corrupt, file="bad.tar.gz"), tmp_path / "b")
+        download(
+            "dvs128-gesture", archive_params(tmp_path, corrupt, file="bad.tar.gz"), tmp_path / "b"
+        )
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):

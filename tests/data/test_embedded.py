@@ -1,4 +1,5 @@
 """The embedded datasets: parameter checks, the simulated event camera, raw files and split."""
+
 import hashlib
 import json
 
@@ -8,14 +9,36 @@ import tonic
 from sklearn.datasets import load_digits
 
 from spikeattn.data import DATASETS, check_params, download, get_info, load_events, prepare
-from spikeattn.data.embedded import (digit_images, pad_digits, render, saccade_offsets,
-                                     simulate_events, upsample)
+from spikeattn.data.embedded import (
+    digit_images,
+    pad_digits,
+    render,
+    saccade_offsets,
+    simulate_events,
+    upsample,
+)
 
-DIGITS = {"source": "embedded", "image_size": 16, "test_fraction": 0.2, "split_seed": 0,
-          "max_samples": None}
-DVS = {"source": "embedded", "digit_size": 16, "sensor_size": 24, "saccade_px": 3, "saccade_ms": 100,
-       "step_us": 1000, "threshold": 0.25, "threshold_sigma": 0.03, "seed": 0, "test_fraction": 0.2,
-       "split_seed": 0, "max_samples": 120}
+DIGITS = {
+    "source": "embedded",
+    "image_size": 16,
+    "test_fraction": 0.2,
+    "split_seed": 0,
+    "max_samples": None,
+}
+DVS = {
+    "source": "embedded",
+    "digit_size": 16,
+    "sensor_size": 24,
+    "saccade_px": 3,
+    "saccade_ms": 100,
+    "step_us": 1000,
+    "threshold": 0.25,
+    "threshold_sigma": 0.03,
+    "seed": 0,
+    "test_fraction": 0.2,
+    "split_seed": 0,
+    "max_samples": 120,
+}
 DURATION_US = 3 * DVS["saccade_ms"] * 1000
 
 
@@ -38,6 +61,7 @@ def _simulate(n, **changes):
 
 # --- registry and parameters ---------------------------------------------------------------
 
+
 def test_registry_describes_both_datasets():
     assert DATASETS["digits"].kind == "static" and DATASETS["digits"].in_channels == 1
     assert DATASETS["digits-dvs"].kind == "events" and DATASETS["digits-dvs"].in_channels == 2
@@ -51,15 +75,27 @@ def test_unknown_dataset_lists_known_names():
         get_info("mnist")
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"threshold": 0}, r"datasets\.digits-dvs\.threshold: 0 is less than or equal to the minimum"),
-    ({"seed": 1.5}, r"datasets\.digits-dvs\.seed: 1\.5 is not of type 'integer'"),
-    ({"source": "download"}, r"datasets\.digits-dvs\.source: 'embedded' was expected"),
-    ({"colour": 1}, r"datasets\.digits-dvs: unknown key\(s\) 'colour'; allowed: digit_size"),
-    ({"sensor_size": 18}, r"datasets\.digits-dvs\.sensor_size must be >= digit_size \+ saccade_px"),
-    ({"step_us": 3000}, r"datasets\.digits-dvs\.step_us must divide"),
-    ({"test_fraction": 1.0}, r"datasets\.digits-dvs\.test_fraction: 1\.0 is greater than or equal"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"threshold": 0},
+            r"datasets\.digits-dvs\.threshold: 0 is less than or equal to the minimum",
+        ),
+        ({"seed": 1.5}, r"datasets\.digits-dvs\.seed: 1\.5 is not of type 'integer'"),
+        ({"source": "download"}, r"datasets\.digits-dvs\.source: 'embedded' was expected"),
+        ({"colour": 1}, r"datasets\.digits-dvs: unknown key\(s\) 'colour'; allowed: digit_size"),
+        (
+            {"sensor_size": 18},
+            r"datasets\.digits-dvs\.sensor_size must be >= digit_size \+ saccade_px",
+        ),
+        ({"step_us": 3000}, r"datasets\.digits-dvs\.step_us must divide"),
+        (
+            {"test_fraction": 1.0},
+            r"datasets\.digits-dvs\.test_fraction: 1\.0 is greater than or equal",
+        ),
+    ],
+)
 def test_bad_params_name_the_key(change, message):
     with pytest.raises(ValueError, match=message):
         check_params("digits-dvs", {**DVS, **change})
@@ -74,7 +110,9 @@ def test_missing_param_names_the_key():
 
 def test_check_params_normalises_numbers():
     assert check_params("digits-dvs", {**DVS, "threshold_sigma": 0})["threshold_sigma"] == 0.0
-    assert isinstance(check_params("digits-dvs", {**DVS, "threshold_sigma": 0})["threshold_sigma"], float)
+    assert isinstance(
+        check_params("digits-dvs", {**DVS, "threshold_sigma": 0})["threshold_sigma"], float
+    )
 
 
 def test_download_says_what_to_do_instead(tmp_path):
@@ -83,6 +121,7 @@ def test_download_says_what_to_do_instead(tmp_path):
 
 
 # --- the event camera ----------------------------------------------------------------------
+
 
 def test_events_use_tonics_dtype_and_work_with_its_transforms(dvs_samples):
     samples, _, _ = dvs_samples
@@ -123,7 +162,7 @@ def test_simulation_is_deterministic_and_seeded():
 def test_simulation_does_not_depend_on_batching():
     events, offsets = _simulate(12)
     alone, alone_offsets = _simulate(1)
-    assert np.array_equal(alone, events[:offsets[1]])
+    assert np.array_equal(alone, events[: offsets[1]])
 
 
 def test_events_fall_on_the_moving_digits_edges():
@@ -138,7 +177,7 @@ def test_events_fall_on_the_moving_digits_edges():
         swept += np.hypot(gy, gx)
     own, other = [], []
     for i in range(n):
-        ev = events[offsets[i]:offsets[i + 1]]
+        ev = events[offsets[i] : offsets[i + 1]]
         counts = np.zeros_like(swept[i])
         np.add.at(counts, (ev["y"], ev["x"]), 1)
         assert counts[swept[i] > 0.05 * swept[i].max()].sum() > 0.95 * len(ev)
@@ -150,9 +189,12 @@ def test_events_fall_on_the_moving_digits_edges():
 
 # --- raw files and split -------------------------------------------------------------------
 
+
 def test_manifest_records_params_counts_and_checksum(dvs_raw):
     manifest = json.loads((dvs_raw / "manifest.json").read_text())
-    assert manifest["dataset"] == "digits-dvs" and manifest["params"] == check_params("digits-dvs", DVS)
+    assert manifest["dataset"] == "digits-dvs" and manifest["params"] == check_params(
+        "digits-dvs", DVS
+    )
     assert manifest["counts"] == {"train": 96, "test": 24}
     data = (dvs_raw / "events.npz").read_bytes()
     assert manifest["sha256"] == {"events.npz": hashlib.sha256(data).hexdigest()}
@@ -173,7 +215,10 @@ def test_split_is_stratified_fixed_and_seeded(tmp_path):
     first = prepare("digits", DIGITS, tmp_path / "a")
     second = prepare("digits", DIGITS, tmp_path / "b")
     reseeded = prepare("digits", {**DIGITS, "split_seed": 1}, tmp_path / "c")
-    load = lambda raw: (np.load(raw / "digits.npz")["labels"], np.load(raw / "digits.npz")["split"])
+
+    def load(raw):
+        return np.load(raw / "digits.npz")["labels"], np.load(raw / "digits.npz")["split"]
+
     labels, split = load(first)
     assert np.array_equal(split, load(second)[1])
     assert not np.array_equal(split, load(reseeded)[1])

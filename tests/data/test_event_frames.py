@@ -1,4 +1,5 @@
 """Events -> frames by the papers' methods, and the per-class split."""
+
 import numpy as np
 import pytest
 
@@ -21,8 +22,9 @@ def test_time_window_keeps_every_event_with_its_downsampled_address():
     """MA-SNN frames are cut later, per window: the cache keeps each event, its time from the
     sample's first event and its pixel (x // 4, y // 4, as the authors' coordinate // 4)."""
     ev = events()
-    framing = Framing.from_params({"frame_method": "time_window", "dt_ms": 100, "downsample": 4},
-                                  (128, 128), T=8)
+    framing = Framing.from_params(
+        {"frame_method": "time_window", "dt_ms": 100, "downsample": 4}, (128, 128), T=8
+    )
     kept = framing(ev)
     assert framing.keeps_events and framing.size == (32, 32) and framing.dt_us == 100_000
     assert len(kept) == len(ev) and kept["t"][0] == 0
@@ -46,7 +48,9 @@ def spikingjelly_split(ev, T, H, W):
 @pytest.mark.parametrize("n", [1600, 1613, 7])
 def test_event_count_frames_split_as_spikingjelly_by_default(n):
     ev = events(n=n, size=(18, 24))
-    frames = Framing.from_params({"frame_method": "event_count", "downsample": 1}, (18, 24), T=16)(ev)
+    frames = Framing.from_params({"frame_method": "event_count", "downsample": 1}, (18, 24), T=16)(
+        ev
+    )
     assert frames.shape == (16, 2, 18, 24) and frames.sum() == n  # the N mod T leftover: last frame
     np.testing.assert_array_equal(frames, spikingjelly_split(ev, 16, 18, 24))
     if n == 1613:
@@ -55,12 +59,17 @@ def test_event_count_frames_split_as_spikingjelly_by_default(n):
 
 def test_event_count_tonic_split_drops_the_leftover():
     ev = events(n=1613, size=(18, 24))
-    frames = Framing.from_params({"frame_method": "event_count", "downsample": 1,
-                                  "event_count_split": "tonic"}, (18, 24), T=16)(ev)
+    frames = Framing.from_params(
+        {"frame_method": "event_count", "downsample": 1, "event_count_split": "tonic"},
+        (18, 24),
+        T=16,
+    )(ev)
     assert (frames.reshape(16, -1).sum(1) == 100).all()
     np.testing.assert_array_equal(frames[:-1], spikingjelly_split(ev, 16, 18, 24)[:-1])
     with pytest.raises(ValueError, match="event_count_split"):
-        Framing.from_params({"frame_method": "event_count", "event_count_split": "sj"}, (18, 24), T=4)
+        Framing.from_params(
+            {"frame_method": "event_count", "event_count_split": "sj"}, (18, 24), T=4
+        )
 
 
 def test_time_window_needs_dt():
@@ -70,7 +79,13 @@ def test_time_window_needs_dt():
 
 def test_compact_picks_the_smallest_integer_type():
     small, big = np.ones((3, 2, 4, 4), np.int16), np.full((3, 2, 4, 4), 300, np.int16)
-    assert compact([small, small]).dtype == np.uint8 and compact([small, small]).shape == (2, 3, 2, 4, 4)
+    assert compact([small, small]).dtype == np.uint8 and compact([small, small]).shape == (
+        2,
+        3,
+        2,
+        4,
+        4,
+    )
     assert compact([small, big]).dtype == np.int16
 
 

@@ -1,13 +1,14 @@
 """MA-SNN's time windows against its authors' rules, written out as their loaders apply them
 (BICLab/Attention-SNN `DVS_Gesture_dataloders.py` sample_train / sample_test /
 my_chunk_evs_pol_dvs and `events_timeslices.py` get_tmad_slice, with bisect as they use it)."""
+
 from bisect import bisect_left
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEVICE
+
 from spikeattn.data import event_windows
 from spikeattn.data.event_frames import Framing, pack_window_events
 from spikeattn.data.frames import Split
@@ -31,8 +32,12 @@ def recording(seed, duration_us, n):
     return ev
 
 
-RECORDINGS = [recording(0, 23_456, 900), recording(1, 4_321, 200),  # shorter than one window
-              recording(2, 61_003, 2000), recording(3, 9_999, 50)]
+RECORDINGS = [
+    recording(0, 23_456, 900),
+    recording(1, 4_321, 200),  # shorter than one window
+    recording(2, 61_003, 2000),
+    recording(3, 9_999, 50),
+]
 
 
 def authors_frames(ev, start):
@@ -80,13 +85,26 @@ def authors_clip_starts(ev, clips):
 def events_split(recordings=RECORDINGS):
     framing = Framing("time_window", (H, W), dt_us=DT)
     packed = pack_window_events([framing(ev) for ev in recordings], 2 * H * W)
-    return Split(None, torch.arange(len(recordings)), offsets=torch.from_numpy(packed["offsets"]),
-                 t=torch.from_numpy(packed["t"]), address=torch.from_numpy(packed["address"]))
+    return Split(
+        None,
+        torch.arange(len(recordings)),
+        offsets=torch.from_numpy(packed["offsets"]),
+        t=torch.from_numpy(packed["t"]),
+        address=torch.from_numpy(packed["address"]),
+    )
 
 
 def loader(train=False, **kwargs):
-    return TensorBatches(events_split(), 1.0, batch_size=len(RECORDINGS), device=DEVICE,
-                         train=train, T=T, windows=Windows(DT, (2, H, W)), **kwargs)
+    return TensorBatches(
+        events_split(),
+        1.0,
+        batch_size=len(RECORDINGS),
+        device=DEVICE,
+        train=train,
+        T=T,
+        windows=Windows(DT, (2, H, W)),
+        **kwargs,
+    )
 
 
 def test_windows_frame_exactly_the_events_the_authors_slice():
@@ -133,7 +151,9 @@ def test_a_training_epoch_frames_its_drawn_windows_as_the_authors_would():
     starts = batches.window_starts(order)[:, 0].tolist()
     assert batch.y.tolist() == order.tolist()
     for row, (k, start) in enumerate(zip(order.tolist(), starts)):
-        np.testing.assert_array_equal(batch.x[row].cpu().numpy(), authors_frames(RECORDINGS[k], start))
+        np.testing.assert_array_equal(
+            batch.x[row].cpu().numpy(), authors_frames(RECORDINGS[k], start)
+        )
 
 
 @pytest.mark.parametrize("clips", [1, 3, 10])
@@ -142,10 +162,14 @@ def test_test_clips_are_placed_and_framed_as_the_authors_test(clips):
     (batch,) = list(batches)
     assert batch.clips == clips and batch.x.shape == (clips * len(RECORDINGS), T, 2, H, W)
     idx = torch.arange(len(RECORDINGS), device=DEVICE)
-    assert batches.window_starts(idx).tolist() == [authors_clip_starts(ev, clips) for ev in RECORDINGS]
+    assert batches.window_starts(idx).tolist() == [
+        authors_clip_starts(ev, clips) for ev in RECORDINGS
+    ]
     for k, ev in enumerate(RECORDINGS):
         for j, start in enumerate(authors_clip_starts(ev, clips)):
-            np.testing.assert_array_equal(batch.x[k * clips + j].cpu().numpy(), authors_frames(ev, start))
+            np.testing.assert_array_equal(
+                batch.x[k * clips + j].cpu().numpy(), authors_frames(ev, start)
+            )
 
 
 def test_clip_starts_formula_on_hand_picked_durations():
@@ -164,12 +188,17 @@ def test_events_split_needs_T_and_windows():
 
 
 def test_segment_search_is_a_lower_bound_within_each_segment():
-    segments = [torch.sort(torch.randint(0, 50, (n,), generator=torch.Generator().manual_seed(n))).values
-                for n in (0, 1, 5, 17, 100)]
+    segments = [
+        torch.sort(torch.randint(0, 50, (n,), generator=torch.Generator().manual_seed(n))).values
+        for n in (0, 1, 5, 17, 100)
+    ]
     t = torch.cat(segments)
     offsets = torch.tensor([0, *np.cumsum([len(s) for s in segments]).tolist()])
     for value in range(-1, 52):
-        got = event_windows.segment_search(t, offsets[:-1], offsets[1:], torch.tensor(value),
-                                           event_windows.search_steps(offsets))
-        expected = [int(offsets[i]) + bisect_left(s.tolist(), value) for i, s in enumerate(segments)]
+        got = event_windows.segment_search(
+            t, offsets[:-1], offsets[1:], torch.tensor(value), event_windows.search_steps(offsets)
+        )
+        expected = [
+            int(offsets[i]) + bisect_left(s.tolist(), value) for i, s in enumerate(segments)
+        ]
         assert got.tolist() == expected

@@ -1,5 +1,6 @@
 """Preprocessed frames: cache keys, tonic's ToFrame counts, dtypes, atomicity, digests,
 learnability."""
+
 import json
 import shutil
 import warnings
@@ -10,16 +11,32 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from spikeattn.data import frames_dir, frames_spec, load_events, load_frames, prepare, preprocess
 from spikeattn.data import frames as frames_module
+from spikeattn.data import frames_dir, frames_spec, load_events, load_frames, prepare, preprocess
 from spikeattn.data.sources import DataError
 from spikeattn.io import file_digest
 
-DIGITS = {"source": "embedded", "image_size": 16, "test_fraction": 0.2, "split_seed": 0,
-          "max_samples": 100}
-DVS = {"source": "embedded", "digit_size": 16, "sensor_size": 24, "saccade_px": 3, "saccade_ms": 100,
-       "step_us": 1000, "threshold": 0.25, "threshold_sigma": 0.03, "seed": 0, "test_fraction": 0.2,
-       "split_seed": 0, "max_samples": 100}
+DIGITS = {
+    "source": "embedded",
+    "image_size": 16,
+    "test_fraction": 0.2,
+    "split_seed": 0,
+    "max_samples": 100,
+}
+DVS = {
+    "source": "embedded",
+    "digit_size": 16,
+    "sensor_size": 24,
+    "saccade_px": 3,
+    "saccade_ms": 100,
+    "step_us": 1000,
+    "threshold": 0.25,
+    "threshold_sigma": 0.03,
+    "seed": 0,
+    "test_fraction": 0.2,
+    "split_seed": 0,
+    "max_samples": 100,
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +49,19 @@ def root(tmp_path_factory):
 
 # --- cache keys ----------------------------------------------------------------------------
 
+
 def test_event_key_follows_T_and_params_not_key_order(tmp_path):
     base = frames_dir("digits-dvs", DVS, 8, tmp_path)
-    assert base.parent == tmp_path / "data" / "frames" / "digits-dvs" and base.name.startswith("T8-")
+    assert base.parent == tmp_path / "data" / "frames" / "digits-dvs" and base.name.startswith(
+        "T8-"
+    )
     reordered = dict(reversed(list(DVS.items())))
     assert frames_dir("digits-dvs", reordered, 8, tmp_path) == base
     assert frames_dir("digits-dvs", DVS, 4, tmp_path) != base
     assert frames_dir("digits-dvs", {**DVS, "threshold": 0.3}, 8, tmp_path) != base
-    assert frames_dir("digits-dvs", {**DVS, "threshold_sigma": 0}, 8, tmp_path) == \
-        frames_dir("digits-dvs", {**DVS, "threshold_sigma": 0.0}, 8, tmp_path)
+    assert frames_dir("digits-dvs", {**DVS, "threshold_sigma": 0}, 8, tmp_path) == frames_dir(
+        "digits-dvs", {**DVS, "threshold_sigma": 0.0}, 8, tmp_path
+    )
     spec = frames_spec("digits-dvs", DVS, 8)
     assert spec["T"] == 8 and spec["params"]["threshold"] == 0.25
 
@@ -53,6 +74,7 @@ def test_static_key_ignores_T(tmp_path):
 
 
 # --- static frames -------------------------------------------------------------------------
+
 
 def test_static_frames_shapes_dtypes_and_scale(root):
     frames = load_frames(preprocess("digits", DIGITS, 8, root))
@@ -75,6 +97,7 @@ def test_static_frames_at_native_size_are_the_digits_rescaled(root):
 
 # --- event frames --------------------------------------------------------------------------
 
+
 def _tonic_binned(ev, T):
     """Events inside tonic's n_time_bins bins: [t0, t0 + T * ((t_last - t0) // T))."""
     t0 = ev["t"][0]
@@ -96,7 +119,9 @@ def test_event_frames_count_the_events_by_polarity_and_pixel(root):
         assert np.array_equal(frames.train.x[row].sum(0).numpy(), counts)
         assert frames.train.y[row] == labels[train[row]]
     assert frames.meta["events_total"] == len(samples.events)
-    assert frames.meta["events_in_frames"] == sum(len(_tonic_binned(samples[i], T)) for i in range(len(samples)))
+    assert frames.meta["events_in_frames"] == sum(
+        len(_tonic_binned(samples[i], T)) for i in range(len(samples))
+    )
     assert frames_module.to_float(frames.train.x, frames.meta).sum() == frames.train.x.sum()
 
 
@@ -141,6 +166,7 @@ def test_failure_inside_preprocess_leaves_nothing_behind(root, monkeypatch):
 
 # --- learnability --------------------------------------------------------------------------
 
+
 def test_full_digits_dvs_is_learnable_by_a_linear_model(tmp_path):
     params = {**DVS, "max_samples": None}
     prepare("digits-dvs", params, tmp_path)
@@ -157,6 +183,7 @@ def test_full_digits_dvs_is_learnable_by_a_linear_model(tmp_path):
 
 
 # --- damaged caches ------------------------------------------------------------------------
+
 
 @pytest.fixture
 def cache(tmp_path):
@@ -179,8 +206,10 @@ def _refused(cache, *names):
 def test_meta_json_records_the_digest_of_every_split(cache):
     meta = json.loads((cache / "meta.json").read_text())
     for part in ("train", "test"):
-        assert meta["digests"][part] == {"sha256": file_digest(cache / f"{part}.pt"),
-                                         "bytes": (cache / f"{part}.pt").stat().st_size}
+        assert meta["digests"][part] == {
+            "sha256": file_digest(cache / f"{part}.pt"),
+            "bytes": (cache / f"{part}.pt").stat().st_size,
+        }
 
 
 def test_random_bytes_over_a_split_are_refused(cache):

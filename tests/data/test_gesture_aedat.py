@@ -1,5 +1,6 @@
 """DVS128 Gesture from IBM's original release (AEDAT 3.1 recordings + labels csv + trial lists),
 on tiny recordings written byte by byte by layouts_events, next to tonic's layout."""
+
 import hashlib
 import shutil
 import struct
@@ -9,13 +10,20 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from layouts_events import (aedat31_bytes, build_gesture, build_gesture_ibm, gesture_ibm_members,
-                            gesture_tonic_members, labels_csv_bytes, make_events, tar_gz_bytes)
+from layouts_events import (
+    aedat31_bytes,
+    build_gesture,
+    build_gesture_ibm,
+    gesture_ibm_members,
+    gesture_tonic_members,
+    labels_csv_bytes,
+    make_events,
+    tar_gz_bytes,
+)
 
 from spikeattn.data import download, load_frames, preprocess
 from spikeattn.data.loader import batches
-from spikeattn.data.sources import EVENT_DTYPE, DataError, get_source, read_events
-from spikeattn.data.sources import gesture
+from spikeattn.data.sources import EVENT_DTYPE, DataError, gesture, get_source, read_events
 
 NAME = "dvs128-gesture"
 REPO = Path(__file__).resolve().parents[2]
@@ -36,9 +44,12 @@ def folder(raw: Path) -> Path:
 def test_records_follow_the_labels_and_the_trial_lists(ibm):
     raw, samples, source = ibm
     records = source.records(raw)
-    assert [(r.path, r.label, r.split, r.span) for r in records] == \
-        [(raw / path, label, split, span) for path, label, split, _, span in samples]
-    assert [r.group for r in records] == ["user01_fluorescent"] * 3 + ["user02_led"] * 2 + ["user24_natural"] * 2
+    assert [(r.path, r.label, r.split, r.span) for r in records] == [
+        (raw / path, label, split, span) for path, label, split, _, span in samples
+    ]
+    assert [r.group for r in records] == ["user01_fluorescent"] * 3 + ["user02_led"] * 2 + [
+        "user24_natural"
+    ] * 2
     assert [r.label for r in records] == [0, 3, 10, 1, 2, 4, 7]  # classes 1..11 -> 0..10
     assert [r.split for r in records] == [0] * 5 + [1] * 2
     assert source.records(raw) == records  # deterministic
@@ -57,7 +68,9 @@ def test_a_sample_is_the_events_with_start_le_t_lt_end(ibm):
     events = make_events(7, 8, (128, 128))
     events["t"] = [10, 999, 1000, 1001, 1999, 2000, 2001, 5000]
     (folder(raw) / "user01_fluorescent.aedat").write_bytes(aedat31_bytes(events, packets=3))
-    (folder(raw) / "user01_fluorescent_labels.csv").write_bytes(labels_csv_bytes([(1, 1000, 2000), (2, 999, 1000)]))
+    (folder(raw) / "user01_fluorescent_labels.csv").write_bytes(
+        labels_csv_bytes([(1, 1000, 2000), (2, 999, 1000)])
+    )
     first, second = source.records(raw)[:2]
     assert read_events(source, first)["t"].tolist() == [1000, 1001, 1999]
     np.testing.assert_array_equal(read_events(source, second), events[1:2])
@@ -69,7 +82,9 @@ def test_events_across_packets_and_the_timestamp_overflow(tmp_path):
         path = tmp_path / f"r{packets}.aedat"
         path.write_bytes(aedat31_bytes(events, packets=packets, extra_packet_types=extra))
         np.testing.assert_array_equal(gesture.parse_aedat31(path), events)
-    late = struct.pack("<HHIIIIII", 1, 1, 8, 4, 1, 1, 1, 1) + struct.pack("<II", 5 << 17 | 6 << 2 | 1, 7)
+    late = struct.pack("<HHIIIIII", 1, 1, 8, 4, 1, 1, 1, 1) + struct.pack(
+        "<II", 5 << 17 | 6 << 2 | 1, 7
+    )
     path.write_bytes(aedat31_bytes(events) + late)  # tsOverflow 1: t = 7 | 1 << 31
     got = gesture.parse_aedat31(path)
     assert got[-1].tolist() == (5, 6, 2**31 + 7, False) and len(got) == len(events) + 1
@@ -92,7 +107,9 @@ def test_tonic_layout_is_still_read_and_both_layouts_are_refused(tmp_path):
     raw = tmp_path / "raw"
     samples = build_gesture(raw)
     records = get_source(NAME).records(raw)
-    assert [r.path.suffix for r in records] == [".npy"] * len(samples) and all(r.span is None for r in records)
+    assert [r.path.suffix for r in records] == [".npy"] * len(samples) and all(
+        r.span is None for r in records
+    )
     build_gesture_ibm(raw)
     with pytest.raises(DataError, match="two releases") as err:
         get_source(NAME).records(raw)
@@ -128,8 +145,11 @@ def _event_size(f: Path) -> str:
 
 
 def _outside(f: Path) -> str:  # between two gestures: the whole recording is checked
-    f.write_bytes(f.read_bytes() + struct.pack("<HHIIIIII", 1, 1, 8, 4, 0, 1, 1, 1)
-                  + struct.pack("<II", 128 << 17 | 1, 5))
+    f.write_bytes(
+        f.read_bytes()
+        + struct.pack("<HHIIIIII", 1, 1, 8, 4, 0, 1, 1, 1)
+        + struct.pack("<II", 128 << 17 | 1, 5)
+    )
     return f.name
 
 
@@ -137,6 +157,7 @@ def _header(old: bytes, new: bytes):
     def edit(f: Path) -> str:
         f.write_bytes(f.read_bytes().replace(old, new, 1))
         return f.name
+
     return edit
 
 
@@ -145,6 +166,7 @@ def _labels(row: str):
         csv = f.with_name(f.stem + "_labels.csv")
         csv.write_text(csv.read_text() + row + "\r\n")
         return csv.name
+
     return edit
 
 
@@ -158,16 +180,28 @@ def _missing(suffix: str):
         victim = f.with_name(f.stem + suffix)
         victim.unlink()
         return victim.name
+
     return edit
 
 
-BAD_READS = {"truncated packet header": _truncated_header, "truncated packet body": _truncated_body,
-             "polarity events not 8 bytes": _event_size, "gesture ends after the recording": _past_the_end,
-             "event outside the sensor": _outside, "AEDAT 2.0": _header(b"#!AER-DAT3.1", b"#!AER-DAT2.0"),
-             "no end of header": _header(b"#!END-HEADER", b"#!END-HEADEX")}
-BAD_RECORDS = {"class 0": _labels("0,1,2"), "class 12": _labels("12,1,2"), "start = end": _labels("3,5,5"),
-               "start > end": _labels("3,9,5"), "not integers": _labels("3,a,5"),
-               "labels csv missing": _missing("_labels.csv"), "aedat missing": _missing(".aedat")}
+BAD_READS = {
+    "truncated packet header": _truncated_header,
+    "truncated packet body": _truncated_body,
+    "polarity events not 8 bytes": _event_size,
+    "gesture ends after the recording": _past_the_end,
+    "event outside the sensor": _outside,
+    "AEDAT 2.0": _header(b"#!AER-DAT3.1", b"#!AER-DAT2.0"),
+    "no end of header": _header(b"#!END-HEADER", b"#!END-HEADEX"),
+}
+BAD_RECORDS = {
+    "class 0": _labels("0,1,2"),
+    "class 12": _labels("12,1,2"),
+    "start = end": _labels("3,5,5"),
+    "start > end": _labels("3,9,5"),
+    "not integers": _labels("3,a,5"),
+    "labels csv missing": _missing("_labels.csv"),
+    "aedat missing": _missing(".aedat"),
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_READS))
@@ -214,8 +248,10 @@ def _download(tmp_path: Path, archives: dict[str, bytes], params: dict) -> Path:
     mirror.mkdir(parents=True)
     for file, data in archives.items():
         (mirror / file).write_bytes(data)
-    params["archives"] = [{"file": f, "md5": hashlib.md5(d).hexdigest(), "urls": [(mirror / f).as_uri()]}
-                          for f, d in archives.items()]
+    params["archives"] = [
+        {"file": f, "md5": hashlib.md5(d).hexdigest(), "urls": [(mirror / f).as_uri()]}
+        for f, d in archives.items()
+    ]
     download(NAME, params, root)
     return root
 
@@ -234,7 +270,8 @@ def test_same_events_give_identical_frames_in_both_releases(tmp_path):
         for field in ("t", "address", "offsets", "y"):  # MA-SNN's time windows keep the events
             assert torch.equal(getattr(x, field), getattr(y, field)), field
         assert a.meta[part] == b.meta[part]  # files and groups
-        framed = [torch.cat([batch.x for batch in batches(f, PARAMS, part, 3, 4, seed=0)])
-                  for f in (a, b)]
+        framed = [
+            torch.cat([batch.x for batch in batches(f, PARAMS, part, 3, 4, seed=0)]) for f in (a, b)
+        ]
         assert framed[0].sum() > 0 and torch.equal(*framed)
     assert a.meta["counts"] == b.meta["counts"] == {"train": 5, "test": 2}

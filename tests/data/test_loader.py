@@ -1,8 +1,9 @@
 """Batches on the device: fixed-layout frames and images, flips and shifts (time windows:
 test_event_windows.py)."""
-import torch
 
+import torch
 from conftest import DEVICE
+
 from spikeattn.data.frames import Split
 from spikeattn.data.loader import Augment, TensorBatches, place, translate
 
@@ -22,7 +23,9 @@ def test_fixed_layout_batches_are_float_shuffled_and_complete():
 def test_translate_shifts_with_zero_fill():
     x = torch.arange(16.0).view(1, 1, 4, 4).repeat(2, 1, 1, 1)
     out = translate(x, torch.tensor([1, 0]), torch.tensor([0, -2]))
-    assert out[0, 0, :, 0].tolist() == [0, 0, 0, 0] and torch.equal(out[0, 0, :, 1:], x[0, 0, :, :3])
+    assert out[0, 0, :, 0].tolist() == [0, 0, 0, 0] and torch.equal(
+        out[0, 0, :, 1:], x[0, 0, :, :3]
+    )
     assert torch.equal(out[1, 0, :2], x[1, 0, 2:]) and out[1, 0, 2:].abs().sum() == 0
 
 
@@ -41,4 +44,3 @@ def test_augment_flips_and_shifts_each_sample_independently():
 def test_place_keeps_cpu_tensors_where_they_are():
     t = torch.ones(3)
     assert place(t, torch.device("cpu")) is t and place(None, torch.device("cpu")) is None
-

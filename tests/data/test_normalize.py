@@ -1,14 +1,15 @@
 """Per-channel normalisation and the authors' ImageNet transforms (RandomResizedCrop, AutoAugment,
 no flip; test 256 -> 224), for cached (CIFAR) and streamed (ImageNet) batches."""
+
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import DEVICE
 from torchvision.io import encode_png
 from torchvision.transforms import v2
 
-from conftest import DEVICE
 from spikeattn.data.frames import Frames, Split, frames_spec
 from spikeattn.data.loader import Augment, FileBatches, batches, image_transform
 from spikeattn.data.registry import check_params, raw_params
@@ -32,7 +33,9 @@ def cached(x: torch.Tensor, y: torch.Tensor) -> Frames:
 def test_cached_batches_are_normalised_per_channel():
     x = (torch.arange(6 * 3 * 2 * 2) * 7 % 256).to(torch.uint8).view(6, 3, 2, 2)
     params = {**NORMALIZE, "augment": {"flip": True, "translate_px": 1}}  # train-only: not on test
-    out = torch.cat([b.x for b in batches(cached(x, torch.arange(6)), params, "test", 4, 1, DEVICE)]).cpu()
+    out = torch.cat(
+        [b.x for b in batches(cached(x, torch.arange(6)), params, "test", 4, 1, DEVICE)]
+    ).cpu()
     expected = torch.empty(x.shape, dtype=torch.float64)
     for n in range(6):
         for c in range(3):
@@ -62,8 +65,15 @@ def write_solid_folder(root: Path) -> dict[int, tuple[int, int, int]]:
         for label, colour in colours.items():
             (root / folder / f"n0{label}").mkdir(parents=True)
             for i, (h, w) in enumerate([(20, 24), (30, 18)]):
-                image = torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1).expand(3, h, w).contiguous()
-                (root / folder / f"n0{label}" / f"{i}.png").write_bytes(encode_png(image).numpy().tobytes())
+                image = (
+                    torch.tensor(colour, dtype=torch.uint8)
+                    .view(3, 1, 1)
+                    .expand(3, h, w)
+                    .contiguous()
+                )
+                (root / folder / f"n0{label}" / f"{i}.png").write_bytes(
+                    encode_png(image).numpy().tobytes()
+                )
     return colours
 
 
@@ -72,8 +82,11 @@ def streamed(root: Path) -> Frames:
         paths = sorted(str(p.relative_to(root)) for p in (root / folder).rglob("*.png"))
         return Split(None, torch.tensor([int(p.split("/")[1][-1]) for p in paths]), paths=paths)
 
-    return Frames(split("train"), split("val"), {"layout": "files", "train": {"root": str(root)},
-                                                 "test": {"root": str(root)}})
+    return Frames(
+        split("train"),
+        split("val"),
+        {"layout": "files", "train": {"root": str(root)}, "test": {"root": str(root)}},
+    )
 
 
 @pytest.mark.parametrize("part", ["train", "test"])
@@ -85,8 +98,11 @@ def test_streamed_batches_are_normalised_per_channel(tmp_path, part):
     for n, label in enumerate(batch.y.tolist()):
         for c in range(3):
             expected = written_out(colours[label][c], c)
-            assert torch.allclose(batch.x[n, c].cpu().double(), torch.full((8, 8), expected, dtype=torch.float64),
-                                  atol=1e-6)
+            assert torch.allclose(
+                batch.x[n, c].cpu().double(),
+                torch.full((8, 8), expected, dtype=torch.float64),
+                atol=1e-6,
+            )
 
 
 def test_imagenet_train_transform_is_the_authors():
@@ -109,7 +125,10 @@ def test_params_reach_the_worker_transform(tmp_path):
     write_solid_folder(tmp_path)
     params = {"image_size": 8, "augment": {"flip": False, "autoaugment": True}}
     loader = batches(streamed(tmp_path), params, "train", 2, 1, workers=0)
-    assert [type(t) for t in loader.dataset.transform.transforms] == [v2.RandomResizedCrop, v2.AutoAugment]
+    assert [type(t) for t in loader.dataset.transform.transforms] == [
+        v2.RandomResizedCrop,
+        v2.AutoAugment,
+    ]
 
 
 def test_autoaugmented_stream_repeats_and_resumes_from_its_seed(tmp_path):
@@ -125,7 +144,9 @@ def test_autoaugmented_stream_repeats_and_resumes_from_its_seed(tmp_path):
     split = Split(None, torch.tensor([int(p[1]) for p in paths]), paths=paths)
 
     def loader(seed=3):
-        return FileBatches(split, root, 8, 4, train=True, augment=Augment(autoaugment=True), workers=1, seed=seed)
+        return FileBatches(
+            split, root, 8, 4, train=True, augment=Augment(autoaugment=True), workers=1, seed=seed
+        )
 
     first = loader()
     epoch1 = [b.x for b in first]
@@ -146,13 +167,16 @@ def test_normalize_is_a_loader_key():
     assert raw_params("cifar10", with_norm) == raw_params("cifar10", base)
 
 
-@pytest.mark.parametrize("normalize, key", [
-    ({"mean": [0.5, 0.5], "std": STD}, "datasets.cifar10.normalize.mean"),
-    ({"mean": MEAN, "std": [0.2, 0.2, 0.2, 0.2]}, "datasets.cifar10.normalize.std"),
-    ({"mean": MEAN, "std": [0.2, 0.0, 0.2]}, r"datasets.cifar10.normalize.std\[1\]"),
-    ({"mean": MEAN, "std": [0.2, -1, 0.2]}, r"datasets.cifar10.normalize.std\[1\]"),
-    ({"mean": MEAN}, "datasets.cifar10.normalize"),
-])
+@pytest.mark.parametrize(
+    "normalize, key",
+    [
+        ({"mean": [0.5, 0.5], "std": STD}, "datasets.cifar10.normalize.mean"),
+        ({"mean": MEAN, "std": [0.2, 0.2, 0.2, 0.2]}, "datasets.cifar10.normalize.std"),
+        ({"mean": MEAN, "std": [0.2, 0.0, 0.2]}, r"datasets.cifar10.normalize.std\[1\]"),
+        ({"mean": MEAN, "std": [0.2, -1, 0.2]}, r"datasets.cifar10.normalize.std\[1\]"),
+        ({"mean": MEAN}, "datasets.cifar10.normalize"),
+    ],
+)
 def test_bad_normalize_names_the_key(normalize, key):
     with pytest.raises(ValueError, match=key):
         check_params("cifar10", {**PARAMS["cifar10"], "normalize": normalize})
@@ -160,7 +184,9 @@ def test_bad_normalize_names_the_key(normalize, key):
 
 def test_augment_keys_refused_where_they_would_not_act():
     with pytest.raises(ValueError, match="datasets.cifar100.augment.autoaugment"):
-        check_params("cifar100", {**PARAMS["cifar100"], "augment": {"flip": True, "autoaugment": True}})
+        check_params(
+            "cifar100", {**PARAMS["cifar100"], "augment": {"flip": True, "autoaugment": True}}
+        )
     with pytest.raises(ValueError, match="datasets.imagenet.augment.translate_px"):
         check_params("imagenet", {**PARAMS["imagenet"], "augment": {"translate_px": 4}})
     imagenet = {**PARAMS["imagenet"], "augment": {"flip": False, "autoaugment": True}, **NORMALIZE}

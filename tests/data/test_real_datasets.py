@@ -1,16 +1,16 @@
 """Each real dataset end to end, offline: tiny archives in its released layout, served from a
 file:// mirror -> download (md5) -> extract -> preprocess -> a training batch."""
+
 import hashlib
 import warnings
+from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-
-from pathlib import Path
 from layouts_events import build_cifar10dvs, build_gesture, build_ncaltech101, build_nmnist
 from layouts_other import write_cifar, write_gait, write_imagenet
+
 from spikeattn.data import download, load_frames, preprocess
 from spikeattn.data.loader import batches
 from spikeattn.data.sources import DataError
@@ -37,8 +37,10 @@ def mirrored(name, tmp_path):
     build(mirror)
     params = {**PARAMS[name], **overrides}
     files = sorted(p for p in mirror.iterdir() if p.is_file())
-    params["archives"] = [{"file": p.name, "md5": hashlib.md5(p.read_bytes()).hexdigest(),
-                           "urls": [p.as_uri()]} for p in files]
+    params["archives"] = [
+        {"file": p.name, "md5": hashlib.md5(p.read_bytes()).hexdigest(), "urls": [p.as_uri()]}
+        for p in files
+    ]
     return params
 
 
@@ -53,7 +55,10 @@ def test_download_preprocess_and_batch(name, tmp_path):
     frames = load_frames(cache)
     if frames.meta["layout"] == "events":  # time windows: the events, framed per window
         assert frames.train.x is None and frames.train.address.dtype in (torch.int16, torch.int32)
-        assert frames.train.t.dtype == torch.int32 and len(frames.train.offsets) == len(frames.train.y) + 1
+        assert (
+            frames.train.t.dtype == torch.int32
+            and len(frames.train.offsets) == len(frames.train.y) + 1
+        )
     else:
         assert frames.train.x.dtype in (torch.uint8, torch.int16)
     assert frames.train.y.dtype == torch.int64
@@ -67,8 +72,11 @@ def test_download_preprocess_and_batch(name, tmp_path):
         pixels = test.x * std + mean
         assert torch.allclose(pixels * 255, (pixels * 255).round(), atol=1e-3)
         return
-    size = (128 // params["downsample"],) * 2 if name.startswith("dvs128") else \
-        {"n-mnist": (34, 34), "n-caltech101": (180, 240), "cifar10-dvs": (128, 128)}[name]
+    size = (
+        (128 // params["downsample"],) * 2
+        if name.startswith("dvs128")
+        else {"n-mnist": (34, 34), "n-caltech101": (180, 240), "cifar10-dvs": (128, 128)}[name]
+    )
     assert batch.x.shape[1:] == (T, 2, *size)
     clips = params.get("test_clips", 1) if params["frame_method"] == "time_window" else 1
     assert test.clips == clips and test.x.shape[0] == clips * len(test.y)
@@ -85,8 +93,9 @@ def test_truncated_event_file_fails_naming_it_and_leaves_no_cache(tmp_path):
     victim.write_bytes(victim.read_bytes()[:-7])
     with pytest.raises(DataError, match=str(victim)):
         preprocess("dvs128-gesture", params, T, root)
-    assert not (root / "data" / "frames" / "dvs128-gesture").exists() or \
-        not any((root / "data" / "frames" / "dvs128-gesture").iterdir())
+    assert not (root / "data" / "frames" / "dvs128-gesture").exists() or not any(
+        (root / "data" / "frames" / "dvs128-gesture").iterdir()
+    )
 
 
 def test_wrong_md5_on_the_mirror_names_the_file_and_where_to_put_it(tmp_path):

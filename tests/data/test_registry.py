@@ -1,5 +1,6 @@
 """The dataset registry: each reader class is the entry, DatasetInfo is read off it, and the
 registry imports neither torch nor the download code's network side into the readers."""
+
 import ast
 import subprocess
 import sys
@@ -26,8 +27,13 @@ EXPECTED = {
     "cifar100": ("static", "download", 100, 3, None, "image_size", False),
     "imagenet": ("static", "folder", 1000, 3, None, "image_size", True),
 }
-OFFICIAL_SPLIT = {"dvs128-gesture": True, "dvs128-gait": True, "cifar10-dvs": False,
-                  "n-caltech101": False, "n-mnist": True}
+OFFICIAL_SPLIT = {
+    "dvs128-gesture": True,
+    "dvs128-gait": True,
+    "cifar10-dvs": False,
+    "n-caltech101": False,
+    "n-mnist": True,
+}
 
 
 def test_registry_facts_in_order():
@@ -35,8 +41,15 @@ def test_registry_facts_in_order():
     sensors (moved here from test_sources_events/test_sources_other)."""
     assert list(DATASETS) == list(EXPECTED) == [entry.name for entry in ENTRIES]
     for name, info in DATASETS.items():
-        got = (info.kind, info.source, info.num_classes, info.in_channels, info.sensor,
-               info.size_key, info.streamed)
+        got = (
+            info.kind,
+            info.source,
+            info.num_classes,
+            info.in_channels,
+            info.sensor,
+            info.size_key,
+            info.streamed,
+        )
         assert got == EXPECTED[name], name
 
 
@@ -50,10 +63,20 @@ def test_event_readers_name_their_dataset_and_split(name):
 
 def test_parameter_roles():
     loader = ("train_window", "test_clips", "augment", "normalize")
-    dvs = ("frame_method", "dt_ms", "downsample", "event_count_split", "split", "test_fraction", "split_seed")
+    dvs = (
+        "frame_method",
+        "dt_ms",
+        "downsample",
+        "event_count_split",
+        "split",
+        "test_fraction",
+        "split_seed",
+    )
     assert get_info("digits").frame_keys == ("image_size",) and get_info("digits").loader_keys == ()
     assert get_info("digits-dvs").frame_keys == () and get_info("digits-dvs").loader_keys == ()
-    assert get_info("n-mnist").frame_keys == dvs + loader and get_info("n-mnist").loader_keys == loader
+    assert (
+        get_info("n-mnist").frame_keys == dvs + loader and get_info("n-mnist").loader_keys == loader
+    )
     assert get_info("cifar10").frame_keys == ("image_size",) + loader
     assert get_info("imagenet").frame_keys == ("image_size",) + loader + ("root",)
 
@@ -63,7 +86,9 @@ def test_per_class_training_counts():
     # round(keep * total + classes / 2); gait counts its 20 subjects, not its 21 label slots
     assert get_info("dvs128-gait").train_count(per_class) == 3516
     assert get_info("n-caltech101").train_count(per_class) == round(0.8766 * 8709 + 50.5)
-    assert get_info("cifar10-dvs").train_count(per_class) == 10 * 877  # ceil(0.8766 * 1000) per class
+    assert (
+        get_info("cifar10-dvs").train_count(per_class) == 10 * 877
+    )  # ceil(0.8766 * 1000) per class
     assert get_info("n-mnist").train_count({"split": "official"}) == 60000
     assert get_info("cifar10-dvs").train_count({"split": "official"}) is None
 
@@ -83,7 +108,9 @@ def test_readers_do_not_import_download():
 
 
 def test_registry_import_is_cheap():
-    code = ("import sys, spikeattn.data; spikeattn.data.DATASETS; "
-            "print(sorted(m for m in ('torch', 'tonic', 'sklearn', 'torchvision') if m in sys.modules))")
+    code = (
+        "import sys, spikeattn.data; spikeattn.data.DATASETS; "
+        "print(sorted(m for m in ('torch', 'tonic', 'sklearn', 'torchvision') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
 """Readers of the real event datasets, on tiny copies built in each release's exact layout."""
+
 import shutil
 import sys
 
@@ -80,7 +81,9 @@ def test_caltech_ignores_annotation_files_and_labels_by_fixed_class_list(tmp_pat
     safe_extract(outer / "Caltech101_annotations.zip", outer / "Caltech101_annotations")
     assert len(source.records(raw)) == len(samples)  # annotation .bin files are not samples
     assert len(CALTECH101_CLASSES) == source.num_classes == 101
-    assert CALTECH101_CLASSES[0] == "BACKGROUND_Google" and list(CALTECH101_CLASSES) == sorted(CALTECH101_CLASSES)
+    assert CALTECH101_CLASSES[0] == "BACKGROUND_Google" and list(CALTECH101_CLASSES) == sorted(
+        CALTECH101_CLASSES
+    )
     stray = outer / "Caltech101" / "Caltech101" / "not_a_class"
     stray.mkdir()
     (stray / "image_0001.bin").write_bytes(b"\0" * 5)
@@ -125,7 +128,9 @@ def test_missing_layout_raises(name, tmp_path):
         get_source(name).records(raw)  # a folder, but not the dataset's layout
 
 
-@pytest.mark.parametrize("name, folder", [("dvs128-gesture", "ibmGestureTest"), ("n-mnist", "test")])
+@pytest.mark.parametrize(
+    "name, folder", [("dvs128-gesture", "ibmGestureTest"), ("n-mnist", "test")]
+)
 def test_official_split_needs_both_parts(name, folder, tmp_path):
     raw, _ = build(name, tmp_path)
     shutil.rmtree(raw / folder)
@@ -152,8 +157,11 @@ def test_cifar10dvs_without_aedat_says_what_to_install(tmp_path, monkeypatch):
 def test_hidden_and_macos_folders_are_skipped(tmp_path):
     raw, samples = build("n-mnist", tmp_path)
     good = raw / samples[0][0]
-    for junk in ("__MACOSX/train/Train/0/._00002.bin", ".train.x1y2.tmp/Train/0/00002.bin",
-                 "train/Train/0/._00002.bin"):
+    for junk in (
+        "__MACOSX/train/Train/0/._00002.bin",
+        ".train.x1y2.tmp/Train/0/00002.bin",
+        "train/Train/0/._00002.bin",
+    ):
         (raw / junk).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(good, raw / junk)
     assert [r.path for r in get_source("n-mnist").records(raw)] == [raw / s[0] for s in samples]

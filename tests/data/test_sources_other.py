@@ -1,14 +1,15 @@
 """Readers of DVS128-Gait, CIFAR-10/100 and an ImageNet folder, on tiny copies of their layouts."""
+
 import pickle
 import shutil
 
 import numpy as np
 import pytest
 import torch
+from layouts_other import WNIDS, write_cifar, write_gait, write_imagenet
 from torchvision.io import encode_png
 
-from layouts_other import WNIDS, write_cifar, write_gait, write_imagenet
-from spikeattn.data.sources import DataError, EventRecord, get_source, read_events
+from spikeattn.data.sources import DataError, EventRecord, read_events
 from spikeattn.data.sources.cifar import CIFAR10, CIFAR100
 from spikeattn.data.sources.gait import DVS128Gait
 from spikeattn.data.sources.imagenet import ImageNetFolder, load_image
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:
 
 # --- DVS128-Gait -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("top", ["", "DVS128-Gait-Day/"])
 def test_gait_records_and_events_round_trip(tmp_path, top):
     raw = tmp_path / "raw"
@@ -26,7 +28,9 @@ def test_gait_records_and_events_round_trip(tmp_path, top):
     source = DVS128Gait()
     records = source.records(raw)
     release = raw / "DVS128-Gait-Day" / top
-    assert [r.path for r in records] == [release / rel for rel in samples]  # train then test, sorted
+    assert [r.path for r in records] == [
+        release / rel for rel in samples
+    ]  # train then test, sorted
     for record, (rel, (events, label, split)) in zip(records, samples.items()):
         assert (record.label, record.split, record.group) == (label, split, f"subject {label}")
         got = read_events(source, record)
@@ -45,15 +49,18 @@ def test_gait_reads_minus_one_as_off_and_sorts_time(tmp_path):
     assert events["p"].tolist() == [False, True, False]
 
 
-@pytest.mark.parametrize("content, words", [
-    ("10 5 6 1\n20 5 6 1\n30 5", "unreadable dvs128-gait event file"),  # cut mid-line
-    ("10 5 6 1\n20 128 6 1\n", "outside the 128x128 sensor"),
-    ("10 5 6 1\n20 5 -1 1\n", "outside the 128x128 sensor"),
-    ("10 5 6 1\n20 5 6 2\n", "polarities other than 0/1"),
-    ("10 5 6\n20 5 6\n", "expected 4 columns"),
-    ("", "holds no events"),
-    ("10 5 6 1\n20 5 6 1.5\n", "unreadable dvs128-gait event file"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("10 5 6 1\n20 5 6 1\n30 5", "unreadable dvs128-gait event file"),  # cut mid-line
+        ("10 5 6 1\n20 128 6 1\n", "outside the 128x128 sensor"),
+        ("10 5 6 1\n20 5 -1 1\n", "outside the 128x128 sensor"),
+        ("10 5 6 1\n20 5 6 2\n", "polarities other than 0/1"),
+        ("10 5 6\n20 5 6\n", "expected 4 columns"),
+        ("", "holds no events"),
+        ("10 5 6 1\n20 5 6 1.5\n", "unreadable dvs128-gait event file"),
+    ],
+)
 def test_gait_bad_files_raise_naming_the_file(tmp_path, content, words):
     path = tmp_path / "train" / "3" / "7.txt"
     path.parent.mkdir(parents=True)
@@ -114,13 +121,18 @@ def test_gait_ignores_macos_resource_folders(tmp_path):
 
 # --- CIFAR -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cls, which", [(CIFAR10, "cifar10"), (CIFAR100, "cifar100")])
 def test_cifar_round_trips_pixels_and_labels(tmp_path, cls, which):
     raw = tmp_path / "raw"
     expected = write_cifar(raw, which)
     for split in ("train", "test"):
         images, labels = cls().load(raw, split)
-        assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3) and labels.dtype == np.int64
+        assert (
+            images.dtype == np.uint8
+            and images.shape[1:] == (32, 32, 3)
+            and labels.dtype == np.int64
+        )
         np.testing.assert_array_equal(images, expected[split][0])
         np.testing.assert_array_equal(labels, expected[split][1])
     with pytest.raises(ValueError, match="split"):
@@ -133,7 +145,9 @@ def test_cifar_channels_come_from_the_rgb_planes(tmp_path):
     folder = raw / "cifar-10-python" / "cifar-10-batches-py"
     row = np.concatenate([np.full(1024, 10), np.full(1024, 20), np.full(1024, 30)]).astype(np.uint8)
     row[5] = 99  # red plane, row 0 column 5
-    (folder / "test_batch").write_bytes(pickle.dumps({b"data": row[None], b"labels": [7]}, protocol=2))
+    (folder / "test_batch").write_bytes(
+        pickle.dumps({b"data": row[None], b"labels": [7]}, protocol=2)
+    )
     images, labels = CIFAR10().load(raw, "test")
     assert images[0, 0, 0].tolist() == [10, 20, 30] and images[0, 0, 5].tolist() == [99, 20, 30]
     assert labels.tolist() == [7]
@@ -192,6 +206,7 @@ def test_cifar_missing_folder_raises(tmp_path):
 
 # --- ImageNet folder ---------------------------------------------------------------------------
 
+
 def test_imagenet_records_classes_and_pixels(tmp_path):
     root = tmp_path / "imagenet"
     written = write_imagenet(root)
@@ -199,7 +214,9 @@ def test_imagenet_records_classes_and_pixels(tmp_path):
     assert source.classes(root) == sorted(WNIDS)
     for split, folder in (("train", "train"), ("test", "val")):
         records = source.records(root, split)
-        expected = sorted((p, label) for p, (_, label) in written.items() if p.parent.parent.name == folder)
+        expected = sorted(
+            (p, label) for p, (_, label) in written.items() if p.parent.parent.name == folder
+        )
         assert records == expected
     for path, (image, _) in written.items():
         got = source.load_image(path)
@@ -221,7 +238,9 @@ def test_imagenet_load_image_resizes_crops_and_makes_rgb(tmp_path):
     assert ImageNetFolder.load_image(path, 8).shape == (3, 8, 8)
     flat = tmp_path / "flat.png"
     flat.write_bytes(encode_png(torch.full((3, 10, 30), 77, dtype=torch.uint8)).numpy().tobytes())
-    assert torch.equal(ImageNetFolder.load_image(flat, 5), torch.full((3, 5, 5), 77, dtype=torch.uint8))
+    assert torch.equal(
+        ImageNetFolder.load_image(flat, 5), torch.full((3, 5, 5), 77, dtype=torch.uint8)
+    )
 
 
 def test_imagenet_undecodable_image_raises_naming_it(tmp_path):
@@ -238,10 +257,17 @@ def test_imagenet_undecodable_image_raises_naming_it(tmp_path):
     assert str(path) in str(err.value)
 
 
-@pytest.mark.parametrize("damage, where", [
-    ("no_root", ""), ("no_val", "val"), ("no_train", "train"), ("empty_class", "val/n01443537"),
-    ("extra_class", ""), ("only_non_images", "train/n01484850"),
-])
+@pytest.mark.parametrize(
+    "damage, where",
+    [
+        ("no_root", ""),
+        ("no_val", "val"),
+        ("no_train", "train"),
+        ("empty_class", "val/n01443537"),
+        ("extra_class", ""),
+        ("only_non_images", "train/n01484850"),
+    ],
+)
 def test_imagenet_bad_folder_raises_naming_the_params_key(tmp_path, damage, where):
     root = tmp_path / "imagenet"
     if damage != "no_root":
@@ -258,7 +284,10 @@ def test_imagenet_bad_folder_raises_naming_the_params_key(tmp_path, damage, wher
     with pytest.raises(DataError, match="datasets.imagenet.root") as err:
         ImageNetFolder().records(root, "train")
     message = str(err.value)
-    assert str(root / where if where else root) + ":" in message and "<root>/val/<wnid>/*.JPEG" in message
+    assert (
+        str(root / where if where else root) + ":" in message
+        and "<root>/val/<wnid>/*.JPEG" in message
+    )
     if damage == "extra_class":
         assert "n09999999" in message
 

@@ -1,4 +1,5 @@
 """OpCounter / measure against hand computation, on a toy net and on the demo backbone."""
+
 from __future__ import annotations
 
 import pytest
@@ -128,8 +129,9 @@ def test_elementwise_counts_every_block():
 
 
 def _demo(coding, **kwargs):
-    return timm.create_model("demo_cnn", attention="TCSA", coding=coding, T=4, img_size=16,
-                             in_chans=1, **kwargs).eval()
+    return timm.create_model(
+        "demo_cnn", attention="TCSA", coding=coding, T=4, img_size=16, in_chans=1, **kwargs
+    ).eval()
 
 
 @pytest.mark.parametrize("coding", ["direct", "gac"])
@@ -164,8 +166,12 @@ def test_demo_cnn_mac_and_sop_layers(demo):
         assert layer["spiking_input"] and layer["macs"] == 0 and 0 < layer["input_rate"] < 1
         assert layer["sops"] == pytest.approx(layer["dense_macs"] * layer["input_rate"])
     # conv2 and the head read exactly the spikes of stage1's and stage2's LIFs
-    assert _layer(rep, "conv2.0")["input_rate"] == pytest.approx(rep["firing_rates"]["stage1.neuron"])
-    assert _layer(rep, "head.1")["input_rate"] == pytest.approx(rep["firing_rates"]["stage2.neuron"])
+    assert _layer(rep, "conv2.0")["input_rate"] == pytest.approx(
+        rep["firing_rates"]["stage1.neuron"]
+    )
+    assert _layer(rep, "head.1")["input_rate"] == pytest.approx(
+        rep["firing_rates"]["stage2.neuron"]
+    )
     # Every attention MLP and SA conv sees real values: MACs, never SOPs. (A 1-unit TA MLP
     # whose ReLU is dead at init feeds fc2 zeros only: flagged silent, 0 ops.)
     for layer in rep["layers"]:
@@ -178,13 +184,17 @@ def test_demo_cnn_mac_and_sop_layers(demo):
 
 def test_gac_gate_counts_macs():
     torch.manual_seed(0)
-    rep = measure(_demo("gac", neuron_kwargs={"v_threshold": 0.05, "v_reset": 0.0}),
-                  [torch.rand(8, 1, 16, 16)])
+    rep = measure(
+        _demo("gac", neuron_kwargs={"v_threshold": 0.05, "v_reset": 0.0}),
+        [torch.rand(8, 1, 16, 16)],
+    )
     for layer in rep["layers"]:
         if layer["name"].startswith("coding.ta") and not layer["silent_input"]:
             assert layer["macs"] == layer["dense_macs"] > 0 and layer["sops"] == 0, layer["name"]
         if layer["name"].startswith("coding.sca"):  # on the stem current, the same at every step
-            assert layer["macs"] == layer["dense_macs"] / 4 > 0 and layer["sops"] == 0, layer["name"]
+            assert layer["macs"] == layer["dense_macs"] / 4 > 0 and layer["sops"] == 0, layer[
+                "name"
+            ]
     # GAC's two elementwise products act on the stem current [T, C1, H, W] per sample
     assert _layer(rep, "coding")["macs"] == 2 * 4 * 16 * 16 * 16
     assert set(rep["firing_rates"]) == {"coding.neuron", "stage2.neuron"}
@@ -195,11 +205,13 @@ def test_demo_cnn_firing_rates(demo):
     assert set(rep["firing_rates"]) == {"stage1.neuron", "stage2.neuron"}
     assert all(0.0 <= r <= 1.0 for r in rep["firing_rates"].values())
     neurons = {n["name"]: n for n in rep["neurons"]}
-    weighted = (sum(n["rate"] * n["elements"] for n in neurons.values())
-                / sum(n["elements"] for n in neurons.values()))
+    weighted = sum(n["rate"] * n["elements"] for n in neurons.values()) / sum(
+        n["elements"] for n in neurons.values()
+    )
     assert rep["mean_firing_rate"] == pytest.approx(weighted)
     assert rep["mean_firing_rate_unweighted"] == pytest.approx(
-        sum(rep["firing_rates"].values()) / 2)
+        sum(rep["firing_rates"].values()) / 2
+    )
     assert neurons["stage1.neuron"]["elements"] == 4 * 16 * 8 * 8
 
 

@@ -1,4 +1,5 @@
 """estimate() / EnergyReport on nets small enough to count by hand."""
+
 from __future__ import annotations
 
 import math
@@ -91,7 +92,9 @@ def test_repeated_static_input_counted_once_or_every_step():
     dense = 2 * 16 * 9  # per time step
     assert _row(once, "conv.0")["macs"] == dense
     assert _row(every, "conv.0")["macs"] == 3 * dense
-    assert _row(once, "conv.0")["input"] == "real" and math.isnan(_row(once, "conv.0")["firing_rate"])
+    assert _row(once, "conv.0")["input"] == "real" and math.isnan(
+        _row(once, "conv.0")["firing_rate"]
+    )
     # the linear layer reads different spikes at each step: never divided by T
     assert _row(once, "fc.1")["sops"] == _row(every, "fc.1")["sops"]
 

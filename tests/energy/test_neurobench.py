@@ -9,6 +9,7 @@ layer by layer, on the same small spiking nets and the same inputs.
 NeuroBench reports totals; one layer's numbers come from its own metric run on a wrapper
 that hooks only that layer.
 """
+
 from __future__ import annotations
 
 import pytest

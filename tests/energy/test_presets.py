@@ -3,6 +3,7 @@
 Every expected number is written out from the layer shapes (outputs x fan-in per step,
 receptive fields counted by hand), never taken from the counter itself.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -83,8 +84,12 @@ def test_layer_roles_are_structural():
     assert coding_layers(net) == {"coding.stem.0"}
     assert attention_layers(net) == {"attention.blocks.0.mlp.fc1", "attention.blocks.0.mlp.fc2"}
     gac = GACNet()
-    assert attention_layers(gac) == {"coding.ta.fc1", "coding.ta.fc2", "coding.sca.1",
-                                     "coding.sca.4"}  # the stem is GAC's, but not attention
+    assert attention_layers(gac) == {
+        "coding.ta.fc1",
+        "coding.ta.fc2",
+        "coding.sca.1",
+        "coding.sca.4",
+    }  # the stem is GAC's, but not attention
     assert coding_layers(gac) == attention_layers(gac) | {"coding.stem.0"}
     rep = estimate(net, [IMAGE])
     roles = dict(zip(rep.layers["layer"], rep.layers["role"]))
@@ -93,18 +98,21 @@ def test_layer_roles_are_structural():
     assert roles["attention.blocks.0.mlp.fc1"] == roles["attention"] == "attention"
 
 
-@pytest.mark.parametrize("preset, macs, sops", [
-    # stem once, attention MLPs, shortcut every step, products; rate SOPs
-    ("ma-snn", STEM_DENSE + MLP + SHORTCUT + PRODUCTS, CONV2_DENSE + HEAD),
-    ("sma", STEM_DENSE + MLP + SHORTCUT + PRODUCTS, CONV2_DENSE + HEAD),
-    # stem once; attention layers and products left out; the real-valued shortcut as SOPs
-    # (its input, the stem current, is nonzero everywhere: rate SOPs = its dense count)
-    ("gac", STEM_DENSE, CONV2_DENSE + HEAD + SHORTCUT),
-    # stem at both steps without its padding; no products; exact SOPs
-    ("neurobench", T * STEM_EFFECTIVE + MLP + SHORTCUT, CONV2_EXACT + HEAD),
-    # today's defaults: like ma-snn but the encoding layer judged by its (real) input
-    (None, STEM_DENSE + MLP + SHORTCUT + PRODUCTS, CONV2_DENSE + HEAD),
-])
+@pytest.mark.parametrize(
+    "preset, macs, sops",
+    [
+        # stem once, attention MLPs, shortcut every step, products; rate SOPs
+        ("ma-snn", STEM_DENSE + MLP + SHORTCUT + PRODUCTS, CONV2_DENSE + HEAD),
+        ("sma", STEM_DENSE + MLP + SHORTCUT + PRODUCTS, CONV2_DENSE + HEAD),
+        # stem once; attention layers and products left out; the real-valued shortcut as SOPs
+        # (its input, the stem current, is nonzero everywhere: rate SOPs = its dense count)
+        ("gac", STEM_DENSE, CONV2_DENSE + HEAD + SHORTCUT),
+        # stem at both steps without its padding; no products; exact SOPs
+        ("neurobench", T * STEM_EFFECTIVE + MLP + SHORTCUT, CONV2_EXACT + HEAD),
+        # today's defaults: like ma-snn but the encoding layer judged by its (real) input
+        (None, STEM_DENSE + MLP + SHORTCUT + PRODUCTS, CONV2_DENSE + HEAD),
+    ],
+)
 def test_preset_counts_on_the_net(preset, macs, sops):
     settings = {"preset": preset} if preset else {}
     rep = estimate(Net(), [IMAGE], EnergyConventions.from_params(settings))
@@ -154,9 +162,16 @@ def test_hidden_real_ac_prices_the_nonzero_real_inputs_as_sops():
     = 34 per step."""
     x = torch.zeros(1, 1, 3, 3)
     x[0, 0, 1, 1] = x[0, 0, 0, 0] = x[0, 0, 2, 2] = 2.0
-    counts = {hidden: {sop: _row(estimate(GatedNet(), [x], EnergyConventions(
-                  hidden_real=hidden, sop_count=sop)), "conv.0")[["macs", "sops"]].tolist()
-              for sop in ("rate", "exact")} for hidden in ("mac", "ac", "none")}
+    counts = {
+        hidden: {
+            sop: _row(
+                estimate(GatedNet(), [x], EnergyConventions(hidden_real=hidden, sop_count=sop)),
+                "conv.0",
+            )[["macs", "sops"]].tolist()
+            for sop in ("rate", "exact")
+        }
+        for hidden in ("mac", "ac", "none")
+    }
     assert counts["ac"] == {"rate": [0, T * 54], "exact": [0, T * 34]}
     assert counts["mac"] == {"rate": [T * 162, 0], "exact": [T * 162, 0]}
     assert counts["none"] == {"rate": [0, 0], "exact": [0, 0]}
@@ -254,10 +269,21 @@ def test_ms_resnet_shortcuts_count_at_every_step_even_when_constant_at_init():
 
     import spikeattn.models  # noqa: F401  (registers the backbones)
 
-    model = timm.create_model("ms_resnet18", depths=(1, 1), widths=(4, 8), strides=(2, 2),
-                              stem="3x3", stem_width=4, T=T, img_size=8, in_chans=1,
-                              num_classes=3, downsample="strided", residual_bn_weight_init=0.0,
-                              drop_rate=0.0).eval()
+    model = timm.create_model(
+        "ms_resnet18",
+        depths=(1, 1),
+        widths=(4, 8),
+        strides=(2, 2),
+        stem="3x3",
+        stem_width=4,
+        T=T,
+        img_size=8,
+        in_chans=1,
+        num_classes=3,
+        downsample="strided",
+        residual_bn_weight_init=0.0,
+        drop_rate=0.0,
+    ).eval()
     rep = estimate(model, [torch.rand(2, 1, 8, 8)])
     short1 = T * (4 * 4) * 4 * 4  # 1x1 stride 2, 4 -> 4 channels, 8x8 -> 4x4
     short2 = T * (2 * 2) * 8 * 4  # 1x1 stride 2, 4 -> 8 channels, 4x4 -> 2x2
@@ -265,7 +291,9 @@ def test_ms_resnet_shortcuts_count_at_every_step_even_when_constant_at_init():
     assert _row(rep, "stages.1.0.shortcut.0")["macs"] == short2
     assert _row(rep, "stages.0.0.shortcut.0")["role"] == "hidden"
     assert _row(rep, "coding.stem.0")["macs"] == 8 * 8 * 4 * 1 * 9  # once: 3x3 stem, 1 -> 4
-    gac = estimate(model, [torch.rand(2, 1, 8, 8)], EnergyConventions.from_params({"preset": "gac"}))
+    gac = estimate(
+        model, [torch.rand(2, 1, 8, 8)], EnergyConventions.from_params({"preset": "gac"})
+    )
     assert _row(gac, "stages.0.0.shortcut.0")["macs"] == 0 and gac.macs == 8 * 8 * 4 * 9
     # gac prices it as SOPs at its input's nonzero fraction (the stem current: nonzero, rand > 0)
     assert _row(gac, "stages.0.0.shortcut.0")["sops"] == pytest.approx(short1)

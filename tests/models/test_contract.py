@@ -4,6 +4,7 @@ its class, it refuses what it cannot do with errors that say so, its output is [
 a gradient reaches every parameter, and its parameter count is the paper's where a paper
 states one. What is particular to one network (layouts, the authors' placement rules) is in
 its own test file."""
+
 from __future__ import annotations
 
 import inspect
@@ -42,8 +43,12 @@ def _meta(name: str, **kwargs: Any) -> nn.Module:
 
 
 def test_registry_matches_timm():
-    ours = {name for name in timm.list_models() if timm.models.get_pretrained_cfg(name) is None
-            and inspect.getmodule(timm.models.model_entrypoint(name)).__name__.startswith("spikeattn.")}
+    ours = {
+        name
+        for name in timm.list_models()
+        if timm.models.get_pretrained_cfg(name) is None
+        and inspect.getmodule(timm.models.model_entrypoint(name)).__name__.startswith("spikeattn.")
+    }
     assert ours == set(BACKBONES)
     assert set(BACKBONES) == set(SMALL), "give each registered backbone a row in SMALL"
     for name, cls in BACKBONES.items():
@@ -101,32 +106,73 @@ RESNET_ATTENTIONS = ("none", "CSA", "TCSA", "SMA", "SMA-C", "SMA+AZO")
 SMALL: dict[str, Small] = {
     # MA attention scales currents by up to three sigmoid weights, so a much smaller net can
     # be silent at init (no spikes, no gradient), as in the paper's models.
-    "demo_cnn": Small(dict(T=4, num_classes=7, in_chans=1, img_size=16,
-                           attention_kwargs={"ma": {"ratio_t": 2}, "sma": {"ratio_t": 1}}),
-                      batch=16, attentions=ATTENTIONS),
+    "demo_cnn": Small(
+        dict(
+            T=4,
+            num_classes=7,
+            in_chans=1,
+            img_size=16,
+            attention_kwargs={"ma": {"ratio_t": 2}, "sma": {"ratio_t": 1}},
+        ),
+        batch=16,
+        attentions=ATTENTIONS,
+    ),
     # Gesture pools x4 in all (side 8 leaves 2x2), Gait x64, its minimum. 10 classes: enough
     # output entries fall in the rectangle surrogate's window. Gait's SMA has 4 layers of up to
     # 512 channels: two kernels keep the test fast; Gesture keeps the paper's four (1, 3, 5, 7).
-    "ma_cnn_gesture": Small(dict(T=8, num_classes=10, img_size=8, neuron_kwargs=SPIKY_MA,
-                                 attention_kwargs={"ma": {"ratio_t": 1}, "sma": {"ratio_t": 1}}),
-                            batch=1, attentions=NINE, spikes=True),
-    "ma_cnn_gait": Small(dict(T=8, num_classes=10, img_size=64, neuron_kwargs=SPIKY_MA,
-                              attention_kwargs={"ma": {"ratio_t": 1},
-                                                "sma": {"ratio_t": 1, "kernels": (1, 3)}}),
-                         batch=1, attentions=NINE, spikes=True),
+    "ma_cnn_gesture": Small(
+        dict(
+            T=8,
+            num_classes=10,
+            img_size=8,
+            neuron_kwargs=SPIKY_MA,
+            attention_kwargs={"ma": {"ratio_t": 1}, "sma": {"ratio_t": 1}},
+        ),
+        batch=1,
+        attentions=NINE,
+        spikes=True,
+    ),
+    "ma_cnn_gait": Small(
+        dict(
+            T=8,
+            num_classes=10,
+            img_size=64,
+            neuron_kwargs=SPIKY_MA,
+            attention_kwargs={"ma": {"ratio_t": 1}, "sma": {"ratio_t": 1, "kernels": (1, 3)}},
+        ),
+        batch=1,
+        attentions=NINE,
+        spikes=True,
+    ),
     # 32: the smallest input five MaxPools allow. Threshold 0.25 (sj_tau2 has 1): the FC layers
     # and the blocks behind MA's sigmoid weights are silent at init otherwise.
-    "sma_vgg8": Small(dict(T=8, num_classes=5, img_size=32, neuron_kwargs={"v_threshold": 0.25},
-                           attention_kwargs={"ma": {"ratio_t": 1},
-                                             "sma": {"ratio_t": 1, "kernels": (1, 3)}}),
-                      batch=1, attentions=NINE),
-    "ms_resnet18": Small({**RESNET, **NARROW_RESNET}, batch=2, attentions=RESNET_ATTENTIONS,
-                         wake=True),
-    "gac_ms_resnet18_cifar": Small({**RESNET, "stem_width": 16, "widths": (32, 64, 128)},
-                                   batch=2, attentions=RESNET_ATTENTIONS, wake=True),
+    "sma_vgg8": Small(
+        dict(
+            T=8,
+            num_classes=5,
+            img_size=32,
+            neuron_kwargs={"v_threshold": 0.25},
+            attention_kwargs={"ma": {"ratio_t": 1}, "sma": {"ratio_t": 1, "kernels": (1, 3)}},
+        ),
+        batch=1,
+        attentions=NINE,
+    ),
+    "ms_resnet18": Small(
+        {**RESNET, **NARROW_RESNET}, batch=2, attentions=RESNET_ATTENTIONS, wake=True
+    ),
+    "gac_ms_resnet18_cifar": Small(
+        {**RESNET, "stem_width": 16, "widths": (32, 64, 128)},
+        batch=2,
+        attentions=RESNET_ATTENTIONS,
+        wake=True,
+    ),
     # Deeper copies of ms_resnet18's blocks: one attention of each family.
-    "ms_resnet34": Small({**RESNET, **NARROW_RESNET}, batch=2, attentions=("CSA", "SMA"), wake=True),
-    "ms_resnet104": Small({**RESNET, **NARROW_RESNET}, batch=2, attentions=("CSA", "SMA"), wake=True),
+    "ms_resnet34": Small(
+        {**RESNET, **NARROW_RESNET}, batch=2, attentions=("CSA", "SMA"), wake=True
+    ),
+    "ms_resnet104": Small(
+        {**RESNET, **NARROW_RESNET}, batch=2, attentions=("CSA", "SMA"), wake=True
+    ),
 }
 
 
@@ -147,6 +193,7 @@ def wake_narrow_mlps(model: nn.Module) -> None:
 def bias_before_bn(model: nn.Module) -> set[int]:
     """Ids of conv/linear biases whose output goes straight into a BatchNorm: in training mode
     BN removes any per-channel constant, so their gradient is zero by construction."""
+
     def leaves(m: nn.Module) -> list[nn.Module]:
         kids = [k for k in m.children() if not isinstance(k, nn.Identity)]
         return [m] if not kids else [leaf for k in kids for leaf in leaves(k)]
@@ -156,8 +203,11 @@ def bias_before_bn(model: nn.Module) -> set[int]:
         kids = [k for k in module.children() if not isinstance(k, nn.Identity)]
         for a, b in zip(kids, kids[1:]):
             last, first = leaves(a)[-1], leaves(b)[0]
-            if (isinstance(last, (nn.Conv2d, nn.Linear)) and last.bias is not None
-                    and isinstance(first, nn.modules.batchnorm._BatchNorm)):
+            if (
+                isinstance(last, (nn.Conv2d, nn.Linear))
+                and last.bias is not None
+                and isinstance(first, nn.modules.batchnorm._BatchNorm)
+            ):
                 found.add(id(last.bias))
     return found
 
@@ -165,8 +215,11 @@ def bias_before_bn(model: nn.Module) -> set[int]:
 def dead_parameters(model: nn.Module) -> list[str]:
     """Parameters with no gradient, or an all-zero one (biases right before a BN excepted)."""
     exempt = bias_before_bn(model)
-    return [name for name, p in model.named_parameters()
-            if p.grad is None or (id(p) not in exempt and not p.grad.abs().sum() > 0)]
+    return [
+        name
+        for name, p in model.named_parameters()
+        if p.grad is None or (id(p) not in exempt and not p.grad.abs().sum() > 0)
+    ]
 
 
 def test_dead_parameters_sees_a_parameter_without_gradient():
@@ -183,8 +236,12 @@ def test_dead_parameters_sees_a_parameter_without_gradient():
     assert dead_parameters(model) == ["2.weight", "unused.weight", "unused.bias"]
 
 
-CASES = [(name, coding, attention) for name, small in SMALL.items()
-         for coding in CODINGS for attention in small.attentions]
+CASES = [
+    (name, coding, attention)
+    for name, small in SMALL.items()
+    for coding in CODINGS
+    for attention in small.attentions
+]
 
 
 @pytest.mark.parametrize("name, coding, attention", CASES, ids=["-".join(c) for c in CASES])
@@ -221,8 +278,9 @@ PAPER_PARAMETERS = [
 ]
 
 
-@pytest.mark.parametrize("name, kwargs, target, source", PAPER_PARAMETERS,
-                         ids=[p[0] for p in PAPER_PARAMETERS])
+@pytest.mark.parametrize(
+    "name, kwargs, target, source", PAPER_PARAMETERS, ids=[p[0] for p in PAPER_PARAMETERS]
+)
 def test_parameter_counts_match_the_papers(name, kwargs, target, source):
     n = sum(p.numel() for p in _meta(name, **kwargs).parameters())
     assert abs(n / target - 1) < 0.005, f"{name}: {n} parameters, {source} reports {target:.0f}"

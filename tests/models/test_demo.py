@@ -1,5 +1,6 @@
 """The demo backbone: clear errors for input it cannot take (shapes, gradients, registry and
 refusals common to every backbone: test_contract.py)."""
+
 import pytest
 import timm
 import torch

@@ -1,6 +1,7 @@
 """Activation checkpointing (`set_grad_checkpointing`, `train.grad_checkpointing`): every
 backbone gives the plain step's loss, gradients, BN statistics and random state, and keeps
 fewer activations for the backward."""
+
 import copy
 
 import pytest
@@ -18,14 +19,40 @@ from spikeattn.models._checkpoint import run_blocks
 BACKBONES = [
     ("demo_cnn", dict(attention="TCSA", T=2, num_classes=4, img_size=8), (3, 1, 8, 8)),
     # (current output: the tiny net's last LIF, far from threshold, passes no gradient)
-    ("ma_cnn_gesture", dict(attention="TCSA", T=3, num_classes=3, img_size=8, spiking_output=False),
-     (4, 3, 2, 8, 8)),
-    ("sma_vgg8", dict(attention="SMA+AZO", T=4, num_classes=3, img_size=32,
-                      attention_kwargs={"sma": {"azo_rtr": 2, "azo_rcr": 2}}), (2, 4, 2, 32, 32)),
-    ("ms_resnet18", dict(attention="CSA", T=2, num_classes=3, img_size=8, widths=(8, 8, 8, 8),
-                         stem_width=8), (2, 3, 8, 8)),
-    ("gac_ms_resnet18_cifar", dict(coding="gac", T=2, num_classes=3, img_size=8, widths=(8, 8, 16),
-                                   stem_width=8, drop_rate=0.3), (2, 3, 8, 8)),
+    (
+        "ma_cnn_gesture",
+        dict(attention="TCSA", T=3, num_classes=3, img_size=8, spiking_output=False),
+        (4, 3, 2, 8, 8),
+    ),
+    (
+        "sma_vgg8",
+        dict(
+            attention="SMA+AZO",
+            T=4,
+            num_classes=3,
+            img_size=32,
+            attention_kwargs={"sma": {"azo_rtr": 2, "azo_rcr": 2}},
+        ),
+        (2, 4, 2, 32, 32),
+    ),
+    (
+        "ms_resnet18",
+        dict(attention="CSA", T=2, num_classes=3, img_size=8, widths=(8, 8, 8, 8), stem_width=8),
+        (2, 3, 8, 8),
+    ),
+    (
+        "gac_ms_resnet18_cifar",
+        dict(
+            coding="gac",
+            T=2,
+            num_classes=3,
+            img_size=8,
+            widths=(8, 8, 16),
+            stem_width=8,
+            drop_rate=0.3,
+        ),
+        (2, 3, 8, 8),
+    ),
 ]
 
 
@@ -39,6 +66,7 @@ def step(model, x, checkpointing):
     def pack(t):
         saved[0] += t.numel()
         return t
+
     torch.manual_seed(1)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = -model(x).mean(0).log_softmax(-1)[:, 0].mean()  # (spiking outputs: nonzero at 0)
@@ -70,7 +98,9 @@ def test_checkpointing_gives_the_plain_step_with_fewer_saved_activations(name, k
 
 
 def test_every_backbone_has_set_grad_checkpointing():
-    assert all(hasattr(cls, "set_grad_checkpointing") for cls in spikeattn.models.BACKBONES.values())
+    assert all(
+        hasattr(cls, "set_grad_checkpointing") for cls in spikeattn.models.BACKBONES.values()
+    )
 
 
 def test_evaluation_and_no_grad_run_as_before():
@@ -88,17 +118,25 @@ class Dropping(nn.Sequential):
     """A block whose output depends on a random draw and whose BN moves its statistics."""
 
     def __init__(self):
-        super().__init__(TimeDistributed(nn.Linear(6, 6), nn.BatchNorm1d(6)),
-                         TimeSharedDropout(0.5, shared=False))
+        super().__init__(
+            TimeDistributed(nn.Linear(6, 6), nn.BatchNorm1d(6)),
+            TimeSharedDropout(0.5, shared=False),
+        )
 
 
 def block_step(blocks, checkpointing):
     torch.manual_seed(2)
     out = run_blocks(blocks, torch.arange(60.0).view(2, 5, 6).cos(), checkpointing)
     out.flatten(0, 1).mul(torch.arange(6.0)).sum().backward()
-    return ([p.grad.clone() for b in blocks for p in b.parameters()],
-            [b.running_mean.clone() for blk in blocks for b in blk.modules()
-             if isinstance(b, nn.BatchNorm1d)])
+    return (
+        [p.grad.clone() for b in blocks for p in b.parameters()],
+        [
+            b.running_mean.clone()
+            for blk in blocks
+            for b in blk.modules()
+            if isinstance(b, nn.BatchNorm1d)
+        ],
+    )
 
 
 def test_run_blocks_replays_the_draws_and_moves_bn_once(monkeypatch):
@@ -113,11 +151,16 @@ def test_run_blocks_replays_the_draws_and_moves_bn_once(monkeypatch):
     # the test sees what it guards: without the RNG replay the recompute draws other masks ...
     real = _checkpoint.checkpoint
     with monkeypatch.context() as patch:
-        patch.setattr(_checkpoint, "checkpoint",
-                      lambda *a, **k: real(*a, **{**k, "preserve_rng_state": False}))
+        patch.setattr(
+            _checkpoint,
+            "checkpoint",
+            lambda *a, **k: real(*a, **{**k, "preserve_rng_state": False}),
+        )
         other, _ = block_step(copy.deepcopy(blocks), True)
     assert not all(torch.equal(a, b) for a, b in zip(grads, other))
     # ... and without the buffer restore it moves BN's statistics a second time
-    monkeypatch.setattr(_checkpoint, "_buffers_kept", lambda modules: _checkpoint.contextlib.nullcontext())
+    monkeypatch.setattr(
+        _checkpoint, "_buffers_kept", lambda modules: _checkpoint.contextlib.nullcontext()
+    )
     _, twice = block_step(copy.deepcopy(blocks), True)
     assert not all(torch.equal(a, b) for a, b in zip(stats, twice))

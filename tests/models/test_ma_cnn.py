@@ -1,5 +1,6 @@
 """MA-SNN's DVS CNNs (ma_cnn_gesture, ma_cnn_gait): the authors' layer structure and sizes
 (shapes, gradients and refusals common to every backbone: test_contract.py)."""
+
 import pytest
 import timm
 import torch
@@ -10,8 +11,9 @@ from spikeattn.attention import MultiDimAttention, TemporalAttention
 from spikeattn.models.ma_cnn import MACNNGait, MACNNGesture
 
 
-@pytest.mark.parametrize("name, size, fc_in, classes", [("ma_cnn_gesture", 32, 8192, 11),
-                                                         ("ma_cnn_gait", 128, 2048, 21)])
+@pytest.mark.parametrize(
+    "name, size, fc_in, classes", [("ma_cnn_gesture", 32, 8192, 11), ("ma_cnn_gait", 128, 2048, 21)]
+)
 def test_paper_input_gives_paper_fc_sizes(name, size, fc_in, classes):
     """Each name builds at its paper's frame size and classes by default."""
     torch.manual_seed(0)
@@ -27,8 +29,10 @@ def test_layer_pattern_follows_the_authors_code():
     # Conv biases, AvgPools 2/2/2/2/4 (layer 1's in its stage), BN on FC layers.
     assert model.coding.stem[0].bias is not None
     assert all(layer.conv[0].bias is not None for layer in model.features[1:])
-    pools = [stage.pool[0].kernel_size for stage in
-             [model.features[0], *(layer.stage for layer in model.features[1:])]]
+    pools = [
+        stage.pool[0].kernel_size
+        for stage in [model.features[0], *(layer.stage for layer in model.features[1:])]
+    ]
     assert pools == [2, 2, 2, 2, 4]
     assert all(isinstance(fc.linear[1], nn.BatchNorm1d) for fc in model.classifier)
     # FC layers take TA only (1-D); conv layers the full TCSA on the current.
@@ -41,11 +45,15 @@ def test_layer_pattern_follows_the_authors_code():
     assert ta and all(m.mlp.fc1.out_features == 2 for m in ta)
 
 
-@pytest.mark.parametrize("attention, fc_attention", [("CA", False), ("CSA", False), ("SMA", False),
-                                                     ("TA", True), ("TCA", True)])
+@pytest.mark.parametrize(
+    "attention, fc_attention",
+    [("CA", False), ("CSA", False), ("SMA", False), ("TA", True), ("TCA", True)],
+)
 def test_fc_layers_get_ta_only_when_the_attention_has_a_temporal_part(attention, fc_attention):
     model = MACNNGesture(attention=attention, T=2, img_size=16)
-    assert all(isinstance(fc.attention, MultiDimAttention) == fc_attention for fc in model.classifier)
+    assert all(
+        isinstance(fc.attention, MultiDimAttention) == fc_attention for fc in model.classifier
+    )
 
 
 def test_sma_sits_between_conv_and_bn_of_every_layer_after_the_stem():
@@ -64,10 +72,13 @@ def test_non_spiking_output():
 
 # Written out from the layouts: AvgPools 1*2*2 = 4 (Gesture), 2*2*2*2*4 = 64 (Gait); each side
 # must keep one pixel after them, and what is left sizes the first FC layer (last width 128 / 512).
-@pytest.mark.parametrize("cls, too_small, smallest, fc_in", [
-    (MACNNGesture, [3, (3, 9), (9, 3)], (4, 9), 128 * 1 * 2),
-    (MACNNGait, [63, (63, 64), (64, 63)], (64, 128), 512 * 1 * 2),
-])
+@pytest.mark.parametrize(
+    "cls, too_small, smallest, fc_in",
+    [
+        (MACNNGesture, [3, (3, 9), (9, 3)], (4, 9), 128 * 1 * 2),
+        (MACNNGait, [63, (63, 64), (64, 63)], (64, 128), 512 * 1 * 2),
+    ],
+)
 def test_each_side_must_outlast_the_pools(cls, too_small, smallest, fc_in):
     least = smallest[0]
     for size in too_small:

@@ -1,5 +1,6 @@
 """MS-ResNet through timm: attention placement, the authors' head and init, parameter-count
 details (shapes, gradients, refusals and the papers' counts for every backbone: test_contract.py)."""
+
 import math
 
 import pytest
@@ -9,7 +10,6 @@ import torch
 import spikeattn.models.ms_resnet  # noqa: F401  (registers the MS-ResNets)
 from spikeattn.attention.sma import SMA
 from spikeattn.models.ms_resnet import DOWNSAMPLES, MSResNet
-
 
 
 @pytest.fixture(autouse=True)
@@ -35,13 +35,25 @@ def _meta(name, **kwargs):
 NARROW = {"stem_width": 16, "widths": (16, 32, 64, 128)}
 
 
-@pytest.mark.parametrize("name,attention,T", [("ms_resnet18", "SMA", 2), ("ms_resnet34", "CSA", 1),
-                                              ("ms_resnet104", "CSA", 1),
-                                              ("gac_ms_resnet18_cifar", "TCSA", 2)])
+@pytest.mark.parametrize(
+    "name,attention,T",
+    [
+        ("ms_resnet18", "SMA", 2),
+        ("ms_resnet34", "CSA", 1),
+        ("ms_resnet104", "CSA", 1),
+        ("gac_ms_resnet18_cifar", "TCSA", 2),
+    ],
+)
 def test_full_width_models_run(name, attention, T):
     torch.manual_seed(0)
-    model = timm.create_model(name, attention=attention, coding="gac" if T > 1 else "direct", T=T,
-                              num_classes=5, img_size=32).eval()
+    model = timm.create_model(
+        name,
+        attention=attention,
+        coding="gac" if T > 1 else "direct",
+        T=T,
+        num_classes=5,
+        img_size=32,
+    ).eval()
     with torch.no_grad():
         assert model(torch.rand(2, 3, 32, 32)).shape == (T, 2, 5)
 
@@ -55,8 +67,11 @@ def test_parameter_count_details():
     print("ms_resnet104", r104, "deep stem", deep)
     # three biased 3x3 convs (3->64, 64->64, 64->64) instead of one bias-free 7x7 (3->64)
     assert deep - r104 == (3 * 64 * 9 + 64 + 2 * (64 * 64 * 9 + 64)) - 3 * 64 * 49
-    assert _n_params(_meta("gac_ms_resnet18_cifar", coding="gac", T=6, num_classes=100)) - \
-        _n_params(_meta("gac_ms_resnet18_cifar", coding="gac", T=6)) == 90 * 513
+    assert (
+        _n_params(_meta("gac_ms_resnet18_cifar", coding="gac", T=6, num_classes=100))
+        - _n_params(_meta("gac_ms_resnet18_cifar", coding="gac", T=6))
+        == 90 * 513
+    )
 
 
 def test_sma_placement_follows_the_authors_imagenet_code():
@@ -68,11 +83,18 @@ def test_sma_placement_follows_the_authors_imagenet_code():
             assert isinstance(block.attention, torch.nn.Identity)
     sma = model.stages[0][0].conv1_attention
     assert sma.branch_act == "relu" and sma.channels == 64
-    model = _meta("ms_resnet34", attention="SMA", T=4, sma_position="conv2", sma_blocks_per_stage="all",
-                  attention_kwargs={"sma": {"branch_act": "lif"}})
+    model = _meta(
+        "ms_resnet34",
+        attention="SMA",
+        T=4,
+        sma_position="conv2",
+        sma_blocks_per_stage="all",
+        attention_kwargs={"sma": {"branch_act": "lif"}},
+    )
     blocks = [b for stage in model.stages for b in stage]
-    assert all(isinstance(b.conv2_attention, SMA) and b.conv2_attention.branch_act == "lif"
-               for b in blocks)
+    assert all(
+        isinstance(b.conv2_attention, SMA) and b.conv2_attention.branch_act == "lif" for b in blocks
+    )
     assert all(isinstance(b.conv1_attention, torch.nn.Identity) for b in blocks)
 
 
@@ -127,11 +149,15 @@ def test_gac_imagenet_conv_init_is_kaiming_fan_out():
     default = timm.create_model("ms_resnet18", coding="gac", T=4)
     for model, fan, factor in ((kaiming, "out", 2.0), (default, "in", 1 / 3)):
         convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-        assert len(convs) == 1 + 2 * 8 + 4 + 2  # stem, blocks, stride-2 shortcuts, GAC's two SCA convs
+        assert (
+            len(convs) == 1 + 2 * 8 + 4 + 2
+        )  # stem, blocks, stride-2 shortcuts, GAC's two SCA convs
         for conv in convs:
             channels = conv.out_channels if fan == "out" else conv.in_channels
             expected = math.sqrt(factor / (channels * conv.kernel_size[0] * conv.kernel_size[1]))
-            assert conv.weight.std().item() == pytest.approx(expected, rel=0.1 if conv.weight.numel() > 4000 else 0.3)
+            assert conv.weight.std().item() == pytest.approx(
+                expected, rel=0.1 if conv.weight.numel() > 4000 else 0.3
+            )
     first = kaiming.stages[0][0].conv1[0].weight  # 64 -> 64, 3x3: the issue's 0.0585 vs 0.0241
     assert first.std().item() == pytest.approx(0.0589, abs=0.001)
     assert default.stages[0][0].conv1[0].weight.std().item() == pytest.approx(0.0241, abs=0.0005)
@@ -147,7 +173,8 @@ def test_any_frame_with_a_pixel_per_side_runs(downsample):
         with pytest.raises(ValueError, match="at least 1 pixel, got"):
             MSResNet(img_size=size)
     for size in ((1, 3), (7, 13)):
-        model = timm.create_model("ms_resnet18", T=1, num_classes=3, img_size=size,
-                                  downsample=downsample, **NARROW).eval()
+        model = timm.create_model(
+            "ms_resnet18", T=1, num_classes=3, img_size=size, downsample=downsample, **NARROW
+        ).eval()
         with torch.no_grad():
             assert model(torch.rand(1, 3, *size)).shape == (1, 1, 3)

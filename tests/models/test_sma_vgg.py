@@ -1,5 +1,6 @@
 """SMA's DVS VGG8 (sma_vgg8): layer structure, sma_blocks code vs paper (shapes, gradients and
 refusals common to every backbone: test_contract.py)."""
+
 import pytest
 import torch
 from torch import nn
@@ -21,10 +22,16 @@ def test_layer_structure_and_fc_size():
     model = SMAVGG8(T=4)  # paper input 2x128x128; built only (a forward at 128x128 is slow)
     assert model.fc_in_features == 4608
     linears = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(4608, 2048), (2048, 1024), (1024, 11)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (4608, 2048),
+        (2048, 1024),
+        (1024, 11),
+    ]
     # FC order: Linear -> LIF -> Dropout(0.5), twice, then the read-out Linear.
     kinds = [type(m).__name__ for m in model.classifier]
-    assert kinds == ["TimeDistributed", "MultiStepLIF", "TimeSharedDropout"] * 2 + ["TimeDistributed"]
+    assert kinds == ["TimeDistributed", "MultiStepLIF", "TimeSharedDropout"] * 2 + [
+        "TimeDistributed"
+    ]
     convs = [model.coding.stem[0]] + [block.conv[0] for block in model.features[1:]]
     assert [c.out_channels for c in convs] == [64, 128, 256, 512, 512]
     assert all(c.bias is not None for c in convs)
@@ -39,15 +46,22 @@ def test_sma_blocks_code_vs_paper(sma_blocks, blocks):
 
     model = SMAVGG8(attention="SMA+AZO", T=4, sma_blocks=sma_blocks)
     assert sma_count(model) == len(blocks)
-    with_sma = tuple(b for b, block in enumerate(model.features, start=1)
-                     if isinstance(getattr(block, "conv_attention", None), SMA))
+    with_sma = tuple(
+        b
+        for b, block in enumerate(model.features, start=1)
+        if isinstance(getattr(block, "conv_attention", None), SMA)
+    )
     assert with_sma == blocks
-    assert [model.features[b - 1].conv_attention.channels for b in blocks] == \
-        [128, 256, 512, 512][:len(blocks)]
+    assert [model.features[b - 1].conv_attention.channels for b in blocks] == [128, 256, 512, 512][
+        : len(blocks)
+    ]
     # MA attentions take the current slot of the same blocks; the FC layers get none.
     ma = SMAVGG8(attention="TCSA", T=4, img_size=SIZE, sma_blocks=sma_blocks)
-    with_ma = tuple(b for b, block in enumerate(ma.features, start=1)
-                    if isinstance(getattr(block, "attention", None), MultiDimAttention))
+    with_ma = tuple(
+        b
+        for b, block in enumerate(ma.features, start=1)
+        if isinstance(getattr(block, "attention", None), MultiDimAttention)
+    )
     assert with_ma == blocks
     assert not any(isinstance(m, MultiDimAttention) for m in ma.classifier.modules())
 

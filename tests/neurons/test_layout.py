@@ -5,6 +5,7 @@ objects (that was a cycle lif -> lif_op -> lif); the kernels (`triton_lif`) impo
 the package. Read from the source (every import, module level or inside a function), so a new
 back edge fails here whatever the import order at run time.
 """
+
 import ast
 import subprocess
 import sys
@@ -33,8 +34,12 @@ def package_imports(module: str) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             found |= {node.module} if node.module else {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom | ast.Import):
-            names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
-            found |= {n.rsplit(".", 1)[-1] for n in names if n and n.startswith("spikeattn.neurons.")}
+            names = (
+                [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            )
+            found |= {
+                n.rsplit(".", 1)[-1] for n in names if n and n.startswith("spikeattn.neurons.")
+            }
     return found
 
 
@@ -69,7 +74,12 @@ def test_configs_and_presets_load_without_torch():
             pass
         print(sorted(m for m in ("torch", "triton") if m in sys.modules))
         """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, cwd=PACKAGE.parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PACKAGE.parents[1],
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[]"]

@@ -3,6 +3,7 @@
 The hand loops get their surrogate gradient from a straight-through antiderivative,
 an implementation independent of spikeattn.neurons.surrogate.
 """
+
 import dataclasses
 import math
 
@@ -22,8 +23,11 @@ def straight_through(x, antiderivative, ge=False):
 
 ANTIDERIVATIVES = {
     ("rectangle", "width"): lambda a: lambda x: (x / a + 0.5).clamp(0, 1),
-    ("triangle", "gamma"): lambda g: lambda x: torch.where(
-        x.abs() < g, (g * x - x * x.abs() / 2) / g**2 + 0.5, (x > 0).to(x.dtype)),
+    ("triangle", "gamma"): lambda g: (
+        lambda x: torch.where(
+            x.abs() < g, (g * x - x * x.abs() / 2) / g**2 + 0.5, (x > 0).to(x.dtype)
+        )
+    ),
     ("atan", "alpha"): lambda a: lambda x: torch.atan(math.pi / 2 * a * x) / math.pi + 0.5,
     ("sigmoid", "alpha"): lambda a: lambda x: torch.sigmoid(a * x),
 }
@@ -82,8 +86,13 @@ def sj_tau2_loop(x):  # SpikingJelly LIF: v += (x - v) / tau; s = (v - 1 >= 0); 
     return torch.stack(out)
 
 
-LOOPS = {"ma_dvs": ma_dvs_loop, "msresnet": msresnet_loop, "gac_cifar": gac_cifar_loop,
-         "gac_cifar_appendix": gac_cifar_appendix_loop, "sj_tau2": sj_tau2_loop}
+LOOPS = {
+    "ma_dvs": ma_dvs_loop,
+    "msresnet": msresnet_loop,
+    "gac_cifar": gac_cifar_loop,
+    "gac_cifar_appendix": gac_cifar_appendix_loop,
+    "sj_tau2": sj_tau2_loop,
+}
 
 
 def test_every_preset_has_a_hand_loop():
@@ -110,9 +119,13 @@ def test_preset_matches_hand_loop(preset, T):
 # Inputs that put the first step's membrane exactly on each preset's threshold, and whether
 # its authors' code fires there: MA-SNN DVS `input.ge(0.0)`, SpikingJelly `x >= 0`,
 # MS-ResNet `input.gt(thresh)`, GAC CIFAR `(mem - thresh) > 0`.
-AT_THRESHOLD = {"ma_dvs": (0.3, True), "sj_tau2": (2.0, True),  # sj: v = x / tau
-                "msresnet": (0.5, False), "gac_cifar": (1.0, False),
-                "gac_cifar_appendix": (0.5, False)}
+AT_THRESHOLD = {
+    "ma_dvs": (0.3, True),
+    "sj_tau2": (2.0, True),  # sj: v = x / tau
+    "msresnet": (0.5, False),
+    "gac_cifar": (1.0, False),
+    "gac_cifar_appendix": (0.5, False),
+}
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -127,14 +140,28 @@ def test_a_membrane_exactly_at_threshold_fires_as_its_authors_code(preset):
     assert flipped[0, 0] == float(not fires)
 
 
-@pytest.mark.parametrize("name,key,value", [
-    ("rectangle", "width", 0.7), ("triangle", "gamma", 0.6), ("atan", "alpha", 3.0), ("sigmoid", "alpha", 5.0)])
+@pytest.mark.parametrize(
+    "name,key,value",
+    [
+        ("rectangle", "width", 0.7),
+        ("triangle", "gamma", 0.6),
+        ("atan", "alpha", 3.0),
+        ("sigmoid", "alpha", 5.0),
+    ],
+)
 def test_surrogates_and_soft_reset_match_hand_loop(name, key, value):
     torch.manual_seed(0)
     x = (torch.randn(6, 40) + 0.5).requires_grad_()
     x_ref = x.detach().clone().requires_grad_()
-    lif = MultiStepLIF(None, decay=0.6, v_threshold=0.8, v_reset=None, detach_reset=False,
-                       surrogate=name, surrogate_kwargs={key: value})
+    lif = MultiStepLIF(
+        None,
+        decay=0.6,
+        v_threshold=0.8,
+        v_reset=None,
+        detach_reset=False,
+        surrogate=name,
+        surrogate_kwargs={key: value},
+    )
     spike = ANTIDERIVATIVES[(name, key)](value)
     v, ref = torch.zeros_like(x_ref[0]), []
     for x_t in x_ref:
@@ -175,12 +202,28 @@ def test_kernel_arguments_are_the_configs_scalars():
     """The custom op's scalars, written out: a preset, and a soft reset with decay_input and
     the surrogate's default parameter filled in."""
     assert lif_config("ma_dvs").kernel_arguments() == {
-        "decay": 0.3, "gain": 1.0, "v_th": 0.3, "v_reset": 0.3, "soft": False, "ge": True,
-        "detach": False, "surrogate": "rectangle", "param": 0.5}
+        "decay": 0.3,
+        "gain": 1.0,
+        "v_th": 0.3,
+        "v_reset": 0.3,
+        "soft": False,
+        "ge": True,
+        "detach": False,
+        "surrogate": "rectangle",
+        "param": 0.5,
+    }
     soft = lif_config(None, decay=0.25, decay_input=True, v_reset=None, surrogate="sigmoid")
     assert soft.kernel_arguments() == {
-        "decay": 0.25, "gain": 0.75, "v_th": 1.0, "v_reset": 0.0, "soft": True, "ge": False,
-        "detach": True, "surrogate": "sigmoid", "param": 4.0}
+        "decay": 0.25,
+        "gain": 0.75,
+        "v_th": 1.0,
+        "v_reset": 0.0,
+        "soft": True,
+        "ge": False,
+        "detach": True,
+        "surrogate": "sigmoid",
+        "param": 4.0,
+    }
 
 
 def test_a_neuron_builds_from_a_config_and_keeps_it():

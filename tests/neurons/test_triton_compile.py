@@ -5,6 +5,7 @@ compiler refuses, so each kernel is also compiled ahead of time for NVIDIA targe
 sm_90, Ampere sm_80) by Triton's own compiler, in a subprocess without the interpreter. This
 proves they compile, not that they run correctly: the numerical tests run natively on a GPU.
 """
+
 import os
 import subprocess
 import sys
@@ -63,7 +64,12 @@ SCRIPT = textwrap.dedent("""
 def test_kernels_compile_for_nvidia_gpus(arch):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(arch)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(arch)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["compiled", "40"]

@@ -3,6 +3,7 @@
 On a machine without a GPU these run in Triton's interpreter on CPU tensors (tests/conftest.py
 sets TRITON_INTERPRET=1), with sizes kept small; on a GPU the same tests run natively.
 """
+
 import dataclasses
 
 import pytest
@@ -15,8 +16,12 @@ from spikeattn.neurons import PRESETS, MultiStepLIF, lif_config, lif_multistep, 
 from spikeattn.neurons.triton_lif import BLOCK, BLOCK_RC, CHUNK
 
 N_ODD = 2 * BLOCK + 37  # several blocks and a ragged tail
-SURROGATES = {"rectangle": {"width": 0.8}, "triangle": {"gamma": 0.7}, "atan": {"alpha": 2.5},
-              "sigmoid": {"alpha": 4.0}}
+SURROGATES = {
+    "rectangle": {"width": 0.8},
+    "triangle": {"gamma": 0.7},
+    "atan": {"alpha": 2.5},
+    "sigmoid": {"alpha": 4.0},
+}
 
 
 def compare(cfg, T, N=N_ODD, dtype=torch.float32, seed=0, shape=None, backend="triton"):
@@ -24,7 +29,9 @@ def compare(cfg, T, N=N_ODD, dtype=torch.float32, seed=0, shape=None, backend="t
     g = torch.Generator().manual_seed(seed)
     shape = shape or (T, N)
     x64 = (torch.randn(shape, generator=g, dtype=torch.float64) * 0.8 + 0.6).to(dtype).double()
-    w = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype).double()  # same upstream grad
+    w = (
+        torch.randn(shape, generator=g, dtype=torch.float64).to(dtype).double()
+    )  # same upstream grad
     x_ref = x64.clone().requires_grad_()
     ref = lif_multistep(x_ref, cfg)
     (ref * w).sum().backward()
@@ -53,8 +60,15 @@ def test_every_preset_matches_the_reference(preset, T):
 @pytest.mark.parametrize("detach", [True, False])
 def test_every_surrogate_reset_and_detach(surrogate, reset, detach):
     v_reset = {"hard": 0.0, "soft": None, "hard-to-threshold": 0.9}[reset]
-    cfg = lif_config(None, decay=0.6, v_threshold=0.9, v_reset=v_reset, detach_reset=detach,
-                     surrogate=surrogate, surrogate_kwargs=SURROGATES[surrogate])
+    cfg = lif_config(
+        None,
+        decay=0.6,
+        v_threshold=0.9,
+        v_reset=v_reset,
+        detach_reset=detach,
+        surrogate=surrogate,
+        surrogate_kwargs=SURROGATES[surrogate],
+    )
     assert_matches(cfg, T=6)
 
 
@@ -128,8 +142,9 @@ def test_training_steps_match_the_torch_backend():
     losses = {}
     for backend in ("torch", "triton"):
         torch.manual_seed(0)
-        model = timm.create_model("demo_cnn", attention="TCSA", T=4, img_size=16,
-                                  lif_backend=backend).to(DEVICE)
+        model = timm.create_model(
+            "demo_cnn", attention="TCSA", T=4, img_size=16, lif_backend=backend
+        ).to(DEVICE)
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         data = torch.rand(16, 1, 16, 16, generator=torch.Generator().manual_seed(1)).to(DEVICE)
         target = torch.arange(16, device=DEVICE) % 10
@@ -157,11 +172,20 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
 def test_membranes_exactly_at_threshold(fire_at_threshold, soft):
     """Inputs that land u exactly on V_th (dyadic values, exact in fp32) at several steps:
     the kernel fires there as the reference does, forward and in the recomputed backward."""
-    cfg = lif_config(None, decay=0.5, v_threshold=0.75, v_reset=None if soft else 0.0,
-                     detach_reset=False, surrogate="rectangle", surrogate_kwargs={"width": 1.0},
-                     fire_at_threshold=fire_at_threshold)
-    x = torch.tensor([[0.75, 0.25, 0.5, 1.0], [0.375, 0.5, 0.25, 0.0], [0.0, 0.5, 0.75, 0.75]],
-                     dtype=torch.float64).repeat(1, 300)
+    cfg = lif_config(
+        None,
+        decay=0.5,
+        v_threshold=0.75,
+        v_reset=None if soft else 0.0,
+        detach_reset=False,
+        surrogate="rectangle",
+        surrogate_kwargs={"width": 1.0},
+        fire_at_threshold=fire_at_threshold,
+    )
+    x = torch.tensor(
+        [[0.75, 0.25, 0.5, 1.0], [0.375, 0.5, 0.25, 0.0], [0.0, 0.5, 0.75, 0.75]],
+        dtype=torch.float64,
+    ).repeat(1, 300)
     x_ref = x.clone().requires_grad_()
     ref = lif_multistep(x_ref, cfg)
     w = torch.linspace(-1, 1, x.numel(), dtype=torch.float64).view_as(x)
@@ -214,9 +238,15 @@ def test_recompute_matches_the_reference_and_the_saved_membrane_kernel(preset, T
 @pytest.mark.parametrize("reset", ["hard-to-threshold", "soft"])
 @pytest.mark.parametrize("detach", [True, False])
 def test_recompute_every_surrogate_reset_and_detach(surrogate, reset, detach):
-    cfg = lif_config(None, decay=0.6, v_threshold=0.9, v_reset=None if reset == "soft" else 0.9,
-                     detach_reset=detach, surrogate=surrogate,
-                     surrogate_kwargs=SURROGATES[surrogate])
+    cfg = lif_config(
+        None,
+        decay=0.6,
+        v_threshold=0.9,
+        v_reset=None if reset == "soft" else 0.9,
+        detach_reset=detach,
+        surrogate=surrogate,
+        surrogate_kwargs=SURROGATES[surrogate],
+    )
     out, ref, grad, grad_ref = compare(cfg, T=CHUNK + 3, N=N_RC, backend="triton_recompute")
     assert torch.equal(out, ref) and 0 < ref.mean() < 1
     torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-5 * grad_ref.abs().max())
@@ -230,8 +260,9 @@ def test_recompute_half_inputs_see_the_exact_membrane(preset, dtype):
     to the rounding of dL/dx itself to the input dtype: under one ulp (Triton's interpreter
     truncates fp32 to bf16, a GPU rounds to nearest). Rectangle windows included: no
     window-edge exemptions, unlike the saved-m backend's test above."""
-    out, ref, grad, grad_ref = compare(lif_config(preset), T=CHUNK + 3, N=N_RC, dtype=dtype,
-                                       backend="triton_recompute")
+    out, ref, grad, grad_ref = compare(
+        lif_config(preset), T=CHUNK + 3, N=N_RC, dtype=dtype, backend="triton_recompute"
+    )
     assert torch.equal(out, ref)
     ulp = torch.finfo(dtype).eps  # relative spacing of the output dtype
     assert ((grad - grad_ref).abs() <= ulp * grad_ref.abs() * (1 + 1e-4)).all()
@@ -252,7 +283,7 @@ def test_recompute_saves_x_and_the_chunk_boundaries_only(dtype):
     assert [(tuple(t.shape), t.dtype) for t in saved] == [((T, N), dtype), ((2, N), torch.float32)]
     assert saved[0].data_ptr() == x.data_ptr()  # the input, not a membrane of the same shape
     v, entering = torch.zeros(N, dtype=torch.float64), []
-    for x_t in x.detach().double().cpu()[:2 * CHUNK]:  # the reference loop's post-reset membrane
+    for x_t in x.detach().double().cpu()[: 2 * CHUNK]:  # the reference loop's post-reset membrane
         u = cfg.decay * v + x_t
         v = torch.where(u > cfg.v_threshold, cfg.v_reset, u)
         entering.append(v)
@@ -273,14 +304,18 @@ def test_recompute_op_registration_and_compile():
     backend's forward and backward trace under torch.compile with fullgraph."""
     x = torch.randn(CHUNK + 3, 40, device=DEVICE) + 0.5
     args = tuple(lif_config("gac_cifar").kernel_arguments().values())
-    torch.library.opcheck(torch.ops.spikeattn.lif_forward_recompute.default,
-                          (x.clone().requires_grad_(), *args),
-                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(
+        torch.ops.spikeattn.lif_forward_recompute.default,
+        (x.clone().requires_grad_(), *args),
+        test_utils=("test_schema", "test_faketensor"),
+    )
     lif = MultiStepLIF("gac_cifar", backend="triton_recompute")
     w = torch.linspace(-1, 1, x.numel(), device=DEVICE).view_as(x)
     grads = []
-    for fn in (lambda t: (lif(t) * w).sum(),
-               torch.compile(lambda t: (lif(t) * w).sum(), backend="aot_eager", fullgraph=True)):
+    for fn in (
+        lambda t: (lif(t) * w).sum(),
+        torch.compile(lambda t: (lif(t) * w).sum(), backend="aot_eager", fullgraph=True),
+    ):
         xg = x.clone().requires_grad_()
         fn(xg).backward()
         grads.append(xg.grad)
@@ -294,8 +329,9 @@ def test_models_take_the_recompute_backend():
     results = {}
     for backend in ("triton", "triton_recompute"):
         torch.manual_seed(0)
-        model = timm.create_model("demo_cnn", attention="TCSA", T=2, img_size=8,
-                                  lif_backend=backend).to(DEVICE)
+        model = timm.create_model(
+            "demo_cnn", attention="TCSA", T=2, img_size=8, lif_backend=backend
+        ).to(DEVICE)
         assert {m.backend for m in model.modules() if isinstance(m, MultiStepLIF)} == {backend}
         data = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1)).to(DEVICE)
         loss = model(data).mean(0).logsumexp(1).sum()

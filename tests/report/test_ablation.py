@@ -1,4 +1,5 @@
 """ablation_table and its rendering, on a small hand-built runs frame."""
+
 from __future__ import annotations
 
 import io
@@ -9,8 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spikeattn.report.ablation import (ABLATION_COLUMNS, ablation_caption, ablation_human,
-                                       ablation_table, render_ablation, vanilla_twin)
+from spikeattn.report.ablation import (
+    ABLATION_COLUMNS,
+    ablation_caption,
+    ablation_human,
+    ablation_table,
+    render_ablation,
+    vanilla_twin,
+)
 from spikeattn.report.stats import holm, welch
 
 
@@ -18,17 +25,31 @@ def _cid(dataset: str, backbone: str, attention: str, coding: str, T: int) -> st
     return f"{dataset}__{backbone}__{attention}__{coding}__T{T}"
 
 
-def _cell_runs(study, dataset, backbone, attention, coding, T, acc, spikes, energy,
-               seeds=None) -> list[dict]:
+def _cell_runs(
+    study, dataset, backbone, attention, coding, T, acc, spikes, energy, seeds=None
+) -> list[dict]:
     seeds = list(range(len(acc))) if seeds is None else seeds
     cid = _cid(dataset, backbone, attention, coding, T)
-    return [{"study": study, "cell": cid, "dataset": dataset, "backbone": backbone,
-             "attention": attention, "coding": coding, "T": T, "seed": s, "acc": a,
-             "spikes": sp, "energy_uj": e, "firing_rate": sp / 1e4}
-            for s, a, sp, e in zip(seeds, acc, spikes, energy)]
+    return [
+        {
+            "study": study,
+            "cell": cid,
+            "dataset": dataset,
+            "backbone": backbone,
+            "attention": attention,
+            "coding": coding,
+            "T": T,
+            "seed": s,
+            "acc": a,
+            "spikes": sp,
+            "energy_uj": e,
+            "firing_rate": sp / 1e4,
+        }
+        for s, a, sp, e in zip(seeds, acc, spikes, energy)
+    ]
 
 
-G = ("gesture", "demo_cnn", 8)   # study s1
+G = ("gesture", "demo_cnn", 8)  # study s1
 C = ("cifar10-dvs", "vgg_11", 10)  # study s2
 S1 = {  # (attention, coding): (acc, spikes, energy) over seeds 0, 1, 2
     ("TCSA", "direct"): ([95.0, 96.0, 94.0], [150.0, 160.0, 140.0], [3.0, 3.2, 2.8]),
@@ -50,13 +71,12 @@ def runs() -> pd.DataFrame:
     for (att, cod), (acc, sp, en) in S2.items():
         rows += _cell_runs("s2", *C[:2], att, cod, C[2], acc, sp, en)
     # s3: no vanilla cell; its TA cell has the same id as s1's TA, but twins never cross studies
-    rows += _cell_runs("s3", *G[:2], "TA", "direct", G[2], [91.0, 92.0, 93.0],
-                       [1.0, 2.0, 3.0], [1.0, 1.0, 1.0])
+    rows += _cell_runs(
+        "s3", *G[:2], "TA", "direct", G[2], [91.0, 92.0, 93.0], [1.0, 2.0, 3.0], [1.0, 1.0, 1.0]
+    )
     # s4: two seeds only
-    rows += _cell_runs("s4", *G[:2], "none", "direct", G[2], [90.0, 91.0], [10.0, 12.0],
-                       [2.0, 2.0])
-    rows += _cell_runs("s4", *G[:2], "CA", "direct", G[2], [93.0, 94.0], [5.0, 7.0],
-                       [1.0, 1.0])
+    rows += _cell_runs("s4", *G[:2], "none", "direct", G[2], [90.0, 91.0], [10.0, 12.0], [2.0, 2.0])
+    rows += _cell_runs("s4", *G[:2], "CA", "direct", G[2], [93.0, 94.0], [5.0, 7.0], [1.0, 1.0])
     return pd.DataFrame(rows)
 
 
@@ -66,8 +86,7 @@ def table(runs) -> pd.DataFrame:
 
 
 def _row(table: pd.DataFrame, study: str, attention: str, coding: str = "direct") -> pd.Series:
-    hit = table[(table.study == study) & (table.attention == attention)
-                & (table.coding == coding)]
+    hit = table[(table.study == study) & (table.attention == attention) & (table.coding == coding)]
     assert len(hit) == 1
     return hit.iloc[0]
 
@@ -75,8 +94,12 @@ def _row(table: pd.DataFrame, study: str, attention: str, coding: str = "direct"
 def test_rows_twins_and_order(table):
     assert tuple(table.columns) == ABLATION_COLUMNS
     assert list(zip(table.study, table.attention, table.coding)) == [
-        ("s1", "TCSA", "direct"), ("s1", "none", "gac"), ("s1", "TA", "direct"),
-        ("s2", "SMA+AZO", "direct"), ("s4", "CA", "direct")]
+        ("s1", "TCSA", "direct"),
+        ("s1", "none", "gac"),
+        ("s1", "TA", "direct"),
+        ("s2", "SMA+AZO", "direct"),
+        ("s4", "CA", "direct"),
+    ]
     assert set(table.twin[table.study == "s1"]) == {_cid(*G[:2], "none", "direct", G[2])}
     assert _row(table, "s2", "SMA+AZO")["twin"] == _cid(*C[:2], "none", "direct", C[2])
     assert "s3" not in set(table.study)  # no vanilla cell: no rows, not an error
@@ -97,7 +120,10 @@ def test_deltas_spikes_and_energy(table):
     assert r["acc_delta"] == pytest.approx(5.0)
     ref = welch(S1[("TCSA", "direct")][0], S1[("none", "direct")][0])
     assert (r["acc_delta_ci_low"], r["acc_delta_ci_high"], r["p_value"]) == (
-        pytest.approx(ref.ci_low), pytest.approx(ref.ci_high), pytest.approx(ref.p_value))
+        pytest.approx(ref.ci_low),
+        pytest.approx(ref.ci_high),
+        pytest.approx(ref.p_value),
+    )
     assert r["spikes_mean"] == pytest.approx(150.0)
     assert r["twin_spikes_mean"] == pytest.approx(1000.0)
     assert r["spike_reduction_pct"] == pytest.approx(85.0)
@@ -133,14 +159,20 @@ def test_alpha_changes_verdict_not_numbers(runs, table):
     wide = _row(strict, "s1", "TCSA")
     assert wide["acc_delta_ci_high"] - wide["acc_delta_ci_low"] > (
         _row(table, "s1", "TCSA")["acc_delta_ci_high"]
-        - _row(table, "s1", "TCSA")["acc_delta_ci_low"])
+        - _row(table, "s1", "TCSA")["acc_delta_ci_low"]
+    )
 
 
 def test_two_seed_study_is_not_tested(table):
     r = _row(table, "s4", "CA")
     assert r["acc_delta"] == pytest.approx(3.0) and r["seeds"] == 2
-    for col in ("p_value", "p_adjusted", "acc_delta_ci_low", "acc_delta_ci_high",
-                "spike_reduction_p"):
+    for col in (
+        "p_value",
+        "p_adjusted",
+        "acc_delta_ci_low",
+        "acc_delta_ci_high",
+        "spike_reduction_p",
+    ):
         assert math.isnan(r[col])
     assert pd.isna(r["significant"])
     human = ablation_human(table)
@@ -148,10 +180,18 @@ def test_two_seed_study_is_not_tested(table):
     assert row["p (adj.)"] == "n/a (2 seeds < 3)"
     assert row["Significant"] == "n/a"
     assert row["Acc. Δ (pp)"] == "+3.00 [n/a]"
-    assert ablation_human(ablation_table(pd.DataFrame(_cell_runs(
-        "x", *G[:2], "none", "direct", 8, [1.0, 2.0], [1.0, 1.0], [1.0, 1.0]) + _cell_runs(
-        "x", *G[:2], "TA", "direct", 8, [1.0, 2.0], [1.0, 1.0], [1.0, 1.0]))),
-        min_seeds=5).iloc[0]["p (adj.)"] == "n/a (2 seeds < 5)"
+    assert (
+        ablation_human(
+            ablation_table(
+                pd.DataFrame(
+                    _cell_runs("x", *G[:2], "none", "direct", 8, [1.0, 2.0], [1.0, 1.0], [1.0, 1.0])
+                    + _cell_runs("x", *G[:2], "TA", "direct", 8, [1.0, 2.0], [1.0, 1.0], [1.0, 1.0])
+                )
+            ),
+            min_seeds=5,
+        ).iloc[0]["p (adj.)"]
+        == "n/a (2 seeds < 5)"
+    )
 
 
 def test_correction_none_and_unknown(runs):
@@ -162,12 +202,13 @@ def test_correction_none_and_unknown(runs):
 
 
 def test_seeds_matched_by_value_but_unpaired():
-    vanilla = _cell_runs("m", *G[:2], "none", "direct", 8, [90.0, 91.0, 89.0, 99.0, 99.5],
-                         [9.0] * 5, [1.0] * 5)
-    variant = _cell_runs("m", *G[:2], "TA", "direct", 8, [92.0, 91.5, 93.0], [8.0] * 3,
-                         [1.0] * 3)
-    other = _cell_runs("m", *G[:2], "CA", "direct", 8, [92.0, 91.5, 93.0], [8.0] * 3,
-                       [1.0] * 3, seeds=[7, 8, 9])
+    vanilla = _cell_runs(
+        "m", *G[:2], "none", "direct", 8, [90.0, 91.0, 89.0, 99.0, 99.5], [9.0] * 5, [1.0] * 5
+    )
+    variant = _cell_runs("m", *G[:2], "TA", "direct", 8, [92.0, 91.5, 93.0], [8.0] * 3, [1.0] * 3)
+    other = _cell_runs(
+        "m", *G[:2], "CA", "direct", 8, [92.0, 91.5, 93.0], [8.0] * 3, [1.0] * 3, seeds=[7, 8, 9]
+    )
     table = ablation_table(pd.DataFrame(vanilla + variant + other))
     ta, ca = _row(table, "m", "TA"), _row(table, "m", "CA")
     assert (ta["seeds"], ta["twin_seeds"], ta["seeds_matched"]) == (3, 3, True)
@@ -178,9 +219,11 @@ def test_seeds_matched_by_value_but_unpaired():
 
 
 def test_vanilla_twin_direct():
-    cells = pd.DataFrame(_cell_runs("s", "d", "b", "none", "direct", 4, [1.0], [1.0], [1.0])
-                         + _cell_runs("s", "d", "b", "none", "direct", 8, [1.0], [1.0], [1.0])
-                         + _cell_runs("s", "d", "b", "TA", "direct", 8, [1.0], [1.0], [1.0]))
+    cells = pd.DataFrame(
+        _cell_runs("s", "d", "b", "none", "direct", 4, [1.0], [1.0], [1.0])
+        + _cell_runs("s", "d", "b", "none", "direct", 8, [1.0], [1.0], [1.0])
+        + _cell_runs("s", "d", "b", "TA", "direct", 8, [1.0], [1.0], [1.0])
+    )
     ta = cells.iloc[2]
     assert vanilla_twin(ta, cells) == "d__b__none__direct__T8"  # same T, not T4
     assert vanilla_twin(cells.iloc[1], cells) is None  # vanilla itself
@@ -218,9 +261,18 @@ def test_human_formatting(table):
 
 def test_caption_states_the_method(table):
     text = ablation_caption(table, 0.05, 3, "holm")
-    for needle in ("vanilla twin", "attention none and direct coding", "two-sided Welch",
-                   "95% Welch confidence interval", "Holm", "within each study", "0.05",
-                   "fewer than 3 seeds", "Spikes -%", "Energy ratio"):
+    for needle in (
+        "vanilla twin",
+        "attention none and direct coding",
+        "two-sided Welch",
+        "95% Welch confidence interval",
+        "Holm",
+        "within each study",
+        "0.05",
+        "fewer than 3 seeds",
+        "Spikes -%",
+        "Energy ratio",
+    ):
         assert needle in text
     assert "not adjusted" in ablation_caption(table, 0.01, 5, "none")
     assert "99%" in ablation_caption(table, 0.01, 5, "none")
@@ -264,23 +316,53 @@ def _with_status(rows: list[dict], diverged_seeds=()) -> list[dict]:
     out = []
     for row in rows:
         bad = row["seed"] in diverged_seeds
-        out.append({**row, "status": "diverged" if bad else "completed",
-                    **({"acc": math.nan, "spikes": math.nan, "energy_uj": math.nan}
-                       if bad else {})})
+        out.append(
+            {
+                **row,
+                "status": "diverged" if bad else "completed",
+                **({"acc": math.nan, "spikes": math.nan, "energy_uj": math.nan} if bad else {}),
+            }
+        )
     return out
 
 
 def _diverged_study(vanilla_diverged=(), variant_diverged=(), other_diverged=()):
     """Study d: vanilla twin, TCSA and TA over seeds 0-3, with the given seeds diverged."""
-    vanilla = _cell_runs("d", *G[:2], "none", "direct", 8, [90.0, 91.0, 89.0, 90.5],
-                         [1000.0, 1100.0, 900.0, 1000.0], [10.0, 11.0, 9.0, 10.0])
-    tcsa = _cell_runs("d", *G[:2], "TCSA", "direct", 8, [95.0, 96.0, 94.0, 95.5],
-                      [150.0, 160.0, 140.0, 150.0], [3.0, 3.2, 2.8, 3.0])
-    ta = _cell_runs("d", *G[:2], "TA", "direct", 8, [90.5, 89.0, 91.5, 90.0],
-                    [800.0, 820.0, 780.0, 800.0], [8.0, 8.0, 8.0, 8.0])
-    return pd.DataFrame(_with_status(vanilla, vanilla_diverged)
-                        + _with_status(tcsa, variant_diverged)
-                        + _with_status(ta, other_diverged))
+    vanilla = _cell_runs(
+        "d",
+        *G[:2],
+        "none",
+        "direct",
+        8,
+        [90.0, 91.0, 89.0, 90.5],
+        [1000.0, 1100.0, 900.0, 1000.0],
+        [10.0, 11.0, 9.0, 10.0],
+    )
+    tcsa = _cell_runs(
+        "d",
+        *G[:2],
+        "TCSA",
+        "direct",
+        8,
+        [95.0, 96.0, 94.0, 95.5],
+        [150.0, 160.0, 140.0, 150.0],
+        [3.0, 3.2, 2.8, 3.0],
+    )
+    ta = _cell_runs(
+        "d",
+        *G[:2],
+        "TA",
+        "direct",
+        8,
+        [90.5, 89.0, 91.5, 90.0],
+        [800.0, 820.0, 780.0, 800.0],
+        [8.0, 8.0, 8.0, 8.0],
+    )
+    return pd.DataFrame(
+        _with_status(vanilla, vanilla_diverged)
+        + _with_status(tcsa, variant_diverged)
+        + _with_status(ta, other_diverged)
+    )
 
 
 def test_diverged_seed_is_left_out_and_counted():
@@ -325,9 +407,17 @@ def test_fully_diverged_vanilla_twin():
     assert list(table["attention"]) == ["TCSA", "TA"]  # the rows stay, untested
     for _, r in table.iterrows():
         assert (r["twin_seeds"], r["twin_n_diverged"], r["seeds"]) == (0, 4, 4)
-        for column in ("twin_acc_mean", "acc_delta", "acc_delta_ci_low", "p_value",
-                       "p_adjusted", "twin_spikes_mean", "spike_reduction_pct",
-                       "twin_energy_uj_mean", "energy_ratio"):
+        for column in (
+            "twin_acc_mean",
+            "acc_delta",
+            "acc_delta_ci_low",
+            "p_value",
+            "p_adjusted",
+            "twin_spikes_mean",
+            "spike_reduction_pct",
+            "twin_energy_uj_mean",
+            "energy_ratio",
+        ):
             assert math.isnan(r[column]), column
         assert pd.isna(r["significant"])
     assert _row(table, "d", "TCSA")["acc_mean"] == pytest.approx(95.125)
@@ -340,8 +430,9 @@ def test_fully_diverged_vanilla_twin():
     assert not human.map(lambda v: bool(NAN_WORD.search(str(v)))).any().any()
     out = render_ablation("demo", table, ablation_caption(table, 0.05, 3, "holm"))
     assert "twin: all 4 diverged" in out["ablation.md"]
-    assert not any(NAN_WORD.search(line) for line in out["ablation.md"].splitlines()
-                   if line.startswith("|"))
+    assert not any(
+        NAN_WORD.search(line) for line in out["ablation.md"].splitlines() if line.startswith("|")
+    )
     csv = pd.read_csv(io.StringIO(out["ablation.csv"]))
     assert tuple(csv.columns) == ABLATION_COLUMNS
     assert csv["twin_n_diverged"].tolist() == [4, 4] and csv["n_diverged"].tolist() == [0, 0]
@@ -355,10 +446,12 @@ def test_fully_diverged_variant_and_both_sides():
     row = ablation_human(table).iloc[0]
     assert row["p (adj.)"] == "n/a (variant: all 4 diverged)"
     assert row["Seeds"] == "all 4 diverged vs 4"
-    both = ablation_table(_diverged_study(vanilla_diverged={0, 1, 2, 3},
-                                          variant_diverged={0, 1, 2, 3}))
+    both = ablation_table(
+        _diverged_study(vanilla_diverged={0, 1, 2, 3}, variant_diverged={0, 1, 2, 3})
+    )
     assert ablation_human(both).iloc[0]["p (adj.)"] == (
-        "n/a (variant: all 4 diverged; twin: all 4 diverged)")
+        "n/a (variant: all 4 diverged; twin: all 4 diverged)"
+    )
 
 
 def test_status_column_is_checked():

@@ -1,4 +1,5 @@
 """build_paper, build_figures and tables_page, on small hand-written per-seed result files."""
+
 from __future__ import annotations
 
 import re
@@ -6,8 +7,8 @@ from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
-
 from result_files import lif_layers, write_run
+
 from spikeattn.paths import FIGURE_FORMATS, FIGURE_NAMES, PAPER_FILES
 from spikeattn.report import build_tables
 from spikeattn.report.ablation import ABLATION_COLUMNS, ablation_table
@@ -27,28 +28,49 @@ RATES = {"none": (0.30, 0.20), "TCSA": (0.15, 0.05)}
 
 
 def _cell(dataset: str, T: int, attention: str) -> dict:
-    return {"id": f"{dataset}__demo_cnn__{attention}__direct__T{T}", "dataset": dataset,
-            "backbone": "demo_cnn", "attention": attention, "coding": "direct", "T": T}
+    return {
+        "id": f"{dataset}__demo_cnn__{attention}__direct__T{T}",
+        "dataset": dataset,
+        "backbone": "demo_cnn",
+        "attention": attention,
+        "coding": "direct",
+        "T": T,
+    }
 
 
 CELLS = {s: [_cell(d, T, "none"), _cell(d, T, "TCSA")] for s, (d, T) in STUDY_SPECS.items()}
-TARGETS = {"sa": [{"cell": {"attention": "TCSA"}, "acc": 97.5, "energy_mj": 0.0123,
-                   "source": "Paper X"}],
-           "sb": []}
+TARGETS = {
+    "sa": [{"cell": {"attention": "TCSA"}, "acc": 97.5, "energy_mj": 0.0123, "source": "Paper X"}],
+    "sb": [],
+}
 
 
-def _write_seed(root, study: str, cell: dict, seed: int, i: int,
-                conventions: str = CONVENTIONS, **status):
+def _write_seed(
+    root, study: str, cell: dict, seed: int, i: int, conventions: str = CONVENTIONS, **status
+):
     """metrics.json, energy.json (with spikes and per-layer rows) and history.csv; `status`
     passes status / diverged_epoch / loss on to write_run."""
     att = cell["attention"]
     rates = [r + 0.01 * i for r in RATES[att]]
-    return write_run(root, study, cell, seed, acc=ACC[att][i], best=ACC[att][i] + 0.001,
-                     rate=sum(rates) / 2,
-                     energy_uj=ENERGY[att][i], params=12_345, spikes=SPIKES[att][i],
-                     sops=2000.0, macs=1000, layers=lif_layers(rates), conventions=conventions,
-                     history=[(1.2, ACC[att][i] - 0.1), (0.6, ACC[att][i])], epochs=2,
-                     **status)
+    return write_run(
+        root,
+        study,
+        cell,
+        seed,
+        acc=ACC[att][i],
+        best=ACC[att][i] + 0.001,
+        rate=sum(rates) / 2,
+        energy_uj=ENERGY[att][i],
+        params=12_345,
+        spikes=SPIKES[att][i],
+        sops=2000.0,
+        macs=1000,
+        layers=lif_layers(rates),
+        conventions=conventions,
+        history=[(1.2, ACC[att][i] - 0.1), (0.6, ACC[att][i])],
+        epochs=2,
+        **status,
+    )
 
 
 @pytest.fixture
@@ -62,8 +84,10 @@ def results(tmp_path):
 
 
 def _inputs(seeds=SEEDS) -> dict[str, StudyInputs]:
-    return {s: StudyInputs(cells=CELLS[s], seeds=list(seeds), targets=TARGETS[s], epochs=2)
-            for s in CELLS}
+    return {
+        s: StudyInputs(cells=CELLS[s], seeds=list(seeds), targets=TARGETS[s], epochs=2)
+        for s in CELLS
+    }
 
 
 class _Tags(HTMLParser):
@@ -124,11 +148,23 @@ def test_build_paper_writes_all_seven_files(results, tmp_path):
     md = (out / "results.md").read_text()
     assert md.startswith("# demo: results\n")
     assert "96.12 ± 0.35 (3)" in md and "97.10 ± 0.10 (3)" in md
-    tcsa = [c.strip() for c in next(line for line in md.splitlines()
-                                     if line.startswith("| TCSA")).strip("|").split("|")]
+    tcsa = [
+        c.strip()
+        for c in next(line for line in md.splitlines() if line.startswith("| TCSA"))
+        .strip("|")
+        .split("|")
+    ]
     # sa group: Paper, Ours, Δ = 97.10 - 97.50, Energy, Paper (µJ) = 0.0123 mJ; sb: Ours, Energy
-    assert tcsa == ["TCSA", "97.50", "97.10 ± 0.10 (3)", "-0.40", "0.0210 ± 0.0010", "12.3",
-                    "97.10 ± 0.10 (3)", "0.0210 ± 0.0010"]
+    assert tcsa == [
+        "TCSA",
+        "97.50",
+        "97.10 ± 0.10 (3)",
+        "-0.40",
+        "0.0210 ± 0.0010",
+        "12.3",
+        "97.10 ± 0.10 (3)",
+        "0.0210 ± 0.0010",
+    ]
     assert "Targets from: Paper X." in md and f"Energy conventions: {CONVENTIONS}." in md
     assert "sa: A T=4; seeds 0, 1, 2; 2 epochs." in md
     tex = (out / "results.tex").read_text()
@@ -217,25 +253,41 @@ def _runs(attentions=("none", "TCSA")) -> pd.DataFrame:
         for att in attentions:
             cell = _cell(dataset, T, att)
             for i, seed in enumerate(SEEDS):
-                rows.append({"study": study, "cell": cell["id"],
-                             **{k: cell[k] for k in ("dataset", "backbone", "attention",
-                                                     "coding", "T")},
-                             "seed": seed, "acc": 100 * ACC[att][i], "spikes": SPIKES[att][i],
-                             "energy_uj": ENERGY[att][i]})
+                rows.append(
+                    {
+                        "study": study,
+                        "cell": cell["id"],
+                        **{k: cell[k] for k in ("dataset", "backbone", "attention", "coding", "T")},
+                        "seed": seed,
+                        "acc": 100 * ACC[att][i],
+                        "spikes": SPIKES[att][i],
+                        "energy_uj": ENERGY[att][i],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def _summaries() -> dict[str, tuple[pd.DataFrame, str]]:
-    return {s: (pd.DataFrame({"Cell": ["none <x>", "TCSA"], "Acc. (%)": ["1 ± 2", "3 ± 4"]}),
-                f"Summary of {s}: a < b & c")
-            for s in STUDY_SPECS}
+    return {
+        s: (
+            pd.DataFrame({"Cell": ["none <x>", "TCSA"], "Acc. (%)": ["1 ± 2", "3 ± 4"]}),
+            f"Summary of {s}: a < b & c",
+        )
+        for s in STUDY_SPECS
+    }
 
 
 def test_tables_page_structure_and_escaping():
     runs = _runs()
     wide = paper_wide(paper_long(runs, TARGETS))
-    page = tables_page("T <1>", wide, "Results: x < y, <script>alert(1)</script>",
-                       ablation_table(runs), "Ablation <caption>", _summaries())
+    page = tables_page(
+        "T <1>",
+        wide,
+        "Results: x < y, <script>alert(1)</script>",
+        ablation_table(runs),
+        "Ablation <caption>",
+        _summaries(),
+    )
     tags = _parse(page)
     assert tags.counts["table"] == 2 + 2
     assert tags.counts.get("script", 0) == 0
@@ -300,8 +352,9 @@ def diverged_results(results):
     seed (null finals, header-only histories)."""
     _write_seed(results, "sa", CELLS["sa"][1], 1, 1, status="diverged", diverged_epoch=2)
     for i, seed in enumerate(SEEDS):
-        _write_seed(results, "sb", CELLS["sb"][0], seed, i, status="diverged", diverged_epoch=1,
-                    loss="inf")
+        _write_seed(
+            results, "sb", CELLS["sb"][0], seed, i, status="diverged", diverged_epoch=1, loss="inf"
+        )
     return results
 
 
@@ -319,8 +372,7 @@ def test_build_paper_with_diverged_runs(diverged_results, tmp_path):
     assert not any(NAN_WORD.search(line) for line in _table_rows(md))
     assert "4 runs diverged" in md and "sb none (B · demo_cnn · T=8) seed 0 (epoch 1)" in md
     results_csv = pd.read_csv(out / "results.csv")
-    assert results_csv["status"].tolist() == ["completed", "some_diverged", "diverged",
-                                              "completed"]
+    assert results_csv["status"].tolist() == ["completed", "some_diverged", "diverged", "completed"]
     assert results_csv["n_diverged"].tolist() == [0, 1, 3, 0]
 
     ablation = pd.read_csv(out / "ablation.csv")
@@ -349,8 +401,9 @@ def test_build_figures_with_a_fully_diverged_cell(diverged_results, tmp_path):
     assert summary["status"].tolist() == ["diverged", "completed"]
     out = tmp_path / "figures" / "sb"
     written = build_figures("sb", _inputs()["sb"], tables / "summary.csv", diverged_results, out)
-    assert {p.name for p in written} == {f"{n}.{fmt}" for n in FIGURE_NAMES
-                                         for fmt in FIGURE_FORMATS}
+    assert {p.name for p in written} == {
+        f"{n}.{fmt}" for n in FIGURE_NAMES for fmt in FIGURE_FORMATS
+    }
     note = "none / direct / T=8: all 3 seeds (no point)"
     pareto = _svg_text(out / "pareto.svg")
     assert note in pareto and "TCSA / direct / T=8" in pareto

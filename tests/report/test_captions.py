@@ -1,4 +1,5 @@
 """Report captions: RST escaping, and what the figure and paper captions say (real params)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,12 @@ import pytest
 
 from spikeattn.config import Params
 from spikeattn.energy import EnergyConventions
-from spikeattn.report.captions import (figure_captions, paper_report_caption, rst_escape,
-                                       study_setting)
+from spikeattn.report.captions import (
+    figure_captions,
+    paper_report_caption,
+    rst_escape,
+    study_setting,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +32,8 @@ def energy_caption(params) -> str:
 def _render(text: str) -> str:
     """HTML body of `text` as RST; any docutils warning or error raises (halt_level 2)."""
     parts = docutils.core.publish_parts(
-        text, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})
+        text, writer="html", settings_overrides={"report_level": 2, "halt_level": 2}
+    )
     return parts["body"]
 
 
@@ -78,8 +84,11 @@ def test_study_setting_single_seed_says_seed():
     class OneSeed:
         def cells(self, study):
             from spikeattn.config import Cell
-            return [Cell(study, "d", "b", "none", "direct", 2),
-                    Cell(study, "d", "b", "none", "direct", 4)]
+
+            return [
+                Cell(study, "d", "b", "none", "direct", 2),
+                Cell(study, "d", "b", "none", "direct", 4),
+            ]
 
         def seeds(self, study):
             return [7]

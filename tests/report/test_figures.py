@@ -1,4 +1,5 @@
 """Report figures: the Pareto rule, what each figure draws, deterministic saving, bad input."""
+
 from __future__ import annotations
 
 import math
@@ -8,23 +9,43 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.collections import LineCollection, PathCollection, PolyCollection
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 
-from spikeattn.report.figures import (DIVERGED_CURVE, FIGURE_FORMATS, diverged_note,
-                                      firing_rate_figure, pareto_figure, pareto_front,
-                                      save_figure, training_curves_figure)
+from spikeattn.report.figures import (
+    DIVERGED_CURVE,
+    FIGURE_FORMATS,
+    diverged_note,
+    firing_rate_figure,
+    pareto_figure,
+    pareto_front,
+    save_figure,
+    training_curves_figure,
+)
 
 NAN = math.nan
 
 
 def _summary(rows: list[tuple], **const) -> pd.DataFrame:
     """Summary rows as (attention, acc_mean, acc_std, energy_uj_mean, energy_uj_std, target)."""
-    records = [{"cell": f"c{i}", "dataset": "digits-dvs", "backbone": "demo_cnn",
-                "attention": att, "coding": "direct", "T": 8, "seeds": 3,
-                "acc_mean": acc, "acc_std": acc_std, "energy_uj_mean": uj,
-                "energy_uj_std": uj_std, "target_acc": target, **const}
-               for i, (att, acc, acc_std, uj, uj_std, target) in enumerate(rows)]
+    records = [
+        {
+            "cell": f"c{i}",
+            "dataset": "digits-dvs",
+            "backbone": "demo_cnn",
+            "attention": att,
+            "coding": "direct",
+            "T": 8,
+            "seeds": 3,
+            "acc_mean": acc,
+            "acc_std": acc_std,
+            "energy_uj_mean": uj,
+            "energy_uj_std": uj_std,
+            "target_acc": target,
+            **const,
+        }
+        for i, (att, acc, acc_std, uj, uj_std, target) in enumerate(rows)
+    ]
     return pd.DataFrame(records)
 
 
@@ -34,10 +55,13 @@ def _by_label(ax, label: str):
 
 # -- pareto_front ------------------------------------------------------------------------------
 def test_pareto_front_known_table_with_ties_and_nan():
-    table = pd.DataFrame({
-        "energy_uj_mean": [1.0, 2.0, 2.0, 3.0, 1.0, 5.0, 0.5, NAN],
-        "acc_mean":       [90., 95., 95., 94., 89., 96., 80., 99.],
-    }, index=list("ABCDEFGH"))
+    table = pd.DataFrame(
+        {
+            "energy_uj_mean": [1.0, 2.0, 2.0, 3.0, 1.0, 5.0, 0.5, NAN],
+            "acc_mean": [90.0, 95.0, 95.0, 94.0, 89.0, 96.0, 80.0, 99.0],
+        },
+        index=list("ABCDEFGH"),
+    )
     # B and C tie exactly (both kept); D is beaten by B; E has A's energy but lower accuracy;
     # H has no energy, so it can neither be on the front nor push anything off it.
     expected = [True, True, True, False, False, True, True, False]
@@ -57,9 +81,13 @@ def test_pareto_front_equal_energy_or_equal_accuracy():
 
 # -- pareto_figure -----------------------------------------------------------------------------
 def test_pareto_figure_points_front_targets_and_log_scale():
-    summary = _summary([("none", 95.0, 0.2, 1.0, 0.05, 96.0),
-                        ("TCSA", 96.0, 0.3, 0.1, 0.01, NAN),
-                        ("TA", 94.0, NAN, 0.01, NAN, NAN)])  # 2 decades of energy
+    summary = _summary(
+        [
+            ("none", 95.0, 0.2, 1.0, 0.05, 96.0),
+            ("TCSA", 96.0, 0.3, 0.1, 0.01, NAN),
+            ("TA", 94.0, NAN, 0.01, NAN, NAN),
+        ]
+    )  # 2 decades of energy
     fig = pareto_figure(summary, "demo")
     assert isinstance(fig, Figure)
     (ax,) = fig.axes
@@ -82,7 +110,10 @@ def test_pareto_figure_points_front_targets_and_log_scale():
     bars = [c for c in ax.collections if isinstance(c, LineCollection)]
     assert sorted(len(c.get_segments()) for c in bars) == [2, 2]
     assert [t.get_text() for t in ax.texts] == [
-        "none / direct / T=8", "TCSA / direct / T=8", "TA / direct / T=8"]
+        "none / direct / T=8",
+        "TCSA / direct / T=8",
+        "TA / direct / T=8",
+    ]
 
 
 def test_pareto_figure_single_seed_single_cell_equal_energy():
@@ -100,19 +131,26 @@ def test_pareto_figure_single_seed_single_cell_equal_energy():
 
 
 def test_pareto_figure_labels_name_varying_backbone():
-    summary = pd.concat([_summary([("TCSA", 96.0, NAN, 0.1, NAN, NAN)]),
-                         _summary([("TCSA", 97.0, NAN, 0.3, NAN, NAN)], backbone="resnet")])
+    summary = pd.concat(
+        [
+            _summary([("TCSA", 96.0, NAN, 0.1, NAN, NAN)]),
+            _summary([("TCSA", 97.0, NAN, 0.3, NAN, NAN)], backbone="resnet"),
+        ]
+    )
     ax = pareto_figure(summary.reset_index(drop=True), "mixed").axes[0]
-    assert [t.get_text() for t in ax.texts] == ["demo_cnn / TCSA / direct / T=8",
-                                                "resnet / TCSA / direct / T=8"]
+    assert [t.get_text() for t in ax.texts] == [
+        "demo_cnn / TCSA / direct / T=8",
+        "resnet / TCSA / direct / T=8",
+    ]
 
 
 def test_pareto_figure_rejects_bad_input():
     with pytest.raises(ValueError, match="no rows"):
         pareto_figure(_summary([]).reindex(columns=_summary([("x", 1, 1, 1, 1, 1)]).columns), "t")
     with pytest.raises(ValueError, match="acc_mean, energy_uj_mean"):
-        pareto_figure(_summary([("x", 1, 1, 1, 1, 1)]).drop(columns=["acc_mean", "energy_uj_mean"]),
-                      "t")
+        pareto_figure(
+            _summary([("x", 1, 1, 1, 1, 1)]).drop(columns=["acc_mean", "energy_uj_mean"]), "t"
+        )
     with pytest.raises(ValueError, match="none / direct / T=8"):
         pareto_figure(_summary([("none", NAN, NAN, 0.1, NAN, NAN)]), "t")
     with pytest.raises(ValueError, match="no rows"):
@@ -121,12 +159,14 @@ def test_pareto_figure_rejects_bad_input():
 
 # -- firing_rate_figure ------------------------------------------------------------------------
 def _rates() -> pd.DataFrame:
-    return pd.DataFrame({
-        "label": ["none / direct"] * 3 + ["TCSA / direct"] * 4,
-        "layer": ["lif1", "lif2", "lif3", "lif1", "attn.lif", "lif2", "lif3"],
-        "rate": [0.2, 0.15, 0.1, 0.18, 0.3, 0.12, 0.08],
-        "rate_std": [NAN] * 3 + [0.01, 0.02, 0.01, 0.01],
-    })
+    return pd.DataFrame(
+        {
+            "label": ["none / direct"] * 3 + ["TCSA / direct"] * 4,
+            "layer": ["lif1", "lif2", "lif3", "lif1", "attn.lif", "lif2", "lif3"],
+            "rate": [0.2, 0.15, 0.1, 0.18, 0.3, 0.12, 0.08],
+            "rate_std": [NAN] * 3 + [0.01, 0.02, 0.01, 0.01],
+        }
+    )
 
 
 def test_firing_rate_figure_lines_per_label_layers_in_first_appearance_order():
@@ -165,9 +205,16 @@ def _histories() -> pd.DataFrame:
     for label, seeds in (("none", [0, 1]), ("TCSA", [0])):
         for seed in seeds:
             for epoch in (1, 2, 3):
-                rows.append({"label": label, "seed": seed, "epoch": epoch,
-                             "train_loss": 1.0 / epoch + 0.1 * seed, "test_loss": 1.0,
-                             "test_acc": 0.5 + 0.1 * epoch + 0.02 * seed})
+                rows.append(
+                    {
+                        "label": label,
+                        "seed": seed,
+                        "epoch": epoch,
+                        "train_loss": 1.0 / epoch + 0.1 * seed,
+                        "test_loss": 1.0,
+                        "test_acc": 0.5 + 0.1 * epoch + 0.02 * seed,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -219,8 +266,7 @@ def test_save_figure_writes_both_formats_deterministically(tmp_path):
 # -- diverged runs -----------------------------------------------------------------------------
 def _with_status(summary: pd.DataFrame, statuses: list[str], diverged: list[int]) -> pd.DataFrame:
     """summary.csv's status / seeds / n_diverged columns (3 seeds per cell)."""
-    return summary.assign(status=statuses, n_diverged=diverged,
-                          seeds=[3 - k for k in diverged])
+    return summary.assign(status=statuses, n_diverged=diverged, seeds=[3 - k for k in diverged])
 
 
 def _note(fig: Figure) -> str:
@@ -228,16 +274,25 @@ def _note(fig: Figure) -> str:
 
 
 def test_pareto_figure_skips_a_fully_diverged_cell_and_says_so():
-    summary = _with_status(_summary([("none", NAN, NAN, NAN, NAN, 96.0),
-                                     ("TCSA", 96.0, 0.3, 0.1, 0.01, NAN),
-                                     ("TA", 94.0, NAN, 0.01, NAN, NAN)]),
-                           ["diverged", "completed", "some_diverged"], [3, 0, 2])
+    summary = _with_status(
+        _summary(
+            [
+                ("none", NAN, NAN, NAN, NAN, 96.0),
+                ("TCSA", 96.0, 0.3, 0.1, 0.01, NAN),
+                ("TA", 94.0, NAN, 0.01, NAN, NAN),
+            ]
+        ),
+        ["diverged", "completed", "some_diverged"],
+        [3, 0, 2],
+    )
     fig = pareto_figure(summary, "demo")
     (ax,) = fig.axes
     (cells,) = _by_label(ax, "Cells")
     assert cells.get_offsets().tolist() == [[0.1, 96.0], [0.01, 94.0]]
-    assert [t.get_text() for t in ax.texts] == ["TCSA / direct / T=8",
-                                                "TA / direct / T=8 (2 diverged)"]
+    assert [t.get_text() for t in ax.texts] == [
+        "TCSA / direct / T=8",
+        "TA / direct / T=8 (2 diverged)",
+    ]
     assert not _by_label(ax, "Paper target")  # the diverged cell's target has no energy
     note = _note(fig)
     assert "none / direct / T=8: all 3 seeds (no point)" in note
@@ -245,9 +300,11 @@ def test_pareto_figure_skips_a_fully_diverged_cell_and_says_so():
 
 
 def test_pareto_figure_when_every_cell_diverged():
-    summary = _with_status(_summary([("none", NAN, NAN, NAN, NAN, NAN),
-                                     ("TCSA", NAN, NAN, NAN, NAN, 97.0)]),
-                           ["diverged", "diverged"], [3, 3])
+    summary = _with_status(
+        _summary([("none", NAN, NAN, NAN, NAN, NAN), ("TCSA", NAN, NAN, NAN, NAN, 97.0)]),
+        ["diverged", "diverged"],
+        [3, 3],
+    )
     fig = pareto_figure(summary, "demo")
     (ax,) = fig.axes
     assert not ax.axison and "Every cell diverged" in ax.texts[0].get_text()
@@ -277,10 +334,30 @@ def test_firing_rate_figure_with_note_and_when_every_run_diverged():
 def _histories_with_diverged() -> pd.DataFrame:
     """none: seeds 0, 1 completed and seed 2 diverged after epoch 2; TA: both seeds diverged."""
     rows = _histories().assign(status="completed")
-    extra = [{"label": "none", "seed": 2, "epoch": e, "train_loss": 5.0, "test_loss": 1.0,
-              "test_acc": 0.1, "status": "diverged"} for e in (1, 2)]
-    extra += [{"label": "TA", "seed": s, "epoch": 1, "train_loss": 9.0, "test_loss": 1.0,
-               "test_acc": 0.2, "status": "diverged"} for s in (0, 1)]
+    extra = [
+        {
+            "label": "none",
+            "seed": 2,
+            "epoch": e,
+            "train_loss": 5.0,
+            "test_loss": 1.0,
+            "test_acc": 0.1,
+            "status": "diverged",
+        }
+        for e in (1, 2)
+    ]
+    extra += [
+        {
+            "label": "TA",
+            "seed": s,
+            "epoch": 1,
+            "train_loss": 9.0,
+            "test_loss": 1.0,
+            "test_acc": 0.2,
+            "status": "diverged",
+        }
+        for s in (0, 1)
+    ]
     return pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
 
 

@@ -1,4 +1,5 @@
 """The paper-shaped results table: long form, wide form, caption and its three renderings."""
+
 from __future__ import annotations
 
 import io
@@ -8,8 +9,15 @@ import re
 import pandas as pd
 import pytest
 
-from spikeattn.report.paper import (LONG_COLUMNS, diverged_of, paper_caption, paper_long,
-                                    paper_sources, paper_wide, render_paper)
+from spikeattn.report.paper import (
+    LONG_COLUMNS,
+    diverged_of,
+    paper_caption,
+    paper_long,
+    paper_sources,
+    paper_wide,
+    render_paper,
+)
 
 CONVENTIONS = "E_MAC = 4.6 pJ, E_AC = 0.9 pJ (45 nm); first layer 100% dense"
 BACKBONE = "demo_cnn"
@@ -39,24 +47,47 @@ def _runs(cells=CELLS, backbone=BACKBONE, coding="direct", diverged=None) -> pd.
         bb = key[4] if len(key) > 4 else backbone
         cod = key[5] if len(key) > 5 else coding
         for seed, (acc, uj) in enumerate(zip(accs, ujs)):
-            row = {"study": study, "cell": _cid(dataset, bb, attention, cod, T),
-                   "dataset": dataset, "backbone": bb, "attention": attention,
-                   "coding": cod, "T": T, "seed": seed, "acc": acc, "best_acc": acc,
-                   "firing_rate": 0.1, "spikes": 100.0, "energy_uj": uj, "macs": 10,
-                   "sops": 20.0, "epochs": 3}
+            row = {
+                "study": study,
+                "cell": _cid(dataset, bb, attention, cod, T),
+                "dataset": dataset,
+                "backbone": bb,
+                "attention": attention,
+                "coding": cod,
+                "T": T,
+                "seed": seed,
+                "acc": acc,
+                "best_acc": acc,
+                "firing_rate": 0.1,
+                "spikes": 100.0,
+                "energy_uj": uj,
+                "macs": 10,
+                "sops": 20.0,
+                "epochs": 3,
+            }
             if diverged is not None:
                 bad = seed in diverged.get(key, ())
-                row.update(status="diverged" if bad else "completed",
-                           diverged_epoch=2.0 if bad else math.nan)
+                row.update(
+                    status="diverged" if bad else "completed",
+                    diverged_epoch=2.0 if bad else math.nan,
+                )
                 if bad:
                     row.update(acc=10.0, best_acc=10.0, energy_uj=99.0)
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-TARGETS = {"sa": [{"cell": {"attention": "TCSA"}, "acc": 97.50, "energy_mj": 0.0123,
-                   "source": "Paper X (2023), table 2"}],
-           "sb": []}
+TARGETS = {
+    "sa": [
+        {
+            "cell": {"attention": "TCSA"},
+            "acc": 97.50,
+            "energy_mj": 0.0123,
+            "source": "Paper X (2023), table 2",
+        }
+    ],
+    "sb": [],
+}
 STUDIES = {"sa": {"seeds": [0, 1, 2], "epochs": 6}, "sb": {"seeds": [0, 1, 2], "epochs": 5}}
 
 
@@ -72,8 +103,9 @@ def wide(long) -> pd.DataFrame:
 
 @pytest.fixture
 def rendered(long, wide) -> dict[str, str]:
-    caption = paper_caption("Demo_paper: results", long, STUDIES, CONVENTIONS,
-                            paper_sources(TARGETS))
+    caption = paper_caption(
+        "Demo_paper: results", long, STUDIES, CONVENTIONS, paper_sources(TARGETS)
+    )
     return render_paper("demo", wide, long, caption)
 
 
@@ -81,7 +113,11 @@ def rendered(long, wide) -> dict[str, str]:
 def test_long_one_row_per_cell_with_targets_and_delta(long):
     assert tuple(long.columns) == LONG_COLUMNS
     assert list(zip(long["study"], long["row"], long["column"])) == [
-        ("sa", "none", COL_A), ("sa", "TCSA", COL_A), ("sb", "none", COL_B), ("sb", "TCSA", COL_B)]
+        ("sa", "none", COL_A),
+        ("sa", "TCSA", COL_A),
+        ("sb", "none", COL_B),
+        ("sb", "TCSA", COL_B),
+    ]
     assert long["seeds"].tolist() == [3, 3, 3, 3]
     assert long["acc_mean"].tolist() == pytest.approx([96.12, 97.10, 91.00, 93.00])
     assert long["acc_std"].tolist() == pytest.approx([0.35, 0.10, 1.00, 0.00])
@@ -100,8 +136,10 @@ def test_long_refuses_empty_runs():
 
 
 def test_target_matching_uses_every_given_coordinate():
-    targets = {"sa": [{"cell": {"attention": "TCSA", "T": 8}, "acc": 50.0}],  # no such cell
-               "sb": [{"cell": {"attention": "none"}, "acc": 90.25}]}
+    targets = {
+        "sa": [{"cell": {"attention": "TCSA", "T": 8}, "acc": 50.0}],  # no such cell
+        "sb": [{"cell": {"attention": "none"}, "acc": 90.25}],
+    }
     long = paper_long(_runs(), targets)
     assert long["target_acc"].isna().tolist() == [True, True, False, True]
     assert long.loc[2, "delta"] == pytest.approx(0.75)
@@ -110,8 +148,14 @@ def test_target_matching_uses_every_given_coordinate():
 # -- wide form ---------------------------------------------------------------------------------
 def test_wide_column_groups_paper_and_delta_only_where_targeted(wide):
     assert list(wide.columns) == [
-        (COL_A, "Paper (%)"), (COL_A, "Ours (%)"), (COL_A, "Δ (pp)"), (COL_A, "Energy (µJ)"),
-        (COL_A, "Paper (µJ)"), (COL_B, "Ours (%)"), (COL_B, "Energy (µJ)")]
+        (COL_A, "Paper (%)"),
+        (COL_A, "Ours (%)"),
+        (COL_A, "Δ (pp)"),
+        (COL_A, "Energy (µJ)"),
+        (COL_A, "Paper (µJ)"),
+        (COL_B, "Ours (%)"),
+        (COL_B, "Energy (µJ)"),
+    ]
     assert list(wide.index) == ["none", "TCSA"]  # one row per cell, across both studies
     assert wide.loc["none", (COL_A, "Ours (%)")] == "96.12 ± 0.35 (3)"
     assert wide.loc["TCSA", (COL_A, "Ours (%)")] == "97.10 ± 0.10 (3)"
@@ -131,8 +175,10 @@ def test_wide_column_groups_paper_and_delta_only_where_targeted(wide):
 
 
 def test_wide_delta_has_a_sign_either_way():
-    targets = {"sa": [{"cell": {"attention": "TCSA"}, "acc": 96.5}],
-               "sb": [{"cell": {"attention": "none"}, "acc": 92.25}]}
+    targets = {
+        "sa": [{"cell": {"attention": "TCSA"}, "acc": 96.5}],
+        "sb": [{"cell": {"attention": "none"}, "acc": 92.25}],
+    }
     wide = paper_wide(paper_long(_runs(), targets))
     assert wide.loc["TCSA", (COL_A, "Δ (pp)")] == "+0.60"
     assert wide.loc["none", (COL_B, "Δ (pp)")] == "-1.25"
@@ -169,8 +215,13 @@ def test_backbone_names_rows_only_when_a_group_has_two():
     two = dict(CELLS)
     two[("sa", "A", 4, "none", "big_net")] = ([90.0, 91.0, 92.0], [1.0, 1.0, 1.0])
     long = paper_long(_runs(two), {})
-    assert list(long["row"]) == ["demo_cnn / none", "demo_cnn / TCSA", "demo_cnn / none",
-                                 "demo_cnn / TCSA", "big_net / none"]
+    assert list(long["row"]) == [
+        "demo_cnn / none",
+        "demo_cnn / TCSA",
+        "demo_cnn / none",
+        "demo_cnn / TCSA",
+        "big_net / none",
+    ]
     assert list(dict.fromkeys(long["column"])) == ["A · T=4", "B · T=8"]
     wide = paper_wide(long)
     assert list(wide.index) == ["demo_cnn / none", "demo_cnn / TCSA", "big_net / none"]
@@ -182,14 +233,20 @@ def test_coding_names_rows_only_when_it_varies():
     cells = dict(CELLS)
     cells[("sa", "A", 4, "none", BACKBONE, "gac")] = ([97.0, 97.0, 97.0], [0.1, 0.1, 0.1])
     long = paper_long(_runs(cells), {})
-    assert list(long["row"]) == ["none / direct", "TCSA / direct", "none / direct",
-                                 "TCSA / direct", "none / gac"]
+    assert list(long["row"]) == [
+        "none / direct",
+        "TCSA / direct",
+        "none / direct",
+        "TCSA / direct",
+        "none / gac",
+    ]
 
 
 # -- caption -----------------------------------------------------------------------------------
 def test_caption_states_studies_sources_and_conventions(long):
-    text = paper_caption("Demo", long, STUDIES, CONVENTIONS + ".",
-                         ["Paper X", "Paper Y", "Paper X"])
+    text = paper_caption(
+        "Demo", long, STUDIES, CONVENTIONS + ".", ["Paper X", "Paper Y", "Paper X"]
+    )
     assert text.startswith("Demo. Ours: final test accuracy, mean ± sample std over seeds")
     assert "sa: A T=4; seeds 0, 1, 2; 6 epochs." in text
     assert "sb: B T=8; seeds 0, 1, 2; 5 epochs." in text
@@ -200,8 +257,10 @@ def test_caption_states_studies_sources_and_conventions(long):
 
 
 def test_paper_sources_lists_every_target_with_a_source():
-    targets = {"a": [{"cell": {}, "acc": 1.0, "source": "S1"}, {"cell": {}, "acc": 2.0}],
-               "b": [{"cell": {}, "acc": 3.0, "source": "S2"}]}
+    targets = {
+        "a": [{"cell": {}, "acc": 1.0, "source": "S1"}, {"cell": {}, "acc": 2.0}],
+        "b": [{"cell": {}, "acc": 3.0, "source": "S2"}],
+    }
     assert paper_sources(targets) == ["S1", "S2"]
     assert paper_sources({}) == []
 
@@ -215,8 +274,16 @@ def test_markdown_header_table_and_caption(rendered):
     tcsa = next(line for line in md.splitlines() if line.startswith("| TCSA"))
     # strings are printed as they are: no "97.5" for "97.50", no lost sign on Δ
     cells = [c.strip() for c in tcsa.strip("|").split("|")]
-    assert cells == ["TCSA", "97.50", "97.10 ± 0.10 (3)", "-0.40", "0.0300 ± 0.0000", "12.3",
-                     "93.00 ± 0.00 (3)", "0.0210 ± 0.0010"]
+    assert cells == [
+        "TCSA",
+        "97.50",
+        "97.10 ± 0.10 (3)",
+        "-0.40",
+        "0.0300 ± 0.0000",
+        "12.3",
+        "93.00 ± 0.00 (3)",
+        "0.0210 ± 0.0010",
+    ]
     assert md.rstrip().endswith(f"Energy conventions: {CONVENTIONS}.")
     assert "Paper X (2023), table 2" in md
 
@@ -301,7 +368,7 @@ def test_fully_diverged_cell_reads_diverged_in_every_rendering():
     assert "97.05 ± 0.07 (2, 1 diverged)" in md  # seeds 0 and 1 of TCSA in A
     tex = out["results.tex"]
     assert "diverged (all 3)" in tex
-    body = tex[tex.index(r"\begin{tabular}"):tex.index(r"\end{tabular}")]
+    body = tex[tex.index(r"\begin{tabular}") : tex.index(r"\end{tabular}")]
     assert not NAN_WORD.search(body)
     csv = pd.read_csv(io.StringIO(out["results.csv"]))
     assert tuple(csv.columns) == LONG_COLUMNS
@@ -321,5 +388,6 @@ def test_caption_without_the_run_list_still_explains_the_counts():
 def test_runs_with_status_but_no_divergence_match_old_frames():
     pd.testing.assert_frame_equal(
         paper_long(_runs(diverged={}), TARGETS).drop(columns=["status", "n_diverged"]),
-        paper_long(_runs(), TARGETS).drop(columns=["status", "n_diverged"]))
+        paper_long(_runs(), TARGETS).drop(columns=["status", "n_diverged"]),
+    )
     assert set(paper_long(_runs(), TARGETS)["status"]) == {"completed"}

@@ -1,4 +1,5 @@
 """runs_frame, layer_rates and histories on small hand-written per-seed result files."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,10 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-
 from result_files import write_run
-from spikeattn.report.results import RUN_COLUMNS, histories, layer_rates, runs_frame
+
 from spikeattn.records import ResultError
+from spikeattn.report.results import RUN_COLUMNS, histories, layer_rates, runs_frame
 
 STUDY = "demo-dvs"
 SEEDS = [0, 1, 2]
@@ -19,8 +20,13 @@ CONVENTIONS = "E_MAC = 4.6 pJ, E_AC = 0.9 pJ (45 nm)"
 
 
 def _cell(attention: str) -> dict:
-    cell = {"dataset": "digits-dvs", "backbone": "demo_cnn", "attention": attention,
-            "coding": "direct", "T": 8}
+    cell = {
+        "dataset": "digits-dvs",
+        "backbone": "demo_cnn",
+        "attention": attention,
+        "coding": "direct",
+        "T": 8,
+    }
     cell["id"] = f"digits-dvs__demo_cnn__{attention}__direct__T8"
     return cell
 
@@ -43,12 +49,32 @@ def _layers(rates) -> list[dict]:
     """energy.json's per-layer records: a conv before each LIF, in forward order."""
     rows = []
     for name, rate in zip(LIF, rates):
-        rows.append({"layer": name.replace("lif", "conv"), "kind": "conv", "type": "Conv2d",
-                     "input": "spikes", "firing_rate": 1.0, "spike_count": 0.0,
-                     "sops": 1000.0, "macs": 0.0, "energy_pj": 900.0})
-        rows.append({"layer": name, "kind": "lif", "type": "LIF", "input": "real",
-                     "firing_rate": rate, "spike_count": 100.0 * rate, "sops": 0.0,
-                     "macs": 0.0, "energy_pj": 0.0})
+        rows.append(
+            {
+                "layer": name.replace("lif", "conv"),
+                "kind": "conv",
+                "type": "Conv2d",
+                "input": "spikes",
+                "firing_rate": 1.0,
+                "spike_count": 0.0,
+                "sops": 1000.0,
+                "macs": 0.0,
+                "energy_pj": 900.0,
+            }
+        )
+        rows.append(
+            {
+                "layer": name,
+                "kind": "lif",
+                "type": "LIF",
+                "input": "real",
+                "firing_rate": rate,
+                "spike_count": 100.0 * rate,
+                "sops": 0.0,
+                "macs": 0.0,
+                "energy_pj": 0.0,
+            }
+        )
     return rows
 
 
@@ -58,10 +84,22 @@ def _write_seed(root, cell: dict, seed: int, i: int, study: str = STUDY, **statu
     att = cell["attention"]
     rates = RATES[att][i]
     history = [(1.0 / epoch + i, ACC[att][i] - 0.01 * (3 - epoch)) for epoch in (1, 2, 3)]
-    return write_run(root, study, cell, seed, acc=ACC[att][i], best=BEST[att][i],
-                     rate=float(np.mean(rates)), energy_uj=ENERGY[att][i],
-                     spikes=SPIKES[att][i], sops=1_500_000.0 + i, layers=_layers(rates),
-                     conventions=CONVENTIONS, history=history, **status)
+    return write_run(
+        root,
+        study,
+        cell,
+        seed,
+        acc=ACC[att][i],
+        best=BEST[att][i],
+        rate=float(np.mean(rates)),
+        energy_uj=ENERGY[att][i],
+        spikes=SPIKES[att][i],
+        sops=1_500_000.0 + i,
+        layers=_layers(rates),
+        conventions=CONVENTIONS,
+        history=history,
+        **status,
+    )
 
 
 @pytest.fixture
@@ -96,10 +134,13 @@ def test_runs_frame_one_row_per_cell_and_seed(results):
 def test_runs_frame_accepts_config_cells(results):
     from spikeattn.config import Cell
 
-    cells = [Cell(study=STUDY, **{k: c[k] for k in ("dataset", "backbone", "attention",
-                                                    "coding", "T")}) for c in CELLS]
-    pd.testing.assert_frame_equal(runs_frame(STUDY, cells, SEEDS, results),
-                                  runs_frame(STUDY, CELLS, SEEDS, results))
+    cells = [
+        Cell(study=STUDY, **{k: c[k] for k in ("dataset", "backbone", "attention", "coding", "T")})
+        for c in CELLS
+    ]
+    pd.testing.assert_frame_equal(
+        runs_frame(STUDY, cells, SEEDS, results), runs_frame(STUDY, CELLS, SEEDS, results)
+    )
 
 
 def test_runs_frame_spikes_nan_when_energy_lacks_them(results):
@@ -162,8 +203,17 @@ def test_layer_rates_missing_energy_file(results):
 def test_histories_concatenates_every_epoch_with_label_and_seed(results):
     frame = histories(STUDY, CELLS, SEEDS, results)
     assert len(frame) == 2 * 3 * 3  # cells x seeds x epochs
-    assert list(frame.columns) == ["epoch", "lr", "train_loss", "train_acc", "test_loss",
-                                   "test_acc", "label", "seed", "status"]
+    assert list(frame.columns) == [
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "label",
+        "seed",
+        "status",
+    ]
     assert set(frame["status"]) == {"completed"}  # no status in metrics.json: completed
     assert frame.index.tolist() == list(range(18))
     assert list(frame["label"]) == ["none / direct / T=8"] * 9 + ["TCSA / direct / T=8"] * 9
@@ -248,7 +298,9 @@ def test_runs_frame_refuses_energy_of_an_earlier_checkpoint(results):
     (folder / "metrics.json").write_text(json.dumps(metrics))
     with pytest.raises(ResultError, match="energy.json is stale") as err:
         runs_frame(STUDY, CELLS, SEEDS, results)
-    assert str(folder / "energy.json") in str(err.value) and str(folder / "metrics.json") in str(err.value)
+    assert str(folder / "energy.json") in str(err.value) and str(folder / "metrics.json") in str(
+        err.value
+    )
 
 
 def test_runs_frame_names_a_metrics_json_without_final(results):

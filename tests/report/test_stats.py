@@ -1,4 +1,5 @@
 """welch and holm: hand-computed values, agreement with scipy, and the degenerate cases."""
+
 from __future__ import annotations
 
 import math

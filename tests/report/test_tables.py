@@ -1,4 +1,5 @@
 """build_tables: statistics, formats and failure modes, on small hand-written result files."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,10 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-
 from result_files import write_run
-from spikeattn.report import build_tables
+
 from spikeattn.records import ResultError
+from spikeattn.report import build_tables
 from spikeattn.report.formatting import fmt_count, fmt_pm, latex_escape
 
 STUDY = "demo-dvs"
@@ -20,8 +21,13 @@ CONVENTIONS = "E_MAC = 4.6 pJ, E_AC = 0.9 pJ (45 nm); first layer counted as MAC
 
 
 def _cell(attention: str, backbone: str = "demo_cnn") -> dict:
-    cell = {"dataset": "digits-dvs", "backbone": backbone, "attention": attention,
-            "coding": "direct", "T": 8}
+    cell = {
+        "dataset": "digits-dvs",
+        "backbone": backbone,
+        "attention": attention,
+        "coding": "direct",
+        "T": 8,
+    }
     cell["id"] = f"{cell['dataset']}__{backbone}__{attention}__direct__T8"
     return cell
 
@@ -35,15 +41,34 @@ ENERGY = {CELLS[0]["id"]: [0.0412, 0.0405, 0.0420], CELLS[1]["id"]: [0.0301, 0.0
 PARAMS = {CELLS[0]["id"]: 10412, CELLS[1]["id"]: 12_630_000}
 
 
-def _write_seed(root, cell: dict, seed: int, i: int, study: str = STUDY,
-                conventions: str = CONVENTIONS, like: dict | None = None, **status):
+def _write_seed(
+    root,
+    cell: dict,
+    seed: int,
+    i: int,
+    study: str = STUDY,
+    conventions: str = CONVENTIONS,
+    like: dict | None = None,
+    **status,
+):
     """Write one seed's metrics.json and energy.json; `like` borrows another cell's values,
     `status` passes status / diverged_epoch / loss on to write_run."""
     key = (like or cell)["id"]
-    return write_run(root, study, cell, seed, acc=ACC[key][i], best=BEST[key][i],
-                     rate=RATE[key][i], energy_uj=ENERGY[key][i],
-                     params=PARAMS[key], sops=1_500_000.0 + 1000 * i, conventions=conventions,
-                     epochs=6, **status)
+    return write_run(
+        root,
+        study,
+        cell,
+        seed,
+        acc=ACC[key][i],
+        best=BEST[key][i],
+        rate=RATE[key][i],
+        energy_uj=ENERGY[key][i],
+        params=PARAMS[key],
+        sops=1_500_000.0 + 1000 * i,
+        conventions=conventions,
+        epochs=6,
+        **status,
+    )
 
 
 @pytest.fixture
@@ -78,7 +103,11 @@ def test_means_and_stds_match_numpy(built):
 def test_all_outputs_present_and_consistent(built):
     df, out = built
     assert sorted(p.name for p in out.iterdir()) == [
-        "metrics.json", "summary.csv", "summary.md", "summary.tex"]
+        "metrics.json",
+        "summary.csv",
+        "summary.md",
+        "summary.tex",
+    ]
     csv = pd.read_csv(out / "summary.csv")
     assert list(csv["cell"]) == [c["id"] for c in CELLS]  # grid order kept
     pd.testing.assert_frame_equal(csv, df, check_dtype=False)
@@ -86,7 +115,8 @@ def test_all_outputs_present_and_consistent(built):
     assert set(metrics) == {c["id"] for c in CELLS}
     for cell in CELLS:
         assert metrics[cell["id"]]["acc_mean"] == pytest.approx(
-            df.set_index("cell").loc[cell["id"], "acc_mean"])
+            df.set_index("cell").loc[cell["id"], "acc_mean"]
+        )
     md = (out / "summary.md").read_text()
     tex = (out / "summary.tex").read_text()
     first = df.iloc[0]
@@ -148,11 +178,22 @@ def test_differing_conventions_name_both_files(results, tmp_path):
 
 def test_metrics_json_is_strict_json(built):
     _, out = built
-    data = json.loads((out / "metrics.json").read_text(),
-                      parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    data = json.loads(
+        (out / "metrics.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"),
+    )
     entry = data[CELLS[0]["id"]]
-    assert set(entry) == {"acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean",
-                          "energy_uj_mean", "params", "target_acc", "seeds", "n_diverged"}
+    assert set(entry) == {
+        "acc_mean",
+        "acc_std",
+        "best_acc_mean",
+        "firing_rate_mean",
+        "energy_uj_mean",
+        "params",
+        "target_acc",
+        "seeds",
+        "n_diverged",
+    }
     assert entry["target_acc"] is None
     assert isinstance(entry["params"], int)
     assert (entry["seeds"], entry["n_diverged"]) == (3, 0)
@@ -199,7 +240,7 @@ def _table_lines(md: str) -> list[str]:
 
 def _tex_body(tex: str) -> str:
     """The tabular only: the caption may say 'NaN loss' on purpose."""
-    return tex[tex.index(r"\begin{tabular}"):tex.index(r"\end{tabular}")]
+    return tex[tex.index(r"\begin{tabular}") : tex.index(r"\end{tabular}")]
 
 
 def test_one_diverged_seed_among_three_is_left_out_and_counted(results, tmp_path):
@@ -232,8 +273,10 @@ def test_one_diverged_seed_among_three_is_left_out_and_counted(results, tmp_path
     assert not any(NAN_WORD.search(line) for line in _table_lines(md))
     tex = (out / "summary.tex").read_text()
     assert "2, 1 diverged" in tex and not NAN_WORD.search(_tex_body(tex))
-    metrics = json.loads((out / "metrics.json").read_text(),
-                         parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    metrics = json.loads(
+        (out / "metrics.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"),
+    )
     assert (metrics[bad["id"]]["seeds"], metrics[bad["id"]]["n_diverged"]) == (2, 1)
     assert metrics[bad["id"]]["acc_mean"] == pytest.approx(acc.mean())
 
@@ -247,8 +290,15 @@ def test_fully_diverged_cell_reads_diverged(results, tmp_path, epoch):
     df = build_tables(STUDY, CELLS, SEEDS, results, out)
     row = df.set_index("cell").loc[bad["id"]]
     assert (row["status"], row["seeds"], row["n_diverged"]) == ("diverged", 0, 3)
-    for column in ("acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean",
-                   "energy_uj_mean", "sops_mean", "macs_mean"):
+    for column in (
+        "acc_mean",
+        "acc_std",
+        "best_acc_mean",
+        "firing_rate_mean",
+        "energy_uj_mean",
+        "sops_mean",
+        "macs_mean",
+    ):
         assert math.isnan(row[column]), column
     assert row["params"] == PARAMS[bad["id"]]  # architecture: known even without a result
     assert df.set_index("cell").loc[CELLS[1]["id"], "status"] == "completed"
@@ -256,8 +306,15 @@ def test_fully_diverged_cell_reads_diverged(results, tmp_path, epoch):
     md = (out / "summary.md").read_text()
     line = next(line for line in _table_lines(md) if line.startswith("| none"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells == ["none / direct / T=8", "diverged", "diverged", "diverged", "diverged",
-                     "10.4k", "all 3 diverged"]
+    assert cells == [
+        "none / direct / T=8",
+        "diverged",
+        "diverged",
+        "diverged",
+        "diverged",
+        "10.4k",
+        "all 3 diverged",
+    ]
     assert not any(NAN_WORD.search(line) for line in _table_lines(md))
     assert "3 runs diverged" in md and "seed 2 (epoch " in md and "-inf loss" in md
     assert "a cell whose seeds all diverged reads diverged" in md
@@ -319,7 +376,9 @@ def _edit(path, **changes):
 
 def test_energy_of_an_earlier_checkpoint_is_refused_naming_both_files(results, tmp_path):
     folder = results / STUDY / CELLS[1]["id"] / "seed1"
-    _edit(folder / "metrics.json", checkpoint_sha256="9e" * 32, final={"test_acc": 0.5})  # retrained
+    _edit(
+        folder / "metrics.json", checkpoint_sha256="9e" * 32, final={"test_acc": 0.5}
+    )  # retrained
     out = tmp_path / "out"
     with pytest.raises(ResultError) as err:
         build_tables(STUDY, CELLS, SEEDS, results, out)
@@ -339,8 +398,15 @@ def test_files_from_before_checkpoints_were_named_still_build(results, tmp_path)
     assert len(build_tables(STUDY, CELLS, SEEDS, results, tmp_path / "out")) == 2
 
 
-@pytest.mark.parametrize("drop, key", [("final", "'final'"), ("best", "'best'"),
-                                       ("seed", "'seed'"), ("final.test_acc", "'final.test_acc'")])
+@pytest.mark.parametrize(
+    "drop, key",
+    [
+        ("final", "'final'"),
+        ("best", "'best'"),
+        ("seed", "'seed'"),
+        ("final.test_acc", "'final.test_acc'"),
+    ],
+)
 def test_metrics_json_missing_a_key_names_file_key_and_fix(results, tmp_path, drop, key):
     path = results / STUDY / CELLS[0]["id"] / "seed2" / "metrics.json"
     outer, _, inner = drop.partition(".")

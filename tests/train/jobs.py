@@ -1,5 +1,6 @@
 """Real `spikeattn train` jobs on a tiny study, in scratch directories (for the resume,
 divergence and DDP tests). The study is tests/tiny_params.py's "tiny" selection (STUDY, CELL)."""
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,15 @@ def setup(workdir: Path, raw: dict, data_from: Path | None = None) -> Path:
         (workdir / "data").symlink_to(data_from / "data")
         return workdir
     for cmd in (["prepare", "digits"], ["preprocess", "digits", "--T", "2", "--study", STUDY]):
-        subprocess.run(spikeattn(workdir, *cmd), cwd=workdir, env=job_env(workdir), check=True,
-                       capture_output=True, text=True, timeout=300)
+        subprocess.run(
+            spikeattn(workdir, *cmd),
+            cwd=workdir,
+            env=job_env(workdir),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     return workdir
 
 
@@ -48,7 +56,15 @@ def run_dir(workdir: Path) -> Path:
 
 
 def run(workdir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(spikeattn(workdir, *args), cwd=workdir, env=job_env(workdir),
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"spikeattn {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    proc = subprocess.run(
+        spikeattn(workdir, *args),
+        cwd=workdir,
+        env=job_env(workdir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, (
+        f"spikeattn {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    )
     return proc

@@ -1,5 +1,6 @@
 """Checkpoints and resume states are checked when read back: damaged, truncated or replaced files
 are refused with an error naming the file and the fix, never trained on or measured."""
+
 import numpy as np
 import pytest
 import timm
@@ -7,8 +8,13 @@ import torch
 
 import spikeattn.models  # noqa: F401  (registers demo_cnn with timm)
 from spikeattn.io import file_digest
-from spikeattn.train.checkpoint import (CheckpointError, Resume, load_checkpoint, read_resume_state,
-                                        save_checkpoint)
+from spikeattn.train.checkpoint import (
+    CheckpointError,
+    Resume,
+    load_checkpoint,
+    read_resume_state,
+    save_checkpoint,
+)
 
 KWARGS = {"attention": "TA", "T": 2, "num_classes": 4, "img_size": 16}
 
@@ -35,7 +41,9 @@ def test_saved_digest_is_the_files_and_loading_checks_it(checkpoint):
     assert digest == file_digest(path)
     loaded, extra = load_checkpoint(path, digest)
     assert extra["seed"] == 0
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values())
+    )
 
 
 def test_same_size_garbage_in_a_checkpoint_is_refused(checkpoint):
@@ -78,7 +86,9 @@ def test_same_size_garbage_in_a_resume_state_is_refused(state, where):
     _garble(path, *where)
     with pytest.raises(CheckpointError) as err:
         Resume(path, "fp")
-    assert str(path) in str(err.value) and f"delete {path} to train this run from the start" in str(err.value)
+    assert str(path) in str(err.value) and f"delete {path} to train this run from the start" in str(
+        err.value
+    )
 
 
 def test_a_truncated_resume_state_names_the_file(state):
@@ -90,7 +100,9 @@ def test_a_truncated_resume_state_names_the_file(state):
 
 def test_a_state_saved_before_digests_is_resumed_with_a_warning(tmp_path):
     path = tmp_path / "resume.pt"
-    torch.save({"epoch": 1, "model": {}, "fingerprint": "fp", "extra": {"mlflow_run_id": "r"}}, path)
+    torch.save(
+        {"epoch": 1, "model": {}, "fingerprint": "fp", "extra": {"mlflow_run_id": "r"}}, path
+    )
     with pytest.warns(UserWarning, match="before resume states carried a digest"):
         resume = Resume(path, "fp")
     assert resume.state["epoch"] == 1 and resume.extra == {"mlflow_run_id": "r"}

@@ -1,13 +1,14 @@
 """CutMix (`train.cutmix`) against a written-out version of the authors' rule (bollossom/GAC
 CODE/CIFAR/main.py: rand_bbox and its use in `train`), its draw granularity, its loss through the
 training loop, and resume."""
+
 import numpy as np
 import pytest
+import tiny
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import tiny
 from spikeattn.data.loader import Batch
 from spikeattn.schema import params_schema, violations
 from spikeattn.train import Resume, build_loss, fit, run_epoch, seed_everything
@@ -19,7 +20,7 @@ def authors_rand_bbox(size, lam, cx, cy):
     cy over size[3]) given."""
     W = size[2]
     H = size[3]
-    cut_rat = np.sqrt(1. - lam)
+    cut_rat = np.sqrt(1.0 - lam)
     cut_w = int(W * cut_rat)
     cut_h = int(H * cut_rat)
     bbx1 = np.clip(cx - cut_w // 2, 0, W)
@@ -78,7 +79,9 @@ def test_frames_get_the_same_box_in_every_frame():
     x = torch.randn(4, 3, 2, 8, 8, generator=torch.Generator().manual_seed(2))  # [B, T, C, H, W]
     mixed = Fixed(0.5, [1, 2, 3, 0], 3, 4)(x, torch.arange(4))
     for t in range(3):
-        images, _, _, lam = authors_cutmix(x[:, t], torch.arange(4), 0.5, torch.tensor([1, 2, 3, 0]), 3, 4)
+        images, _, _, lam = authors_cutmix(
+            x[:, t], torch.arange(4), 0.5, torch.tensor([1, 2, 3, 0]), 3, 4
+        )
         assert torch.equal(mixed.x[:, t], images) and mixed.lam == pytest.approx(lam)
 
 
@@ -191,7 +194,9 @@ class Counted(CutMix):
 def test_loop_draws_once_per_epoch_and_trains_on_the_mixed_batch():
     model = Recorder()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    batches = [Batch(torch.randn(4, 3, 8, 12, dtype=torch.float64), torch.arange(4)) for _ in range(4)]
+    batches = [
+        Batch(torch.randn(4, 3, 8, 12, dtype=torch.float64), torch.arange(4)) for _ in range(4)
+    ]
     mixer = Counted(prob=0.5, beta=1.0, draw="epoch", seed=1)
     kinds = []
     for _ in range(12):
@@ -213,26 +218,42 @@ def train(settings, resume=None, stop_after=None):
     def stop(epoch, row):
         if epoch == stop_after:
             raise KeyboardInterrupt  # killed once the epoch's state is saved
-    result = fit(model, train_batches, test_batches, settings, 0, on_epoch=stop, progress=False,
-                 resume=resume)
+
+    result = fit(
+        model,
+        train_batches,
+        test_batches,
+        settings,
+        0,
+        on_epoch=stop,
+        progress=False,
+        resume=resume,
+    )
     return model, result
 
 
 # seed 0, prob 0.7, draw epoch: epochs 2 and 3 mix, 1 and 4 do not (one on each side of the stop)
-@pytest.mark.parametrize("cutmix", [{"prob": 0.7, "beta": 1.0, "draw": "epoch"},
-                                    {"prob": 1.0, "beta": 1.0, "draw": "batch"}])
+@pytest.mark.parametrize(
+    "cutmix",
+    [{"prob": 0.7, "beta": 1.0, "draw": "epoch"}, {"prob": 1.0, "beta": 1.0, "draw": "batch"}],
+)
 def test_resumed_run_mixes_as_the_uninterrupted_one(tmp_path, monkeypatch, cutmix):
     settings = {**tiny.SETTINGS, "epochs": 4, "cutmix": cutmix}
     whole_model, whole = train(settings)
     plain_model, _ = train({**tiny.SETTINGS, "epochs": 4})
-    assert not all(torch.equal(a, b) for a, b in zip(whole_model.state_dict().values(),
-                                                     plain_model.state_dict().values())), "CutMix acts"
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(whole_model.state_dict().values(), plain_model.state_dict().values())
+    ), "CutMix acts"
     state = tmp_path / "resume.pt"
     with pytest.raises(KeyboardInterrupt):
         train(settings, Resume(state, "fp"), stop_after=2)
     model, resumed = train(settings, Resume(state, "fp"))
     assert resumed.resumed_from == 2 and resumed.history == whole.history
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), whole_model.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), whole_model.state_dict().values())
+    )
     # the saved generator is what makes it so: a resume that forgets it mixes otherwise
     monkeypatch.setattr(CutMix, "load_state_dict", lambda self, state: None)
     with pytest.raises(KeyboardInterrupt):
@@ -247,12 +268,17 @@ TRAIN = {"$defs": params_schema()["$defs"], "$ref": "#/$defs/train"}
 def test_schema_takes_null_or_the_three_keys_and_names_the_problem():
     assert violations({"cutmix": None}, TRAIN, "train") == []
     assert violations({"cutmix": {"prob": 0.5, "beta": 1.0, "draw": "epoch"}}, TRAIN, "train") == []
-    assert violations({"cutmix": {"prob": 1.5, "beta": 0, "draw": "sometimes"}}, TRAIN, "train") == [
+    assert violations(
+        {"cutmix": {"prob": 1.5, "beta": 0, "draw": "sometimes"}}, TRAIN, "train"
+    ) == [
         "train.cutmix.beta: 0 is less than or equal to the minimum of 0",
         "train.cutmix.draw: 'sometimes' is not one of ['epoch', 'batch']",
-        "train.cutmix.prob: 1.5 is greater than the maximum of 1"]
+        "train.cutmix.prob: 1.5 is greater than the maximum of 1",
+    ]
     assert violations({"cutmix": {"prob": 0.5}}, TRAIN, "train") == [
-        "train.cutmix: 'beta' is a required property", "train.cutmix: 'draw' is a required property"]
+        "train.cutmix: 'beta' is a required property",
+        "train.cutmix: 'draw' is a required property",
+    ]
     assert CutMix.from_settings({}, 0) is None and CutMix.from_settings({"cutmix": None}, 0) is None
     with pytest.raises(ValueError, match="train.cutmix"):
         CutMix.from_settings({"cutmix": {"prob": 0.5, "beta": -1.0, "draw": "epoch"}}, 0)

@@ -1,4 +1,5 @@
 """DDP training on CPU: gloo, 2 processes under torchrun, on a tiny model."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ def test_shards_split_every_global_batch_and_stay_in_step():
         trimmed = batch[: len(batch) - len(batch) % 2] if i == len(whole) - 1 else batch
         assert sorted(parts[0][i] + parts[1][i]) == sorted(trimmed)
     assert torch.equal(shards[0].generator.get_state(), shards[1].generator.get_state())
-    tests = [[b.x[:, 0, 0, 0].long().tolist() for b in _loader(train=False).shard(r, 2)] for r in (0, 1)]
+    tests = [
+        [b.x[:, 0, 0, 0].long().tolist() for b in _loader(train=False).shard(r, 2)] for r in (0, 1)
+    ]
     assert sorted(sum(tests[0] + tests[1], [])) == list(range(30)), "the test set is covered once"
 
 
@@ -72,20 +75,35 @@ def test_two_gloo_processes_train_as_one_process_on_the_global_batch(tmp_path):
     script.write_text(SCRIPT)
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     subprocess.run([sys.executable, str(script), str(one)], check=True, timeout=300)
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc-per-node=2", str(script), str(two)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            str(script),
+            str(two),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     a, b = json.loads(one.read_text()), json.loads(two.read_text())
     assert (a["world"], b["world"]) == (1, 2)
-    torch.testing.assert_close(torch.tensor(b["weight"]), torch.tensor(a["weight"]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor(b["weight"]), torch.tensor(a["weight"]), rtol=1e-5, atol=1e-6
+    )
     for ra, rb in zip(a["history"], b["history"], strict=True):
         assert ra["test_acc"] == rb["test_acc"] and ra["train_acc"] == rb["train_acc"]
         assert abs(ra["train_loss"] - rb["train_loss"]) < 1e-5
 
 
 def test_train_command_of_a_distributed_study_runs_two_processes(tmp_path):
-    raw = jobs.tiny_params(train={"epochs": 2}, distributed={"nproc_per_node": 2, "backend": "gloo"})
+    raw = jobs.tiny_params(
+        train={"epochs": 2}, distributed={"nproc_per_node": 2, "backend": "gloo"}
+    )
     workdir = jobs.setup(tmp_path / "job", raw)
     jobs.run(workdir, *jobs.TRAIN)
     out = jobs.run_dir(workdir)

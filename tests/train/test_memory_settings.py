@@ -1,21 +1,22 @@
 """`train.fused_optimizer` and `train.grad_checkpointing`: validation, resolution per device,
 what a run records, and that both train as the default does; the history columns."""
+
 import copy
 from pathlib import Path
 
 import pytest
 import timm
+import tiny
 import torch
 import yaml
 
 import spikeattn.models  # noqa: F401
-import tiny
 from spikeattn.config import MEMORY_ONLY_TRAIN_KEYS, Params, ParamsError
-from spikeattn.io import canonical_json
 from spikeattn.data.frames import Split
 from spikeattn.data.loader import TensorBatches
-from spikeattn.schema import params_schema, violations
+from spikeattn.io import canonical_json
 from spikeattn.records import HISTORY_COLUMNS
+from spikeattn.schema import params_schema, violations
 from spikeattn.train import fit, seed_everything
 from spikeattn.train.loop import build_optimizer
 from spikeattn.train.speed import StepSettings, fused_problem, resolve_fused
@@ -26,8 +27,11 @@ TRAIN = {"$defs": params_schema()["$defs"], "$ref": "#/$defs/train"}
 
 @pytest.fixture(autouse=True)
 def restore_determinism():
-    saved = (torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     torch.backends.cudnn.benchmark = saved[2]
@@ -35,25 +39,38 @@ def restore_determinism():
 
 # --- validation -----------------------------------------------------------------------------
 
+
 def test_the_schema_checks_both_keys():
     assert violations({"fused_optimizer": "auto", "grad_checkpointing": True}, TRAIN, "train") == []
     assert violations({"fused_optimizer": False}, TRAIN, "train") == []
     assert violations({"fused_optimizer": "yes"}, TRAIN, "train") == [
-        "train.fused_optimizer: 'yes' is not one of ['auto', True, False]"]
+        "train.fused_optimizer: 'yes' is not one of ['auto', True, False]"
+    ]
     assert violations({"grad_checkpointing": "auto"}, TRAIN, "train") == [
-        "train.grad_checkpointing: 'auto' is not of type 'boolean'"]
+        "train.grad_checkpointing: 'auto' is not of type 'boolean'"
+    ]
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"fused_optimizer": "on"}, "train.fused_optimizer: must be auto, true or false, got 'on'"),
-    ({"fused_optimizer": 1}, "train.fused_optimizer: must be auto, true or false, got 1"),
-    ({"fused_optimizer": True, "opt": "nadam"},
-     "train.fused_optimizer: true, but optimizer nadam has no fused kernel"),
-    ({"opt": "sgd", "opt_kwargs": {"fused": True}}, "train.opt_kwargs: holds fused; set train.fused_optimizer"),
-    ({"fused_optimizer": True, "opt": "adam", "opt_kwargs": {"foreach": True}},
-     "train.fused_optimizer: true, and train.opt_kwargs.foreach: true"),
-    ({"grad_checkpointing": "yes"}, "train.grad_checkpointing must be true or false"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"fused_optimizer": "on"}, "train.fused_optimizer: must be auto, true or false, got 'on'"),
+        ({"fused_optimizer": 1}, "train.fused_optimizer: must be auto, true or false, got 1"),
+        (
+            {"fused_optimizer": True, "opt": "nadam"},
+            "train.fused_optimizer: true, but optimizer nadam has no fused kernel",
+        ),
+        (
+            {"opt": "sgd", "opt_kwargs": {"fused": True}},
+            "train.opt_kwargs: holds fused; set train.fused_optimizer",
+        ),
+        (
+            {"fused_optimizer": True, "opt": "adam", "opt_kwargs": {"foreach": True}},
+            "train.fused_optimizer: true, and train.opt_kwargs.foreach: true",
+        ),
+        ({"grad_checkpointing": "yes"}, "train.grad_checkpointing must be true or false"),
+    ],
+)
 def test_fit_refuses_bad_values_naming_the_key(settings, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.")):
         StepSettings.from_settings(settings, "cuda")
@@ -68,26 +85,33 @@ def test_the_device_free_checks_are_what_params_checks():
 
 # --- resolution -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("setting, opt, device, opt_kwargs, expected", [
-    ("auto", "sgd", "cpu", {}, False),  # CPU runs stay bit-identical to torch's default
-    ("auto", "sgd", "cuda", {}, True),
-    ("auto", "adamw", "cuda", {}, True),
-    ("auto", "nadam", "cuda", {}, False),  # torch's NAdam has no fused kernel
-    ("auto", "lamb", "cuda", {}, False),  # timm's own optimizers neither
-    ("auto", "adam", "cuda", {"foreach": False}, False),  # an explicit kernel choice is kept
-    (False, "sgd", "cuda", {}, False),
-    (True, "sgd", "cuda", {}, True),
-    (True, "adam", "cpu", {}, True),  # torch has fused CPU kernels too
-])
+
+@pytest.mark.parametrize(
+    "setting, opt, device, opt_kwargs, expected",
+    [
+        ("auto", "sgd", "cpu", {}, False),  # CPU runs stay bit-identical to torch's default
+        ("auto", "sgd", "cuda", {}, True),
+        ("auto", "adamw", "cuda", {}, True),
+        ("auto", "nadam", "cuda", {}, False),  # torch's NAdam has no fused kernel
+        ("auto", "lamb", "cuda", {}, False),  # timm's own optimizers neither
+        ("auto", "adam", "cuda", {"foreach": False}, False),  # an explicit kernel choice is kept
+        (False, "sgd", "cuda", {}, False),
+        (True, "sgd", "cuda", {}, True),
+        (True, "adam", "cpu", {}, True),  # torch has fused CPU kernels too
+    ],
+)
 def test_resolution(setting, opt, device, opt_kwargs, expected):
     assert resolve_fused(setting, opt, device, opt_kwargs) is expected
 
 
 def test_true_on_a_device_without_the_kernel_is_an_error(monkeypatch):
     from spikeattn.train import speed
+
     monkeypatch.setattr(speed, "fused_kernel_devices", lambda: ("cuda",))
-    with pytest.raises(ValueError, match="train.fused_optimizer: true, but torch has no fused "
-                                         "optimizer kernel on cpu devices"):
+    with pytest.raises(
+        ValueError,
+        match="train.fused_optimizer: true, but torch has no fused optimizer kernel on cpu devices",
+    ):
         resolve_fused(True, "sgd", "cpu")
 
 
@@ -100,11 +124,14 @@ def test_build_optimizer_passes_fused_through_timm():
 
 # --- tiny runs ------------------------------------------------------------------------------
 
+
 def train_tiny(settings, model=None):
     seed_everything(0)
     model = model or tiny.Tiny()
     train, test = tiny.loaders()
-    return model, fit(model, train, test, {**tiny.SETTINGS, "epochs": 2, **settings}, 0, progress=False)
+    return model, fit(
+        model, train, test, {**tiny.SETTINGS, "epochs": 2, **settings}, 0, progress=False
+    )
 
 
 def close_histories(a, b, tol):
@@ -135,7 +162,9 @@ def demo_run(settings):
     model = timm.create_model("demo_cnn", attention="TCSA", T=2, num_classes=4, img_size=8)
     train = TensorBatches(Split(x, y), 1 / 255, 16, train=True, seed=0)
     test = TensorBatches(Split(x[:16], y[:16]), 1 / 255, 16)
-    return model, fit(model, train, test, {**tiny.SETTINGS, "epochs": 1, **settings}, 0, progress=False)
+    return model, fit(
+        model, train, test, {**tiny.SETTINGS, "epochs": 1, **settings}, 0, progress=False
+    )
 
 
 def test_grad_checkpointing_trains_the_same_run():
@@ -149,7 +178,9 @@ def test_grad_checkpointing_trains_the_same_run():
 
 
 def test_a_model_that_cannot_checkpoint_is_refused():
-    with pytest.raises(ValueError, match="train.grad_checkpointing: true, but Tiny cannot checkpoint"):
+    with pytest.raises(
+        ValueError, match="train.grad_checkpointing: true, but Tiny cannot checkpoint"
+    ):
         train_tiny({"grad_checkpointing": True})
 
 
@@ -173,14 +204,17 @@ def test_the_resume_spec_has_fused_optimizer_but_not_grad_checkpointing():
 def test_params_refuses_a_fused_optimizer_the_optimizer_lacks_naming_the_study_key():
     with pytest.raises(ParamsError) as err:
         params_with(opt="nadam", fused_optimizer=True)
-    assert ("study.demo-dvs.train.fused_optimizer: true, but optimizer nadam has no fused kernel"
-            in str(err.value))
+    assert (
+        "study.demo-dvs.train.fused_optimizer: true, but optimizer nadam has no fused kernel"
+        in str(err.value)
+    )
     with pytest.raises(ParamsError, match=r"study\.demo-dvs\.train\.opt_kwargs: holds fused"):
         params_with(opt_kwargs={"fused": True})
     params_with(opt="nadam", fused_optimizer="auto", grad_checkpointing=True)  # valid
 
 
 # --- history.csv ----------------------------------------------------------------------------
+
 
 def test_history_csv_holds_every_column_of_a_history_row():
     _, result = train_tiny({})

@@ -1,14 +1,14 @@
 """Mixed precision (`train.precision`): autocast in training and evaluation, fp32 LIF membranes,
 fp16's GradScaler (skipped steps are not divergence, its state survives resume)."""
+
 import pytest
+import tiny
 import torch
 from torch import nn
 
-import tiny
 from spikeattn.neurons import MultiStepLIF
 from spikeattn.schema import params_schema, violations
-from spikeattn.train import Resume, fit, seed_everything
-from spikeattn.train import loop
+from spikeattn.train import Resume, fit, loop, seed_everything
 from spikeattn.train.precision import Precision
 
 
@@ -20,8 +20,15 @@ def fp16_on_cpu() -> bool:
         return False
 
 
-HALF = ["bf16", pytest.param("fp16", marks=pytest.mark.skipif(
-    not fp16_on_cpu(), reason="this torch build has no fp16 autocast on CPU"))]
+HALF = [
+    "bf16",
+    pytest.param(
+        "fp16",
+        marks=pytest.mark.skipif(
+            not fp16_on_cpu(), reason="this torch build has no fp16 autocast on CPU"
+        ),
+    ),
+]
 
 
 class Watch(nn.Module):
@@ -69,8 +76,17 @@ def train(settings, wrap=lambda m: m, resume=None, stop_after=None):
     def stop(epoch, row):
         if epoch == stop_after:
             raise KeyboardInterrupt
-    return model, fit(model, train_batches, test_batches, settings, 0, on_epoch=stop, progress=False,
-                      resume=resume)
+
+    return model, fit(
+        model,
+        train_batches,
+        test_batches,
+        settings,
+        0,
+        on_epoch=stop,
+        progress=False,
+        resume=resume,
+    )
 
 
 @pytest.mark.parametrize("precision", HALF)
@@ -78,8 +94,10 @@ def test_half_precision_trains_and_evaluates_under_autocast(precision, spy):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     model, result = train({**tiny.SETTINGS, "epochs": 2, "precision": precision}, Watch)
     assert result.diverged is None and len(result.history) == 2
-    assert all(torch.isfinite(torch.tensor([row["train_loss"], row["test_loss"]])).all()
-               for row in result.history)
+    assert all(
+        torch.isfinite(torch.tensor([row["train_loss"], row["test_loss"]])).all()
+        for row in result.history
+    )
     assert {training for training, _ in model.log} == {True, False}, "trained and evaluated"
     assert {d for _, d in model.log} == {dtype}, "every forward, training and test, under autocast"
     assert all(p.dtype == torch.float32 for p in model.parameters()), "weights stay fp32"
@@ -113,17 +131,20 @@ def test_lif_membrane_stays_fp32_under_half_precision_currents():
 
 @pytest.mark.skipif(not fp16_on_cpu(), reason="this torch build has no fp16 autocast on CPU")
 def test_fp16_overflowing_gradients_skip_the_step_and_are_not_divergence(spy):
-    model, result = train({**tiny.SETTINGS, "epochs": 2, "precision": "fp16"},
-                          lambda m: Watch(m, bomb=2))
+    model, result = train(
+        {**tiny.SETTINGS, "epochs": 2, "precision": "fp16"}, lambda m: Watch(m, bomb=2)
+    )
     assert result.diverged is None and len(result.history) == 2
     scaler = spy[0].scaler.state_dict()
-    assert scaler["scale"] == 2.0 ** 16 * 0.5, "the scaler backed off once"
+    assert scaler["scale"] == 2.0**16 * 0.5, "the scaler backed off once"
     assert scaler["_growth_tracker"] == 6 - 2, "and counts the good steps after the skipped one"
 
 
 @pytest.mark.parametrize("precision", HALF)
 def test_a_non_finite_loss_is_still_divergence(precision):
-    _, result = train({**tiny.SETTINGS, "epochs": 2, "precision": precision}, lambda m: Watch(m, nan=5))
+    _, result = train(
+        {**tiny.SETTINGS, "epochs": 2, "precision": precision}, lambda m: Watch(m, nan=5)
+    )
     assert result.diverged == {"epoch": 2, "batch": 1, "phase": "train", "loss": "nan"}
 
 
@@ -133,20 +154,26 @@ def test_fp16_scaler_state_survives_resume(tmp_path, spy, monkeypatch):
 
     def bomb(model):  # one skipped step: a backed-off scale to carry over
         return Watch(model, bomb=2)
+
     whole_model, whole = train(settings, bomb)
     whole_scaler = spy[-1].scaler.state_dict()
-    assert whole_scaler["scale"] == 2.0 ** 15 and whole_scaler["_growth_tracker"] == 4 * 3 - 2
+    assert whole_scaler["scale"] == 2.0**15 and whole_scaler["_growth_tracker"] == 4 * 3 - 2
     with pytest.raises(KeyboardInterrupt):
         train(settings, bomb, Resume(tmp_path / "resume.pt", "fp"), stop_after=2)
     model, resumed = train(settings, Watch, Resume(tmp_path / "resume.pt", "fp"))
     assert resumed.resumed_from == 2 and resumed.history == whole.history
     assert spy[-1].scaler.state_dict() == whole_scaler
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), whole_model.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), whole_model.state_dict().values())
+    )
     monkeypatch.setattr(Precision, "load_state_dict", lambda self, state: None)
     with pytest.raises(KeyboardInterrupt):
         train(settings, bomb, Resume(tmp_path / "other.pt", "fp"), stop_after=2)
     train(settings, Watch, Resume(tmp_path / "other.pt", "fp"))
-    assert spy[-1].scaler.state_dict() != whole_scaler, "without the saved state the scale starts over"
+    assert spy[-1].scaler.state_dict() != whole_scaler, (
+        "without the saved state the scale starts over"
+    )
 
 
 TRAIN = {"$defs": params_schema()["$defs"], "$ref": "#/$defs/train"}
@@ -155,6 +182,7 @@ TRAIN = {"$defs": params_schema()["$defs"], "$ref": "#/$defs/train"}
 def test_precision_names_are_checked():
     assert violations({"precision": "bf16"}, TRAIN, "train") == []
     assert violations({"precision": "fp8"}, TRAIN, "train") == [
-        "train.precision: 'fp8' is not one of ['fp32', 'bf16', 'fp16']"]
+        "train.precision: 'fp8' is not one of ['fp32', 'bf16', 'fp16']"
+    ]
     with pytest.raises(ValueError, match="train.precision must be one of"):
         Precision("fp8", "cpu")

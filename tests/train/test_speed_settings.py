@@ -1,17 +1,17 @@
 """Training-step speed settings (`train.deterministic`, `train.compile`, `train.channels_last`),
 the peak memory record, no host sync per batch, and the divergence guarantee with the
 end-of-epoch non-finite check."""
+
 import pytest
 import timm
+import tiny
 import torch
 
 import spikeattn.models  # noqa: F401
-import tiny
 from spikeattn.data.frames import Split
 from spikeattn.data.loader import TensorBatches
 from spikeattn.schema import params_schema, violations
-from spikeattn.train import Dist, Resume, build_loss, fit, run_epoch, seed_everything
-from spikeattn.train import speed
+from spikeattn.train import Dist, Resume, build_loss, fit, run_epoch, seed_everything, speed
 from spikeattn.train.checkpoint import read_resume_state
 from spikeattn.train.speed import PeakMemory, StepSettings, resolve_deterministic
 from spikeattn.train.tally import Tally
@@ -22,8 +22,11 @@ TRAIN = {"$defs": params_schema()["$defs"], "$ref": "#/$defs/train"}
 @pytest.fixture(autouse=True)
 def restore_determinism():
     """fit sets process-wide flags; leave them as the other tests expect them."""
-    saved = (torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     torch.backends.cudnn.benchmark = saved[2]
@@ -31,26 +34,34 @@ def restore_determinism():
 
 # --- validation -----------------------------------------------------------------------------
 
+
 def test_speed_settings_are_checked_by_the_schema():
     good = {"deterministic": "auto", "compile": True, "channels_last": False}
     assert violations(good, TRAIN, "train") == []
     assert violations({"deterministic": False}, TRAIN, "train") == []
     assert violations({"deterministic": "yes"}, TRAIN, "train") == [
-        "train.deterministic: 'yes' is not one of ['auto', True, False]"]
+        "train.deterministic: 'yes' is not one of ['auto', True, False]"
+    ]
     assert violations({"deterministic": 1}, TRAIN, "train") == [
-        "train.deterministic: 1 is not one of ['auto', True, False]"]
+        "train.deterministic: 1 is not one of ['auto', True, False]"
+    ]
     assert violations({"compile": "true"}, TRAIN, "train") == [
-        "train.compile: 'true' is not of type 'boolean'"]
+        "train.compile: 'true' is not of type 'boolean'"
+    ]
     assert violations({"channels_last": None}, TRAIN, "train") == [
-        "train.channels_last: None is not of type 'boolean'"]
+        "train.channels_last: None is not of type 'boolean'"
+    ]
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("deterministic", "yes", "train.deterministic must be auto, true or false"),
-    ("deterministic", 1, "train.deterministic must be auto, true or false"),
-    ("compile", "true", "train.compile must be true or false"),
-    ("channels_last", 1, "train.channels_last must be true or false"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("deterministic", "yes", "train.deterministic must be auto, true or false"),
+        ("deterministic", 1, "train.deterministic must be auto, true or false"),
+        ("compile", "true", "train.compile must be true or false"),
+        ("channels_last", 1, "train.channels_last must be true or false"),
+    ],
+)
 def test_fit_refuses_a_bad_value_naming_the_key(key, value, message):
     with pytest.raises(ValueError, match=message):
         StepSettings.from_settings({key: value}, "cpu")
@@ -67,6 +78,7 @@ def test_defaults_and_the_deterministic_rule():
 
 # --- tiny runs per setting ------------------------------------------------------------------
 
+
 class Flags(torch.nn.Module):
     """Records, per training forward, whether deterministic algorithms were on and cudnn benchmark."""
 
@@ -75,7 +87,9 @@ class Flags(torch.nn.Module):
         self.inner, self.seen = inner, set()
 
     def forward(self, x):
-        self.seen.add((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark))
+        self.seen.add(
+            (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+        )
         return self.inner(x)
 
 
@@ -83,24 +97,36 @@ def train_tiny(settings, wrap=lambda m: m, resume=None, on_epoch=None, batch_siz
     seed_everything(0)
     model = wrap(tiny.Tiny())
     train, test = tiny.loaders(batch_size=batch_size)
-    return model, fit(model, train, test, settings, 0, progress=False, resume=resume, on_epoch=on_epoch)
+    return model, fit(
+        model, train, test, settings, 0, progress=False, resume=resume, on_epoch=on_epoch
+    )
 
 
 @pytest.mark.parametrize("setting, expected", [("auto", True), (True, True), (False, False)])
 def test_deterministic_setting_is_applied_and_recorded(setting, expected):
     model, result = train_tiny({**tiny.SETTINGS, "epochs": 1, "deterministic": setting}, Flags)
     assert model.seen == {(expected, not expected)}
-    assert result.settings == {"deterministic": expected, "compile": False, "channels_last": False,
-                               "grad_checkpointing": False, "fused_optimizer": False,
-                               "precision": "fp32"}
+    assert result.settings == {
+        "deterministic": expected,
+        "compile": False,
+        "channels_last": False,
+        "grad_checkpointing": False,
+        "fused_optimizer": False,
+        "precision": "fp32",
+    }
     assert result.diverged is None and len(result.history) == 1
 
 
 def test_default_settings_are_recorded_and_cpu_peak_memory_is_null():
     _, result = train_tiny({**tiny.SETTINGS, "epochs": 2})
-    assert result.settings == {"deterministic": True, "compile": False, "channels_last": False,
-                               "grad_checkpointing": False, "fused_optimizer": False,
-                               "precision": "fp32"}
+    assert result.settings == {
+        "deterministic": True,
+        "compile": False,
+        "channels_last": False,
+        "grad_checkpointing": False,
+        "fused_optimizer": False,
+        "precision": "fp32",
+    }
     assert [row["peak_memory_mb"] for row in result.history] == [None, None]
     assert PeakMemory("cpu").read() is None
 
@@ -109,7 +135,7 @@ def test_default_settings_are_recorded_and_cpu_peak_memory_is_null():
 def test_cuda_peak_memory_is_measured():
     peak = PeakMemory("cuda")
     peak.start()
-    x = torch.empty(64 * 2 ** 20, dtype=torch.uint8, device="cuda")
+    x = torch.empty(64 * 2**20, dtype=torch.uint8, device="cuda")
     assert peak.read() >= 64
     del x
 
@@ -136,12 +162,15 @@ def test_compile_trains_through_torch_compile(monkeypatch):
     try:
         _, compiled = train_tiny({**settings, "compile": True})
     except (BackendCompilerFailed, Unsupported) as err:  # torch's failure, not the loop's
-        pytest.skip(f"torch.compile cannot compile the tiny model on this build: {type(err).__name__}: {err}")
+        pytest.skip(
+            f"torch.compile cannot compile the tiny model on this build: {type(err).__name__}: {err}"
+        )
     finally:
         torch._dynamo.reset()
     assert graphs, "the training step ran through torch.compile"
-    assert any("conv" in str(node.target)
-               for gm in graphs for node in gm.graph.nodes), "the compiled graph holds the model's conv"
+    assert any("conv" in str(node.target) for gm in graphs for node in gm.graph.nodes), (
+        "the compiled graph holds the model's conv"
+    )
     assert compiled.settings["compile"] is True
     _, eager = train_tiny(settings)
     close_histories(compiled.history, eager.history, 1e-5)
@@ -154,9 +183,16 @@ def channels_last_run(settings):
     seed_everything(0)
     model = timm.create_model("demo_cnn", attention="TCSA", T=2, num_classes=4, img_size=16)
     layouts = []
-    model.conv2[0].register_forward_pre_hook(lambda m, args: layouts.append(
-        (m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous(),
-         args[0].is_contiguous(memory_format=torch.channels_last) and not args[0].is_contiguous())))
+    model.conv2[0].register_forward_pre_hook(
+        lambda m, args: layouts.append(
+            (
+                m.weight.is_contiguous(memory_format=torch.channels_last)
+                and not m.weight.is_contiguous(),
+                args[0].is_contiguous(memory_format=torch.channels_last)
+                and not args[0].is_contiguous(),
+            )
+        )
+    )
     train = TensorBatches(Split(x, y), 1 / 255, 16, train=True, seed=0)
     test = TensorBatches(Split(x[:16], y[:16]), 1 / 255, 16)
     return layouts, fit(model, train, test, settings, 0, progress=False)
@@ -196,6 +232,7 @@ def host_reads(monkeypatch):
         def counting(self, *args, _original=original, **kwargs):
             count["n"] += 1
             return _original(self, *args, **kwargs)
+
         monkeypatch.setattr(torch.Tensor, name, counting)
     return count
 
@@ -227,6 +264,7 @@ def test_the_read_counter_sees_a_per_batch_read(host_reads):
 
 # --- divergence, checked at the end of the epoch --------------------------------------------
 
+
 class NaNAt(torch.nn.Module):
     """Logits NaN at the n-th training forward only (later batches are finite, but step from
     weights the NaN step spoiled)."""
@@ -257,13 +295,23 @@ def test_nan_in_mid_epoch_is_diverged_and_the_last_finite_weights_are_kept(tmp_p
     model = NaNAt(tiny.Tiny(), 6 + 3)
     train, test = tiny.loaders(batch_size=8)
     assert len(train) == 6
-    result = fit(model, train, test, {**tiny.SETTINGS, "epochs": 3}, 0, progress=False, resume=resume,
-                 on_epoch=lambda epoch, row: ends.setdefault(epoch, snapshot(model)))
+    result = fit(
+        model,
+        train,
+        test,
+        {**tiny.SETTINGS, "epochs": 3},
+        0,
+        progress=False,
+        resume=resume,
+        on_epoch=lambda epoch, row: ends.setdefault(epoch, snapshot(model)),
+    )
     assert model.calls == 12, "the epoch ran to its end: batches after the NaN one still stepped"
     assert result.diverged == {"epoch": 2, "batch": 2, "phase": "train", "loss": "nan"}
     assert [row["epoch"] for row in result.history] == [1]
     state = model.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in ends[1].items()), "the weights at the end of epoch 1"
+    assert all(torch.equal(state[k], v) for k, v in ends[1].items()), (
+        "the weights at the end of epoch 1"
+    )
     if with_resume:
         saved = read_resume_state(tmp_path / "resume.pt")
         assert saved["epoch"] == 1
@@ -277,11 +325,14 @@ def test_nan_in_the_first_epoch_keeps_the_initial_weights(tmp_path, with_resume)
     initial = snapshot(model)
     train, test = tiny.loaders()
     resume = Resume(tmp_path / "resume.pt", "fp") if with_resume else None
-    result = fit(model, train, test, {**tiny.SETTINGS, "epochs": 2}, 0, progress=False, resume=resume)
+    result = fit(
+        model, train, test, {**tiny.SETTINGS, "epochs": 2}, 0, progress=False, resume=resume
+    )
     assert result.diverged == {"epoch": 1, "batch": 1, "phase": "train", "loss": "nan"}
     assert result.history == []
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in initial.items()), \
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in initial.items()), (
         "no epoch finished: the weights are the initial ones, not the NaN-spoiled ones"
+    )
     assert not (tmp_path / "resume.pt").exists()
 
 
@@ -314,11 +365,14 @@ class TwoRanks(Dist):
         return [obj, self.other_first]
 
 
-@pytest.mark.parametrize("mine, other_first, expected", [
-    (-1, (3, float("inf")), (3, float("inf"))),  # only the other process diverged
-    (1, (3, float("inf")), (1, float("nan"))),   # both: the lower batch index
-    (4, (2, float("inf")), (2, float("inf"))),
-])
+@pytest.mark.parametrize(
+    "mine, other_first, expected",
+    [
+        (-1, (3, float("inf")), (3, float("inf"))),  # only the other process diverged
+        (1, (3, float("inf")), (1, float("nan"))),  # both: the lower batch index
+        (4, (2, float("inf")), (2, float("inf"))),
+    ],
+)
 def test_every_process_names_the_first_non_finite_batch_of_any(mine, other_first, expected):
     tally = Tally()
     for i in range(5):

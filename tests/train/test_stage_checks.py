@@ -1,26 +1,29 @@
 """The train and energy stages in-process, on the tiny digits study: a second train of a running
 cell x seed is refused; energy measures only the checkpoint metrics.json names, and says which."""
+
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 
+import jobs
 import pytest
 import timm
 import yaml
 
-import jobs
 from spikeattn import data, paths, stages
-from spikeattn.job_inputs import model_spec
-from spikeattn.train.job import RUN_LOCK, RunBusyError, run_lock
 from spikeattn.config import Params, ParamsError
+from spikeattn.job_inputs import model_spec
 from spikeattn.train.checkpoint import CheckpointError, save_checkpoint
+from spikeattn.train.job import RUN_LOCK, RunBusyError, run_lock
 
 # Another job holding the run's lock, as `spikeattn train` does while it trains (plain filelock,
 # so the stand-in starts in milliseconds instead of importing torch).
-HOLD = ("import filelock, sys; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); "
-        "print('held', flush=True); sys.stdin.read()")
+HOLD = (
+    "import filelock, sys; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); "
+    "print('held', flush=True); sys.stdin.read()"
+)
 
 
 @pytest.fixture
@@ -39,8 +42,12 @@ def _out():
 def test_a_second_train_of_a_running_cell_and_seed_is_refused(study, tmp_path):
     out = _out()
     out.mkdir(parents=True)
-    first = subprocess.Popen([sys.executable, "-c", HOLD, str(out / RUN_LOCK)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out / RUN_LOCK)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert first.stdout.readline().strip() == "held"
         with pytest.raises(RunBusyError) as err:
@@ -68,7 +75,9 @@ def _trained(params):
     name, kwargs = model_spec(params, cell)
     out = _out()
     digest = save_checkpoint(out / "checkpoint.pt", timm.create_model(name, **kwargs), name, kwargs)
-    (out / "metrics.json").write_text(json.dumps({"status": "completed", "checkpoint_sha256": digest}))
+    (out / "metrics.json").write_text(
+        json.dumps({"status": "completed", "checkpoint_sha256": digest})
+    )
     return out, digest
 
 
@@ -86,7 +95,7 @@ def test_energy_refuses_a_checkpoint_other_than_metrics_jsons(study):
     checkpoint = out / "checkpoint.pt"
     blob = bytearray(checkpoint.read_bytes())
     middle = len(blob) // 2
-    blob[middle:middle + 64] = bytes(range(64))  # same size, a few weights garbled
+    blob[middle : middle + 64] = bytes(range(64))  # same size, a few weights garbled
     checkpoint.write_bytes(bytes(blob))
     with pytest.raises(CheckpointError) as err:
         stages.energy(study, jobs.STUDY, jobs.CELL, 0, track=False)

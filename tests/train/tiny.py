@@ -1,4 +1,5 @@
 """A tiny spiking classifier and toy batches for fast training-loop tests (CutMix, precision)."""
+
 import torch
 from torch import nn
 
@@ -6,9 +7,19 @@ from spikeattn.data.frames import Split
 from spikeattn.data.loader import TensorBatches
 from spikeattn.neurons import MultiStepLIF
 
-SETTINGS = {"epochs": 3, "batch_size": 16, "opt": "adam", "lr": 3e-3, "weight_decay": 0.0,
-            "momentum": 0.9, "sched": "cosine", "warmup_epochs": 0, "min_lr": 0.0, "loss": "ce_mean",
-            "label_smoothing": 0.0}
+SETTINGS = {
+    "epochs": 3,
+    "batch_size": 16,
+    "opt": "adam",
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "momentum": 0.9,
+    "sched": "cosine",
+    "warmup_epochs": 0,
+    "min_lr": 0.0,
+    "loss": "ce_mean",
+    "label_smoothing": 0.0,
+}
 
 
 class Tiny(nn.Module):
@@ -32,7 +43,7 @@ def toy_split(n=48, seed=0):
     y = torch.arange(n) % 4
     x = (torch.rand(n, 1, 8, 8, generator=g) * 80).to(torch.uint8)
     for k in range(4):  # a bright quadrant per class
-        x[y == k, :, (k // 2) * 4:(k // 2) * 4 + 4, (k % 2) * 4:(k % 2) * 4 + 4] += 150
+        x[y == k, :, (k // 2) * 4 : (k // 2) * 4 + 4, (k % 2) * 4 : (k % 2) * 4 + 4] += 150
     return Split(x, y)
 
 

@@ -20,6 +20,7 @@ plugin's `--slurm-status-command squeue` reads, and jobcomp/filetxt appends one 
 finished job to a file (`finished_jobs()`), which the test uses to check what went through
 Slurm.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,20 @@ CONF_DIR = Path("/etc/slurm")
 # pid files of the daemons of the current (or an interrupted earlier) test cluster
 RUN_DIR = Path("/run/spikeattn-test-slurm")
 PACKAGES = ("slurm-wlm", "munge")
-PROGRAMS = ("slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scontrol", "scancel",
-            "munged", "mungekey", "munge", "unmunge")
+PROGRAMS = (
+    "slurmctld",
+    "slurmd",
+    "sbatch",
+    "srun",
+    "squeue",
+    "sinfo",
+    "scontrol",
+    "scancel",
+    "munged",
+    "mungekey",
+    "munge",
+    "unmunge",
+)
 PORTS = (6817, 6818)  # Slurm's defaults: slurmctld, slurmd
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
@@ -55,8 +68,9 @@ def which(program: str) -> str | None:
 
 
 def short_hostname() -> str:
-    return subprocess.run(["hostname", "-s"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["hostname", "-s"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def node_cpus() -> int:
@@ -93,24 +107,32 @@ def ensure_installed(log=print) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
         if own_policy:
-            policy.write_text("#!/bin/sh\n# no service starts while the slurm test installs\nexit 101\n")
+            policy.write_text(
+                "#!/bin/sh\n# no service starts while the slurm test installs\nexit 101\n"
+            )
             policy.chmod(0o755)
         log(f"installing {' '.join(PACKAGES)} with apt-get")
-        for cmd in (["apt-get", "update", "-qq"],
-                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+        for cmd in (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+        ):
             try:
                 proc = _run(cmd, timeout=900, env=env)
             except subprocess.TimeoutExpired:
                 raise Unavailable(f"`{' '.join(cmd)}` took more than 15 minutes") from None
             if proc.returncode != 0:
-                raise Unavailable(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n"
-                                  f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+                raise Unavailable(
+                    f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n"
+                    f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+                )
     finally:
         if own_policy:
             policy.unlink(missing_ok=True)
     still = [p for p in PROGRAMS if which(p) is None]
     if still:
-        raise ClusterError(f"after installing {' '.join(PACKAGES)}, still missing: {', '.join(still)}")
+        raise ClusterError(
+            f"after installing {' '.join(PACKAGES)}, still missing: {', '.join(still)}"
+        )
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -204,17 +226,23 @@ class SlurmCluster:
         ensure_installed(self.log)
         conf = os.environ.get("SLURM_CONF")
         if conf and Path(conf) != CONF_DIR / "slurm.conf":
-            raise Unavailable(f"SLURM_CONF={conf} would send the test's jobs to another Slurm; unset it")
+            raise Unavailable(
+                f"SLURM_CONF={conf} would send the test's jobs to another Slurm; unset it"
+            )
         for name in ("slurm.conf", "gres.conf"):
             path = CONF_DIR / name
             if path.is_file() and not path.read_text(errors="replace").startswith(MARKER):
-                raise Unavailable(f"{path} exists and was not written by this test: this machine "
-                                  "has a Slurm configuration of its own, which the test will not replace")
+                raise Unavailable(
+                    f"{path} exists and was not written by this test: this machine "
+                    "has a Slurm configuration of its own, which the test will not replace"
+                )
         stop_leftovers()
         busy = [p for p in PORTS if _port_in_use(p)]
         if busy:
-            raise ClusterError(f"TCP port(s) {busy} (slurmctld/slurmd) are already in use on this "
-                               "machine; is another Slurm running? (`ss -ltnp`)")
+            raise ClusterError(
+                f"TCP port(s) {busy} (slurmctld/slurmd) are already in use on this "
+                "machine; is another Slurm running? (`ss -ltnp`)"
+            )
 
     def slurm_conf(self) -> str:
         r = self.root
@@ -255,13 +283,16 @@ PartitionName=main Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 
     def gres_conf(self) -> str:
         files = ",".join(str(f) for f in self.gpu_files)
-        return (f"{MARKER}: {self.gpus} fake GPUs (empty files stand for the devices)\n"
-                f"AutoDetect=off\nNodeName={self.node} Name=gpu File={files}\n")
+        return (
+            f"{MARKER}: {self.gpus} fake GPUs (empty files stand for the devices)\n"
+            f"AutoDetect=off\nNodeName={self.node} Name=gpu File={files}\n"
+        )
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         out = open(self.logs / f"{name}.out", "w")
-        self.procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, cwd=self.root)
+        self.procs[name] = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root
+        )
         out.close()
         (RUN_DIR / f"{name}.pid").write_text(f"{self.procs[name].pid}\n")
 
@@ -292,7 +323,9 @@ PartitionName=main Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
                 return
             died = self._died()
             if died:
-                raise self._fail(f"the test Slurm cluster did not come up: {died} while waiting for {what}")
+                raise self._fail(
+                    f"the test Slurm cluster did not come up: {died} while waiting for {what}"
+                )
             time.sleep(0.5)
         raise self._fail(f"the test Slurm cluster did not come up: no {what} after {timeout:.0f} s")
 
@@ -318,11 +351,19 @@ PartitionName=main Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         proc = _run([which("mungekey"), "--create", f"--keyfile={key}"])
         if proc.returncode != 0:
             raise ClusterError(f"mungekey --create failed: {proc.stderr}")
-        self._spawn("munged", [which("munged"), "--foreground", "--force",
-                               f"--socket={self.munge_socket}", f"--key-file={key}",
-                               f"--pid-file={munge_dir}/munged.pid",
-                               f"--log-file={self.logs}/munged.log",
-                               f"--seed-file={munge_dir}/munged.seed"])
+        self._spawn(
+            "munged",
+            [
+                which("munged"),
+                "--foreground",
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={key}",
+                f"--pid-file={munge_dir}/munged.pid",
+                f"--log-file={self.logs}/munged.log",
+                f"--seed-file={munge_dir}/munged.seed",
+            ],
+        )
         self._wait("munge socket", self.munge_socket.exists, 20)
         cred = _run([which("munge"), "-n", f"--socket={self.munge_socket}"])
         check = _run([which("unmunge"), f"--socket={self.munge_socket}"], input=cred.stdout)
@@ -332,13 +373,22 @@ PartitionName=main Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         CONF_DIR.mkdir(parents=True, exist_ok=True)
         (CONF_DIR / "slurm.conf").write_text(self.slurm_conf())
         (CONF_DIR / "gres.conf").write_text(self.gres_conf())
-        self._spawn("slurmctld", [which("slurmctld"), "-D", "-c", "-f", str(CONF_DIR / "slurm.conf")])
-        self._wait("answer from slurmctld (`scontrol ping`)",
-                   lambda: "UP" in _run([which("scontrol"), "ping"], timeout=20).stdout, 60)
-        self._spawn("slurmd", [which("slurmd"), "-D", "-N", self.node, "-f", str(CONF_DIR / "slurm.conf")])
+        self._spawn(
+            "slurmctld", [which("slurmctld"), "-D", "-c", "-f", str(CONF_DIR / "slurm.conf")]
+        )
+        self._wait(
+            "answer from slurmctld (`scontrol ping`)",
+            lambda: "UP" in _run([which("scontrol"), "ping"], timeout=20).stdout,
+            60,
+        )
+        self._spawn(
+            "slurmd", [which("slurmd"), "-D", "-N", self.node, "-f", str(CONF_DIR / "slurm.conf")]
+        )
         self._wait(f"idle node {self.node} in sinfo", lambda: self.node_state() == "idle", 90)
-        self.log(f"Slurm test cluster up: node {self.node}, {self.cpus} CPUs, {self.mem_mb} MB, "
-                 f"{self.gpus} fake GPUs; files in {self.root}")
+        self.log(
+            f"Slurm test cluster up: node {self.node}, {self.cpus} CPUs, {self.mem_mb} MB, "
+            f"{self.gpus} fake GPUs; files in {self.root}"
+        )
 
     def node_state(self) -> str:
         proc = _run([which("sinfo"), "--noheader", "--Node", "--format=%t"], timeout=20)
@@ -365,7 +415,9 @@ PartitionName=main Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         """`scontrol --details show job` (kept by the controller for MinJobAge after the job
         ended): JobState, Comment, TresPerJob (what was asked, e.g. gres:gpu:1), JOB_GRES
         (what was allocated, e.g. gpu:1), ..."""
-        proc = _run([which("scontrol"), "--details", "--oneliner", "show", "job", job_id], timeout=20)
+        proc = _run(
+            [which("scontrol"), "--details", "--oneliner", "show", "job", job_id], timeout=20
+        )
         if proc.returncode != 0:
             raise ClusterError(f"scontrol show job {job_id} failed: {proc.stderr}")
         return dict(part.split("=", 1) for part in proc.stdout.split() if "=" in part)
@@ -379,8 +431,9 @@ PartitionName=main Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
                 _run([which("scancel"), "--full", f"--user={os.getuid()}"], timeout=20)
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
-                    running = _run([which("squeue"), "--noheader", "--states=PD,R,CG,CF,S"],
-                                   timeout=20).stdout.strip()
+                    running = _run(
+                        [which("squeue"), "--noheader", "--states=PD,R,CG,CF,S"], timeout=20
+                    ).stdout.strip()
                     if not running:
                         break
                     time.sleep(1)

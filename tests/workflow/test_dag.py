@@ -5,6 +5,7 @@ seeds, for the ablation's significance test), energy, tables, figures, the demo 
 tables and the HTML report in a scratch copy of the workflow; each test then edits
 params.yaml and asks `snakemake --dry-run` what it would re-run, restoring the file afterwards.
 """
+
 import contextlib
 import os
 import re
@@ -28,7 +29,9 @@ def planned(workdir: Path, *args: str) -> dict[str, list[str]]:
         head = re.match(r"(?:local)?rule (\w+):", block.strip())
         if head:
             outputs = re.search(r"^\s*output: (.*)$", block, re.M)
-            jobs.setdefault(head.group(1), []).extend(outputs.group(1).split(", ") if outputs else [])
+            jobs.setdefault(head.group(1), []).extend(
+                outputs.group(1).split(", ") if outputs else []
+            )
     return jobs
 
 
@@ -57,8 +60,13 @@ def workdir(tmp_path_factory):
 
 
 def cells_of(workdir: Path, study: str) -> list[str]:
-    proc = subprocess.run([sys.executable, "-m", "spikeattn", "cells", study], cwd=workdir,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "spikeattn", "cells", study],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return proc.stdout.split()
 
 
@@ -68,12 +76,27 @@ def test_run_writes_every_stage_output(workdir):
             run = workdir / "results" / study / cell / "seed0"
             for name in ("metrics.json", "history.csv", "checkpoint.pt", "energy.json"):
                 assert (run / name).is_file(), run / name
-        for name in ("summary.md", "summary.csv", "summary.tex", "metrics.json",
-                     "pareto.png", "pareto.svg", "firing_rates.svg", "training_curves.png"):
+        for name in (
+            "summary.md",
+            "summary.csv",
+            "summary.tex",
+            "metrics.json",
+            "pareto.png",
+            "pareto.svg",
+            "firing_rates.svg",
+            "training_curves.png",
+        ):
             assert (workdir / "reports" / study / name).is_file()
     assert "± –" in (workdir / "reports" / "demo-digits" / "summary.md").read_text()
-    for name in ("results.md", "results.tex", "results.csv", "ablation.md", "ablation.tex",
-                 "ablation.csv", "tables.html"):
+    for name in (
+        "results.md",
+        "results.tex",
+        "results.csv",
+        "ablation.md",
+        "ablation.tex",
+        "ablation.csv",
+        "tables.html",
+    ):
         assert (workdir / "reports" / "demo" / name).is_file()
     ablation = (workdir / "reports" / "demo" / "ablation.md").read_text()
     assert "TA" in ablation and "3 vs 3" in ablation  # tested: three seeds on each side
@@ -108,7 +131,9 @@ def test_training_setting_of_one_study_replans_only_its_jobs(workdir):
         jobs = planned(workdir)
     # the study's recipe card shows its train settings: it is re-rendered too
     assert set(jobs) == {"train", "energy", "tables", "figures", "paper", "recipe", "all"}
-    planned_files = jobs["train"] + jobs["energy"] + jobs["tables"] + jobs["figures"] + jobs["recipe"]
+    planned_files = (
+        jobs["train"] + jobs["energy"] + jobs["tables"] + jobs["figures"] + jobs["recipe"]
+    )
     assert planned_files and all("/demo-dvs/" in f for f in planned_files), planned_files
 
 
@@ -133,7 +158,9 @@ def test_reordered_keys_and_comments_replan_nothing(workdir):
     raw = yaml.safe_load(text)
     reordered = {key: raw[key] for key in reversed(list(raw))}
     reordered["train"] = dict(reversed(list(raw["train"].items())))
-    with edited_params(workdir, text="# a new comment\n" + yaml.safe_dump(reordered, sort_keys=False)):
+    with edited_params(
+        workdir, text="# a new comment\n" + yaml.safe_dump(reordered, sort_keys=False)
+    ):
         assert planned(workdir) == {}
 
 
@@ -161,7 +188,9 @@ def test_dvc_repro_reuses_outputs_and_shows_metrics(workdir):
     env.pop("MLFLOW_TRACKING_URI", None)
 
     def run(*cmd):
-        proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
@@ -169,8 +198,13 @@ def test_dvc_repro_reuses_outputs_and_shows_metrics(workdir):
     run("dvc", "init", "-q")
     checkpoints = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("checkpoint.pt")}
     out = run("dvc", "repro")
-    for stage in ("data@digits", "data@digits-dvs", "study@demo-digits", "study@demo-dvs",
-                  "paper@demo"):
+    for stage in (
+        "data@digits",
+        "data@digits-dvs",
+        "study@demo-digits",
+        "study@demo-dvs",
+        "paper@demo",
+    ):
         assert stage in out
     assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints, "dvc repro retrained"
     metrics = run("dvc", "metrics", "show")
@@ -180,8 +214,15 @@ def test_dvc_repro_reuses_outputs_and_shows_metrics(workdir):
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Chromium as root in a sandboxless container, with no background traffic on a closed network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -214,8 +255,14 @@ def test_report_page_renders_tables_and_figures_in_chromium(workdir, browser_pag
     frame = page.frame_locator("iframe")
     frame.locator("table.ablation").wait_for(timeout=15_000)
     headings = frame.locator("h2").all_inner_texts()
-    assert headings == ["Results", "Ablations against the vanilla twin", "Study demo-digits",
-                        "Study demo-dvs", "Recipe card: demo-digits", "Recipe card: demo-dvs"]
+    assert headings == [
+        "Results",
+        "Ablations against the vanilla twin",
+        "Study demo-digits",
+        "Study demo-dvs",
+        "Recipe card: demo-digits",
+        "Recipe card: demo-dvs",
+    ]
     results = frame.locator("table.results").inner_text()
     assert "digits-dvs · demo_cnn · T=2" in results and "Ours (%)" in results
     assert "TA / direct" in results and "± –" in results  # one-seed cells say so
@@ -240,9 +287,12 @@ def _latest_run_params(workdir: Path, study: str, cell: str) -> dict[str, str]:
 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("spikeattn")
-    runs = client.search_runs([experiment.experiment_id],
-                              f"tags.`spikeattn.study` = '{study}' and tags.`spikeattn.cell` = '{cell}' "
-                              f"and tags.`spikeattn.seed` = '0'", order_by=["attributes.start_time DESC"])
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`spikeattn.study` = '{study}' and tags.`spikeattn.cell` = '{cell}' "
+        f"and tags.`spikeattn.seed` = '0'",
+        order_by=["attributes.start_time DESC"],
+    )
     return runs[0].data.params
 
 

@@ -16,6 +16,7 @@ Run on the cluster as a researcher would, except for what this machine cannot of
 The module skips where no cluster can be started (not root, no apt-get, a real Slurm
 configuration on this machine), except under CI (the `CI` variable set), where it fails.
 """
+
 import os
 import re
 import subprocess
@@ -34,9 +35,13 @@ PROFILE = REPO / "profiles" / "slurm"
 GPU_RULES = ("train", "energy")
 FAKE_GPUS = 2
 # what this test cluster needs besides the profile (see the module docstring)
-TEST_CLUSTER_ARGS = ("--slurm-status-command", "squeue",
-                     "--slurm-init-seconds-before-status-checks", "1",
-                     "--slurm-keep-successful-logs")
+TEST_CLUSTER_ARGS = (
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--slurm-keep-successful-logs",
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,27 +82,44 @@ def fitted_to_node(profile: dict, cpus: int, mem_mb: int, gpus: int) -> list[str
         args += ["--default-resources", *(f"{k}={v}" for k, v in defaults.items())]
     per_rule = {rule: fit(res) for rule, res in profile.get("set-resources", {}).items()}
     if per_rule:
-        args += ["--set-resources",
-                 *(f"{rule}:{k}={v}" for rule, res in per_rule.items() for k, v in res.items())]
+        args += [
+            "--set-resources",
+            *(f"{rule}:{k}={v}" for rule, res in per_rule.items() for k, v in res.items()),
+        ]
     threads = profile.get("set-threads", {})
     if threads:
-        args += ["--set-threads", *(f"{rule}={min(n, cpus_per_gpu)}" for rule, n in threads.items())]
+        args += [
+            "--set-threads",
+            *(f"{rule}={min(n, cpus_per_gpu)}" for rule, n in threads.items()),
+        ]
     return args
 
 
-def slurm_snakemake(workdir: Path, cluster: SlurmCluster, *args: str) -> subprocess.CompletedProcess:
+def slurm_snakemake(
+    workdir: Path, cluster: SlurmCluster, *args: str
+) -> subprocess.CompletedProcess:
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
-    proc = snakemake(workdir, "--profile", str(PROFILE), *TEST_CLUSTER_ARGS,
-                     *fitted_to_node(profile, cluster.cpus, cluster.mem_mb, cluster.gpus), *args,
-                     check=False)
+    proc = snakemake(
+        workdir,
+        "--profile",
+        str(PROFILE),
+        *TEST_CLUSTER_ARGS,
+        *fitted_to_node(profile, cluster.cpus, cluster.mem_mb, cluster.gpus),
+        *args,
+        check=False,
+    )
     if proc.returncode != 0:
         slurm_logs = sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
-        tails = "\n".join(f"--- {p}:\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
-                          for p in slurm_logs[-3:])
-        raise AssertionError(f"snakemake --profile {PROFILE} failed (exit {proc.returncode}):\n"
-                             f"{proc.stdout[-6000:]}\n{proc.stderr[-8000:]}\n"
-                             f"last Slurm job logs:\n{tails}\n{cluster.diagnostics()}")
+        tails = "\n".join(
+            f"--- {p}:\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
+            for p in slurm_logs[-3:]
+        )
+        raise AssertionError(
+            f"snakemake --profile {PROFILE} failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-6000:]}\n{proc.stderr[-8000:]}\n"
+            f"last Slurm job logs:\n{tails}\n{cluster.diagnostics()}"
+        )
     return proc
 
 
@@ -111,9 +133,12 @@ def run_id(proc: subprocess.CompletedProcess) -> str:
 def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
     """Snakemake's 'Job stats' table: rule -> number of jobs it planned."""
     text = proc.stdout + proc.stderr
-    table = text[text.index("Job stats:"):].split("\n\n")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
-            if m.group(1) != "total"}
+    table = text[text.index("Job stats:") :].split("\n\n")[0]
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
+        if m.group(1) != "total"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +152,11 @@ def run(cluster, tmp_path_factory):
     proc = slurm_snakemake(workdir, cluster)
     print(f"snakemake --profile profiles/slurm took {time.monotonic() - start:.0f} s")
     name = run_id(proc)
-    jobs = {job["JobId"]: cluster.job_details(job["JobId"])
-            for job in cluster.finished_jobs() if job.get("Name") == name}
+    jobs = {
+        job["JobId"]: cluster.job_details(job["JobId"])
+        for job in cluster.finished_jobs()
+        if job.get("Name") == name
+    }
     return workdir, proc, jobs
 
 
@@ -146,8 +174,16 @@ def test_run_writes_every_stage_output(run):
             run_dir = workdir / "results" / study / cell.id / "seed0"
             for name in ("metrics.json", "history.csv", "checkpoint.pt", "energy.json"):
                 assert (run_dir / name).is_file(), run_dir / name
-        for name in ("summary.md", "summary.csv", "summary.tex", "metrics.json",
-                     "pareto.png", "pareto.svg", "firing_rates.svg", "training_curves.png"):
+        for name in (
+            "summary.md",
+            "summary.csv",
+            "summary.tex",
+            "metrics.json",
+            "pareto.png",
+            "pareto.svg",
+            "firing_rates.svg",
+            "training_curves.png",
+        ):
             assert (workdir / "reports" / study / name).is_file(), f"reports/{study}/{name}"
     assert runs == 3  # 1 digits cell + 2 digits-dvs cells, one seed each
     for name in ("results.md", "results.csv", "ablation.md", "tables.html"):
@@ -166,14 +202,17 @@ def test_every_job_ran_as_a_slurm_job_with_its_gpus(run):
         rule = re.match(r"rule_(\w+?)(?:_wildcards_|$)", job["Comment"]).group(1)
         per_rule.setdefault(rule, []).append(job)
     # every job but the target rule `all` (which Snakemake runs itself) went through Slurm
-    assert {rule: len(js) for rule, js in per_rule.items()} == \
-        {rule: n for rule, n in planned.items() if rule != "all"}
+    assert {rule: len(js) for rule, js in per_rule.items()} == {
+        rule: n for rule, n in planned.items() if rule != "all"
+    }
     for rule, rule_jobs in per_rule.items():
         for job in rule_jobs:
             asked, got = job.get("TresPerJob", ""), job.get("JOB_GRES", "")
             if rule in GPU_RULES:
                 assert re.fullmatch(r"gres:gpu:\d+", asked), f"{rule} job asked for no GPU: {job}"
-                assert got == asked.removeprefix("gres:"), f"{rule} job got {got!r}, asked {asked!r}"
+                assert got == asked.removeprefix("gres:"), (
+                    f"{rule} job got {got!r}, asked {asked!r}"
+                )
             else:
                 assert "gpu" not in asked + got, f"{rule} job with a GPU: {job}"
             log = workdir / ".snakemake" / "slurm_logs" / f"rule_{rule}"

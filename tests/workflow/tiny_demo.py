@@ -4,6 +4,7 @@
 that cuts the demo studies down to one epoch on 200 samples (tests/tiny_params.py,
 `tiny_params("demo")`); `snakemake()` runs Snakemake there with this interpreter.
 """
+
 import os
 import shutil
 import subprocess
@@ -25,14 +26,21 @@ def copy_workflow(root: Path, params: dict | None = None) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
     params = tiny_params("demo") if params is None else params
     (root / "params.yaml").write_text(
-        "# tiny copy of the demo studies\n" + yaml.safe_dump(params, sort_keys=False))
+        "# tiny copy of the demo studies\n" + yaml.safe_dump(params, sort_keys=False)
+    )
     return root
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -11,13 +11,21 @@ Each attention family has a *slot* in a spiking conv layer:
 Backbones ask `attention_slots()` for both and put `nn.Identity()` where nothing goes.
 Options come per family: `attention_kwargs={"ma": {...}, "sma": {...}}`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from torch import nn
 
-from .ma import MA_VARIANTS, ChannelAttention, MultiDimAttention, SpatialAttention, TemporalAttention, build_ma
+from .ma import (
+    MA_VARIANTS,
+    ChannelAttention,
+    MultiDimAttention,
+    SpatialAttention,
+    TemporalAttention,
+    build_ma,
+)
 from .sma import SMA
 
 # Paper name -> SMA options it implies (Params forbids setting these in attention_kwargs).
@@ -56,14 +64,22 @@ def _options(name: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
     kwargs = kwargs or {}
     unknown = set(kwargs) - set(FAMILIES)
     if unknown:
-        raise ValueError(f"attention_kwargs takes one mapping per family {list(FAMILIES)}, e.g. "
-                         f"{{'ma': {{'ratio_c': 8}}}}; got key(s) {sorted(unknown)}")
+        raise ValueError(
+            f"attention_kwargs takes one mapping per family {list(FAMILIES)}, e.g. "
+            f"{{'ma': {{'ratio_c': 8}}}}; got key(s) {sorted(unknown)}"
+        )
     return dict(kwargs.get(family(name), {}))
 
 
-def build_attention(name: str, *, T: int, channels: int, spatial: bool = True,
-                    make_neuron: Callable[[], nn.Module] | None = None,
-                    attention_kwargs: dict[str, Any] | None = None) -> nn.Module:
+def build_attention(
+    name: str,
+    *,
+    T: int,
+    channels: int,
+    spatial: bool = True,
+    make_neuron: Callable[[], nn.Module] | None = None,
+    attention_kwargs: dict[str, Any] | None = None,
+) -> nn.Module:
     """The attention block `name` for a layer of `channels` channels at `T` time steps.
 
     "none" is the identity. `make_neuron` builds the LIFs of SMA's branches.
@@ -76,8 +92,9 @@ def build_attention(name: str, *, T: int, channels: int, spatial: bool = True,
     if fam == "ma":
         return builder(name, T=T, channels=channels, spatial=spatial, **options)
     if not spatial:
-        raise ValueError(f"attention {name!r} needs [T, B, C, H, W] input; "
-                         "fully connected layers take TA only")
+        raise ValueError(
+            f"attention {name!r} needs [T, B, C, H, W] input; fully connected layers take TA only"
+        )
     return builder(T, channels, make_neuron=make_neuron, **SMA_VARIANTS[name], **options)
 
 
@@ -85,10 +102,25 @@ def attention_slots(name: str, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
     """(conv slot, current slot) for one layer: the attention in its slot, Identity in the other."""
     module = build_attention(name, **kwargs)
     where = slot(name)
-    return (module if where == "conv" else nn.Identity(),
-            module if where == "current" else nn.Identity())
+    return (
+        module if where == "conv" else nn.Identity(),
+        module if where == "current" else nn.Identity(),
+    )
 
 
-__all__ = ["ATTENTIONS", "FAMILIES", "FAMILY_BUILDERS", "MA_VARIANTS", "SMA_VARIANTS", "attention_slots",
-           "build_attention", "build_ma", "family", "slot", "ChannelAttention",
-           "MultiDimAttention", "SpatialAttention", "TemporalAttention"]
+__all__ = [
+    "ATTENTIONS",
+    "FAMILIES",
+    "FAMILY_BUILDERS",
+    "MA_VARIANTS",
+    "SMA_VARIANTS",
+    "attention_slots",
+    "build_attention",
+    "build_ma",
+    "family",
+    "slot",
+    "ChannelAttention",
+    "MultiDimAttention",
+    "SpatialAttention",
+    "TemporalAttention",
+]

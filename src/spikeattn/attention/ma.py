@@ -16,6 +16,7 @@ same block also serves fully connected layers ([T, B, F]).
 The max pools route their gradient as the authors' max-pool layers do (`max_pool`): to one
 maximal element per pooled row, the first in the authors' [B, T, C, H, W] order.
 """
+
 from __future__ import annotations
 
 import torch
@@ -62,8 +63,10 @@ class TemporalAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[0] != self.T:
-            raise ValueError(f"TA was built for T={self.T} (its MLP has {self.T} inputs) but got "
-                             f"T={x.shape[0]}; build the model with T={x.shape[0]}")
+            raise ValueError(
+                f"TA was built for T={self.T} (its MLP has {self.T} inputs) but got "
+                f"T={x.shape[0]}; build the model with T={x.shape[0]}"
+            )
         flat = x.flatten(2)  # [T, B, rest]
         w = torch.sigmoid(self.mlp(flat.mean(2).t(), max_pool(flat, 2).t())).t()  # [T, B]
         return w.reshape(*w.shape, *([1] * (x.dim() - 2)))
@@ -100,12 +103,21 @@ class SpatialAttention(nn.Module):
 class MultiDimAttention(nn.Module):
     """A sequence of TA / CA / SA blocks, each `out = w(out) * out`, then ReLU."""
 
-    def __init__(self, dims: str, T: int, channels: int, ratio_t: int = 4, ratio_c: int = 8,
-                 sa_kernel: int = 3):
+    def __init__(
+        self,
+        dims: str,
+        T: int,
+        channels: int,
+        ratio_t: int = 4,
+        ratio_c: int = 8,
+        sa_kernel: int = 3,
+    ):
         super().__init__()
-        builders = {"T": lambda: TemporalAttention(T, ratio_t),
-                    "C": lambda: ChannelAttention(channels, ratio_c),
-                    "S": lambda: SpatialAttention(sa_kernel)}
+        builders = {
+            "T": lambda: TemporalAttention(T, ratio_t),
+            "C": lambda: ChannelAttention(channels, ratio_c),
+            "S": lambda: SpatialAttention(sa_kernel),
+        }
         self.dims = dims
         self.blocks = nn.ModuleList(builders[d]() for d in dims)
 
@@ -121,15 +133,33 @@ class MultiDimAttention(nn.Module):
 
 
 # Paper name -> the blocks it applies, in order.
-MA_VARIANTS = {"TA": "T", "CA": "C", "SA": "S", "TCA": "TC", "TSA": "TS", "CSA": "CS", "TCSA": "TCS"}
+MA_VARIANTS = {
+    "TA": "T",
+    "CA": "C",
+    "SA": "S",
+    "TCA": "TC",
+    "TSA": "TS",
+    "CSA": "CS",
+    "TCSA": "TCS",
+}
 
 
-def build_ma(name: str, *, T: int, channels: int, spatial: bool = True, ratio_t: int = 4,
-             ratio_c: int = 8, sa_kernel: int = 3) -> MultiDimAttention:
+def build_ma(
+    name: str,
+    *,
+    T: int,
+    channels: int,
+    spatial: bool = True,
+    ratio_t: int = 4,
+    ratio_c: int = 8,
+    sa_kernel: int = 3,
+) -> MultiDimAttention:
     """An MA variant by its paper name; `spatial=False` (FC layers) allows TA only."""
     dims = MA_VARIANTS[name]
     if not spatial and dims != "T":
-        raise ValueError(f"attention {name!r} needs [T, B, C, H, W] input; "
-                         "fully connected layers take TA only")
-    return MultiDimAttention(dims, T=T, channels=channels, ratio_t=ratio_t, ratio_c=ratio_c,
-                             sa_kernel=sa_kernel)
+        raise ValueError(
+            f"attention {name!r} needs [T, B, C, H, W] input; fully connected layers take TA only"
+        )
+    return MultiDimAttention(
+        dims, T=T, channels=channels, ratio_t=ratio_t, ratio_c=ratio_c, sa_kernel=sa_kernel
+    )

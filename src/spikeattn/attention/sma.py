@@ -38,6 +38,7 @@ Choices, following the authors' code where the text is silent:
   t = 0 (the authors' code raises in those cases).
 - Hidden widths are at least 1 (`max(1, width // ratio)`); the authors' code breaks at 0.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -74,30 +75,55 @@ class SMA(nn.Module):
 
     slot = "conv"  # goes between a conv and its BN (see attention/__init__.py)
 
-    def __init__(self, T: int, channels: int, make_neuron: Callable[[], nn.Module] | None = None,
-                 kernels: Sequence[int] = (1, 3, 5, 7), ratio_c: int = 4, ratio_t: int = 4,
-                 light: bool = False, azo: bool = False, azo_rtr: int = 4, azo_rcr: int = 10,
-                 branch_act: str = "lif", azo_copy: str = "parallel", temporal: bool = True):
+    def __init__(
+        self,
+        T: int,
+        channels: int,
+        make_neuron: Callable[[], nn.Module] | None = None,
+        kernels: Sequence[int] = (1, 3, 5, 7),
+        ratio_c: int = 4,
+        ratio_t: int = 4,
+        light: bool = False,
+        azo: bool = False,
+        azo_rtr: int = 4,
+        azo_rcr: int = 10,
+        branch_act: str = "lif",
+        azo_copy: str = "parallel",
+        temporal: bool = True,
+    ):
         super().__init__()
         if azo and not temporal:
-            raise ValueError("SMA with azo=True needs its time weights (temporal=True): AZO "
-                             "zones out the steps with the smallest time weight, and SMA-C "
-                             "(temporal=False) has none; use attention SMA+AZO, or SMA-C "
-                             "without AZO")
+            raise ValueError(
+                "SMA with azo=True needs its time weights (temporal=True): AZO "
+                "zones out the steps with the smallest time weight, and SMA-C "
+                "(temporal=False) has none; use attention SMA+AZO, or SMA-C "
+                "without AZO"
+            )
         if branch_act not in BRANCH_ACTS:
-            raise ValueError(f"SMA branch_act must be one of {list(BRANCH_ACTS)}, "
-                             f"got {branch_act!r}")
+            raise ValueError(
+                f"SMA branch_act must be one of {list(BRANCH_ACTS)}, got {branch_act!r}"
+            )
         if azo_copy not in AZO_COPIES:
             raise ValueError(f"SMA azo_copy must be one of {list(AZO_COPIES)}, got {azo_copy!r}")
         if branch_act == "lif" and make_neuron is None:
-            raise ValueError("SMA with branch_act='lif' needs make_neuron (a callable returning a "
-                             "fresh multi-step LIF for each branch); or use branch_act='relu'")
+            raise ValueError(
+                "SMA with branch_act='lif' needs make_neuron (a callable returning a "
+                "fresh multi-step LIF for each branch); or use branch_act='relu'"
+            )
         kernels = tuple(int(k) for k in kernels)
         if not kernels or any(k < 1 or k % 2 == 0 for k in kernels):
-            raise ValueError(f"SMA kernels must be a non-empty list of odd sizes (padding k//2 "
-                             f"keeps H x W), got {kernels}")
-        for name, value in (("T", T), ("channels", channels), ("ratio_c", ratio_c),
-                            ("ratio_t", ratio_t), ("azo_rtr", azo_rtr), ("azo_rcr", azo_rcr)):
+            raise ValueError(
+                f"SMA kernels must be a non-empty list of odd sizes (padding k//2 "
+                f"keeps H x W), got {kernels}"
+            )
+        for name, value in (
+            ("T", T),
+            ("channels", channels),
+            ("ratio_c", ratio_c),
+            ("ratio_t", ratio_t),
+            ("azo_rtr", azo_rtr),
+            ("azo_rcr", azo_rcr),
+        ):
             if value < 1:
                 raise ValueError(f"SMA {name} must be >= 1, got {value}")
         self.T, self.channels, self.kernels = T, channels, kernels
@@ -108,10 +134,14 @@ class SMA(nn.Module):
             return make_neuron() if branch_act == "lif" else nn.ReLU()
 
         self.branches = nn.ModuleList(
-            nn.Sequential(TimeDistributed(nn.Conv2d(channels, channels, k, padding=k // 2),
-                                          nn.BatchNorm2d(channels)),
-                          act())
-            for k in kernels)
+            nn.Sequential(
+                TimeDistributed(
+                    nn.Conv2d(channels, channels, k, padding=k // 2), nn.BatchNorm2d(channels)
+                ),
+                act(),
+            )
+            for k in kernels
+        )
         hidden_c, hidden_t = max(1, channels // ratio_c), max(1, T // ratio_t)
         self.channel_squeeze = nn.Linear(channels, hidden_c)
         self.channel_excite = nn.ModuleList(nn.Linear(hidden_c, channels) for _ in kernels)
@@ -124,8 +154,10 @@ class SMA(nn.Module):
         if x.dim() != 5:
             raise ValueError(f"SMA takes [T, B, C, H, W], got shape {tuple(x.shape)}")
         if x.shape[0] != self.T:
-            raise ValueError(f"SMA was built for T={self.T}, got T={x.shape[0]} (its time MLP has "
-                             f"{self.T} inputs); build it with T={x.shape[0]}")
+            raise ValueError(
+                f"SMA was built for T={self.T}, got T={x.shape[0]} (its time MLP has "
+                f"{self.T} inputs); build it with T={x.shape[0]}"
+            )
 
     def branch_outputs(self, x: Tensor) -> Tensor:
         """U: the branches' outputs stacked, [n, T, B, C, H, W]."""
@@ -184,7 +216,9 @@ class SMA(nn.Module):
             return torch.einsum("ntbc,ntbchw->tbchw", w, u)
         y = w[..., None, None] * u  # [n, T, B, C, H, W]
         source, channels = self.zoneout_plan(a_t, a_c)
-        copied = y[torch.arange(len(y), device=y.device)[:, None], source]  # step t holds y at its source
+        copied = y[
+            torch.arange(len(y), device=y.device)[:, None], source
+        ]  # step t holds y at its source
         mask = _replaced(source, channels)[:, :, None, :, None, None]
         return torch.where(mask, copied, y).sum(0)
 
@@ -197,6 +231,8 @@ class SMA(nn.Module):
         return n * x.numel() + (n * x[..., 0, 0].numel() if self.temporal else 0)
 
     def extra_repr(self) -> str:
-        return (f"T={self.T}, channels={self.channels}, kernels={self.kernels}, "
-                f"light={self.light}, temporal={self.temporal}, azo={self.azo}, azo_rtr={self.azo_rtr}, "
-                f"azo_rcr={self.azo_rcr}, azo_copy={self.azo_copy!r}, branch_act={self.branch_act!r}")
+        return (
+            f"T={self.T}, channels={self.channels}, kernels={self.kernels}, "
+            f"light={self.light}, temporal={self.temporal}, azo={self.azo}, azo_rtr={self.azo_rtr}, "
+            f"azo_rcr={self.azo_rcr}, azo_copy={self.azo_copy!r}, branch_act={self.branch_act!r}"
+        )

@@ -1,4 +1,5 @@
 """Input codings: how an image or a clip becomes the first layer's input over T steps."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -11,8 +12,15 @@ from .gac import GACCoding
 CODINGS: tuple[str, ...] = ("direct", "gac")
 
 
-def build_coding(name: str, *, T: int, stem: nn.Module, channels: int,
-                 make_neuron: Callable[[], nn.Module], **kwargs) -> nn.Module:
+def build_coding(
+    name: str,
+    *,
+    T: int,
+    stem: nn.Module,
+    channels: int,
+    make_neuron: Callable[[], nn.Module],
+    **kwargs,
+) -> nn.Module:
     """The coding `name` around a backbone's stem (conv-BN with `channels` outputs)."""
     if name == "direct":
         return DirectCoding(T, stem)

@@ -1,4 +1,5 @@
 """Direct coding: the network's first conv-BN sees the input itself at every time step."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -10,11 +11,15 @@ def to_time_major(x: Tensor, T: int) -> Tensor:
         return x.unsqueeze(0).expand(T, *x.shape)
     if x.dim() == 5:
         if x.shape[1] != T:
-            raise ValueError(f"input has {x.shape[1]} frames per sample but the model was built "
-                             f"for T={T}; preprocess the data with T={T} or build the model with "
-                             f"T={x.shape[1]}")
+            raise ValueError(
+                f"input has {x.shape[1]} frames per sample but the model was built "
+                f"for T={T}; preprocess the data with T={T} or build the model with "
+                f"T={x.shape[1]}"
+            )
         return x.transpose(0, 1)
-    raise ValueError(f"expected [B, C, H, W] images or [B, T, C, H, W] frames, got shape {tuple(x.shape)}")
+    raise ValueError(
+        f"expected [B, C, H, W] images or [B, T, C, H, W] frames, got shape {tuple(x.shape)}"
+    )
 
 
 class DirectCoding(nn.Module):

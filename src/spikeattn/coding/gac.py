@@ -10,6 +10,7 @@ The stem's conv-BN output `x` ([T, B, C, H, W], the image repeated T times) driv
 
 The gate shares the stem's conv-BN: GAC adds no convolution of its own in front of it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,23 +34,34 @@ class GACCoding(nn.Module):
 
     emits_spikes = True  # the gate has its own LIF; its output feeds the next conv directly
 
-    def __init__(self, T: int, stem: nn.Module, channels: int, neuron: nn.Module,
-                 ratio_t: int = 2, sca_kernel: int = 4):
+    def __init__(
+        self,
+        T: int,
+        stem: nn.Module,
+        channels: int,
+        neuron: nn.Module,
+        ratio_t: int = 2,
+        sca_kernel: int = 4,
+    ):
         super().__init__()
         self.T = T
         self.stem = stem
         self.neuron = neuron
         self.ta = SharedMLP(T, ratio_t)
         self.sca = TimeDistributed(
-            _same_pad(sca_kernel), nn.Conv2d(channels, channels, sca_kernel, bias=False),
+            _same_pad(sca_kernel),
+            nn.Conv2d(channels, channels, sca_kernel, bias=False),
             nn.ReLU(),
-            _same_pad(sca_kernel), nn.Conv2d(channels, channels, sca_kernel, bias=False),
+            _same_pad(sca_kernel),
+            nn.Conv2d(channels, channels, sca_kernel, bias=False),
         )
 
     def forward(self, image: Tensor) -> Tensor:
         if image.dim() != 4:
-            raise ValueError("GAC codes static images [B, C, H, W]; event frames already carry "
-                             "time, use coding 'direct' for them")
+            raise ValueError(
+                "GAC codes static images [B, C, H, W]; event frames already carry "
+                "time, use coding 'direct' for them"
+            )
         x = self.stem(to_time_major(image, self.T))
         spikes = self.neuron(x)
         flat = x.flatten(2)  # [T, B, C*H*W]

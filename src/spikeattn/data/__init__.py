@@ -4,9 +4,17 @@ and the parameter checks), local builds (`prepare`), downloads, and cached frame
 The registry, `download` and `prepare` import numpy only; the frames names (torch) load on
 first use, so a stage that only asks which datasets exist does not import torch.
 """
+
 from spikeattn.data.download import download
 from spikeattn.data.embedded import prepare
-from spikeattn.data.registry import DATASETS, DatasetInfo, check_params, get_info, raw_dir, raw_params
+from spikeattn.data.registry import (
+    DATASETS,
+    DatasetInfo,
+    check_params,
+    get_info,
+    raw_dir,
+    raw_params,
+)
 from spikeattn.data.sources.base import EVENT_DTYPE
 from spikeattn.data.sources.digits import EventSamples, load_events
 
@@ -23,7 +31,21 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DATASETS", "DatasetInfo", "EVENT_DTYPE", "EventSamples", "Frames", "check_params", "download",
-    "frames_dir", "frames_spec", "get_info", "load_events", "load_frames", "prepare", "preprocess",
-    "raw_dir", "raw_params", "to_float",
+    "DATASETS",
+    "DatasetInfo",
+    "EVENT_DTYPE",
+    "EventSamples",
+    "Frames",
+    "check_params",
+    "download",
+    "frames_dir",
+    "frames_spec",
+    "get_info",
+    "load_events",
+    "load_frames",
+    "prepare",
+    "preprocess",
+    "raw_dir",
+    "raw_params",
+    "to_float",
 ]

@@ -4,6 +4,7 @@ readers whose release packs archives inside archives (`sources.base.extract_inne
 Extraction is atomic (a folder appears whole or not at all) and refuses members that could
 write outside the dataset folder (absolute paths, '..', links, device files).
 """
+
 from __future__ import annotations
 
 import stat
@@ -33,9 +34,11 @@ def archive_stem(name: str) -> str:
 def _check_member(name: str, is_link: bool, archive: Path) -> None:
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or is_link:
-        raise DownloadError(f"{archive}: refusing to extract member {name!r} (absolute path, '..' or "
-                            "link: it could write outside the dataset folder); delete the archive "
-                            "and fetch it from a trusted mirror")
+        raise DownloadError(
+            f"{archive}: refusing to extract member {name!r} (absolute path, '..' or "
+            "link: it could write outside the dataset folder); delete the archive "
+            "and fetch it from a trusted mirror"
+        )
 
 
 def safe_extract(archive: Path, dest: Path) -> None:
@@ -57,5 +60,7 @@ def safe_extract(archive: Path, dest: Path) -> None:
             with atomic_dir(dest) as tmp:
                 tf.extractall(tmp, members=members, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
-        raise DownloadError(f"{archive}: not a readable archive ({err}); delete it and run "
-                            "`spikeattn download` again") from None
+        raise DownloadError(
+            f"{archive}: not a readable archive ({err}); delete it and run "
+            "`spikeattn download` again"
+        ) from None

@@ -7,6 +7,7 @@ by hand. `raw_dir/<file>` holds each verified archive and `raw_dir/<file stem>/`
 extracted content (tonic counts a dataset as present only when both exist);
 `manifest.json`, written last, marks the download complete.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,7 +61,8 @@ def fetch(archive: Mapping[str, Any], path: Path, timeout: float = TIMEOUT_S) ->
     raise DownloadError(
         f"could not fetch {archive['file']} (md5 {archive['md5']}{size}) from any mirror:\n  "
         f"{tried}\nDownload it by hand and place it at {path.resolve()}; the next run checks "
-        "its md5 and carries on from there.")
+        "its md5 and carries on from there."
+    )
 
 
 def check_folder(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
@@ -70,18 +72,22 @@ def check_folder(name: str, params: Mapping[str, Any], root: str | Path) -> Path
     get_source(name).check(folder)
     target = raw_dir(name, root)
     target.mkdir(parents=True, exist_ok=True)
-    write_json(target / "manifest.json", {"dataset": name, "params": raw_params(name, checked),
-                                          "root": str(folder.resolve())})
+    write_json(
+        target / "manifest.json",
+        {"dataset": name, "params": raw_params(name, checked), "root": str(folder.resolve())},
+    )
     return target
 
 
-def download(name: str, params: Mapping[str, Any], root: str | Path,
-             timeout: float = TIMEOUT_S) -> Path:
+def download(
+    name: str, params: Mapping[str, Any], root: str | Path, timeout: float = TIMEOUT_S
+) -> Path:
     """Fetch, verify and extract dataset `name` into `root/data/raw/<name>/`; return that dir."""
     info = get_info(name)
     if info.source == "embedded":
-        raise DataError(f"dataset {name!r} is built locally from embedded data: run "
-                        f"`spikeattn prepare {name}`")
+        raise DataError(
+            f"dataset {name!r} is built locally from embedded data: run `spikeattn prepare {name}`"
+        )
     if info.source == "folder":
         return check_folder(name, params, root)
     checked = check_params(name, params)
@@ -90,7 +96,8 @@ def download(name: str, params: Mapping[str, Any], root: str | Path,
         embedded = ", ".join(n for n, info in DATASETS.items() if info.source == "embedded")
         raise NotImplementedError(
             f"datasets.{name}.archives in params.yaml lists no archive to download (file, md5, "
-            f"mirror urls); add them, or use an embedded dataset ({embedded})")
+            f"mirror urls); add them, or use an embedded dataset ({embedded})"
+        )
     target = raw_dir(name, root)
     target.mkdir(parents=True, exist_ok=True)
     (target / "manifest.json").unlink(missing_ok=True)  # complete again only once all is done
@@ -101,7 +108,12 @@ def download(name: str, params: Mapping[str, Any], root: str | Path,
         if archive.get("extract", True) and is_archive(archive["file"]):
             safe_extract(path, target / archive_stem(archive["file"]))
     get_source(name).after_extract(target)
-    write_json(target / "manifest.json", {
-        "dataset": name, "params": raw_params(name, checked),
-        "md5": {archive["file"]: archive["md5"] for archive in archives}})
+    write_json(
+        target / "manifest.json",
+        {
+            "dataset": name,
+            "params": raw_params(name, checked),
+            "md5": {archive["file"]: archive["md5"] for archive in archives},
+        },
+    )
     return target

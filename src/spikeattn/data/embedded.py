@@ -5,6 +5,7 @@ network is needed (`spikeattn prepare`; their entries and readers: `sources/digi
 a simulated event camera watches each digit move along three saccades (an isosceles
 triangle) and emits ON/OFF events where the log intensity changes by more than a threshold.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,6 +35,7 @@ def digit_images(max_samples: int | None) -> tuple[np.ndarray, np.ndarray]:
 
 # --- the event camera ----------------------------------------------------------------------
 
+
 def saccade_offsets(params: Mapping[str, Any]) -> np.ndarray:
     """float [K+1, 2] (y, x) top-left position of the digit at each simulation step 0..K.
 
@@ -57,7 +59,7 @@ def pad_digits(digits: np.ndarray, sensor_size: int) -> np.ndarray:
     """
     n, d, _ = digits.shape
     padded = np.zeros((n, 2 * sensor_size, 2 * sensor_size), dtype=np.float32)
-    padded[:, sensor_size:sensor_size + d, sensor_size:sensor_size + d] = digits
+    padded[:, sensor_size : sensor_size + d, sensor_size : sensor_size + d] = digits
     return padded
 
 
@@ -67,8 +69,13 @@ def render(padded: np.ndarray, offset: np.ndarray, sensor_size: int) -> np.ndarr
     Bilinear interpolation of the shift, so motion is smooth rather than whole-pixel jumps.
     """
     s = sensor_size
-    (iy, ix), (fy, fx) = np.floor(offset).astype(int), (offset - np.floor(offset)).astype(np.float32)
-    block = padded[:, s - iy - 1:2 * s - iy, s - ix - 1:2 * s - ix]  # one spare row/col for the shift
+    (iy, ix), (fy, fx) = (
+        np.floor(offset).astype(int),
+        (offset - np.floor(offset)).astype(np.float32),
+    )
+    block = padded[
+        :, s - iy - 1 : 2 * s - iy, s - ix - 1 : 2 * s - ix
+    ]  # one spare row/col for the shift
     rows = (1 - fy) * block[:, 1:, :] + fy * block[:, :-1, :]
     return (1 - fx) * rows[:, :, 1:] + fx * rows[:, :, :-1]
 
@@ -91,8 +98,9 @@ def _ranks(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(len(owner)) - first[owner] + 1
 
 
-def _step_events(log_prev: np.ndarray, log_now: np.ndarray, reference: np.ndarray,
-                 thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _step_events(
+    log_prev: np.ndarray, log_now: np.ndarray, reference: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Events of one simulation step on flat [N*S*S] log images; updates `reference` in place.
 
     Returns the flat pixel index, the crossing time as a fraction of the step, and the polarity.
@@ -121,7 +129,7 @@ def simulate_events(digits: np.ndarray, params: Mapping[str, Any]) -> tuple[np.n
 
     Samples are independent, so they are simulated in chunks small enough for the CPU cache.
     """
-    parts = [_simulate_chunk(digits[i:i + CHUNK], params) for i in range(0, len(digits), CHUNK)]
+    parts = [_simulate_chunk(digits[i : i + CHUNK], params) for i in range(0, len(digits), CHUNK)]
     counts = np.concatenate([counts for _, counts in parts])
     return np.concatenate([ev for ev, _ in parts]), np.concatenate([[0], np.cumsum(counts)])
 
@@ -154,6 +162,7 @@ def _simulate_chunk(digits: np.ndarray, params: Mapping[str, Any]) -> tuple[np.n
 
 # --- prepare: write the raw directory ------------------------------------------------------
 
+
 def _build_digits(params: dict, out: Path) -> tuple[str, np.ndarray, np.ndarray]:
     images, labels = digit_images(params["max_samples"])
     split = stratified_split(labels, params["test_fraction"], params["split_seed"])
@@ -180,17 +189,21 @@ def prepare(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
     """Build `root/data/raw/<name>/` (data file + manifest.json) atomically; return it."""
     info = get_info(name)
     if info.source != "embedded":
-        raise DataError(f"dataset {name!r} is downloaded (or read from disk): run "
-                        f"`spikeattn download {name}`")
+        raise DataError(
+            f"dataset {name!r} is downloaded (or read from disk): run `spikeattn download {name}`"
+        )
     params = raw_params(name, params)
     target = raw_dir(name, root)
     with atomic_dir(target) as tmp:
         filename, labels, split = _BUILDERS[name](params, tmp)
-        write_json(tmp / "manifest.json", {
-            "dataset": name,
-            "params": params,
-            "counts": {"train": int((split == 0).sum()), "test": int((split == 1).sum())},
-            "class_counts": np.bincount(labels, minlength=info.num_classes).tolist(),
-            "sha256": {filename: file_digest(tmp / filename)},
-        })
+        write_json(
+            tmp / "manifest.json",
+            {
+                "dataset": name,
+                "params": params,
+                "counts": {"train": int((split == 0).sum()), "test": int((split == 1).sum())},
+                "class_counts": np.bincount(labels, minlength=info.num_classes).tolist(),
+                "sha256": {filename: file_digest(tmp / filename)},
+            },
+        )
     return target

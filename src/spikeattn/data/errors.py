@@ -1,6 +1,7 @@
 """The two errors the data stages raise for a user to act on, in one module every other data
 module can import (readers, archive extraction and download alike) without importing each other.
 """
+
 from __future__ import annotations
 
 

@@ -13,6 +13,7 @@ Spatial downsampling (MA-SNN: 4x, 128 -> 32) is tonic's Downsample before framin
 equals the authors' coordinate // 4 (a 4x4 sum pooling). Frames are [p, y, x], tonic's and
 SpikingJelly's layout; MA-SNN's arrays are [p, x, y], the same images transposed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ class Framing:
             return cls(method, sensor, downsample, dt_us=round(params["dt_ms"] * 1000))
         split = params.get("event_count_split") or "spikingjelly"
         if split not in EVENT_COUNT_SPLITS:
-            raise ValueError(f"event_count_split must be one of {EVENT_COUNT_SPLITS}, got {split!r}")
+            raise ValueError(
+                f"event_count_split must be one of {EVENT_COUNT_SPLITS}, got {split!r}"
+            )
         return cls(method, sensor, downsample, T=T, event_count_split=split)
 
     @property
@@ -104,8 +107,9 @@ def compact(arrays: list[np.ndarray]) -> np.ndarray:
     """Stacked frame counts, as uint8 where they fit, else int16."""
     top = max((int(a.max()) for a in arrays if a.size), default=0)
     if top > np.iinfo(np.int16).max:
-        raise ValueError(f"a frame holds {top} events in one pixel, more than int16 can store; "
-                         "use larger T")
+        raise ValueError(
+            f"a frame holds {top} events in one pixel, more than int16 can store; use larger T"
+        )
     dtype = np.uint8 if top <= np.iinfo(np.uint8).max else np.int16
     return np.stack(arrays).astype(dtype)
 
@@ -116,7 +120,10 @@ def pack_window_events(samples: list[np.ndarray], frame_size: int) -> dict[str, 
     events = np.concatenate(samples) if samples else np.empty(0, WINDOW_EVENT)
     lengths = np.array([len(s) for s in samples], dtype=np.int64)
     late = int(events["t"].max()) if len(events) else 0
-    return {"t": events["t"].astype(np.int32 if late <= np.iinfo(np.int32).max else np.int64),
-            "address": events["address"].astype(np.int16 if frame_size <= np.iinfo(np.int16).max
-                                                else np.int32),
-            "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)}
+    return {
+        "t": events["t"].astype(np.int32 if late <= np.iinfo(np.int32).max else np.int64),
+        "address": events["address"].astype(
+            np.int16 if frame_size <= np.iinfo(np.int16).max else np.int32
+        ),
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+    }

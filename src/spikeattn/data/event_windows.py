@@ -16,6 +16,7 @@ framed on demand, exactly as the MA-SNN authors' loaders cut it
 - testing (`clip_starts`): their `sample_test` placement of n clips over the sample with its
   last timestamp's events dropped (see there).
 """
+
 from __future__ import annotations
 
 import math
@@ -68,14 +69,26 @@ def clip_starts(end: Tensor, length: int, clips: int) -> Tensor:
     """
     end = end[:, None]
     surplus = clips * length - end
-    step = torch.where(surplus > 0, length - torch.div(surplus, clips, rounding_mode="floor"),
-                       length + torch.div(-surplus, clips, rounding_mode="floor"))
+    step = torch.where(
+        surplus > 0,
+        length - torch.div(surplus, clips, rounding_mode="floor"),
+        length + torch.div(-surplus, clips, rounding_mode="floor"),
+    )
     start = torch.arange(clips, device=end.device)[None] * step
     return torch.where(start + length > end, end - length, start)
 
 
-def frame_windows(t: Tensor, address: Tensor, lo: Tensor, hi: Tensor, starts: Tensor, T: int,
-                  dt: int, frame_size: int, steps: int) -> Tensor:
+def frame_windows(
+    t: Tensor,
+    address: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+    starts: Tensor,
+    T: int,
+    dt: int,
+    frame_size: int,
+    steps: int,
+) -> Tensor:
     """Event counts [W, T, frame_size] of W windows: window w holds the events of segment
     [lo[w], hi[w]) with starts[w] <= t < starts[w] + T * dt, framed from its first event.
 

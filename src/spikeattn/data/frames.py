@@ -15,6 +15,7 @@ Layouts (meta["layout"]):
   the frame shape.
 - ``files``: an index of image files (ImageNet), read from disk while training.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,15 +76,20 @@ def read_raw(name: str, params: Mapping[str, Any], root: str | Path) -> tuple[Pa
     stage = "prepare" if info.source == "embedded" else "download"
     target = raw_dir(name, root)
     if not (target / "manifest.json").exists():
-        raise FileNotFoundError(f"{target}: raw data not found; run `spikeattn {stage} {name}` first")
+        raise FileNotFoundError(
+            f"{target}: raw data not found; run `spikeattn {stage} {name}` first"
+        )
     manifest = read_json(target / "manifest.json")
     if manifest["params"] != raw_params(name, params):
-        raise ValueError(f"{target} was built with other parameters ({manifest['params']}); "
-                         f"run `spikeattn {stage} {name}` again")
+        raise ValueError(
+            f"{target} was built with other parameters ({manifest['params']}); "
+            f"run `spikeattn {stage} {name}` again"
+        )
     return target, manifest
 
 
 # --- building each kind ----------------------------------------------------------------------
+
 
 @dataclass
 class Built:
@@ -105,21 +111,28 @@ def _frame_all(name: str, framing: Framing, records: list, workers: int) -> list
     if workers <= 1 or len(records) <= 1:
         return _frame_chunk((name, framing, records))
     size = math.ceil(len(records) / (4 * workers))
-    chunks = [records[i:i + size] for i in range(0, len(records), size)]
+    chunks = [records[i : i + size] for i in range(0, len(records), size)]
     with ProcessPoolExecutor(workers) as pool:
-        return [f for part in pool.map(_frame_chunk, [(name, framing, c) for c in chunks]) for f in part]
+        return [
+            f for part in pool.map(_frame_chunk, [(name, framing, c) for c in chunks]) for f in part
+        ]
 
 
 def _pack_events(framed: list[np.ndarray], labels: np.ndarray, framing: Framing) -> dict[str, Any]:
     if framing.keeps_events:
         height, width = framing.size
-        out = {k: torch.from_numpy(v) for k, v in pack_window_events(framed, 2 * height * width).items()}
+        out = {
+            k: torch.from_numpy(v)
+            for k, v in pack_window_events(framed, 2 * height * width).items()
+        }
     else:
         out = {"x": torch.from_numpy(compact(framed))}
     return {**out, "y": torch.as_tensor(labels, dtype=torch.int64)}
 
 
-def _real_events(name: str, params: dict, framing: Framing, root: Path, workers: int) -> dict[str, Built]:
+def _real_events(
+    name: str, params: dict, framing: Framing, root: Path, workers: int
+) -> dict[str, Built]:
     source = sources.get_source(name)
     records = source.records(raw_dir(name, root))
     labels = np.array([r.label for r in records], dtype=np.int64)
@@ -134,8 +147,10 @@ def _real_events(name: str, params: dict, framing: Framing, root: Path, workers:
     for k, part in enumerate(SPLITS):
         chosen = [r for r, s in zip(records, split) if s == k]
         frames = [f for f, s in zip(every, split) if s == k]
-        built[part] = Built(_pack_events(frames, labels[split == k], framing),
-                            {"files": len(chosen), "groups": sorted({r.group for r in chosen} - {""})})
+        built[part] = Built(
+            _pack_events(frames, labels[split == k], framing),
+            {"files": len(chosen), "groups": sorted({r.group for r in chosen} - {""})},
+        )
     return built
 
 
@@ -149,8 +164,10 @@ def _embedded_events(source: sources.DigitsDVS, framing: Framing, raw: Path) -> 
         events = int(sum(len(samples[i]) for i in idx))
         # tonic's bins end at t0 + T * ((t_last - t0) // T) (exclusive), so the last few events
         # of a sample are not counted; recorded here so the loss is visible, not hidden.
-        built[part] = Built(_pack_events(frames, labels[idx], framing),
-                            {"events_total": events, "events_in_frames": counted})
+        built[part] = Built(
+            _pack_events(frames, labels[idx], framing),
+            {"events_total": events, "events_in_frames": counted},
+        )
     return built
 
 
@@ -158,7 +175,9 @@ def _images(source: sources.ImageSource, params: dict, raw: Path) -> dict[str, B
     built = {}
     for part in SPLITS:
         x, labels = source.images(raw, part, params["image_size"])
-        built[part] = Built({"x": torch.from_numpy(x), "y": torch.as_tensor(labels, dtype=torch.int64)})
+        built[part] = Built(
+            {"x": torch.from_numpy(x), "y": torch.as_tensor(labels, dtype=torch.int64)}
+        )
     return built
 
 
@@ -168,13 +187,19 @@ def _image_files(source: sources.ImageNetFolder, params: dict) -> dict[str, Buil
     built = {}
     for part in SPLITS:
         records = source.records(root, part)
-        built[part] = Built({"paths": [str(p.relative_to(root)) for p, _ in records],
-                             "y": torch.tensor([label for _, label in records], dtype=torch.int64)},
-                            {"root": str(root)})
+        built[part] = Built(
+            {
+                "paths": [str(p.relative_to(root)) for p, _ in records],
+                "y": torch.tensor([label for _, label in records], dtype=torch.int64),
+            },
+            {"root": str(root)},
+        )
     return built
 
 
-def preprocess(name: str, params: Mapping[str, Any], T: int, root: str | Path, workers: int = 1) -> Path:
+def preprocess(
+    name: str, params: Mapping[str, Any], T: int, root: str | Path, workers: int = 1
+) -> Path:
     """Build `frames_dir(...)` atomically: train.pt, test.pt and meta.json."""
     root = Path(root)
     spec = frames_spec(name, params, T)
@@ -196,20 +221,38 @@ def preprocess(name: str, params: Mapping[str, Any], T: int, root: str | Path, w
         layout = "events" if framing.keeps_events else "fixed"
     for part, b in built.items():
         if len(b.tensors["y"]) == 0:
-            raise ValueError(f"{name}: the {part} split is empty; check datasets.{name}.split "
-                             "and test_fraction")
+            raise ValueError(
+                f"{name}: the {part} split is empty; check datasets.{name}.split and test_fraction"
+            )
     meta = {
-        "spec": spec, "kind": info.kind, "layout": layout,
+        "spec": spec,
+        "kind": info.kind,
+        "layout": layout,
         "scale": 1 / 255 if info.kind == "static" else 1.0,
         "counts": {part: len(b.tensors["y"]) for part, b in built.items()},
-        "class_counts": {part: torch.bincount(b.tensors["y"], minlength=info.num_classes).tolist()
-                         for part, b in built.items()},
-        "shapes": {part: {k: list(v.shape) for k, v in b.tensors.items() if torch.is_tensor(v)}
-                   for part, b in built.items()},
-        "dtypes": {part: {k: str(v.dtype).removeprefix("torch.") for k, v in b.tensors.items()
-                          if torch.is_tensor(v)} for part, b in built.items()},
-        "max_value": (max(int(b.tensors["x"].max()) for b in built.values()) if layout == "fixed"
-                      else 255 if layout == "files" else None),
+        "class_counts": {
+            part: torch.bincount(b.tensors["y"], minlength=info.num_classes).tolist()
+            for part, b in built.items()
+        },
+        "shapes": {
+            part: {k: list(v.shape) for k, v in b.tensors.items() if torch.is_tensor(v)}
+            for part, b in built.items()
+        },
+        "dtypes": {
+            part: {
+                k: str(v.dtype).removeprefix("torch.")
+                for k, v in b.tensors.items()
+                if torch.is_tensor(v)
+            }
+            for part, b in built.items()
+        },
+        "max_value": (
+            max(int(b.tensors["x"].max()) for b in built.values())
+            if layout == "fixed"
+            else 255
+            if layout == "files"
+            else None
+        ),
         **{part: b.extra for part, b in built.items() if b.extra},
     }
     if layout == "events":
@@ -233,6 +276,7 @@ def split_digest(file: Path) -> dict[str, Any]:
 
 
 # --- reading a cache back --------------------------------------------------------------------
+
 
 def to_float(x: torch.Tensor, meta: Mapping[str, Any]) -> torch.Tensor:
     """A stored batch as float32 model input: images in [0, 1], event counts as they are."""
@@ -266,9 +310,11 @@ class Frames:
 
 def rebuild_hint(cache: Path) -> str:
     """How to rebuild a damaged cache: its Snakemake job, or the stage by hand."""
-    return (f"rebuild the cache with `snakemake --cores N --forcerun {cache / 'meta.json'}` (or "
-            f"`spikeattn preprocess {cache.parent.name} --T <T>`, with --study S for a study's "
-            "overrides)")
+    return (
+        f"rebuild the cache with `snakemake --cores N --forcerun {cache / 'meta.json'}` (or "
+        f"`spikeattn preprocess {cache.parent.name} --T <T>`, with --study S for a study's "
+        "overrides)"
+    )
 
 
 def read_meta(cache: str | Path) -> dict[str, Any]:
@@ -280,9 +326,11 @@ def read_meta(cache: str | Path) -> dict[str, Any]:
     except ValueError:
         raise DataError(f"{cache / 'meta.json'}: not valid JSON; {rebuild_hint(cache)}") from None
     if "digests" not in meta:
-        warnings.warn(f"{cache / 'meta.json'} records no digests (the cache predates them), so its "
-                      f"split files cannot be verified; {rebuild_hint(cache)} to record them",
-                      stacklevel=2)
+        warnings.warn(
+            f"{cache / 'meta.json'} records no digests (the cache predates them), so its "
+            f"split files cannot be verified; {rebuild_hint(cache)} to record them",
+            stacklevel=2,
+        )
     return meta
 
 
@@ -297,10 +345,12 @@ def _verify_digest(file: Path, meta: Mapping[str, Any], part: str) -> None:
         return
     twins = [f"{other}.pt" for other, d in digests.items() if d["sha256"] == found["sha256"]]
     copy = f"; it is a copy of {twins[0]}" if twins else ""
-    raise DataError(f"{file}: not the file `preprocess` wrote ({found['bytes']} bytes, sha256 "
-                    f"{found['sha256'][:16]}; meta.json records {recorded.get('bytes')} bytes, sha256 "
-                    f"{str(recorded.get('sha256'))[:16]}){copy}: it was damaged, truncated or replaced after "
-                    f"the cache was built; {rebuild_hint(file.parent)}")
+    raise DataError(
+        f"{file}: not the file `preprocess` wrote ({found['bytes']} bytes, sha256 "
+        f"{found['sha256'][:16]}; meta.json records {recorded.get('bytes')} bytes, sha256 "
+        f"{str(recorded.get('sha256'))[:16]}){copy}: it was damaged, truncated or replaced after "
+        f"the cache was built; {rebuild_hint(file.parent)}"
+    )
 
 
 def _check_contents(file: Path, stored: Any, meta: Mapping[str, Any], part: str) -> None:
@@ -311,15 +361,22 @@ def _check_contents(file: Path, stored: Any, meta: Mapping[str, Any], part: str)
         raise DataError(f"{file}: holds no split (no label tensor y); {hint}")
     count = meta.get("counts", {}).get(part)
     if count is not None and len(stored["y"]) != count:
-        raise DataError(f"{file}: holds {len(stored['y'])} samples but meta.json records {count}; {hint}")
+        raise DataError(
+            f"{file}: holds {len(stored['y'])} samples but meta.json records {count}; {hint}"
+        )
     dtypes = meta.get("dtypes", {}).get(part, {})
     for key, shape in meta.get("shapes", {}).get(part, {}).items():
         value, want = stored.get(key), [shape, dtypes.get(key)]
-        found = ([list(value.shape), str(value.dtype).removeprefix("torch.")] if torch.is_tensor(value)
-                 else None)
+        found = (
+            [list(value.shape), str(value.dtype).removeprefix("torch.")]
+            if torch.is_tensor(value)
+            else None
+        )
         if found != want:
-            raise DataError(f"{file}: {key} is {found or 'missing'} (shape, dtype) but meta.json "
-                            f"records {want}; {hint}")
+            raise DataError(
+                f"{file}: {key} is {found or 'missing'} (shape, dtype) but meta.json "
+                f"records {want}; {hint}"
+            )
 
 
 def load_split(path: str | Path, part: str, meta: Mapping[str, Any] | None = None) -> Split:
@@ -328,8 +385,10 @@ def load_split(path: str | Path, part: str, meta: Mapping[str, Any] | None = Non
     cache = Path(path)
     file = cache / f"{part}.pt"
     if not file.exists():
-        raise FileNotFoundError(f"{file}: not found; build it with `spikeattn preprocess "
-                                f"{cache.parent.name} --T <T>` (or snakemake)")
+        raise FileNotFoundError(
+            f"{file}: not found; build it with `spikeattn preprocess "
+            f"{cache.parent.name} --T <T>` (or snakemake)"
+        )
     meta = read_meta(cache) if meta is None else meta
     _verify_digest(file, meta, part)
     try:
@@ -337,11 +396,18 @@ def load_split(path: str | Path, part: str, meta: Mapping[str, Any] | None = Non
     except MemoryError:
         raise
     except Exception as err:
-        raise DataError(f"{file}: cannot be read ({type(err).__name__}: {err}); "
-                        f"{rebuild_hint(cache)}") from None
+        raise DataError(
+            f"{file}: cannot be read ({type(err).__name__}: {err}); {rebuild_hint(cache)}"
+        ) from None
     _check_contents(file, stored, meta, part)
-    return Split(x=stored.get("x"), y=stored["y"], offsets=stored.get("offsets"), paths=stored.get("paths"),
-                 t=stored.get("t"), address=stored.get("address"))
+    return Split(
+        x=stored.get("x"),
+        y=stored["y"],
+        offsets=stored.get("offsets"),
+        paths=stored.get("paths"),
+        t=stored.get("t"),
+        address=stored.get("address"),
+    )
 
 
 def load_frames(path: str | Path) -> Frames:

@@ -7,6 +7,7 @@ per-channel normalisation) runs on the device, so no Python worker touches a sam
 (`files` layout) streams through a torch DataLoader instead: its workers decode, crop and
 AutoAugment the uint8 images, and the device converts and normalises the batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -93,7 +94,9 @@ class Normalize:
         """x [B, ..., C, H, W] float -> the same shape, channel c as (x - mean[c]) / std[c]."""
         C = len(self.mean)
         if x.shape[-3] != C:
-            raise ValueError(f"normalize has {C} channel values but the images have {x.shape[-3]} channels")
+            raise ValueError(
+                f"normalize has {C} channel values but the images have {x.shape[-3]} channels"
+            )
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(C, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(C, 1, 1)
         return (x - mean) / std
@@ -105,7 +108,9 @@ def translate(x: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
     flat = x.reshape(B, -1, H, W)
     rows = torch.arange(H, device=x.device)[None] - dy[:, None]  # source row of each output row
     cols = torch.arange(W, device=x.device)[None] - dx[:, None]
-    keep = (((rows >= 0) & (rows < H))[:, None, :, None] & ((cols >= 0) & (cols < W))[:, None, None, :])
+    keep = ((rows >= 0) & (rows < H))[:, None, :, None] & ((cols >= 0) & (cols < W))[
+        :, None, None, :
+    ]
     out = flat.gather(2, rows.clamp(0, H - 1)[:, None, :, None].expand(B, flat.shape[1], H, W))
     out = out.gather(3, cols.clamp(0, W - 1)[:, None, None, :].expand(B, flat.shape[1], H, W))
     return (out * keep).reshape(x.shape)
@@ -130,23 +135,42 @@ class TensorBatches:
     Both: scaled to float, then `normalize` (per channel) if given.
     """
 
-    def __init__(self, split: Split, scale: float, batch_size: int, device: torch.device | str = "cpu",
-                 train: bool = False, T: int | None = None, window: str = "random", clips: int = 1,
-                 augment: Augment = Augment(), seed: int = 0, windows: Windows | None = None,
-                 normalize: Normalize | None = None):
+    def __init__(
+        self,
+        split: Split,
+        scale: float,
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        train: bool = False,
+        T: int | None = None,
+        window: str = "random",
+        clips: int = 1,
+        augment: Augment = Augment(),
+        seed: int = 0,
+        windows: Windows | None = None,
+        normalize: Normalize | None = None,
+    ):
         if augment.autoaugment:
-            raise ValueError("augment.autoaugment acts on streamed image folders (ImageNet) only; a "
-                             "cached dataset is augmented on the device by flip and translate_px")
+            raise ValueError(
+                "augment.autoaugment acts on streamed image folders (ImageNet) only; a "
+                "cached dataset is augmented on the device by flip and translate_px"
+            )
         self.device = torch.device(device)
         self.x, self.y = place(split.x, self.device), split.y.to(self.device)
         events = split.t is not None
         if events and (T is None or windows is None):
-            raise ValueError("an events-layout split needs T (frames per window) and its Windows "
-                             "(dt and frame shape, meta['window'] of the cache)")
+            raise ValueError(
+                "an events-layout split needs T (frames per window) and its Windows "
+                "(dt and frame shape, meta['window'] of the cache)"
+            )
         if window not in ("random", "start"):
             raise ValueError(f"train_window must be random or start, got {window!r}")
         self.scale, self.batch_size, self.train, self.T = scale, batch_size, train, T
-        self.window, self.clips, self.augment = window, (1 if train or not events else clips), augment
+        self.window, self.clips, self.augment = (
+            window,
+            (1 if train or not events else clips),
+            augment,
+        )
         self.normalize = normalize
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.rank, self.world = 0, 1
@@ -158,8 +182,10 @@ class TensorBatches:
         batch's remainder that does not split evenly, so every process draws the same number
         of random values and their generators stay in step."""
         if self.train and self.batch_size % world:
-            raise ValueError(f"batch_size {self.batch_size} must be a multiple of the "
-                             f"{world} processes (it is the global batch)")
+            raise ValueError(
+                f"batch_size {self.batch_size} must be a multiple of the "
+                f"{world} processes (it is the global batch)"
+            )
         self.rank, self.world = rank, world
         return self
 
@@ -179,7 +205,9 @@ class TensorBatches:
             return event_windows.clip_starts(self.events.end[idx], self.events.length, self.clips)
         if self.window == "start":
             return torch.zeros(len(idx), 1, dtype=torch.long, device=self.device)
-        return event_windows.random_starts(self.events.last[idx], self.events.length, self.generator)[:, None]
+        return event_windows.random_starts(
+            self.events.last[idx], self.events.length, self.generator
+        )[:, None]
 
     def _gather(self, idx: Tensor) -> Tensor:
         if self.events is None:
@@ -188,12 +216,15 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         n = len(self.y)
-        order = (torch.randperm(n, device=self.device, generator=self.generator) if self.train
-                 else torch.arange(n, device=self.device))
+        order = (
+            torch.randperm(n, device=self.device, generator=self.generator)
+            if self.train
+            else torch.arange(n, device=self.device)
+        )
         if self.train and self.world > 1:
-            order = order[:n - n % self.world]
+            order = order[: n - n % self.world]
         for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size][self.rank::self.world]
+            idx = order[start : start + self.batch_size][self.rank :: self.world]
             if len(idx) == 0:
                 continue
             x = self._gather(idx).to(torch.float32) * self.scale
@@ -229,8 +260,9 @@ class _EventWindows:
         lo = self.offsets[idx].repeat_interleave(clips)
         hi = self.offsets[idx + 1].repeat_interleave(clips)
         size = self.shape[0] * self.shape[1] * self.shape[2]
-        counts = event_windows.frame_windows(self.t, self.address, lo, hi, starts.flatten(), self.T,
-                                             self.dt, size, self.steps)
+        counts = event_windows.frame_windows(
+            self.t, self.address, lo, hi, starts.flatten(), self.T, self.dt, size, self.steps
+        )
         return counts.view(-1, self.T, *self.shape).to(self.device, non_blocking=True)
 
 
@@ -253,8 +285,9 @@ def image_transform(size: int, train: bool, augment: Augment = Augment()):
 class _ImageFiles(torch.utils.data.Dataset):
     """Decoded, cropped (and AutoAugmented) uint8 images of a `files` split (ImageNet)."""
 
-    def __init__(self, root: Path, paths: list[str], labels: Tensor, size: int, train: bool,
-                 augment: Augment):
+    def __init__(
+        self, root: Path, paths: list[str], labels: Tensor, size: int, train: bool, augment: Augment
+    ):
         self.root, self.paths, self.labels = root, paths, labels
         self.transform = image_transform(size, train, augment)
 
@@ -271,15 +304,31 @@ class FileBatches:
     """Batches streamed from image files by DataLoader workers (datasets too big to cache):
     uint8 crops from the workers, then float in [0, 1] and `normalize` on the device."""
 
-    def __init__(self, split: Split, root: str | Path, size: int, batch_size: int,
-                 device: torch.device | str = "cpu", train: bool = False, augment: Augment = Augment(),
-                 workers: int = 4, seed: int = 0, normalize: Normalize | None = None):
+    def __init__(
+        self,
+        split: Split,
+        root: str | Path,
+        size: int,
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        train: bool = False,
+        augment: Augment = Augment(),
+        workers: int = 4,
+        seed: int = 0,
+        normalize: Normalize | None = None,
+    ):
         if augment.translate_px:
-            raise ValueError("augment.translate_px is not applied to streamed image folders "
-                             "(RandomResizedCrop crops them); remove it")
+            raise ValueError(
+                "augment.translate_px is not applied to streamed image folders "
+                "(RandomResizedCrop crops them); remove it"
+            )
         self.device, self.normalize = torch.device(device), normalize
         self.dataset, self.train, self.seed, self.epoch = (
-            _ImageFiles(Path(root), split.paths, split.y, size, train, augment), train, seed, 0)
+            _ImageFiles(Path(root), split.paths, split.y, size, train, augment),
+            train,
+            seed,
+            0,
+        )
         self.generator = torch.Generator().manual_seed(seed)
         self._build(batch_size, workers, sampler=None)
 
@@ -287,19 +336,28 @@ class FileBatches:
         # Workers start afresh each pass, seeded from `generator` (as is the shuffle): persistent
         # workers would carry their RNG over epochs, which a resumed run cannot restore.
         self.loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=batch_size, shuffle=self.train and sampler is None,
-            sampler=sampler, num_workers=workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=False, generator=self.generator)
+            self.dataset,
+            batch_size=batch_size,
+            shuffle=self.train and sampler is None,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            generator=self.generator,
+        )
 
     def shard(self, rank: int, world: int) -> "FileBatches":
         """One of `world` DDP processes: torch's DistributedSampler splits each epoch's order
         (reshuffled per epoch from the seed); `batch_size` stays the global batch."""
         size = self.loader.batch_size
         if size % world:
-            raise ValueError(f"batch_size {size} must be a multiple of the {world} processes "
-                             f"(it is the global batch)")
-        sampler = torch.utils.data.DistributedSampler(self.dataset, world, rank, shuffle=self.train,
-                                                      seed=self.seed, drop_last=self.train)
+            raise ValueError(
+                f"batch_size {size} must be a multiple of the {world} processes "
+                f"(it is the global batch)"
+            )
+        sampler = torch.utils.data.DistributedSampler(
+            self.dataset, world, rank, shuffle=self.train, seed=self.seed, drop_last=self.train
+        )
         self._build(size // world, self.loader.num_workers, sampler)
         return self
 
@@ -324,9 +382,17 @@ class FileBatches:
             yield Batch(x, y.to(self.device, non_blocking=True))
 
 
-def batches(frames: Frames, params: Mapping[str, Any], part: str, batch_size: int, T: int,
-            device: torch.device | str = "cpu", seed: int = 0, clips: int | None = None,
-            workers: int = 4) -> TensorBatches | FileBatches:
+def batches(
+    frames: Frames,
+    params: Mapping[str, Any],
+    part: str,
+    batch_size: int,
+    T: int,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    clips: int | None = None,
+    workers: int = 4,
+) -> TensorBatches | FileBatches:
     """The batches of split `part` ("train"/"test") of a cache, set up from the dataset's params.
 
     `clips` overrides params' test_clips (the energy stage measures one clip per sample)."""
@@ -335,10 +401,30 @@ def batches(frames: Frames, params: Mapping[str, Any], part: str, batch_size: in
     augment = Augment.from_params(params.get("augment"))
     normalize = Normalize.from_params(params.get("normalize"))
     if frames.meta["layout"] == "files":
-        return FileBatches(split, frames.meta[part]["root"], params["image_size"], batch_size, device,
-                           train, augment, workers, seed, normalize)
+        return FileBatches(
+            split,
+            frames.meta[part]["root"],
+            params["image_size"],
+            batch_size,
+            device,
+            train,
+            augment,
+            workers,
+            seed,
+            normalize,
+        )
     windows = Windows(**frames.meta["window"]) if frames.meta["layout"] == "events" else None
-    return TensorBatches(split, frames.meta["scale"], batch_size, device, train, T,
-                         params.get("train_window", "random"),
-                         clips if clips is not None else params.get("test_clips", 1), augment, seed,
-                         windows, normalize)
+    return TensorBatches(
+        split,
+        frames.meta["scale"],
+        batch_size,
+        device,
+        train,
+        T,
+        params.get("train_window", "random"),
+        clips if clips is not None else params.get("test_clips", 1),
+        augment,
+        seed,
+        windows,
+        normalize,
+    )

@@ -6,6 +6,7 @@ Parameters arrive as a plain dict from params.yaml `datasets.<name>`; every stag
 them here first (against that dataset's part of params.schema.yaml, plus checks a schema
 cannot express) so a typo fails at once with the key's full name instead of deep in numpy.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,10 +41,20 @@ class DatasetInfo:
     @classmethod
     def of(cls, entry: type[Source]) -> DatasetInfo:
         """The facts of one registry entry (a `sources` class)."""
-        return cls(name=entry.name, kind=entry.kind, source=entry.origin, num_classes=entry.num_classes,
-                   in_channels=entry.in_channels, size_key=entry.size_key, sensor=entry.sensor,
-                   frame_keys=entry.frame_keys, loader_keys=entry.loader_keys, streamed=entry.streamed,
-                   cross_check=entry.cross_check, train_count=entry.train_count)
+        return cls(
+            name=entry.name,
+            kind=entry.kind,
+            source=entry.origin,
+            num_classes=entry.num_classes,
+            in_channels=entry.in_channels,
+            size_key=entry.size_key,
+            sensor=entry.sensor,
+            frame_keys=entry.frame_keys,
+            loader_keys=entry.loader_keys,
+            streamed=entry.streamed,
+            cross_check=entry.cross_check,
+            train_count=entry.train_count,
+        )
 
     @property
     def schema(self) -> dict:
@@ -67,16 +78,22 @@ def _check_loading(info: DatasetInfo, params: Mapping[str, Any]) -> None:
     for stat in ("mean", "std") if normalize else ():
         values = normalize[stat]
         if len(values) != info.in_channels:
-            raise ValueError(f"{key}.normalize.{stat} must hold one value per input channel: "
-                             f"{info.in_channels}, got {len(values)}")
+            raise ValueError(
+                f"{key}.normalize.{stat} must hold one value per input channel: "
+                f"{info.in_channels}, got {len(values)}"
+            )
     augment = params.get("augment") or {}
     if augment.get("autoaugment") and not info.streamed:
-        raise ValueError(f"{key}.augment.autoaugment: AutoAugment runs only on streamed image folders "
-                         f"(imagenet); {info.name} is cached and augmented on the device by flip and "
-                         f"translate_px: remove the key or set it to false")
+        raise ValueError(
+            f"{key}.augment.autoaugment: AutoAugment runs only on streamed image folders "
+            f"(imagenet); {info.name} is cached and augmented on the device by flip and "
+            f"translate_px: remove the key or set it to false"
+        )
     if augment.get("translate_px") and info.streamed:
-        raise ValueError(f"{key}.augment.translate_px: not applied to streamed image folders "
-                         f"(RandomResizedCrop crops them): remove it")
+        raise ValueError(
+            f"{key}.augment.translate_px: not applied to streamed image folders "
+            f"(RandomResizedCrop crops them): remove it"
+        )
 
 
 DATASETS: dict[str, DatasetInfo] = {entry.name: DatasetInfo.of(entry) for entry in ENTRIES}
@@ -87,7 +104,9 @@ def get_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}") from None
+        raise KeyError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
+        ) from None
 
 
 def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ without changing the data a cell trains on:
   raw folder), is scikit-learn's `train_test_split(stratify=labels)`: ceil(test_fraction * n)
   samples in test overall, each class within one sample of its share.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,7 @@ def per_class_split(labels: np.ndarray, test_fraction: float, seed: int | None) 
         idx = np.flatnonzero(labels == cls)
         if rng is not None:
             idx = idx[rng.permutation(len(idx))]
-        split[idx[:math.ceil(len(idx) * (1 - test_fraction))]] = 0
+        split[idx[: math.ceil(len(idx) * (1 - test_fraction))]] = 0
     return split
 
 
@@ -39,10 +40,13 @@ def stratified_split(labels: np.ndarray, test_fraction: float, split_seed: int) 
     n, n_classes = len(labels), len(np.unique(labels))
     n_test = int(np.ceil(test_fraction * n))
     if min(n_test, n - n_test) < n_classes:
-        raise ValueError(f"a stratified split of {n} samples with test_fraction={test_fraction} leaves "
-                         f"fewer than one sample per class on one side; raise max_samples or adjust test_fraction")
-    _, test_idx = train_test_split(np.arange(n), stratify=labels, random_state=split_seed,
-                                   test_size=test_fraction)
+        raise ValueError(
+            f"a stratified split of {n} samples with test_fraction={test_fraction} leaves "
+            f"fewer than one sample per class on one side; raise max_samples or adjust test_fraction"
+        )
+    _, test_idx = train_test_split(
+        np.arange(n), stratify=labels, random_state=split_seed, test_size=test_fraction
+    )
     split = np.zeros(n, dtype=np.int8)
     split[test_idx] = 1
     return split

@@ -6,6 +6,7 @@ key of params.yaml's `energy:` section (globally, or per study under `study.<nam
 `preset:` names a paper's whole set (presets.py), and `caption()` writes all of them into the
 tables, so a number is never shown without the conventions that produced it.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -17,8 +18,9 @@ from .presets import E_AC_PJ_45NM, E_MAC_PJ_45NM, PRESETS
 # params.schema.yaml ($defs.energy) is the one home of the keys, their values (each explained
 # there) and bounds; the first value of each counting choice is the default.
 _SCHEMA: dict[str, Any] = part("$defs", "energy")["properties"]
-CHOICES: dict[str, tuple[str, ...]] = {key: tuple(spec["enum"]) for key, spec in _SCHEMA.items()
-                                       if "enum" in spec}
+CHOICES: dict[str, tuple[str, ...]] = {
+    key: tuple(spec["enum"]) for key, spec in _SCHEMA.items() if "enum" in spec
+}
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,19 @@ class EnergyConventions:
                 raise ValueError(f"{problems[0]}; {key} is {_SCHEMA[key]['description']}")
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
-                raise ValueError(f"{self.where}.{key}: {getattr(self, key)!r} is not one of "
-                                 f"{', '.join(allowed)}")
+                raise ValueError(
+                    f"{self.where}.{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}"
+                )
         if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"{self.where}.preset: {self.preset!r} is not one of "
-                             f"{', '.join(PRESETS)}")
+            raise ValueError(
+                f"{self.where}.preset: {self.preset!r} is not one of {', '.join(PRESETS)}"
+            )
         if self.zero_weights == "skip" and self.sop_count == "rate" and self.mac_count == "dense":
-            raise ValueError(f"{self.where}.zero_weights: skip needs sop_count: exact or "
-                             "mac_count: effective (rate SOPs and dense MACs never look at the "
-                             "weights); set one of them, or zero_weights: count")
+            raise ValueError(
+                f"{self.where}.zero_weights: skip needs sop_count: exact or "
+                "mac_count: effective (rate SOPs and dense MACs never look at the "
+                "weights); set one of them, or zero_weights: count"
+            )
 
     @classmethod
     def from_params(cls, *levels: Mapping[str, Any], where: str = "energy") -> "EnergyConventions":
@@ -91,58 +97,83 @@ class EnergyConventions:
             return ""
         p = PRESETS[self.preset]
         changed = self.overrides()
-        but = (" Overridden here: " + ", ".join(f"{k} = {v}" for k, v in changed.items()) + "."
-               if changed else "")
+        but = (
+            " Overridden here: " + ", ".join(f"{k} = {v}" for k, v in changed.items()) + "."
+            if changed
+            else ""
+        )
         return f"Preset {p.name}, as {p.source} counted: {p.counted} {p.caveat}{but}".strip()
 
     def _choices_text(self) -> str:
-        figures = ("45 nm" if (self.e_mac_pj, self.e_ac_pj) == (E_MAC_PJ_45NM, E_AC_PJ_45NM)
-                   else "user-set")
-        weights = (" (zero weights skipped)" if self.zero_weights == "skip" else "")
-        sops = ("SOPs = dense MACs × input firing rate (fr·T·FLOPs, T merged into the batch)"
-                if self.sop_count == "rate" else
-                f"SOPs = each input spike × the synapses it reaches{weights} (exact, borders "
-                "included)")
-        macs = ("dense MACs (every output × its fan-in, padded positions included)"
-                if self.mac_count == "dense" else
-                f"effective MACs (nonzero inputs × the synapses they reach{weights}, padding "
-                "excluded, as NeuroBench's Effective_MACs)")
-        repeated = ("a real-valued layer of the encoding path (inside the coding module or "
-                    "before the first spiking neuron) whose input is identical at every time "
-                    "step (a static image repeated T times) is computed once; every later layer "
-                    "counts at every step"
-                    if self.repeated_input == "once" else
-                    "real-valued layers are counted at every time step, even on a repeated "
-                    "static input")
-        encoding = ("the encoding (first) layer counts as MACs whatever its input"
-                    if self.encoding_layer == "mac" else
-                    "the encoding (first) layer is judged by its input like every layer")
-        attention = ("conv/linear layers inside attention and gating modules (MA's MLPs and SA "
-                     "conv, SMA's branch convs and MLPs, GAC's TA MLP and SCA convs) count like "
-                     "any layer"
-                     if self.attention_layers == "mac" else
-                     "conv/linear layers inside attention and gating modules (MA's MLPs and SA "
-                     "conv, SMA's branch convs and MLPs, GAC's TA MLP and SCA convs) are not "
-                     "counted")
-        hidden = ("real-valued layers after the encoding path and outside attention (e.g. "
-                  "MS-ResNet shortcut convs on the membrane stream, a conv fed by GAC's gated "
-                  "spikes) " + {"mac": "count as MACs",
-                                "ac": "count as SOPs under the same rule, their nonzero inputs "
-                                      "taken for spikes",
-                                "none": "are not counted"}[self.hidden_real])
-        elementwise = ("attention/gating multiplications count as MACs"
-                       if self.elementwise == "mac" else
-                       "attention/gating multiplications are not counted")
-        return (f"Energy per sample = E_MAC·MACs + E_AC·SOPs ({figures}: "
-                f"E_MAC = {self.e_mac_pj:g} pJ, E_AC = {self.e_ac_pj:g} pJ). "
-                f"Conv/linear layers fed by binary spikes do {sops}; layers fed by real values "
-                f"do {macs}; {repeated}; {encoding}; {attention}; {hidden}; "
-                f"{elementwise}. BatchNorm (folded into the conv), pooling, activations, LIF "
-                "updates and biases are not counted.")
+        figures = (
+            "45 nm"
+            if (self.e_mac_pj, self.e_ac_pj) == (E_MAC_PJ_45NM, E_AC_PJ_45NM)
+            else "user-set"
+        )
+        weights = " (zero weights skipped)" if self.zero_weights == "skip" else ""
+        sops = (
+            "SOPs = dense MACs × input firing rate (fr·T·FLOPs, T merged into the batch)"
+            if self.sop_count == "rate"
+            else f"SOPs = each input spike × the synapses it reaches{weights} (exact, borders "
+            "included)"
+        )
+        macs = (
+            "dense MACs (every output × its fan-in, padded positions included)"
+            if self.mac_count == "dense"
+            else f"effective MACs (nonzero inputs × the synapses they reach{weights}, padding "
+            "excluded, as NeuroBench's Effective_MACs)"
+        )
+        repeated = (
+            "a real-valued layer of the encoding path (inside the coding module or "
+            "before the first spiking neuron) whose input is identical at every time "
+            "step (a static image repeated T times) is computed once; every later layer "
+            "counts at every step"
+            if self.repeated_input == "once"
+            else "real-valued layers are counted at every time step, even on a repeated "
+            "static input"
+        )
+        encoding = (
+            "the encoding (first) layer counts as MACs whatever its input"
+            if self.encoding_layer == "mac"
+            else "the encoding (first) layer is judged by its input like every layer"
+        )
+        attention = (
+            "conv/linear layers inside attention and gating modules (MA's MLPs and SA "
+            "conv, SMA's branch convs and MLPs, GAC's TA MLP and SCA convs) count like "
+            "any layer"
+            if self.attention_layers == "mac"
+            else "conv/linear layers inside attention and gating modules (MA's MLPs and SA "
+            "conv, SMA's branch convs and MLPs, GAC's TA MLP and SCA convs) are not "
+            "counted"
+        )
+        hidden = (
+            "real-valued layers after the encoding path and outside attention (e.g. "
+            "MS-ResNet shortcut convs on the membrane stream, a conv fed by GAC's gated "
+            "spikes) "
+            + {
+                "mac": "count as MACs",
+                "ac": "count as SOPs under the same rule, their nonzero inputs taken for spikes",
+                "none": "are not counted",
+            }[self.hidden_real]
+        )
+        elementwise = (
+            "attention/gating multiplications count as MACs"
+            if self.elementwise == "mac"
+            else "attention/gating multiplications are not counted"
+        )
+        return (
+            f"Energy per sample = E_MAC·MACs + E_AC·SOPs ({figures}: "
+            f"E_MAC = {self.e_mac_pj:g} pJ, E_AC = {self.e_ac_pj:g} pJ). "
+            f"Conv/linear layers fed by binary spikes do {sops}; layers fed by real values "
+            f"do {macs}; {repeated}; {encoding}; {attention}; {hidden}; "
+            f"{elementwise}. BatchNorm (folded into the conv), pooling, activations, LIF "
+            "updates and biases are not counted."
+        )
 
 
-CONVENTION_KEYS: tuple[str, ...] = tuple(f.name for f in fields(EnergyConventions)
-                                         if f.name != "where")
+CONVENTION_KEYS: tuple[str, ...] = tuple(
+    f.name for f in fields(EnergyConventions) if f.name != "where"
+)
 
 
 def resolve_settings(*levels: Mapping[str, Any], where: str = "energy") -> dict[str, Any]:
@@ -155,8 +186,10 @@ def resolve_settings(*levels: Mapping[str, Any], where: str = "energy") -> dict[
         own = dict(level)
         unknown = sorted(set(own) - set(CONVENTION_KEYS))
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                             f"allowed: {', '.join(sorted(CONVENTION_KEYS))}")
+            raise ValueError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(CONVENTION_KEYS))}"
+            )
         name = own.pop("preset", None)
         if name is not None:
             if name not in PRESETS:

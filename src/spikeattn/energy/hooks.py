@@ -38,6 +38,7 @@ the same elements whatever the batch size. An input that is zero on every call r
 binary: a silent spiking layer correctly does 0 SOPs, but so does a real-valued layer behind
 a dead ReLU (e.g. a 1-unit attention MLP at init); `silent_input` flags both in the report.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,9 +46,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
-from torch import Tensor, nn
-
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ..coding import DirectCoding, GACCoding
 from ..neurons import MultiStepLIF
@@ -61,7 +61,9 @@ _CODINGS = (DirectCoding, GACCoding)
 def dense_macs(module: nn.Module, output: Tensor) -> int:
     """Multiply-accumulates of one dense call of a Conv/Linear that produced `output`."""
     if isinstance(module, _CONV):
-        return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        return (
+            output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        )
     if isinstance(module, nn.Linear):
         return output.numel() * module.in_features
     raise TypeError(f"no MAC formula for {type(module).__name__}")
@@ -157,7 +159,9 @@ class _LayerStats:
     dense: int = 0  # dense MACs summed over calls
     varying_calls: int = 0  # calls whose input was not one static input repeated over time
     sops_if_spiking: float = 0.0  # per the sop_count convention, summed over calls
-    effective: int = 0  # nonzero inputs x synapses reached, summed over calls (mac_count: effective)
+    effective: int = (
+        0  # nonzero inputs x synapses reached, summed over calls (mac_count: effective)
+    )
     input_nonzero: int = 0
     input_elements: int = 0
     real_sops: float = 0.0  # the sop_count rule applied to the calls with real-valued input
@@ -181,8 +185,13 @@ class OpCounter:
     exceptions too).
     """
 
-    def __init__(self, model: nn.Module, force_mac: Iterable[str] = (),
-                 conventions: EnergyConventions | None = None, T: int | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        force_mac: Iterable[str] = (),
+        conventions: EnergyConventions | None = None,
+        T: int | None = None,
+    ):
         self.model = model
         self.conventions = conventions or EnergyConventions()
         self.T = T if T is not None else getattr(model, "T", None)
@@ -215,8 +224,9 @@ class OpCounter:
                     self._layers.setdefault(name, _LayerStats(type(mod).__name__, kind, order=-1))
                     self._handles.append(mod.register_forward_hook(self._layer_hook(name)))
                 elif callable(getattr(mod, "elementwise_macs", None)):
-                    self._layers.setdefault(name, _LayerStats(type(mod).__name__, "elementwise",
-                                                              order=-1))
+                    self._layers.setdefault(
+                        name, _LayerStats(type(mod).__name__, "elementwise", order=-1)
+                    )
                     self._handles.append(mod.register_forward_hook(self._elementwise_hook(name)))
         except BaseException:
             self._remove()
@@ -235,7 +245,9 @@ class OpCounter:
     def _count_samples(self, module: nn.Module, args: Any) -> None:
         x = _first_tensor(args)
         if x is None:
-            raise TypeError("OpCounter needs the model's first argument to be a batch tensor [B, ...]")
+            raise TypeError(
+                "OpCounter needs the model's first argument to be a batch tensor [B, ...]"
+            )
         self.samples += x.shape[0]
         self._batch = x.shape[0]
 
@@ -247,6 +259,7 @@ class OpCounter:
             out = output.detach()
             stats.spikes += float(out.sum(dtype=torch.float64))
             stats.elements += out.numel()
+
         return hook
 
     def _seen(self, stats: "_LayerStats | _LIFStats") -> None:
@@ -287,6 +300,7 @@ class OpCounter:
             stats.input_nonzero += nonzero
             stats.input_elements += x.numel()
             stats.sops_if_spiking += sops
+
         return hook
 
     def _elementwise_hook(self, name: str):
@@ -302,6 +316,7 @@ class OpCounter:
             stats.nonbinary_calls += 1
             stats.dense += n
             stats.varying_calls += 1
+
         return hook
 
     # ---- results -----------------------------------------------------------------------
@@ -324,43 +339,65 @@ class OpCounter:
         if self.samples == 0:
             raise ValueError("OpCounter saw no forward pass of the model: nothing to report")
         n = self.samples
-        called = sorted(((name, s) for name, s in self._layers.items() if s.calls),
-                        key=lambda item: item[1].order)
+        called = sorted(
+            ((name, s) for name, s in self._layers.items() if s.calls),
+            key=lambda item: item[1].order,
+        )
         synaptic = [name for name, s in called if s.kind != "elementwise"]
         encoder = synaptic[0] if synaptic and self.conventions.encoding_layer == "mac" else None
         first_lif = min((v.order for v in self._lifs.values() if v.order >= 0), default=math.inf)
         left_out = self.conventions.attention_layers == "none"
         layers = []
         for name, s in called:
-            encoding_path = (name in self._coding or s.order < first_lif
-                             or (bool(synaptic) and name == synaptic[0]))
-            role = ("attention" if name in self._attention or s.kind == "elementwise"
-                    else "encoding" if encoding_path else "hidden")
+            encoding_path = (
+                name in self._coding
+                or s.order < first_lif
+                or (bool(synaptic) and name == synaptic[0])
+            )
+            role = (
+                "attention"
+                if name in self._attention or s.kind == "elementwise"
+                else "encoding"
+                if encoding_path
+                else "hidden"
+            )
             spiking = s.nonbinary_calls == 0 and name != encoder
             counted = not (left_out and role == "attention" and s.kind != "elementwise")
             # hidden_real ac: a real-valued hidden layer accumulates its nonzero inputs
-            accumulates = (not spiking and role == "hidden"
-                           and self.conventions.hidden_real == "ac")
-            macs = (0.0 if spiking or accumulates or not counted
-                    else self._macs(s, role, encoding_path) / n)
-            layers.append({
-                "name": name,
-                "order": s.order,
-                "type": s.type,
-                "kind": s.kind,
-                "role": role,
-                "spiking_input": spiking,
-                "input_rate": s.input_nonzero / s.input_elements if spiking and s.input_elements else None,
-                "input_spikes": s.input_nonzero / n if spiking else None,
-                "dense_macs": s.dense / n,
-                "macs": macs,
-                "sops": (s.sops_if_spiking / n if spiking and counted
-                         else s.real_sops / n if accumulates else 0.0),
-                "calls": s.calls,
-                "silent_input": spiking and s.kind != "elementwise" and s.input_nonzero == 0,
-            })
-        lifs = sorted(((k, v) for k, v in self._lifs.items() if v.elements),
-                      key=lambda item: item[1].order)
+            accumulates = not spiking and role == "hidden" and self.conventions.hidden_real == "ac"
+            macs = (
+                0.0
+                if spiking or accumulates or not counted
+                else self._macs(s, role, encoding_path) / n
+            )
+            layers.append(
+                {
+                    "name": name,
+                    "order": s.order,
+                    "type": s.type,
+                    "kind": s.kind,
+                    "role": role,
+                    "spiking_input": spiking,
+                    "input_rate": s.input_nonzero / s.input_elements
+                    if spiking and s.input_elements
+                    else None,
+                    "input_spikes": s.input_nonzero / n if spiking else None,
+                    "dense_macs": s.dense / n,
+                    "macs": macs,
+                    "sops": (
+                        s.sops_if_spiking / n
+                        if spiking and counted
+                        else s.real_sops / n
+                        if accumulates
+                        else 0.0
+                    ),
+                    "calls": s.calls,
+                    "silent_input": spiking and s.kind != "elementwise" and s.input_nonzero == 0,
+                }
+            )
+        lifs = sorted(
+            ((k, v) for k, v in self._lifs.items() if v.elements), key=lambda item: item[1].order
+        )
         rates = {k: v.spikes / v.elements for k, v in lifs}
         total_elems = sum(v.elements for _, v in lifs)
         total_spikes = sum(v.spikes for _, v in lifs)
@@ -368,22 +405,38 @@ class OpCounter:
             "samples": n,
             "layers": layers,
             "firing_rates": rates,
-            "neurons": [{"name": k, "rate": rates[k], "elements": v.elements / n,
-                         "spikes": v.spikes / n, "order": v.order} for k, v in lifs],
+            "neurons": [
+                {
+                    "name": k,
+                    "rate": rates[k],
+                    "elements": v.elements / n,
+                    "spikes": v.spikes / n,
+                    "order": v.order,
+                }
+                for k, v in lifs
+            ],
             # Weighted by neuron-steps: all spikes / all neuron-steps of the network.
             "mean_firing_rate": total_spikes / total_elems if total_elems else None,
             # Plain mean of the per-layer rates (each layer counts once).
             "mean_firing_rate_unweighted": sum(rates.values()) / len(rates) if rates else None,
-            "totals": {"macs": sum(l["macs"] for l in layers),
-                       "sops": sum(l["sops"] for l in layers),
-                       "dense_macs": sum(l["dense_macs"] for l in layers),
-                       "spikes": total_spikes / n},
+            "totals": {
+                "macs": sum(layer["macs"] for layer in layers),
+                "sops": sum(layer["sops"] for layer in layers),
+                "dense_macs": sum(layer["dense_macs"] for layer in layers),
+                "spikes": total_spikes / n,
+            },
         }
 
 
-def measure(model: nn.Module, batches: Iterable[Any], device: str | torch.device = "cpu",
-            max_batches: int | None = None, force_mac: Iterable[str] = (),
-            conventions: EnergyConventions | None = None, T: int | None = None) -> dict[str, Any]:
+def measure(
+    model: nn.Module,
+    batches: Iterable[Any],
+    device: str | torch.device = "cpu",
+    max_batches: int | None = None,
+    force_mac: Iterable[str] = (),
+    conventions: EnergyConventions | None = None,
+    T: int | None = None,
+) -> dict[str, Any]:
     """Run `model` in eval mode without gradients over `batches` and return the counter's report.
 
     A batch is an input tensor [B, ...] or an (input, target, ...) tuple as a DataLoader

@@ -6,6 +6,7 @@ energy.json of another checkpoint), prices them with the study's energy conventi
 the totals and the mean firing rate to the cell's MLflow run. energy.json is the one source of
 firing rates. A diverged run gets a placeholder instead: its weights say nothing about the cell.
 """
+
 from __future__ import annotations
 
 import sys
@@ -17,8 +18,9 @@ from ..job_inputs import cell_batches, frames_path, training_device
 from .conventions import EnergyConventions
 
 
-def measure_cell(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
-                 track: bool = True) -> dict[str, Any]:
+def measure_cell(
+    params: Params, study: str, cell_id: str, seed: int, threads: int = 1, track: bool = True
+) -> dict[str, Any]:
     """Count spikes and operations of a trained cell x seed on its test set; write energy.json."""
     import torch
 
@@ -37,9 +39,11 @@ def measure_cell(params: Params, study: str, cell_id: str, seed: int, threads: i
         return report
     device = training_device()
     if checkpoint is None:
-        print(f"warning: {out / records.METRICS_FILE} records no checkpoint digest (an older "
-              f"train stage), so {out / records.CHECKPOINT_FILE} is measured unverified",
-              file=sys.stderr)
+        print(
+            f"warning: {out / records.METRICS_FILE} records no checkpoint digest (an older "
+            f"train stage), so {out / records.CHECKPOINT_FILE} is measured unverified",
+            file=sys.stderr,
+        )
     model, _ = load_checkpoint(out / records.CHECKPOINT_FILE, checkpoint)
     frames = data.load_frames(frames_path(params, cell).parent)
     size = params.train_settings(study)["batch_size"]
@@ -47,8 +51,14 @@ def measure_cell(params: Params, study: str, cell_id: str, seed: int, threads: i
     estimated = estimate(model, (batch.x for batch in test), conventions, device=device, T=cell.T)
     # The checkpoint measured (checked against metrics.json's): tables refuse an energy.json
     # whose checkpoint is not the one metrics.json was trained into.
-    report = {"study": study, "cell": cell.id, "seed": seed, "status": records.COMPLETED,
-              "checkpoint_sha256": checkpoint, **estimated.to_dict()}
+    report = {
+        "study": study,
+        "cell": cell.id,
+        "seed": seed,
+        "status": records.COMPLETED,
+        "checkpoint_sha256": checkpoint,
+        **estimated.to_dict(),
+    }
     records.write_energy(out, report)
     run_id = trained.get("mlflow_run_id")
     if track and run_id is not None:
@@ -56,14 +66,23 @@ def measure_cell(params: Params, study: str, cell_id: str, seed: int, threads: i
     return report
 
 
-def diverged_placeholder(study: str, cell_id: str, seed: int, checkpoint: str | None,
-                         conventions: EnergyConventions) -> dict[str, Any]:
+def diverged_placeholder(
+    study: str, cell_id: str, seed: int, checkpoint: str | None, conventions: EnergyConventions
+) -> dict[str, Any]:
     """A diverged run's energy.json: status diverged, every number null, no layers, no rates,
     and the checkpoint it would have measured (so tables still match it to metrics.json)."""
-    return {"study": study, "cell": cell_id, "seed": seed, "status": records.DIVERGED,
-            "checkpoint_sha256": checkpoint, **dict.fromkeys(records.ENERGY_NUMBERS),
-            "firing_rates": {}, "layers": [], "conventions": conventions.caption(),
-            "convention": conventions.as_dict()}
+    return {
+        "study": study,
+        "cell": cell_id,
+        "seed": seed,
+        "status": records.DIVERGED,
+        "checkpoint_sha256": checkpoint,
+        **dict.fromkeys(records.ENERGY_NUMBERS),
+        "firing_rates": {},
+        "layers": [],
+        "conventions": conventions.caption(),
+        "convention": conventions.as_dict(),
+    }
 
 
 def _log_to_run(run_id: str, report: dict[str, Any], out) -> None:

@@ -7,6 +7,7 @@ so configs are checked against constructor signatures without building a model a
 of names is kept by hand: a new backbone is a module with a registered entry point, imported
 below.
 """
+
 from __future__ import annotations
 
 from types import MappingProxyType
@@ -14,14 +15,17 @@ from typing import Any, Mapping
 
 from torch import nn
 
-# Imported for their registrations; the order is the order names are listed in.
-from .demo import DemoCNN
-from .ms_resnet import MSResNet
-from .ma_cnn import MACNNGait, MACNNGesture
-from .sma_vgg import SMAVGG8
 from ._factory import REGISTRY
 
-BACKBONES: Mapping[str, type[nn.Module]] = MappingProxyType({name: b.cls for name, b in REGISTRY.items()})
+# Imported for their registrations; the order is the order names are listed in.
+from .demo import DemoCNN
+from .ma_cnn import MACNNGait, MACNNGesture
+from .ms_resnet import MSResNet
+from .sma_vgg import SMAVGG8
+
+BACKBONES: Mapping[str, type[nn.Module]] = MappingProxyType(
+    {name: b.cls for name, b in REGISTRY.items()}
+)
 
 
 def model_class(name: str) -> type[nn.Module]:
@@ -41,5 +45,13 @@ def backbone_defaults(name: str) -> dict[str, Any]:
     return REGISTRY[name].defaults()
 
 
-__all__ = ["BACKBONES", "DemoCNN", "MACNNGait", "MACNNGesture", "MSResNet", "SMAVGG8",
-           "backbone_defaults", "model_class"]
+__all__ = [
+    "BACKBONES",
+    "DemoCNN",
+    "MACNNGait",
+    "MACNNGesture",
+    "MSResNet",
+    "SMAVGG8",
+    "backbone_defaults",
+    "model_class",
+]

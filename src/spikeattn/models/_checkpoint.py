@@ -13,6 +13,7 @@ Autocast is replayed by torch itself. Under torch.compile (`train.compile`) the 
 traced into the compiled graph, whose recompute never repeats a buffer update. So the gradients, the weights and the buffers after a
 step are those of the plain step (tests/models/test_grad_checkpointing.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +22,6 @@ from typing import Iterable, Iterator, Sequence, Union
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-
 
 Block = Union[nn.Module, Sequence[nn.Module]]  # a module, or modules applied in turn
 
@@ -56,9 +56,17 @@ def run_blocks(blocks: Iterable[Block], x: Tensor, enabled: bool) -> Tensor:
             # takes the activations only (buffer updates are applied once, at the graph's end)
             x = checkpoint(_sequence, x, *modules, use_reentrant=False, preserve_rng_state=True)
         elif enabled and torch.is_grad_enabled():
-            x = checkpoint(_sequence, x, *modules, use_reentrant=False, preserve_rng_state=True,
-                           context_fn=lambda modules=modules: (contextlib.nullcontext(),
-                                                               _buffers_kept(modules)))
+            x = checkpoint(
+                _sequence,
+                x,
+                *modules,
+                use_reentrant=False,
+                preserve_rng_state=True,
+                context_fn=lambda modules=modules: (
+                    contextlib.nullcontext(),
+                    _buffers_kept(modules),
+                ),
+            )
         else:
             x = _sequence(x, *modules)
     return x

@@ -8,6 +8,7 @@ arguments the name sets over that class's defaults (its variant). `models.BACKBO
 constructor signatures and frame-size checks without building a model, and no list of
 names is kept by hand.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,7 +36,9 @@ class Backbone:
         """The constructor arguments the name builds with when none is passed: the class's
         signature defaults, then the variant over them."""
         params = inspect.signature(self.cls).parameters
-        own = {key: p.default for key, p in params.items() if p.default is not inspect.Parameter.empty}
+        own = {
+            key: p.default for key, p in params.items() if p.default is not inspect.Parameter.empty
+        }
         return {**own, **self.variant}
 
 
@@ -50,17 +53,22 @@ def register(cls: type[nn.Module], **variant: Any) -> Callable[[EntryPoint], Ent
     whose body builds `cls` with what it is given (`return build(cls, pretrained, **kwargs)`):
     registers it with timm under the function's name, called with `variant` under the
     caller's arguments, and records the name in REGISTRY."""
+
     def decorate(entry: EntryPoint) -> EntryPoint:
         name = entry.__name__
         if name in REGISTRY:
-            raise ValueError(f"backbone {name!r} is registered twice ({entry.__module__}); "
-                             "give the entry point another name")
+            raise ValueError(
+                f"backbone {name!r} is registered twice ({entry.__module__}); "
+                "give the entry point another name"
+            )
         REGISTRY[name] = Backbone(cls, MappingProxyType(dict(variant)))
 
         @functools.wraps(entry)
         def with_variant(pretrained: bool = False, **kwargs: Any) -> nn.Module:
             return entry(pretrained, **{**variant, **kwargs})
+
         return register_model(with_variant)
+
     return decorate
 
 
@@ -79,6 +87,8 @@ def frame_size(img_size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(img_size, int):
         return img_size, img_size
     if len(img_size) != 2:
-        raise ValueError(f"img_size takes an int (square frames) or an (H, W) pair, got {img_size!r}")
+        raise ValueError(
+            f"img_size takes an int (square frames) or an (H, W) pair, got {img_size!r}"
+        )
     height, width = img_size
     return int(height), int(width)

@@ -27,6 +27,7 @@ Paper/code choices (defaults follow the code):
 - MA ratios: the code uses r_c=8 with r_t=5 (Gesture) or r_t=2 (Gait); these are filled into
   `attention_kwargs["ma"]` where not given.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,16 @@ _FLATTEN = nn.Flatten(2)  # [T, B, C, H, W] -> [T, B, C*H*W] (stateless, shared)
 class ConvLayer(nn.Module):
     """conv -> [conv slot] -> BN -> (pool) -> [current slot] -> LIF, on [T, B, C, H, W]."""
 
-    def __init__(self, in_chans: int, out_chans: int, pool: int, conv_slot: nn.Module,
-                 current_slot: nn.Module, neuron: nn.Module, bias: bool = True):
+    def __init__(
+        self,
+        in_chans: int,
+        out_chans: int,
+        pool: int,
+        conv_slot: nn.Module,
+        current_slot: nn.Module,
+        neuron: nn.Module,
+        bias: bool = True,
+    ):
         super().__init__()
         self.conv = TimeDistributed(nn.Conv2d(in_chans, out_chans, 3, padding=1, bias=bias))
         self.conv_attention = conv_slot
@@ -62,8 +71,14 @@ class ConvLayer(nn.Module):
 class FCLayer(nn.Module):
     """Linear(bias) -> (BN1d) -> [TA] -> LIF on [T, B, F]; `neuron=None` returns the current."""
 
-    def __init__(self, in_features: int, out_features: int, attention: nn.Module,
-                 neuron: nn.Module | None, bn: bool = True):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        attention: nn.Module,
+        neuron: nn.Module | None,
+        bn: bool = True,
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.Linear(in_features, out_features)]
         if bn:
@@ -99,17 +114,29 @@ class MACNN(GradCheckpointing, nn.Module):
     FC_HIDDEN: tuple[int, ...] = (256,)
     MA_DEFAULTS: dict[str, Any] = {}  # the authors' MA ratios, under attention_kwargs["ma"]
 
-    def __init__(self, attention: str = "none", coding: str = "direct", T: int = 60,
-                 num_classes: int = 11, in_chans: int = 2, img_size: int | Sequence[int] = 32,
-                 neuron: str | None = "ma_dvs", neuron_kwargs: dict[str, Any] | None = None,
-                 attention_kwargs: dict[str, Any] | None = None,
-                 coding_kwargs: dict[str, Any] | None = None, lif_backend: str = "auto",
-                 spiking_output: bool = True, fc_bn: bool = True):
+    def __init__(
+        self,
+        attention: str = "none",
+        coding: str = "direct",
+        T: int = 60,
+        num_classes: int = 11,
+        in_chans: int = 2,
+        img_size: int | Sequence[int] = 32,
+        neuron: str | None = "ma_dvs",
+        neuron_kwargs: dict[str, Any] | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+        coding_kwargs: dict[str, Any] | None = None,
+        lif_backend: str = "auto",
+        spiking_output: bool = True,
+        fc_bn: bool = True,
+    ):
         super().__init__()
         channels, pools = self.CHANNELS, self.POOLS
         if len(channels) != len(pools):
-            raise ValueError(f"{self.NAME}: one pool per conv layer, got {len(channels)} channels "
-                             f"and {len(pools)} pools")
+            raise ValueError(
+                f"{self.NAME}: one pool per conv layer, got {len(channels)} channels "
+                f"and {len(pools)} pools"
+            )
         h, w = (side // math.prod(pools) for side in self.check_img_size(img_size))
         family(attention)  # unknown names fail here, listing what exists
         self.T = T
@@ -125,15 +152,25 @@ class MACNN(GradCheckpointing, nn.Module):
         options = {"T": T, "make_neuron": make_neuron, "attention_kwargs": kwargs}
 
         c1 = channels[0]
-        self.coding = build_coding(coding, T=T, stem=conv_bn(in_chans, c1, bias=True), channels=c1,
-                                   make_neuron=make_neuron, **(coding_kwargs or {}))
+        self.coding = build_coding(
+            coding,
+            T=T,
+            stem=conv_bn(in_chans, c1, bias=True),
+            channels=c1,
+            make_neuron=make_neuron,
+            **(coding_kwargs or {}),
+        )
         if self.coding.emits_spikes:
             # GAC's gate has its own LIF: layer 1 keeps only its pool.
-            first: nn.Module = (TimeDistributed(nn.AvgPool2d(pools[0])) if pools[0] > 1
-                                else nn.Identity())
+            first: nn.Module = (
+                TimeDistributed(nn.AvgPool2d(pools[0])) if pools[0] > 1 else nn.Identity()
+            )
         else:
-            current = (build_attention(attention, channels=c1, **options)
-                       if slot(attention) == "current" else nn.Identity())
+            current = (
+                build_attention(attention, channels=c1, **options)
+                if slot(attention) == "current"
+                else nn.Identity()
+            )
             first = SpikingStage(current, make_neuron(), pool=pools[0])
         layers = [first]
         for c_in, c_out, pool in zip(channels[:-1], channels[1:], pools[1:]):
@@ -147,8 +184,11 @@ class MACNN(GradCheckpointing, nn.Module):
         fcs = []
         for i, (f_in, f_out) in enumerate(zip(widths[:-1], widths[1:])):
             last = i == len(widths) - 2
-            att = (build_attention("TA", channels=f_out, spatial=False, **options)
-                   if fc_ta else nn.Identity())
+            att = (
+                build_attention("TA", channels=f_out, spatial=False, **options)
+                if fc_ta
+                else nn.Identity()
+            )
             lif = make_neuron() if (spiking_output or not last) else None
             fcs.append(FCLayer(f_in, f_out, att, lif, bn=fc_bn))
         self.classifier = nn.Sequential(*fcs)
@@ -163,8 +203,10 @@ class MACNN(GradCheckpointing, nn.Module):
         height, width = frame_size(img_size)
         least = math.prod(cls.POOLS)
         if min(height, width) < least:
-            raise ValueError(f"{cls.NAME} average-pools by {list(cls.POOLS)} (x{least} in all): each "
-                             f"side of img_size must be at least {least}, got {height}x{width}")
+            raise ValueError(
+                f"{cls.NAME} average-pools by {list(cls.POOLS)} (x{least} in all): each "
+                f"side of img_size must be at least {least}, got {height}x{width}"
+            )
         return height, width
 
     @property

@@ -30,6 +30,7 @@ Read in the authors' code (no code copied):
   2 of `residual_function`, i.e. after the block's *first* conv, before its BN, in blocks 0
   and 1 of every stage, with ReLU branches.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -62,9 +63,11 @@ def make_stem(kind: str, in_chans: int, width: int, bn_weight_init: float) -> Ti
     if kind == "7x7":
         convs = [nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False)]
     elif kind == "deep":
-        convs = [nn.Conv2d(in_chans, width, 3, stride=2, padding=1),
-                 nn.Conv2d(width, width, 3, padding=1),
-                 nn.Conv2d(width, width, 3, padding=1)]
+        convs = [
+            nn.Conv2d(in_chans, width, 3, stride=2, padding=1),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.Conv2d(width, width, 3, padding=1),
+        ]
     elif kind == "3x3":
         convs = [nn.Conv2d(in_chans, width, 3, padding=1, bias=False)]
     else:
@@ -79,13 +82,24 @@ class MSBlock(nn.Module):
     `attention` on the residual branch's current after the second BN (MA family).
     """
 
-    def __init__(self, in_chans: int, out_chans: int, stride: int, make_neuron,
-                 conv1_attention: nn.Module, conv2_attention: nn.Module, attention: nn.Module,
-                 downsample: str = "avgpool", bn_weight_init: float = 0.5,
-                 residual_bn_weight_init: float = 0.1):
+    def __init__(
+        self,
+        in_chans: int,
+        out_chans: int,
+        stride: int,
+        make_neuron,
+        conv1_attention: nn.Module,
+        conv2_attention: nn.Module,
+        attention: nn.Module,
+        downsample: str = "avgpool",
+        bn_weight_init: float = 0.5,
+        residual_bn_weight_init: float = 0.1,
+    ):
         super().__init__()
         self.lif1 = make_neuron()
-        self.conv1 = TimeDistributed(nn.Conv2d(in_chans, out_chans, 3, stride=stride, padding=1, bias=False))
+        self.conv1 = TimeDistributed(
+            nn.Conv2d(in_chans, out_chans, 3, stride=stride, padding=1, bias=False)
+        )
         self.conv1_attention = conv1_attention
         self.bn1 = TimeDistributed(_bn(out_chans, bn_weight_init))
         self.lif2 = make_neuron()
@@ -99,13 +113,18 @@ class MSBlock(nn.Module):
             # ceil_mode: same as the authors' floor pooling on even sizes, and odd sizes keep
             # matching the strided conv of the residual branch instead of failing at the add.
             pool = [nn.AvgPool2d(stride, ceil_mode=True)] if stride > 1 else []
-            self.shortcut = TimeDistributed(*pool, nn.Conv2d(in_chans, out_chans, 1, bias=False),
-                                            _bn(out_chans, bn_weight_init))
+            self.shortcut = TimeDistributed(
+                *pool, nn.Conv2d(in_chans, out_chans, 1, bias=False), _bn(out_chans, bn_weight_init)
+            )
         elif downsample == "strided":
-            self.shortcut = TimeDistributed(nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=False),
-                                            _bn(out_chans, bn_weight_init))
+            self.shortcut = TimeDistributed(
+                nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=False),
+                _bn(out_chans, bn_weight_init),
+            )
         else:
-            raise ValueError(f"unknown downsample {downsample!r}; choose one of {list(DOWNSAMPLES)}")
+            raise ValueError(
+                f"unknown downsample {downsample!r}; choose one of {list(DOWNSAMPLES)}"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.bn1(self.conv1_attention(self.conv1(self.lif1(x))))
@@ -149,40 +168,67 @@ class MSResNet(GradCheckpointing, nn.Module):
     dropout draw replayed) are checkpoints.
     """
 
-    def __init__(self, depths: Sequence[int] = (2, 2, 2, 2), widths: Sequence[int] = (64, 128, 256, 512),
-                 strides: Sequence[int] = (2, 2, 2, 2), stem: str = "7x7", stem_width: int = 64,
-                 attention: str = "none", coding: str = "direct", T: int = 4,
-                 num_classes: int = 1000, in_chans: int = 3, img_size: int | Sequence[int] = 224,
-                 neuron: str | None = "msresnet", neuron_kwargs: dict[str, Any] | None = None,
-                 attention_kwargs: dict[str, Any] | None = None,
-                 coding_kwargs: dict[str, Any] | None = None, lif_backend: str = "auto",
-                 drop_rate: float = 0.2, downsample: str = "avgpool",
-                 bn_weight_init: float = 0.5, residual_bn_weight_init: float = 0.1,
-                 sma_position: str = "conv1", sma_blocks_per_stage: int | str = 2,
-                 sma_branch_act: str = "relu", conv_init: str = "pytorch"):
+    def __init__(
+        self,
+        depths: Sequence[int] = (2, 2, 2, 2),
+        widths: Sequence[int] = (64, 128, 256, 512),
+        strides: Sequence[int] = (2, 2, 2, 2),
+        stem: str = "7x7",
+        stem_width: int = 64,
+        attention: str = "none",
+        coding: str = "direct",
+        T: int = 4,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        img_size: int | Sequence[int] = 224,
+        neuron: str | None = "msresnet",
+        neuron_kwargs: dict[str, Any] | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+        coding_kwargs: dict[str, Any] | None = None,
+        lif_backend: str = "auto",
+        drop_rate: float = 0.2,
+        downsample: str = "avgpool",
+        bn_weight_init: float = 0.5,
+        residual_bn_weight_init: float = 0.1,
+        sma_position: str = "conv1",
+        sma_blocks_per_stage: int | str = 2,
+        sma_branch_act: str = "relu",
+        conv_init: str = "pytorch",
+    ):
         super().__init__()
         if not len(depths) == len(widths) == len(strides):
-            raise ValueError(f"depths, widths and strides need one entry per stage, got "
-                             f"{list(depths)}, {list(widths)}, {list(strides)}")
+            raise ValueError(
+                f"depths, widths and strides need one entry per stage, got "
+                f"{list(depths)}, {list(widths)}, {list(strides)}"
+            )
         if T < 1:
             raise ValueError(f"T must be >= 1, got {T}")
         img_size = self.check_img_size(img_size)
         if downsample not in DOWNSAMPLES:
-            raise ValueError(f"unknown downsample {downsample!r}; choose one of {list(DOWNSAMPLES)}")
+            raise ValueError(
+                f"unknown downsample {downsample!r}; choose one of {list(DOWNSAMPLES)}"
+            )
         if conv_init not in CONV_INITS:
             raise ValueError(f"unknown conv_init {conv_init!r}; choose one of {list(CONV_INITS)}")
         if sma_position not in SMA_POSITIONS:
-            raise ValueError(f"unknown sma_position {sma_position!r}; choose one of {list(SMA_POSITIONS)}")
-        if not (sma_blocks_per_stage == "all" or
-                (isinstance(sma_blocks_per_stage, int) and sma_blocks_per_stage >= 0)):
-            raise ValueError(f"sma_blocks_per_stage must be an int >= 0 or 'all', "
-                             f"got {sma_blocks_per_stage!r}")
+            raise ValueError(
+                f"unknown sma_position {sma_position!r}; choose one of {list(SMA_POSITIONS)}"
+            )
+        if not (
+            sma_blocks_per_stage == "all"
+            or (isinstance(sma_blocks_per_stage, int) and sma_blocks_per_stage >= 0)
+        ):
+            raise ValueError(
+                f"sma_blocks_per_stage must be an int >= 0 or 'all', got {sma_blocks_per_stage!r}"
+            )
         fam = family(attention)  # validates the name
         if T == 1 and fam == "ma" and "T" in MA_VARIANTS[attention]:
             allowed = [n for n, dims in MA_VARIANTS.items() if "T" not in dims]
-            raise ValueError(f"attention {attention!r} contains TA, which weighs time steps against "
-                             f"each other and means nothing at T=1; with T=1 use 'none', one of "
-                             f"{allowed} (MA-SNN's ImageNet models use CSA) or SMA, or build with T > 1")
+            raise ValueError(
+                f"attention {attention!r} contains TA, which weighs time steps against "
+                f"each other and means nothing at T=1; with T=1 use 'none', one of "
+                f"{allowed} (MA-SNN's ImageNet models use CSA) or SMA, or build with T > 1"
+            )
         self.T, self.num_classes, self.img_size = T, num_classes, img_size
         self.attention_name, self.coding_name = attention, coding
         self.num_features = widths[-1]
@@ -193,10 +239,19 @@ class MSResNet(GradCheckpointing, nn.Module):
 
         attention_kwargs = dict(attention_kwargs or {})
         if fam == "sma":
-            attention_kwargs["sma"] = {"branch_act": sma_branch_act, **attention_kwargs.get("sma", {})}
+            attention_kwargs["sma"] = {
+                "branch_act": sma_branch_act,
+                **attention_kwargs.get("sma", {}),
+            }
 
-        self.coding = build_coding(coding, T=T, stem=make_stem(stem, in_chans, stem_width, bn_weight_init),
-                                   channels=stem_width, make_neuron=make_neuron, **(coding_kwargs or {}))
+        self.coding = build_coding(
+            coding,
+            T=T,
+            stem=make_stem(stem, in_chans, stem_width, bn_weight_init),
+            channels=stem_width,
+            make_neuron=make_neuron,
+            **(coding_kwargs or {}),
+        )
         stages, channels = [], stem_width
         for depth, width, stride in zip(depths, widths, strides):
             blocks = []
@@ -205,21 +260,40 @@ class MSResNet(GradCheckpointing, nn.Module):
                     conv_slot, current_slot = nn.Identity(), nn.Identity()  # no SMA in this block
                 else:
                     conv_slot, current_slot = attention_slots(
-                        attention, T=T, channels=width, make_neuron=make_neuron,
-                        attention_kwargs=attention_kwargs)
-                conv1_att, conv2_att = ((conv_slot, nn.Identity()) if sma_position == "conv1"
-                                        else (nn.Identity(), conv_slot))
-                blocks.append(MSBlock(channels, width, stride if i == 0 else 1, make_neuron,
-                                      conv1_att, conv2_att, current_slot, downsample=downsample,
-                                      bn_weight_init=bn_weight_init,
-                                      residual_bn_weight_init=residual_bn_weight_init))
+                        attention,
+                        T=T,
+                        channels=width,
+                        make_neuron=make_neuron,
+                        attention_kwargs=attention_kwargs,
+                    )
+                conv1_att, conv2_att = (
+                    (conv_slot, nn.Identity())
+                    if sma_position == "conv1"
+                    else (nn.Identity(), conv_slot)
+                )
+                blocks.append(
+                    MSBlock(
+                        channels,
+                        width,
+                        stride if i == 0 else 1,
+                        make_neuron,
+                        conv1_att,
+                        conv2_att,
+                        current_slot,
+                        downsample=downsample,
+                        bn_weight_init=bn_weight_init,
+                        residual_bn_weight_init=residual_bn_weight_init,
+                    )
+                )
                 channels = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.head_neuron = make_neuron()
-        self.head = nn.Sequential(TimeDistributed(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
-                                  TimeSharedDropout(drop_rate),
-                                  TimeDistributed(nn.Linear(channels, num_classes)))
+        self.head = nn.Sequential(
+            TimeDistributed(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+            TimeSharedDropout(drop_rate),
+            TimeDistributed(nn.Linear(channels, num_classes)),
+        )
         if conv_init == "kaiming_fan_out":
             for m in self.modules():
                 if isinstance(m, nn.Conv2d):
@@ -237,8 +311,10 @@ class MSResNet(GradCheckpointing, nn.Module):
         than the sensor leaves no pixel)."""
         height, width = frame_size(img_size)
         if min(height, width) < 1:
-            raise ValueError(f"MS-ResNet needs each side of img_size to be at least 1 pixel, "
-                             f"got {height}x{width}")
+            raise ValueError(
+                f"MS-ResNet needs each side of img_size to be at least 1 pixel, "
+                f"got {height}x{width}"
+            )
         return height, width
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -273,9 +349,20 @@ def ms_resnet104(pretrained: bool = False, **kwargs: Any) -> MSResNet:
     return build(MSResNet, pretrained, **kwargs)
 
 
-@register(MSResNet, depths=(3, 3, 2), widths=(128, 256, 512), strides=(1, 2, 2), stem="3x3",
-          num_classes=10, img_size=32, neuron="gac_cifar", drop_rate=0.0, downsample="strided",
-          bn_weight_init=1.0, residual_bn_weight_init=1.0)
+@register(
+    MSResNet,
+    depths=(3, 3, 2),
+    widths=(128, 256, 512),
+    strides=(1, 2, 2),
+    stem="3x3",
+    num_classes=10,
+    img_size=32,
+    neuron="gac_cifar",
+    drop_rate=0.0,
+    downsample="strided",
+    bn_weight_init=1.0,
+    residual_bn_weight_init=1.0,
+)
 def gac_ms_resnet18_cifar(pretrained: bool = False, **kwargs: Any) -> MSResNet:
     """GAC's CIFAR "MS-ResNet-18": 3x3 stem 64, [3, 3, 2] blocks at 128/256/512, strides 1/2/2,
     as GAC's CIFAR code (strided shortcuts, PyTorch-default BN, no dropout); 12.63M parameters

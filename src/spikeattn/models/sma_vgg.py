@@ -24,6 +24,7 @@ Code choices kept as defaults:
 - `dropout_shared_over_time=True`: SpikingJelly's multi-step Dropout draws one mask per sample
   and keeps it over all T steps; False uses an independent mask per step.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -44,8 +45,14 @@ VGG8_CHANNELS = (64, 128, 256, 512, 512)
 class VGGBlock(nn.Module):
     """conv -> [conv slot] -> BN -> [current slot] -> LIF -> MaxPool(2), on [T, B, C, H, W]."""
 
-    def __init__(self, in_chans: int, out_chans: int, conv_slot: nn.Module,
-                 current_slot: nn.Module, neuron: nn.Module):
+    def __init__(
+        self,
+        in_chans: int,
+        out_chans: int,
+        conv_slot: nn.Module,
+        current_slot: nn.Module,
+        neuron: nn.Module,
+    ):
         super().__init__()
         self.conv = TimeDistributed(nn.Conv2d(in_chans, out_chans, 3, padding=1, bias=True))
         self.conv_attention = conv_slot
@@ -65,18 +72,30 @@ class SMAVGG8(GradCheckpointing, nn.Module):
     With `set_grad_checkpointing()` each block (the first with the coding) and the pooled
     head (its dropout draws replayed) are checkpoints."""
 
-    def __init__(self, attention: str = "none", coding: str = "direct", T: int = 16,
-                 num_classes: int = 11, in_chans: int = 2, img_size: int | Sequence[int] = 128,
-                 neuron: str | None = "sj_tau2", neuron_kwargs: dict[str, Any] | None = None,
-                 attention_kwargs: dict[str, Any] | None = None,
-                 coding_kwargs: dict[str, Any] | None = None, lif_backend: str = "auto",
-                 sma_blocks: str = "code", dropout: float = 0.5,
-                 dropout_shared_over_time: bool = True):
+    def __init__(
+        self,
+        attention: str = "none",
+        coding: str = "direct",
+        T: int = 16,
+        num_classes: int = 11,
+        in_chans: int = 2,
+        img_size: int | Sequence[int] = 128,
+        neuron: str | None = "sj_tau2",
+        neuron_kwargs: dict[str, Any] | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+        coding_kwargs: dict[str, Any] | None = None,
+        lif_backend: str = "auto",
+        sma_blocks: str = "code",
+        dropout: float = 0.5,
+        dropout_shared_over_time: bool = True,
+    ):
         super().__init__()
         if sma_blocks not in SMA_BLOCKS:
-            raise ValueError(f"sma_blocks must be one of {list(SMA_BLOCKS)} ('code': blocks 2-3 as "
-                             f"in the authors' code, 'paper': blocks 2-5 as in the appendix), "
-                             f"got {sma_blocks!r}")
+            raise ValueError(
+                f"sma_blocks must be one of {list(SMA_BLOCKS)} ('code': blocks 2-3 as "
+                f"in the authors' code, 'paper': blocks 2-5 as in the appendix), "
+                f"got {sma_blocks!r}"
+            )
         self.check_img_size(img_size)
         family(attention)  # unknown names fail here, listing what exists
         self.T = T
@@ -89,8 +108,14 @@ class SMAVGG8(GradCheckpointing, nn.Module):
 
         options = {"T": T, "make_neuron": make_neuron, "attention_kwargs": attention_kwargs}
         c1 = VGG8_CHANNELS[0]
-        self.coding = build_coding(coding, T=T, stem=conv_bn(in_chans, c1, bias=True), channels=c1,
-                                   make_neuron=make_neuron, **(coding_kwargs or {}))
+        self.coding = build_coding(
+            coding,
+            T=T,
+            stem=conv_bn(in_chans, c1, bias=True),
+            channels=c1,
+            make_neuron=make_neuron,
+            **(coding_kwargs or {}),
+        )
         pool1 = TimeDistributed(nn.MaxPool2d(2))
         # Block 1 never has attention (both "code" and "paper" start at block 2).
         first = pool1 if self.coding.emits_spikes else nn.Sequential(make_neuron(), pool1)
@@ -104,9 +129,11 @@ class SMAVGG8(GradCheckpointing, nn.Module):
         self.features = nn.Sequential(*blocks)
         self.pool = TimeDistributed(nn.AdaptiveAvgPool2d(3), nn.Flatten())
         self.classifier = nn.Sequential(
-            TimeDistributed(nn.Linear(VGG8_CHANNELS[-1] * 9, 2048)), make_neuron(),
+            TimeDistributed(nn.Linear(VGG8_CHANNELS[-1] * 9, 2048)),
+            make_neuron(),
             TimeSharedDropout(dropout, dropout_shared_over_time),
-            TimeDistributed(nn.Linear(2048, 1024)), make_neuron(),
+            TimeDistributed(nn.Linear(2048, 1024)),
+            make_neuron(),
             TimeSharedDropout(dropout, dropout_shared_over_time),
             TimeDistributed(nn.Linear(1024, num_classes)),
         )
@@ -121,8 +148,10 @@ class SMAVGG8(GradCheckpointing, nn.Module):
         height, width = frame_size(img_size)
         least = 2 ** len(VGG8_CHANNELS)
         if min(height, width) < least:
-            raise ValueError(f"sma_vgg8 max-pools by 2 in each of its {len(VGG8_CHANNELS)} blocks: "
-                             f"each side of img_size must be at least {least}, got {height}x{width}")
+            raise ValueError(
+                f"sma_vgg8 max-pools by 2 in each of its {len(VGG8_CHANNELS)} blocks: "
+                f"each side of img_size must be at least {least}, got {height}x{width}"
+            )
         return height, width
 
     @property

@@ -6,6 +6,7 @@ scalars `LIFConfig.kernel_arguments()` translates a config into, so neither the 
 kernels know about configs or surrogate objects. The equations the fields parameterise are
 in `lif.py`'s docstring; the presets' sources are listed there too.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,27 +49,63 @@ class LIFConfig:
         `soft=True` with an unused v_reset of 0."""
         surrogate = make_surrogate(self.surrogate, **self.surrogate_kwargs)
         (param,) = dataclasses.fields(surrogate)  # each surrogate has one parameter
-        return {"decay": float(self.decay), "gain": float(self.gain),
-                "v_th": float(self.v_threshold),
-                "v_reset": float(0.0 if self.v_reset is None else self.v_reset),
-                "soft": self.v_reset is None, "ge": bool(self.fire_at_threshold),
-                "detach": bool(self.detach_reset),
-                "surrogate": self.surrogate, "param": float(getattr(surrogate, param.name))}
+        return {
+            "decay": float(self.decay),
+            "gain": float(self.gain),
+            "v_th": float(self.v_threshold),
+            "v_reset": float(0.0 if self.v_reset is None else self.v_reset),
+            "soft": self.v_reset is None,
+            "ge": bool(self.fire_at_threshold),
+            "detach": bool(self.detach_reset),
+            "surrogate": self.surrogate,
+            "param": float(getattr(surrogate, param.name)),
+        }
 
 
 PRESETS: dict[str, LIFConfig] = {
-    "ma_dvs": LIFConfig(decay=0.3, v_threshold=0.3, v_reset=0.3, detach_reset=False,
-                        surrogate="rectangle", surrogate_kwargs={"width": 0.5},
-                        fire_at_threshold=True),
-    "msresnet": LIFConfig(decay=0.25, v_threshold=0.5, v_reset=0.0, detach_reset=True,
-                          surrogate="rectangle", surrogate_kwargs={"width": 1.0}),
-    "gac_cifar": LIFConfig(decay=0.5, v_threshold=1.0, v_reset=0.0, detach_reset=False,
-                           surrogate="triangle", surrogate_kwargs={"gamma": 1.0}),
-    "gac_cifar_appendix": LIFConfig(decay=0.25, v_threshold=0.5, v_reset=0.0, detach_reset=False,
-                                    surrogate="triangle", surrogate_kwargs={"gamma": 1.0}),
-    "sj_tau2": LIFConfig(decay=0.5, v_threshold=1.0, v_reset=0.0, decay_input=True,
-                         detach_reset=True, surrogate="atan", surrogate_kwargs={"alpha": 2.0},
-                         fire_at_threshold=True),
+    "ma_dvs": LIFConfig(
+        decay=0.3,
+        v_threshold=0.3,
+        v_reset=0.3,
+        detach_reset=False,
+        surrogate="rectangle",
+        surrogate_kwargs={"width": 0.5},
+        fire_at_threshold=True,
+    ),
+    "msresnet": LIFConfig(
+        decay=0.25,
+        v_threshold=0.5,
+        v_reset=0.0,
+        detach_reset=True,
+        surrogate="rectangle",
+        surrogate_kwargs={"width": 1.0},
+    ),
+    "gac_cifar": LIFConfig(
+        decay=0.5,
+        v_threshold=1.0,
+        v_reset=0.0,
+        detach_reset=False,
+        surrogate="triangle",
+        surrogate_kwargs={"gamma": 1.0},
+    ),
+    "gac_cifar_appendix": LIFConfig(
+        decay=0.25,
+        v_threshold=0.5,
+        v_reset=0.0,
+        detach_reset=False,
+        surrogate="triangle",
+        surrogate_kwargs={"gamma": 1.0},
+    ),
+    "sj_tau2": LIFConfig(
+        decay=0.5,
+        v_threshold=1.0,
+        v_reset=0.0,
+        decay_input=True,
+        detach_reset=True,
+        surrogate="atan",
+        surrogate_kwargs={"alpha": 2.0},
+        fire_at_threshold=True,
+    ),
 }
 
 
@@ -82,6 +119,8 @@ def lif_config(preset: str | None = None, **overrides: Any) -> LIFConfig:
         raise ValueError(f"unknown LIF preset {preset!r}; choose one of {sorted(PRESETS)}")
     unknown = set(overrides) - set(LIFConfig.__dataclass_fields__)
     if unknown:
-        raise ValueError(f"unknown LIF option(s) {sorted(unknown)}; "
-                         f"allowed: {sorted(LIFConfig.__dataclass_fields__)}")
+        raise ValueError(
+            f"unknown LIF option(s) {sorted(unknown)}; "
+            f"allowed: {sorted(LIFConfig.__dataclass_fields__)}"
+        )
     return replace(base, **overrides)

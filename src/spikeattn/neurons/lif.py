@@ -31,6 +31,7 @@ This loop is the specification the Triton kernels must match: keep it simple and
 the custom op (`lif_op.py`, scalars in: `LIFConfig.kernel_arguments()`), which launches the
 kernels (`triton_lif.py`). Imports point one way: config <- lif -> lif_op -> triton_lif.
 """
+
 from __future__ import annotations
 
 import os
@@ -90,14 +91,22 @@ class MultiStepLIF(nn.Module):
     (benchmarks/lif.py); none has yet.
     """
 
-    def __init__(self, preset: str | None = None, backend: str = "auto", *,
-                 config: LIFConfig | None = None, **overrides: Any):
+    def __init__(
+        self,
+        preset: str | None = None,
+        backend: str = "auto",
+        *,
+        config: LIFConfig | None = None,
+        **overrides: Any,
+    ):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"unknown LIF backend {backend!r}; choose one of {list(BACKENDS)}")
         if config is not None and (preset is not None or overrides):
-            raise ValueError("MultiStepLIF takes a preset and overrides, or a config, not both; "
-                             "fold the overrides into the config with dataclasses.replace")
+            raise ValueError(
+                "MultiStepLIF takes a preset and overrides, or a config, not both; "
+                "fold the overrides into the config with dataclasses.replace"
+            )
         self.backend = backend
         self.preset = preset
         self._cfg = config if config is not None else lif_config(preset, **overrides)
@@ -111,18 +120,24 @@ class MultiStepLIF(nn.Module):
         if self.backend == "torch" or (self.backend == "auto" and not x.is_cuda):
             return False
         if not x.is_cuda and not triton_interpreter():
-            raise RuntimeError(f"MultiStepLIF(backend={self.backend!r}) needs CUDA tensors, or "
-                               "TRITON_INTERPRET=1 set before importing spikeattn to run the "
-                               "kernels on the CPU; use backend='auto' or 'torch' otherwise")
+            raise RuntimeError(
+                f"MultiStepLIF(backend={self.backend!r}) needs CUDA tensors, or "
+                "TRITON_INTERPRET=1 set before importing spikeattn to run the "
+                "kernels on the CPU; use backend='auto' or 'torch' otherwise"
+            )
         return True
 
     def forward(self, x: Tensor) -> Tensor:
         if self._use_triton(x):
-            return lif_triton(x, **self.cfg.kernel_arguments(),
-                              recompute=self.backend == "triton_recompute")
+            return lif_triton(
+                x, **self.cfg.kernel_arguments(), recompute=self.backend == "triton_recompute"
+            )
         return lif_multistep(x, self.cfg)
 
     def extra_repr(self) -> str:
-        fields = {k: v for k, v in asdict(self.cfg).items() if v not in ({}, None) or k == "v_reset"}
+        fields = {
+            k: v for k, v in asdict(self.cfg).items() if v not in ({}, None) or k == "v_reset"
+        }
         return f"preset={self.preset!r}, backend={self.backend!r}, " + ", ".join(
-            f"{k}={v}" for k, v in fields.items())
+            f"{k}={v}" for k, v in fields.items()
+        )

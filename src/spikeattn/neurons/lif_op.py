@@ -17,6 +17,7 @@ translates a config into them, so this module knows no config or surrogate objec
 `triton_lif.SURROGATE_IDS` alone numbers the surrogates for the kernels. The kernel module
 is imported inside the ops, at their first call: TRITON_INTERPRET must be set before that.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,18 @@ from torch import Tensor
 
 
 @torch.library.custom_op("spikeattn::lif_forward", mutates_args=())
-def lif_forward(x: Tensor, decay: float, gain: float, v_th: float, v_reset: float, soft: bool,
-                ge: bool, detach: bool, surrogate: str, param: float) -> tuple[Tensor, Tensor]:
+def lif_forward(
+    x: Tensor,
+    decay: float,
+    gain: float,
+    v_th: float,
+    v_reset: float,
+    soft: bool,
+    ge: bool,
+    detach: bool,
+    surrogate: str,
+    param: float,
+) -> tuple[Tensor, Tensor]:
     """Spikes and the saved m = u - V_th for x [T, N] (contiguous); `ge`: fire at u == V_th."""
     from . import triton_lif
 
@@ -40,15 +51,37 @@ def _(x, decay, gain, v_th, v_reset, soft, ge, detach, surrogate, param):
 
 
 @torch.library.custom_op("spikeattn::lif_backward", mutates_args=())
-def lif_backward(grad_spikes: Tensor, u: Tensor, decay: float, gain: float, v_th: float,
-                 v_reset: float, soft: bool, ge: bool, detach: bool, surrogate: str,
-                 param: float) -> Tensor:
+def lif_backward(
+    grad_spikes: Tensor,
+    u: Tensor,
+    decay: float,
+    gain: float,
+    v_th: float,
+    v_reset: float,
+    soft: bool,
+    ge: bool,
+    detach: bool,
+    surrogate: str,
+    param: float,
+) -> Tensor:
     """dL/dx from dL/dspikes and the saved m = u - V_th (both [T, N])."""
     from . import triton_lif
 
     grad_x = torch.empty_like(u)
-    triton_lif.lif_backward(grad_spikes.contiguous(), u, grad_x, decay, gain, v_th, v_reset,
-                            soft, ge, detach, surrogate, param)
+    triton_lif.lif_backward(
+        grad_spikes.contiguous(),
+        u,
+        grad_x,
+        decay,
+        gain,
+        v_th,
+        v_reset,
+        soft,
+        ge,
+        detach,
+        surrogate,
+        param,
+    )
     return grad_x
 
 
@@ -75,16 +108,26 @@ lif_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
 @torch.library.custom_op("spikeattn::lif_forward_recompute", mutates_args=())
-def lif_forward_recompute(x: Tensor, decay: float, gain: float, v_th: float, v_reset: float,
-                          soft: bool, ge: bool, detach: bool, surrogate: str,
-                          param: float) -> tuple[Tensor, Tensor]:
+def lif_forward_recompute(
+    x: Tensor,
+    decay: float,
+    gain: float,
+    v_th: float,
+    v_reset: float,
+    soft: bool,
+    ge: bool,
+    detach: bool,
+    surrogate: str,
+    param: float,
+) -> tuple[Tensor, Tensor]:
     """Spikes and the fp32 membrane entering each chunk of CHUNK steps but the first
     ([ceil(T/CHUNK) - 1, N]) for x [T, N] (contiguous); the backward recomputes the rest."""
     from . import triton_lif
 
     spikes = torch.empty_like(x)
-    boundaries = x.new_empty((triton_lif.boundary_rows(x.shape[0]), x.shape[1]),
-                             dtype=torch.float32)
+    boundaries = x.new_empty(
+        (triton_lif.boundary_rows(x.shape[0]), x.shape[1]), dtype=torch.float32
+    )
     triton_lif.lif_forward_recompute(x, spikes, boundaries, decay, gain, v_th, v_reset, soft, ge)
     return spikes, boundaries
 
@@ -93,20 +136,45 @@ def lif_forward_recompute(x: Tensor, decay: float, gain: float, v_th: float, v_r
 def _(x, decay, gain, v_th, v_reset, soft, ge, detach, surrogate, param):
     from .triton_lif import boundary_rows
 
-    return torch.empty_like(x), x.new_empty((boundary_rows(x.shape[0]), x.shape[1]),
-                                            dtype=torch.float32)
+    return torch.empty_like(x), x.new_empty(
+        (boundary_rows(x.shape[0]), x.shape[1]), dtype=torch.float32
+    )
 
 
 @torch.library.custom_op("spikeattn::lif_backward_recompute", mutates_args=())
-def lif_backward_recompute(grad_spikes: Tensor, x: Tensor, boundaries: Tensor, decay: float,
-                           gain: float, v_th: float, v_reset: float, soft: bool, ge: bool,
-                           detach: bool, surrogate: str, param: float) -> Tensor:
+def lif_backward_recompute(
+    grad_spikes: Tensor,
+    x: Tensor,
+    boundaries: Tensor,
+    decay: float,
+    gain: float,
+    v_th: float,
+    v_reset: float,
+    soft: bool,
+    ge: bool,
+    detach: bool,
+    surrogate: str,
+    param: float,
+) -> Tensor:
     """dL/dx from dL/dspikes, the input x and the saved boundaries."""
     from . import triton_lif
 
     grad_x = torch.empty_like(x)
-    triton_lif.lif_backward_recompute(grad_spikes.contiguous(), x, boundaries, grad_x, decay,
-                                      gain, v_th, v_reset, soft, ge, detach, surrogate, param)
+    triton_lif.lif_backward_recompute(
+        grad_spikes.contiguous(),
+        x,
+        boundaries,
+        grad_x,
+        decay,
+        gain,
+        v_th,
+        v_reset,
+        soft,
+        ge,
+        detach,
+        surrogate,
+        param,
+    )
     return grad_x
 
 
@@ -129,17 +197,27 @@ def _backward_recompute(ctx, grad_spikes, grad_boundaries):
     return (grad_x,) + (None,) * 9
 
 
-lif_forward_recompute.register_autograd(_backward_recompute,
-                                        setup_context=_setup_context_recompute)
+lif_forward_recompute.register_autograd(_backward_recompute, setup_context=_setup_context_recompute)
 
 
-def lif_triton(x: Tensor, decay: float, gain: float, v_th: float, v_reset: float, soft: bool,
-               ge: bool, detach: bool, surrogate: str, param: float,
-               recompute: bool = False) -> Tensor:
+def lif_triton(
+    x: Tensor,
+    decay: float,
+    gain: float,
+    v_th: float,
+    v_reset: float,
+    soft: bool,
+    ge: bool,
+    detach: bool,
+    surrogate: str,
+    param: float,
+    recompute: bool = False,
+) -> Tensor:
     """Spikes [T, ...] of the LIF with these constants on x [T, ...], through the Triton
     custom op (`recompute`: the op that saves x and chunk boundaries instead of m)."""
     T = x.shape[0]
     op = lif_forward_recompute if recompute else lif_forward
-    spikes, _ = op(x.contiguous().view(T, -1), decay, gain, v_th, v_reset, soft, ge, detach,
-                   surrogate, param)
+    spikes, _ = op(
+        x.contiguous().view(T, -1), decay, gain, v_th, v_reset, soft, ge, detach, surrogate, param
+    )
     return spikes.view(x.shape)

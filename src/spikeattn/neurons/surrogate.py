@@ -9,6 +9,7 @@ MA-SNN's and GAC's MS-ResNet neurons (`input.gt(thresh)`) and GAC's CIFAR neuron
 Torch is imported at the first call, not with the module: `LIFConfig` (`config.py`) validates
 its surrogate here, and checking a LIF preset in params.yaml should not load torch.
 """
+
 from __future__ import annotations
 
 import functools
@@ -108,7 +109,9 @@ def make_surrogate(name: str, **kwargs) -> Surrogate:
     try:
         cls = SURROGATES[name]
     except KeyError:
-        raise ValueError(f"unknown surrogate {name!r}; choose one of {sorted(SURROGATES)}") from None
+        raise ValueError(
+            f"unknown surrogate {name!r}; choose one of {sorted(SURROGATES)}"
+        ) from None
     try:
         return cls(**kwargs)
     except TypeError:

@@ -39,6 +39,7 @@ kernels.
 Under TRITON_INTERPRET=1 (set before this module is imported) the same kernels run on CPU
 tensors; that is how CI tests them.
 """
+
 from __future__ import annotations
 
 import triton
@@ -79,8 +80,20 @@ def _surrogate_grad(x, param, KIND: tl.constexpr):
 
 
 @triton.jit
-def _lif_forward_kernel(x_ptr, s_ptr, m_ptr, N, T, decay, gain, v_th, v_reset,
-                        SOFT: tl.constexpr, GE: tl.constexpr, BLOCK: tl.constexpr):
+def _lif_forward_kernel(
+    x_ptr,
+    s_ptr,
+    m_ptr,
+    N,
+    T,
+    decay,
+    gain,
+    v_th,
+    v_reset,
+    SOFT: tl.constexpr,
+    GE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     v = tl.zeros([BLOCK], dtype=tl.float32)
@@ -101,9 +114,23 @@ def _lif_forward_kernel(x_ptr, s_ptr, m_ptr, N, T, decay, gain, v_th, v_reset,
 
 
 @triton.jit
-def _lif_backward_kernel(gs_ptr, m_ptr, gx_ptr, N, T, decay, gain, v_th, v_reset, param,
-                         SOFT: tl.constexpr, DETACH: tl.constexpr, KIND: tl.constexpr,
-                         GE: tl.constexpr, BLOCK: tl.constexpr):
+def _lif_backward_kernel(
+    gs_ptr,
+    m_ptr,
+    gx_ptr,
+    N,
+    T,
+    decay,
+    gain,
+    v_th,
+    v_reset,
+    param,
+    SOFT: tl.constexpr,
+    DETACH: tl.constexpr,
+    KIND: tl.constexpr,
+    GE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     dv = tl.zeros([BLOCK], dtype=tl.float32)  # dL/dv_t, carried back from step t + 1
@@ -150,9 +177,21 @@ def _recompute_step(v, x, decay, gain, v_th, v_reset, SOFT: tl.constexpr, GE: tl
 
 
 @triton.jit
-def _lif_forward_boundary_kernel(x_ptr, s_ptr, b_ptr, N, T, decay, gain, v_th, v_reset,
-                                 SOFT: tl.constexpr, GE: tl.constexpr, CHUNK: tl.constexpr,
-                                 BLOCK: tl.constexpr):
+def _lif_forward_boundary_kernel(
+    x_ptr,
+    s_ptr,
+    b_ptr,
+    N,
+    T,
+    decay,
+    gain,
+    v_th,
+    v_reset,
+    SOFT: tl.constexpr,
+    GE: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """The forward of `_lif_forward_kernel`, saving v entering each chunk after the first
     instead of m."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -172,10 +211,25 @@ def _lif_forward_boundary_kernel(x_ptr, s_ptr, b_ptr, N, T, decay, gain, v_th, v
 
 
 @triton.jit
-def _lif_backward_recompute_kernel(gs_ptr, x_ptr, b_ptr, gx_ptr, N, T, decay, gain, v_th,
-                                   v_reset, param, SOFT: tl.constexpr, DETACH: tl.constexpr,
-                                   KIND: tl.constexpr, GE: tl.constexpr, CHUNK: tl.constexpr,
-                                   BLOCK: tl.constexpr):
+def _lif_backward_recompute_kernel(
+    gs_ptr,
+    x_ptr,
+    b_ptr,
+    gx_ptr,
+    N,
+    T,
+    decay,
+    gain,
+    v_th,
+    v_reset,
+    param,
+    SOFT: tl.constexpr,
+    DETACH: tl.constexpr,
+    KIND: tl.constexpr,
+    GE: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """`_lif_backward_kernel` with m recomputed, a chunk at a time, from x and the boundaries.
 
     A chunk's x, dL/ds and dL/dx move as [CHUNK, BLOCK] tiles (one 2-D load or store each),
@@ -232,22 +286,57 @@ def _grid(n: int, block: int = BLOCK):
     return (triton.cdiv(n, block),)
 
 
-def lif_forward(x: Tensor, spikes: Tensor, m: Tensor, decay: float, gain: float, v_th: float,
-                v_reset: float, soft: bool, ge: bool) -> None:
+def lif_forward(
+    x: Tensor,
+    spikes: Tensor,
+    m: Tensor,
+    decay: float,
+    gain: float,
+    v_th: float,
+    v_reset: float,
+    soft: bool,
+    ge: bool,
+) -> None:
     """Fill `spikes` and `m` = u - V_th ([T, N], contiguous) from `x` ([T, N], contiguous)."""
     T, N = x.shape
-    _lif_forward_kernel[_grid(N)](x, spikes, m, N, T, decay, gain, v_th, v_reset,
-                                  SOFT=soft, GE=ge, BLOCK=BLOCK)
+    _lif_forward_kernel[_grid(N)](
+        x, spikes, m, N, T, decay, gain, v_th, v_reset, SOFT=soft, GE=ge, BLOCK=BLOCK
+    )
 
 
-def lif_backward(grad_spikes: Tensor, m: Tensor, grad_x: Tensor, decay: float, gain: float,
-                 v_th: float, v_reset: float, soft: bool, ge: bool, detach: bool, surrogate: str,
-                 param: float) -> None:
+def lif_backward(
+    grad_spikes: Tensor,
+    m: Tensor,
+    grad_x: Tensor,
+    decay: float,
+    gain: float,
+    v_th: float,
+    v_reset: float,
+    soft: bool,
+    ge: bool,
+    detach: bool,
+    surrogate: str,
+    param: float,
+) -> None:
     """Fill `grad_x` ([T, N]) from dL/dspikes and the saved `m` = u - V_th."""
     T, N = m.shape
-    _lif_backward_kernel[_grid(N)](grad_spikes, m, grad_x, N, T, decay, gain, v_th, v_reset,
-                                   param, SOFT=soft, DETACH=detach,
-                                   KIND=SURROGATE_IDS[surrogate], GE=ge, BLOCK=BLOCK)
+    _lif_backward_kernel[_grid(N)](
+        grad_spikes,
+        m,
+        grad_x,
+        N,
+        T,
+        decay,
+        gain,
+        v_th,
+        v_reset,
+        param,
+        SOFT=soft,
+        DETACH=detach,
+        KIND=SURROGATE_IDS[surrogate],
+        GE=ge,
+        BLOCK=BLOCK,
+    )
 
 
 def boundary_rows(T: int) -> int:
@@ -256,22 +345,72 @@ def boundary_rows(T: int) -> int:
     return triton.cdiv(T, CHUNK) - 1
 
 
-def lif_forward_recompute(x: Tensor, spikes: Tensor, boundaries: Tensor, decay: float,
-                          gain: float, v_th: float, v_reset: float, soft: bool, ge: bool) -> None:
+def lif_forward_recompute(
+    x: Tensor,
+    spikes: Tensor,
+    boundaries: Tensor,
+    decay: float,
+    gain: float,
+    v_th: float,
+    v_reset: float,
+    soft: bool,
+    ge: bool,
+) -> None:
     """Fill `spikes` ([T, N]) and `boundaries` ([ceil(T / CHUNK) - 1, N], fp32: v entering
     each chunk after the first) from `x` ([T, N], contiguous)."""
     T, N = x.shape
     _lif_forward_boundary_kernel[_grid(N, BLOCK_RC)](
-        x, spikes, boundaries, N, T, decay, gain, v_th, v_reset, SOFT=soft, GE=ge, CHUNK=CHUNK,
-        BLOCK=BLOCK_RC, num_warps=rc_warps(x.element_size()))
+        x,
+        spikes,
+        boundaries,
+        N,
+        T,
+        decay,
+        gain,
+        v_th,
+        v_reset,
+        SOFT=soft,
+        GE=ge,
+        CHUNK=CHUNK,
+        BLOCK=BLOCK_RC,
+        num_warps=rc_warps(x.element_size()),
+    )
 
 
-def lif_backward_recompute(grad_spikes: Tensor, x: Tensor, boundaries: Tensor, grad_x: Tensor,
-                           decay: float, gain: float, v_th: float, v_reset: float, soft: bool,
-                           ge: bool, detach: bool, surrogate: str, param: float) -> None:
+def lif_backward_recompute(
+    grad_spikes: Tensor,
+    x: Tensor,
+    boundaries: Tensor,
+    grad_x: Tensor,
+    decay: float,
+    gain: float,
+    v_th: float,
+    v_reset: float,
+    soft: bool,
+    ge: bool,
+    detach: bool,
+    surrogate: str,
+    param: float,
+) -> None:
     """Fill `grad_x` ([T, N]) from dL/dspikes, the input `x` and the saved boundaries."""
     T, N = x.shape
     _lif_backward_recompute_kernel[_grid(N, BLOCK_RC)](
-        grad_spikes, x, boundaries, grad_x, N, T, decay, gain, v_th, v_reset, param, SOFT=soft,
-        DETACH=detach, KIND=SURROGATE_IDS[surrogate], GE=ge, CHUNK=CHUNK, BLOCK=BLOCK_RC,
-        num_warps=rc_warps(x.element_size()))
+        grad_spikes,
+        x,
+        boundaries,
+        grad_x,
+        N,
+        T,
+        decay,
+        gain,
+        v_th,
+        v_reset,
+        param,
+        SOFT=soft,
+        DETACH=detach,
+        KIND=SURROGATE_IDS[surrogate],
+        GE=ge,
+        CHUNK=CHUNK,
+        BLOCK=BLOCK_RC,
+        num_warps=rc_warps(x.element_size()),
+    )

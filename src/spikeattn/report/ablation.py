@@ -16,6 +16,7 @@ out: each side is compared over its completed seeds only, the diverged ones are 
 is not tested, its p reading n/a with the reason ('n/a (2 seeds < 3, 1 diverged)',
 'n/a (twin: all 3 diverged)').
 """
+
 from __future__ import annotations
 
 import math
@@ -24,27 +25,60 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from .stats import holm, welch
 from ..records import COMPLETED, RUN_STATUSES
 from .formatting import cell_label, label_axes, latex_escape, seed_note
+from .stats import holm, welch
 
 VANILLA = {"attention": "none", "coding": "direct"}
 TWIN_KEYS = ("study", "dataset", "backbone", "T")
 CORRECTIONS = ("holm", "none")
-RUN_COLUMNS = ("study", "cell", "dataset", "backbone", "attention", "coding", "T", "seed",
-               "acc", "spikes", "energy_uj")
+RUN_COLUMNS = (
+    "study",
+    "cell",
+    "dataset",
+    "backbone",
+    "attention",
+    "coding",
+    "T",
+    "seed",
+    "acc",
+    "spikes",
+    "energy_uj",
+)
 # ablation.csv, in this order: the variant's coordinates; its twin and the completed seeds each
 # side contributed, the diverged seeds each side left out (seeds_matched: both sides use the
 # same seed values); the accuracy comparison
 # (pp, variant - twin) with its interval, raw and corrected p and the verdict; then spikes and
 # energy, the papers' other two claims.
 ABLATION_COLUMNS = (
-    "study", "cell", "dataset", "backbone", "attention", "coding", "T",
-    "twin", "seeds", "twin_seeds", "n_diverged", "twin_n_diverged", "seeds_matched",
-    "acc_mean", "twin_acc_mean", "acc_delta", "acc_delta_ci_low", "acc_delta_ci_high",
-    "p_value", "p_adjusted", "significant",
-    "spikes_mean", "twin_spikes_mean", "spike_reduction_pct", "spike_reduction_p",
-    "energy_uj_mean", "twin_energy_uj_mean", "energy_ratio",
+    "study",
+    "cell",
+    "dataset",
+    "backbone",
+    "attention",
+    "coding",
+    "T",
+    "twin",
+    "seeds",
+    "twin_seeds",
+    "n_diverged",
+    "twin_n_diverged",
+    "seeds_matched",
+    "acc_mean",
+    "twin_acc_mean",
+    "acc_delta",
+    "acc_delta_ci_low",
+    "acc_delta_ci_high",
+    "p_value",
+    "p_adjusted",
+    "significant",
+    "spikes_mean",
+    "twin_spikes_mean",
+    "spike_reduction_pct",
+    "spike_reduction_p",
+    "energy_uj_mean",
+    "twin_energy_uj_mean",
+    "energy_ratio",
 )
 NA = "n/a"
 
@@ -70,8 +104,10 @@ def vanilla_twin(row: Mapping[str, Any], cells: pd.DataFrame) -> str | None:
         mask &= (cells[key] == want).to_numpy()
     ids = list(dict.fromkeys(cells.loc[mask, "cell"]))
     if len(ids) > 1:
-        raise ValueError(f"study {row['study']!r}: cell {row.get('cell')!r} has several vanilla "
-                         f"twins {ids}; cell ids must be unique per coordinates")
+        raise ValueError(
+            f"study {row['study']!r}: cell {row.get('cell')!r} has several vanilla "
+            f"twins {ids}; cell ids must be unique per coordinates"
+        )
     return str(ids[0]) if ids else None
 
 
@@ -84,20 +120,27 @@ def _studies(runs: pd.DataFrame) -> str:
 def _check_runs(runs: pd.DataFrame, correction: str) -> None:
     """Refuse input that would give a wrong table rather than a visibly incomplete one."""
     if correction not in CORRECTIONS:
-        raise ValueError(f"ablation: unknown correction {correction!r}; allowed: "
-                         f"{', '.join(CORRECTIONS)}")
+        raise ValueError(
+            f"ablation: unknown correction {correction!r}; allowed: {', '.join(CORRECTIONS)}"
+        )
     missing = [c for c in RUN_COLUMNS if c not in runs.columns]
     if missing:
-        raise ValueError(f"ablation of study {_studies(runs)}: runs frame lacks columns "
-                         f"{missing} (needs {list(RUN_COLUMNS)})")
+        raise ValueError(
+            f"ablation of study {_studies(runs)}: runs frame lacks columns "
+            f"{missing} (needs {list(RUN_COLUMNS)})"
+        )
     if runs.empty:
-        raise ValueError(f"ablation of study {_studies(runs)}: runs frame is empty; "
-                         "run the train and energy stages first")
+        raise ValueError(
+            f"ablation of study {_studies(runs)}: runs frame is empty; "
+            "run the train and energy stages first"
+        )
     dup = runs.duplicated(["study", "cell", "seed"], keep=False)
     if dup.any():
         first = runs[dup].iloc[0]
-        raise ValueError(f"study {first['study']!r}: cell {first['cell']!r} seed "
-                         f"{first['seed']} appears more than once in the runs frame")
+        raise ValueError(
+            f"study {first['study']!r}: cell {first['cell']!r} seed "
+            f"{first['seed']} appears more than once in the runs frame"
+        )
     axes = ["dataset", "backbone", "attention", "coding", "T"]
     mixed = runs.groupby(["study", "cell"], sort=False)[axes].nunique().gt(1).any(axis=1)
     if mixed.any():
@@ -105,15 +148,19 @@ def _check_runs(runs: pd.DataFrame, correction: str) -> None:
         raise ValueError(f"study {study!r}: cell {cell!r} has rows with different coordinates")
     if "status" in runs.columns and not runs["status"].isin(RUN_STATUSES).all():
         first = runs[~runs["status"].isin(RUN_STATUSES)].iloc[0]
-        raise ValueError(f"study {first['study']!r}: cell {first['cell']!r} seed "
-                         f"{first['seed']} has unknown status {first['status']!r}")
+        raise ValueError(
+            f"study {first['study']!r}: cell {first['cell']!r} seed "
+            f"{first['seed']} has unknown status {first['status']!r}"
+        )
     done = _completed(runs)  # a diverged run's values are NaN by design
     values = runs.loc[done, ["acc", "spikes", "energy_uj"]].apply(pd.to_numeric, errors="coerce")
     bad = ~np.isfinite(values.to_numpy(dtype=float)).all(axis=1)
     if bad.any():
         first = runs[done][bad].iloc[0]
-        raise ValueError(f"study {first['study']!r}: cell {first['cell']!r} seed "
-                         f"{first['seed']} has a missing or non-finite acc/spikes/energy_uj")
+        raise ValueError(
+            f"study {first['study']!r}: cell {first['cell']!r} seed "
+            f"{first['seed']} has a missing or non-finite acc/spikes/energy_uj"
+        )
 
 
 def _completed(runs: pd.DataFrame) -> pd.Series:
@@ -124,8 +171,9 @@ def _completed(runs: pd.DataFrame) -> pd.Series:
 
 
 # -- the table ---------------------------------------------------------------------------------
-def _seed_values(variant: pd.DataFrame, twin: pd.DataFrame, min_seeds: int
-                 ) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+def _seed_values(
+    variant: pd.DataFrame, twin: pd.DataFrame, min_seeds: int
+) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
     """Both sides restricted to their common seeds when that leaves a testable comparison.
 
     Returns (variant rows, twin rows, seeds_matched). With the usual grid every cell has the
@@ -146,8 +194,14 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den != 0 else math.nan
 
 
-def _compare(cell: pd.Series, twin_id: str, variant: pd.DataFrame, twin: pd.DataFrame,
-             alpha: float, min_seeds: int) -> dict[str, Any]:
+def _compare(
+    cell: pd.Series,
+    twin_id: str,
+    variant: pd.DataFrame,
+    twin: pd.DataFrame,
+    alpha: float,
+    min_seeds: int,
+) -> dict[str, Any]:
     """One ablation row, before the multiple-comparison correction. `variant` and `twin` hold
     every run of each cell; only the completed ones are compared."""
     diverged = int((~_completed(variant)).sum()), int((~_completed(twin)).sum())
@@ -158,15 +212,26 @@ def _compare(cell: pd.Series, twin_id: str, variant: pd.DataFrame, twin: pd.Data
     energy, twin_energy = float(variant["energy_uj"].mean()), float(twin["energy_uj"].mean())
     return {
         **{k: cell[k] for k in ("study", "cell", "dataset", "backbone", "attention", "coding")},
-        "T": int(cell["T"]), "twin": twin_id, "seeds": acc.n_a, "twin_seeds": acc.n_b,
-        "n_diverged": diverged[0], "twin_n_diverged": diverged[1], "seeds_matched": matched,
-        "acc_mean": acc.mean_a, "twin_acc_mean": acc.mean_b,
-        "acc_delta": acc.diff, "acc_delta_ci_low": acc.ci_low, "acc_delta_ci_high": acc.ci_high,
-        "p_value": acc.p_value, "testable": acc.testable,
-        "spikes_mean": spikes.mean_a, "twin_spikes_mean": spikes.mean_b,
+        "T": int(cell["T"]),
+        "twin": twin_id,
+        "seeds": acc.n_a,
+        "twin_seeds": acc.n_b,
+        "n_diverged": diverged[0],
+        "twin_n_diverged": diverged[1],
+        "seeds_matched": matched,
+        "acc_mean": acc.mean_a,
+        "twin_acc_mean": acc.mean_b,
+        "acc_delta": acc.diff,
+        "acc_delta_ci_low": acc.ci_low,
+        "acc_delta_ci_high": acc.ci_high,
+        "p_value": acc.p_value,
+        "testable": acc.testable,
+        "spikes_mean": spikes.mean_a,
+        "twin_spikes_mean": spikes.mean_b,
         "spike_reduction_pct": 100.0 * (1.0 - _ratio(spikes.mean_a, spikes.mean_b)),
         "spike_reduction_p": spikes.p_value,
-        "energy_uj_mean": energy, "twin_energy_uj_mean": twin_energy,
+        "energy_uj_mean": energy,
+        "twin_energy_uj_mean": twin_energy,
         "energy_ratio": _ratio(twin_energy, energy),
     }
 
@@ -181,8 +246,9 @@ def _adjust(rows: pd.DataFrame, correction: str) -> pd.Series:
     return adjusted
 
 
-def ablation_table(runs: pd.DataFrame, alpha: float = 0.05, min_seeds: int = 3,
-                   correction: str = "holm") -> pd.DataFrame:
+def ablation_table(
+    runs: pd.DataFrame, alpha: float = 0.05, min_seeds: int = 3, correction: str = "holm"
+) -> pd.DataFrame:
     """One row per non-vanilla cell that has a vanilla twin, in the order cells first appear
     in `runs`, with the columns of ABLATION_COLUMNS.
 
@@ -204,12 +270,21 @@ def ablation_table(runs: pd.DataFrame, alpha: float = 0.05, min_seeds: int = 3,
     for _, cell in cells.iterrows():
         twin_id = vanilla_twin(cell, cells)
         if twin_id is not None:
-            rows.append(_compare(cell, twin_id, groups[(cell["study"], cell["cell"])],
-                                 groups[(cell["study"], twin_id)], alpha, min_seeds))
+            rows.append(
+                _compare(
+                    cell,
+                    twin_id,
+                    groups[(cell["study"], cell["cell"])],
+                    groups[(cell["study"], twin_id)],
+                    alpha,
+                    min_seeds,
+                )
+            )
     table = pd.DataFrame(rows, columns=[*ABLATION_COLUMNS, "testable"])
     table["p_adjusted"] = _adjust(table, correction) if rows else pd.Series(dtype=float)
-    verdict = [(p < alpha) if ok else pd.NA
-               for p, ok in zip(table["p_adjusted"], table["testable"])]
+    verdict = [
+        (p < alpha) if ok else pd.NA for p, ok in zip(table["p_adjusted"], table["testable"])
+    ]
     table["significant"] = pd.array(verdict, dtype="boolean")
     table = table[list(ABLATION_COLUMNS)].reset_index(drop=True)
     table.attrs.update(alpha=alpha, min_seeds=min_seeds, correction=correction)
@@ -230,8 +305,10 @@ def _count(value: Any) -> int:
 
 def _sides(r: pd.Series) -> list[tuple[str, int, int]]:
     """(side, completed seeds, diverged seeds) of the variant and its twin."""
-    return [("variant", int(r["seeds"]), _count(r.get("n_diverged"))),
-            ("twin", int(r["twin_seeds"]), _count(r.get("twin_n_diverged")))]
+    return [
+        ("variant", int(r["seeds"]), _count(r.get("n_diverged"))),
+        ("twin", int(r["twin_seeds"]), _count(r.get("twin_n_diverged"))),
+    ]
 
 
 def _untested(r: pd.Series, min_seeds: int | None) -> str:
@@ -255,8 +332,11 @@ def _fmt_p(r: pd.Series, min_seeds: int | None) -> str:
 def _fmt_delta(r: pd.Series) -> str:
     if not math.isfinite(r["acc_delta"]):  # a side has no completed seed
         return NA
-    ci = (f"{_signed(r['acc_delta_ci_low'])}, {_signed(r['acc_delta_ci_high'])}"
-          if not math.isnan(r["acc_delta_ci_low"]) else NA)
+    ci = (
+        f"{_signed(r['acc_delta_ci_low'])}, {_signed(r['acc_delta_ci_high'])}"
+        if not math.isnan(r["acc_delta_ci_low"])
+        else NA
+    )
     return f"{_signed(r['acc_delta'])} [{ci}]"
 
 
@@ -280,30 +360,47 @@ def ablation_human(table: pd.DataFrame, min_seeds: int | None = None) -> pd.Data
         twin = r.copy()
         twin["attention"], twin["coding"] = VANILLA["attention"], VANILLA["coding"]
         sig = r["significant"]
-        rows.append({
-            **({"Study": r["study"]} if several else {}),
-            "Variant": cell_label(r, axes), "vs": cell_label(twin, axes),
-            "Seeds": " vs ".join(seed_note(n, k) for _, n, k in _sides(r)),
-            "Acc. Δ (pp)": _fmt_delta(r),
-            "p (adj.)": _fmt_p(r, min_seeds),
-            "Significant": NA if pd.isna(sig) else ("yes" if sig else "no"),
-            "Spikes -%": _fmt(r["spike_reduction_pct"], ".1f"),
-            "Energy ratio": _fmt(r["energy_ratio"], ".2f", "×"),
-        })
-    return pd.DataFrame(rows, columns=[*(["Study"] if several else []), "Variant", "vs",
-                                       "Seeds", "Acc. Δ (pp)", "p (adj.)", "Significant",
-                                       "Spikes -%", "Energy ratio"])
+        rows.append(
+            {
+                **({"Study": r["study"]} if several else {}),
+                "Variant": cell_label(r, axes),
+                "vs": cell_label(twin, axes),
+                "Seeds": " vs ".join(seed_note(n, k) for _, n, k in _sides(r)),
+                "Acc. Δ (pp)": _fmt_delta(r),
+                "p (adj.)": _fmt_p(r, min_seeds),
+                "Significant": NA if pd.isna(sig) else ("yes" if sig else "no"),
+                "Spikes -%": _fmt(r["spike_reduction_pct"], ".1f"),
+                "Energy ratio": _fmt(r["energy_ratio"], ".2f", "×"),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            *(["Study"] if several else []),
+            "Variant",
+            "vs",
+            "Seeds",
+            "Acc. Δ (pp)",
+            "p (adj.)",
+            "Significant",
+            "Spikes -%",
+            "Energy ratio",
+        ],
+    )
 
 
-def ablation_caption(table: pd.DataFrame, alpha: float, min_seeds: int,
-                     correction: str) -> str:
+def ablation_caption(table: pd.DataFrame, alpha: float, min_seeds: int, correction: str) -> str:
     """What each column means and how significance was decided, so the table stands alone."""
     if correction not in CORRECTIONS:
-        raise ValueError(f"ablation: unknown correction {correction!r}; allowed: "
-                         f"{', '.join(CORRECTIONS)}")
+        raise ValueError(
+            f"ablation: unknown correction {correction!r}; allowed: {', '.join(CORRECTIONS)}"
+        )
     level = f"{100 * (1 - alpha):g}%"
-    adjust = ("Holm-Bonferroni-adjusted within each study" if correction == "holm"
-              else "not adjusted for multiple comparisons")
+    adjust = (
+        "Holm-Bonferroni-adjusted within each study"
+        if correction == "holm"
+        else "not adjusted for multiple comparisons"
+    )
     parts = [
         "Each variant is compared with its vanilla twin: the cell of the same study with "
         "attention none and direct coding, on the same dataset, backbone and T.",
@@ -319,28 +416,39 @@ def ablation_caption(table: pd.DataFrame, alpha: float, min_seeds: int,
         "more energy-efficient.",
     ]
     if len(table) and not table["seeds_matched"].astype(bool).all():
-        parts.append(f"Seeds are matched by value where the two cells share at least "
-                     f"{min_seeds}; otherwise each mean uses all of its own seeds.")
-    if any(c in table.columns and table[c].fillna(0).gt(0).any()
-           for c in ("n_diverged", "twin_n_diverged")):
-        parts.append("Runs whose training loss became NaN or infinite (diverged) are left "
-                     "out: each side is compared over its completed seeds only, Seeds reads "
-                     "'n, k diverged' for n completed and k diverged seeds, and a side with "
-                     f"fewer than {min_seeds} completed seeds is not tested (n/a, with the "
-                     "reason).")
+        parts.append(
+            f"Seeds are matched by value where the two cells share at least "
+            f"{min_seeds}; otherwise each mean uses all of its own seeds."
+        )
+    if any(
+        c in table.columns and table[c].fillna(0).gt(0).any()
+        for c in ("n_diverged", "twin_n_diverged")
+    ):
+        parts.append(
+            "Runs whose training loss became NaN or infinite (diverged) are left "
+            "out: each side is compared over its completed seeds only, Seeds reads "
+            "'n, k diverged' for n completed and k diverged seeds, and a side with "
+            f"fewer than {min_seeds} completed seeds is not tested (n/a, with the "
+            "reason)."
+        )
     return " ".join(parts)
 
 
 # -- rendering ---------------------------------------------------------------------------------
 def _empty_note(name: str) -> str:
-    return (f"No variant in {name} has a vanilla twin (attention none, direct coding, same "
-            "dataset, backbone and T), so there is nothing to compare.")
+    return (
+        f"No variant in {name} has a vanilla twin (attention none, direct coding, same "
+        "dataset, backbone and T), so there is nothing to compare."
+    )
 
 
 def _markdown(name: str, human: pd.DataFrame, caption: str) -> str:
     left = sum(c in ("Study", "Variant", "vs") for c in human.columns)
-    body = human.to_markdown(index=False, disable_numparse=True,  # keep "85.0", not "85"
-                             colalign=("left",) * left + ("right",) * (human.shape[1] - left))
+    body = human.to_markdown(
+        index=False,
+        disable_numparse=True,  # keep "85.0", not "85"
+        colalign=("left",) * left + ("right",) * (human.shape[1] - left),
+    )
     return f"# {name}: ablations\n\n{body}\n\n{caption}\n"
 
 
@@ -350,15 +458,21 @@ def _latex(name: str, human: pd.DataFrame, caption: str) -> str:
     escaped.columns = [latex_escape(c) for c in human.columns]
     left = sum(c in ("Study", "Variant", "vs") for c in human.columns)
     return escaped.style.hide(axis="index").to_latex(
-        hrules=True, position="htbp", position_float="centering",
+        hrules=True,
+        position="htbp",
+        position_float="centering",
         column_format="l" * left + "r" * (human.shape[1] - left),
-        caption=latex_escape(caption), label=f"tab:{name}-ablation")
+        caption=latex_escape(caption),
+        label=f"tab:{name}-ablation",
+    )
 
 
 def _latex_note(name: str) -> str:
-    return ("\\begin{table}[htbp]\n\\centering\n" + latex_escape(_empty_note(name)) + "\n"
-            f"\\caption{{{latex_escape(name)}: ablations}}\n\\label{{tab:{name}-ablation}}\n"
-            "\\end{table}\n")
+    return (
+        "\\begin{table}[htbp]\n\\centering\n" + latex_escape(_empty_note(name)) + "\n"
+        f"\\caption{{{latex_escape(name)}: ablations}}\n\\label{{tab:{name}-ablation}}\n"
+        "\\end{table}\n"
+    )
 
 
 def render_ablation(name: str, table: pd.DataFrame, caption: str) -> dict[str, str]:
@@ -370,8 +484,14 @@ def render_ablation(name: str, table: pd.DataFrame, caption: str) -> dict[str, s
     csv = table.to_csv(index=False, na_rep="NaN")
     if table.empty:
         note = _empty_note(name)
-        return {"ablation.md": f"# {name}: ablations\n\n{note}\n",
-                "ablation.tex": _latex_note(name), "ablation.csv": csv}
+        return {
+            "ablation.md": f"# {name}: ablations\n\n{note}\n",
+            "ablation.tex": _latex_note(name),
+            "ablation.csv": csv,
+        }
     human = ablation_human(table)
-    return {"ablation.md": _markdown(name, human, caption),
-            "ablation.tex": _latex(name, human, caption), "ablation.csv": csv}
+    return {
+        "ablation.md": _markdown(name, human, caption),
+        "ablation.tex": _latex(name, human, caption),
+        "ablation.csv": csv,
+    }

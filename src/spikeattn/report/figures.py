@@ -11,6 +11,7 @@ whose seeds all diverged has no point, and a note under each figure names the di
 ending in a cross, apart from the means. A study where everything diverged gets a figure
 that says so rather than an error.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,10 @@ def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     """Fail with the missing columns (or rows) named, rather than a KeyError deep in matplotlib."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"{what} is missing required column(s): {', '.join(missing)} "
-                         f"(has: {', '.join(map(str, df.columns)) or 'none'})")
+        raise ValueError(
+            f"{what} is missing required column(s): {', '.join(missing)} "
+            f"(has: {', '.join(map(str, df.columns)) or 'none'})"
+        )
     if df.empty:
         raise ValueError(f"{what} has no rows: nothing to plot")
 
@@ -58,8 +61,10 @@ def _no_duplicates(df: pd.DataFrame, keys: list[str], what: str) -> None:
     """Duplicate keys would be averaged or joined silently; name them instead."""
     dup = df[df.duplicated(keys, keep=False)][keys].drop_duplicates()
     if len(dup):
-        shown = "; ".join(", ".join(f"{k}={v!r}" for k, v in zip(keys, row))
-                          for row in dup.itertuples(index=False))
+        shown = "; ".join(
+            ", ".join(f"{k}={v!r}" for k, v in zip(keys, row))
+            for row in dup.itertuples(index=False)
+        )
         raise ValueError(f"{what} has duplicate rows for: {shown}")
 
 
@@ -157,12 +162,18 @@ def diverged_note(summary: pd.DataFrame) -> str:
         return ""
     labels = [cell_label(row, label_axes(summary)) for _, row in summary.iterrows()]
     completed, diverged = _counts(summary)
-    parts = [f"{label}: all {k} seeds (no point)" if n == 0 else f"{label}: {k} of {n + k} seeds"
-             for label, n, k in zip(labels, completed, diverged) if k > 0]
+    parts = [
+        f"{label}: all {k} seeds (no point)" if n == 0 else f"{label}: {k} of {n + k} seeds"
+        for label, n, k in zip(labels, completed, diverged)
+        if k > 0
+    ]
     if not parts:
         return ""
-    return ("Diverged runs (training loss NaN or infinite), left out of every point and mean: "
-            + "; ".join(parts) + ".")
+    return (
+        "Diverged runs (training loss NaN or infinite), left out of every point and mean: "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def _add_note(fig: Figure, note: str) -> None:
@@ -219,10 +230,10 @@ def _error_bars(ax: Axes, x: np.ndarray, y: np.ndarray, xerr: np.ndarray, yerr: 
 def _draw_front(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
     """The attainable staircase: best accuracy reachable within each energy budget."""
     order = np.lexsort((y, x))
-    ax.step(x[order], y[order], where="post", color="C3", linewidth=1.2, zorder=2,
-            label="Pareto front")
-    ax.scatter(x[order], y[order], s=60, color="C3", edgecolors="black", linewidths=0.8,
-               zorder=4)
+    ax.step(
+        x[order], y[order], where="post", color="C3", linewidth=1.2, zorder=2, label="Pareto front"
+    )
+    ax.scatter(x[order], y[order], s=60, color="C3", edgecolors="black", linewidths=0.8, zorder=4)
 
 
 def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
@@ -240,8 +251,10 @@ def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
     axes = label_axes(summary)
     note = diverged_note(summary)
     _, diverged = _counts(summary)
-    labels = [cell_label(row, axes) + (f" ({k} diverged)" if k else "")
-              for (_, row), k in zip(summary.iterrows(), diverged)]
+    labels = [
+        cell_label(row, axes) + (f" ({k} diverged)" if k else "")
+        for (_, row), k in zip(summary.iterrows(), diverged)
+    ]
     shown = _drawable(summary)
     if not shown.any():
         return _nothing_drawn(title, "Every cell diverged: no point to draw.", note)
@@ -258,8 +271,17 @@ def pareto_figure(summary: pd.DataFrame, title: str) -> Figure:
     _draw_front(ax, x[front], y[front])
     target = _column(summary, "target_acc")
     if (has_target := np.isfinite(target)).any():
-        ax.scatter(x[has_target], target[has_target], s=45, marker="D", facecolors="none",
-                   edgecolors="C2", linewidths=1.2, zorder=3, label="Paper target")
+        ax.scatter(
+            x[has_target],
+            target[has_target],
+            s=45,
+            marker="D",
+            facecolors="none",
+            edgecolors="C2",
+            linewidths=1.2,
+            zorder=3,
+            label="Paper target",
+        )
     for xi, yi, label in zip(x, y, labels):
         ax.annotate(label, (xi, yi), xytext=(4, 4), textcoords="offset points", fontsize=7)
 
@@ -300,10 +322,24 @@ def firing_rate_figure(layer_rates: pd.DataFrame, title: str, note: str = "") ->
         x, y, err = x[order], _column(rows, "rate")[order], _column(rows, "rate_std")[order]
         ax.plot(x, y, marker="o", markersize=4, color=f"C{i % 10}", label=str(label))
         if (has := np.isfinite(err)).any():
-            ax.errorbar(x[has], y[has], yerr=err[has], fmt="none", ecolor=f"C{i % 10}",
-                        elinewidth=0.8, capsize=0, alpha=0.6)
-    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers], rotation=45,
-                  ha="right", rotation_mode="anchor", fontsize=8)
+            ax.errorbar(
+                x[has],
+                y[has],
+                yerr=err[has],
+                fmt="none",
+                ecolor=f"C{i % 10}",
+                elinewidth=0.8,
+                capsize=0,
+                alpha=0.6,
+            )
+    ax.set_xticks(
+        range(len(layers)),
+        [str(layer) for layer in layers],
+        rotation=45,
+        ha="right",
+        rotation_mode="anchor",
+        fontsize=8,
+    )
     ax.set_xlabel("Layer")
     ax.set_ylabel("Firing rate")
     ax.set_ylim(bottom=0)
@@ -325,18 +361,26 @@ def _curve(ax: Axes, stats: pd.DataFrame, color: str, label: str, band: bool) ->
     epochs = stats.index.to_numpy(dtype=float)
     ax.plot(epochs, stats["mean"].to_numpy(), color=color, linewidth=1.4, label=label)
     if band:
-        ax.fill_between(epochs, stats["min"].to_numpy(), stats["max"].to_numpy(), color=color,
-                        alpha=0.2, linewidth=0)
+        ax.fill_between(
+            epochs,
+            stats["min"].to_numpy(),
+            stats["max"].to_numpy(),
+            color=color,
+            alpha=0.2,
+            linewidth=0,
+        )
 
 
-def _diverged_curve(ax: Axes, run: pd.DataFrame, column: str, scale: float, color: str,
-                    label: str) -> None:
+def _diverged_curve(
+    ax: Axes, run: pd.DataFrame, column: str, scale: float, color: str, label: str
+) -> None:
     """A diverged run's completed epochs: thin and dashed, a cross at the last one."""
     run = run.sort_values("epoch")
     x, y = run["epoch"].to_numpy(dtype=float), run[column].to_numpy(dtype=float) * scale
     ax.plot(x, y, color=color, linewidth=0.9, linestyle="--", alpha=0.8, label=label)
-    ax.plot(x[-1:], y[-1:], color=color, marker="x", markersize=7, linestyle="none",
-            label="_nolegend_")
+    ax.plot(
+        x[-1:], y[-1:], color=color, marker="x", markersize=7, linestyle="none", label="_nolegend_"
+    )
 
 
 def training_curves_figure(histories: pd.DataFrame, title: str, note: str = "") -> Figure:
@@ -351,13 +395,17 @@ def training_curves_figure(histories: pd.DataFrame, title: str, note: str = "") 
     says so.
     """
     if note and histories.empty and all(c in histories.columns for c in HISTORY_REQUIRED):
-        return _nothing_drawn(title, "Every run diverged before completing an epoch: no "
-                                     "curve to draw.", note)
+        return _nothing_drawn(
+            title, "Every run diverged before completing an epoch: no curve to draw.", note
+        )
     _require(histories, HISTORY_REQUIRED, "histories")
     _no_duplicates(histories, ["label", "seed", "epoch"], "histories")
     labels = _ordered(histories["label"])
-    completed = (histories["status"].eq(COMPLETED) if "status" in histories.columns
-                 else pd.Series(True, index=histories.index))
+    completed = (
+        histories["status"].eq(COMPLETED)
+        if "status" in histories.columns
+        else pd.Series(True, index=histories.index)
+    )
 
     fig = _new_figure(11.0, 4.2)
     acc_ax, loss_ax = fig.subplots(1, 2)
@@ -376,8 +424,9 @@ def training_curves_figure(histories: pd.DataFrame, title: str, note: str = "") 
             _diverged_curve(loss_ax, run, "train_loss", 1.0, color, name)
             any_diverged = True
     if any_diverged:  # one legend entry explains every dashed line
-        acc_ax.plot([], [], color="0.3", linewidth=0.9, linestyle="--", marker="x",
-                    label=DIVERGED_CURVE)
+        acc_ax.plot(
+            [], [], color="0.3", linewidth=0.9, linestyle="--", marker="x", label=DIVERGED_CURVE
+        )
     for ax, ylabel in ((acc_ax, ACC_LABEL), (loss_ax, "Train loss")):
         ax.set_xlabel("Epoch")
         ax.set_ylabel(ylabel)
@@ -391,5 +440,12 @@ def training_curves_figure(histories: pd.DataFrame, title: str, note: str = "") 
     return _freeze_layout(fig)
 
 
-__all__ = ["FIGURE_FORMATS", "save_figure", "pareto_front", "pareto_figure", "firing_rate_figure",
-           "training_curves_figure", "diverged_note"]
+__all__ = [
+    "FIGURE_FORMATS",
+    "save_figure",
+    "pareto_front",
+    "pareto_figure",
+    "firing_rate_figure",
+    "training_curves_figure",
+    "diverged_note",
+]

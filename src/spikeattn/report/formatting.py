@@ -4,6 +4,7 @@ Shared by the study tables (tables.py), the paper and ablation tables, the HTML 
 figures, so a cell reads the same everywhere ('TCSA / direct / T=8') and a mean ± std has the
 same decimals in Markdown, LaTeX and HTML.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,10 +71,25 @@ def cell_label(row: pd.Series, axes: list[str]) -> str:
 
 # -- LaTeX -------------------------------------------------------------------------------------
 _LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "µ": r"$\mu$", "μ": r"$\mu$", "–": "--", "×": r"$\times$",
-    "Δ": r"$\Delta$", "−": "-", "<": r"$<$", ">": r"$>$",  # '<' prints as '¡' in OT1
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "µ": r"$\mu$",
+    "μ": r"$\mu$",
+    "–": "--",
+    "×": r"$\times$",
+    "Δ": r"$\Delta$",
+    "−": "-",
+    "<": r"$<$",
+    ">": r"$>$",  # '<' prints as '¡' in OT1
 }
 
 

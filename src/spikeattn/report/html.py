@@ -4,6 +4,7 @@
 Snakemake's report shows HTML results in a frame but offers CSV files only as downloads, so
 the tables a reader should see are rendered here, each followed by its caption.
 """
+
 from __future__ import annotations
 
 import html
@@ -30,19 +31,25 @@ def _table(frame: pd.DataFrame, index: bool, css_class: str) -> str:
 
 
 def _section(heading: str, table_html: str, caption: str, section_id: str) -> str:
-    return (f'<section id="{section_id}"><h2>{html.escape(heading)}</h2>\n{table_html}\n'
-            f'<p class="caption">{html.escape(caption)}</p></section>')
+    return (
+        f'<section id="{section_id}"><h2>{html.escape(heading)}</h2>\n{table_html}\n'
+        f'<p class="caption">{html.escape(caption)}</p></section>'
+    )
 
 
 def _page(title: str, sections: list[str]) -> str:
     body = "\n".join(sections)
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
-            f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
+        f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
+    )
 
 
 def _recipe_section(study: str, card: pd.DataFrame, caption: str) -> str:
-    return _section(f"Recipe card: {study}", _table(card, False, "recipe"), caption, f"recipe-{study}")
+    return _section(
+        f"Recipe card: {study}", _table(card, False, "recipe"), caption, f"recipe-{study}"
+    )
 
 
 def recipe_page(study: str, card: pd.DataFrame, caption: str) -> str:
@@ -50,25 +57,49 @@ def recipe_page(study: str, card: pd.DataFrame, caption: str) -> str:
     return _page(f"{study}: recipe card", [_recipe_section(study, card, caption)])
 
 
-def tables_page(title: str, results: pd.DataFrame, results_caption: str,
-                ablation: pd.DataFrame, ablation_caption: str,
-                summaries: Mapping[str, tuple[pd.DataFrame, str]],
-                recipes: Mapping[str, tuple[pd.DataFrame, str]] | None = None) -> str:
+def tables_page(
+    title: str,
+    results: pd.DataFrame,
+    results_caption: str,
+    ablation: pd.DataFrame,
+    ablation_caption: str,
+    summaries: Mapping[str, tuple[pd.DataFrame, str]],
+    recipes: Mapping[str, tuple[pd.DataFrame, str]] | None = None,
+) -> str:
     """Results table (paper-shaped), ablations against the vanilla twins, each study's summary,
     then each study's recipe card (`recipes`: study -> (card, caption))."""
     # index name "" would add an empty header row
-    sections = [_section("Results", _table(results.rename_axis(index=None), True, "results"),
-                         results_caption, "results")]
+    sections = [
+        _section(
+            "Results",
+            _table(results.rename_axis(index=None), True, "results"),
+            results_caption,
+            "results",
+        )
+    ]
     if ablation.empty:
-        sections.append(_section("Ablations", "<p>No variant has a vanilla twin in these "
-                                 "studies.</p>", ablation_caption, "ablation"))
+        sections.append(
+            _section(
+                "Ablations",
+                "<p>No variant has a vanilla twin in these studies.</p>",
+                ablation_caption,
+                "ablation",
+            )
+        )
     else:
-        sections.append(_section("Ablations against the vanilla twin",
-                                 _table(ablation_human(ablation), False, "ablation"),
-                                 ablation_caption, "ablation"))
+        sections.append(
+            _section(
+                "Ablations against the vanilla twin",
+                _table(ablation_human(ablation), False, "ablation"),
+                ablation_caption,
+                "ablation",
+            )
+        )
     for study, (table, caption) in summaries.items():
-        sections.append(_section(f"Study {study}", _table(table, False, "summary"), caption,
-                                 f"study-{study}"))
-    sections += [_recipe_section(study, card, caption)
-                 for study, (card, caption) in (recipes or {}).items()]
+        sections.append(
+            _section(f"Study {study}", _table(table, False, "summary"), caption, f"study-{study}")
+        )
+    sections += [
+        _recipe_section(study, card, caption) for study, (card, caption) in (recipes or {}).items()
+    ]
     return _page(title, sections)

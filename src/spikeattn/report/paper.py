@@ -8,6 +8,7 @@ Diverged runs (runs frame `status`) are left out of every mean and std and count
 reads '85.40 ± 0.20 (2, 1 diverged)', or 'diverged (all 3)' when every seed diverged; the CSV
 has the cell's `status`, `seeds` (completed) and `n_diverged`.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,9 +20,27 @@ from ..records import COMPLETED, DIVERGED
 from .formatting import NO_STD, column_decimals, fmt_pm, latex_escape, seed_note
 from .tables import cell_status, cell_target, diverged_caption, mean_std
 
-LONG_COLUMNS = ("study", "cell", "dataset", "backbone", "attention", "coding", "T", "row",
-                "column", "status", "seeds", "n_diverged", "acc_mean", "acc_std", "target_acc",
-                "delta", "energy_uj_mean", "energy_uj_std", "target_energy_uj")
+LONG_COLUMNS = (
+    "study",
+    "cell",
+    "dataset",
+    "backbone",
+    "attention",
+    "coding",
+    "T",
+    "row",
+    "column",
+    "status",
+    "seeds",
+    "n_diverged",
+    "acc_mean",
+    "acc_std",
+    "target_acc",
+    "delta",
+    "energy_uj_mean",
+    "energy_uj_std",
+    "target_energy_uj",
+)
 
 
 def completed_mask(runs: pd.DataFrame) -> pd.Series:
@@ -47,7 +66,9 @@ def _column_label(group: pd.DataFrame, dataset: str, T: int, with_backbone: bool
     return f"{dataset}{backbone} · T={T}"
 
 
-def paper_long(runs: pd.DataFrame, targets: Mapping[str, Iterable[Mapping[str, Any]]]) -> pd.DataFrame:
+def paper_long(
+    runs: pd.DataFrame, targets: Mapping[str, Iterable[Mapping[str, Any]]]
+) -> pd.DataFrame:
     """One row per cell (over all the paper's studies): its row and column labels, our mean ±
     std over the completed seeds, their count (seeds) and that of the diverged ones
     (n_diverged), the paper's target (NaN if none) and Δ (NaN where every seed diverged)."""
@@ -67,14 +88,25 @@ def paper_long(runs: pd.DataFrame, targets: Mapping[str, Iterable[Mapping[str, A
         acc, acc_std = mean_std(done["acc"])
         uj, uj_std = mean_std(done["energy_uj"])
         paper = target.get("acc", math.nan)
-        rows.append({"study": study, "cell": cell, **coords,
-                     "row": " / ".join(str(first[a]) for a in axes),
-                     "column": columns[(first["dataset"], first["T"])],
-                     "status": cell_status(len(done), n_diverged), "seeds": len(done),
-                     "n_diverged": n_diverged, "acc_mean": acc, "acc_std": acc_std,
-                     "target_acc": paper,
-                     "delta": acc - paper, "energy_uj_mean": uj, "energy_uj_std": uj_std,
-                     "target_energy_uj": target.get("energy_mj", math.nan) * 1e3})
+        rows.append(
+            {
+                "study": study,
+                "cell": cell,
+                **coords,
+                "row": " / ".join(str(first[a]) for a in axes),
+                "column": columns[(first["dataset"], first["T"])],
+                "status": cell_status(len(done), n_diverged),
+                "seeds": len(done),
+                "n_diverged": n_diverged,
+                "acc_mean": acc,
+                "acc_std": acc_std,
+                "target_acc": paper,
+                "delta": acc - paper,
+                "energy_uj_mean": uj,
+                "energy_uj_std": uj_std,
+                "target_energy_uj": target.get("energy_mj", math.nan) * 1e3,
+            }
+        )
     return pd.DataFrame(rows, columns=list(LONG_COLUMNS))
 
 
@@ -108,16 +140,22 @@ def paper_wide(long: pd.DataFrame) -> pd.DataFrame:
         if has_acc:
             sub["Paper (%)"] = ["" if math.isnan(v) else f"{v:.2f}" for v in group["target_acc"]]
         diverged = _diverged_counts(group)
-        sub["Ours (%)"] = [_ours(m, s, int(n), k) for m, s, n, k in
-                           zip(group["acc_mean"], group["acc_std"], group["seeds"], diverged)]
+        sub["Ours (%)"] = [
+            _ours(m, s, int(n), k)
+            for m, s, n, k in zip(group["acc_mean"], group["acc_std"], group["seeds"], diverged)
+        ]
         if has_acc:
             sub["Δ (pp)"] = [_signed(v) for v in group["delta"]]
-        sub["Energy (µJ)"] = [DIVERGED if int(n) == 0 and k else fmt_pm(m, s, uj_dec)
-                              for m, s, n, k in zip(group["energy_uj_mean"],
-                                                    group["energy_uj_std"], group["seeds"],
-                                                    diverged)]
+        sub["Energy (µJ)"] = [
+            DIVERGED if int(n) == 0 and k else fmt_pm(m, s, uj_dec)
+            for m, s, n, k in zip(
+                group["energy_uj_mean"], group["energy_uj_std"], group["seeds"], diverged
+            )
+        ]
         if has_uj:
-            sub["Paper (µJ)"] = ["" if math.isnan(v) else f"{v:.4g}" for v in group["target_energy_uj"]]
+            sub["Paper (µJ)"] = [
+                "" if math.isnan(v) else f"{v:.4g}" for v in group["target_energy_uj"]
+            ]
         sub.columns = pd.MultiIndex.from_product([[column], sub.columns])
         parts.append(sub)
     order = list(dict.fromkeys(long["row"]))
@@ -132,38 +170,56 @@ def diverged_of(runs: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for _, r in runs[runs["status"].eq(DIVERGED)].iterrows():
         epoch = r.get("diverged_epoch")
-        out.append({"study": r["study"], "cell": r["cell"], "seed": int(r["seed"]),
-                    "epoch": None if epoch is None or pd.isna(epoch) else int(epoch)})
+        out.append(
+            {
+                "study": r["study"],
+                "cell": r["cell"],
+                "seed": int(r["seed"]),
+                "epoch": None if epoch is None or pd.isna(epoch) else int(epoch),
+            }
+        )
     return out
 
 
 def _diverged_sentence(long: pd.DataFrame, diverged: list[Mapping[str, Any]]) -> str:
     """Names the diverged runs ('' when none); a long table read back without the runs still
     explains its '(n, k diverged)' counts."""
-    where = {(r["study"], r["cell"]): f"{r['study']} {r['row']} ({r['column']})"
-             for _, r in long.iterrows()}
+    where = {
+        (r["study"], r["cell"]): f"{r['study']} {r['row']} ({r['column']})"
+        for _, r in long.iterrows()
+    }
     if diverged:
-        return diverged_caption(diverged, lambda run: where.get(
-            (run.get("study"), run["cell"]), run["cell"]))
+        return diverged_caption(
+            diverged, lambda run: where.get((run.get("study"), run["cell"]), run["cell"])
+        )
     total = sum(_diverged_counts(long))
     if not total:
         return ""
-    return (f"{total} run{'s' if total > 1 else ''} diverged (training loss NaN or infinite), "
-            "left out of every mean and std: '(n, k diverged)' counts the n completed seeds "
-            "behind a number and the k diverged seeds left out; a cell whose seeds all "
-            "diverged reads diverged.")
+    return (
+        f"{total} run{'s' if total > 1 else ''} diverged (training loss NaN or infinite), "
+        "left out of every mean and std: '(n, k diverged)' counts the n completed seeds "
+        "behind a number and the k diverged seeds left out; a cell whose seeds all "
+        "diverged reads diverged."
+    )
 
 
-def paper_caption(title: str, long: pd.DataFrame, studies: Mapping[str, Mapping[str, Any]],
-                  conventions: str, sources: Iterable[str] = (),
-                  diverged: Iterable[Mapping[str, Any]] = ()) -> str:
+def paper_caption(
+    title: str,
+    long: pd.DataFrame,
+    studies: Mapping[str, Mapping[str, Any]],
+    conventions: str,
+    sources: Iterable[str] = (),
+    diverged: Iterable[Mapping[str, Any]] = (),
+) -> str:
     """What every number is, the data and settings of each study, the energy conventions;
     the diverged runs (diverged_of) when there are any."""
-    parts = [f"{title}.",
-             "Ours: final test accuracy, mean ± sample std over seeds (seed count in "
-             f"parentheses; {NO_STD} where a single seed leaves the std undefined).",
-             "Paper: accuracy the paper reports; Δ = ours − paper in percentage points.",
-             "Energy: estimated per test sample."]
+    parts = [
+        f"{title}.",
+        "Ours: final test accuracy, mean ± sample std over seeds (seed count in "
+        f"parentheses; {NO_STD} where a single seed leaves the std undefined).",
+        "Paper: accuracy the paper reports; Δ = ours − paper in percentage points.",
+        "Energy: estimated per test sample.",
+    ]
     if note := _diverged_sentence(long, list(diverged)):
         parts.append(note)
     for study, info in studies.items():
@@ -185,21 +241,29 @@ def render_paper(name: str, wide: pd.DataFrame, long: pd.DataFrame, caption: str
     flat = wide.copy()
     flat.columns = [f"{group}: {quantity}" for group, quantity in wide.columns]
     flat = flat.reset_index().rename(columns={"": "Cell", "index": "Cell"})
-    body = flat.to_markdown(index=False, disable_numparse=True,  # keep "+0.60", "96.50"
-                            colalign=("left",) + ("right",) * (flat.shape[1] - 1))
+    body = flat.to_markdown(
+        index=False,
+        disable_numparse=True,  # keep "+0.60", "96.50"
+        colalign=("left",) + ("right",) * (flat.shape[1] - 1),
+    )
     markdown = f"# {name}: results\n\n{body}\n\n{caption}\n"
     escaped = wide.map(latex_escape)
     escaped.index = [latex_escape(i) for i in wide.index]
     escaped.columns = pd.MultiIndex.from_tuples(
-        [(latex_escape(g), latex_escape(q)) for g, q in wide.columns])
+        [(latex_escape(g), latex_escape(q)) for g, q in wide.columns]
+    )
     latex = escaped.style.to_latex(
-        hrules=True, position="htbp", position_float="centering", multicol_align="c",
-        column_format="l" + "r" * wide.shape[1], caption=latex_escape(caption),
-        label=f"tab:{name}-results")
+        hrules=True,
+        position="htbp",
+        position_float="centering",
+        multicol_align="c",
+        column_format="l" + "r" * wide.shape[1],
+        caption=latex_escape(caption),
+        label=f"tab:{name}-results",
+    )
     csv = long.to_csv(index=False, na_rep="NaN")
     return {"results.md": markdown, "results.tex": latex, "results.csv": csv}
 
 
 def paper_sources(targets: Mapping[str, Iterable[Mapping[str, Any]]]) -> list[str]:
     return [t["source"] for ts in targets.values() for t in ts if "source" in t]
-

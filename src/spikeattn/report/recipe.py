@@ -4,6 +4,7 @@ The rows come from spikeattn.recipe (the same flattening that checks `sources:`)
 is generated from params.yaml alone and needs no results. Written as reports/<study>/recipe.md,
 .csv and .html, and shown in the paper's tables.html.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,15 +17,19 @@ from ..recipe import DISAGREE, NOT_DECLARED, card_rows, recipe_inputs
 from .html import recipe_page
 
 RECIPE_COLUMNS = ("section", "setting", "value", "source", "note", "paper", "code", "disagreement")
-KINDS_TEXT = ("paper: the paper, its appendix or README; code: the authors' released code; "
-              "paper+code: both, agreeing; assumed: neither gives it, our choice; project: a "
-              "project setting, not a reproduction")
+KINDS_TEXT = (
+    "paper: the paper, its appendix or README; code: the authors' released code; "
+    "paper+code: both, agreeing; assumed: neither gives it, our choice; project: a "
+    "project setting, not a reproduction"
+)
 
 
 def recipe_card(params: Any, study: str) -> pd.DataFrame:
     """The card of `study` (a config.Params study): one row per setting, RECIPE_COLUMNS."""
     inputs = recipe_inputs(params, study)
-    return pd.DataFrame(card_rows(inputs["settings"], inputs["sources"]), columns=list(RECIPE_COLUMNS))
+    return pd.DataFrame(
+        card_rows(inputs["settings"], inputs["sources"]), columns=list(RECIPE_COLUMNS)
+    )
 
 
 def _count(n: int, what: str) -> str:
@@ -36,21 +41,25 @@ def recipe_caption(study: str, card: pd.DataFrame) -> str:
     disagreements = int((card["disagreement"] == DISAGREE).sum())
     assumed = int((card["source"] == "assumed").sum())
     undeclared = int((card["source"] == NOT_DECLARED).sum())
-    return (f"Recipe card of study {study}: {_count(len(card), 'setting')} of its cells with "
-            f"value and source ({KINDS_TEXT}); the paper and code columns give each side's value "
-            f"where known, flagged {DISAGREE} where they differ. "
-            f"{_count(disagreements, 'paper/code disagreement')}, "
-            f"{_count(assumed, 'assumed value')}, {undeclared} not declared. "
-            f"From params.yaml study.{study}.sources.")
+    return (
+        f"Recipe card of study {study}: {_count(len(card), 'setting')} of its cells with "
+        f"value and source ({KINDS_TEXT}); the paper and code columns give each side's value "
+        f"where known, flagged {DISAGREE} where they differ. "
+        f"{_count(disagreements, 'paper/code disagreement')}, "
+        f"{_count(assumed, 'assumed value')}, {undeclared} not declared. "
+        f"From params.yaml study.{study}.sources."
+    )
 
 
 def render_recipe(study: str, card: pd.DataFrame) -> dict[str, str]:
     """{'recipe.md', 'recipe.csv', 'recipe.html'}: the card with its caption."""
     caption = recipe_caption(study, card)
     body = card.to_markdown(index=False, disable_numparse=True)  # keep "0.0001", "1e-05" as given
-    return {"recipe.md": f"# {study}: recipe card\n\n{body}\n\n{caption}\n",
-            "recipe.csv": card.to_csv(index=False),
-            "recipe.html": recipe_page(study, card, caption)}
+    return {
+        "recipe.md": f"# {study}: recipe card\n\n{body}\n\n{caption}\n",
+        "recipe.csv": card.to_csv(index=False),
+        "recipe.html": recipe_page(study, card, caption),
+    }
 
 
 def build_recipe(params: Any, study: str, out_dir: Path) -> pd.DataFrame:

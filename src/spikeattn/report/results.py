@@ -17,6 +17,7 @@ Every run keeps its row, with a `status` (completed or diverged): a diverged run
 are NaN (its files hold nulls), so callers filter on `status` before averaging and count the
 diverged runs rather than losing them. Firing rates come from energy.json, their one source.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,9 +46,13 @@ def cell_dict(cell: Any) -> dict[str, Any]:
 
 def _check_inputs(study: str, cells: list[dict], seeds: list[int], results_root: Path) -> None:
     """Fail before reading anything, listing every missing file and the command that makes it."""
-    missing = [(path, records.stage_hint(study, c["id"], seed, name))
-               for c in cells for seed in seeds for name in (METRICS_FILE, ENERGY_FILE)
-               if not (path := run_dir(study, c["id"], seed, results_root) / name).is_file()]
+    missing = [
+        (path, records.stage_hint(study, c["id"], seed, name))
+        for c in cells
+        for seed in seeds
+        for name in (METRICS_FILE, ENERGY_FILE)
+        if not (path := run_dir(study, c["id"], seed, results_root) / name).is_file()
+    ]
     if not missing:
         return
     shown = "\n".join(f"  {path}  (run: {hint})" for path, hint in missing[:10])
@@ -55,7 +60,8 @@ def _check_inputs(study: str, cells: list[dict], seeds: list[int], results_root:
     raise FileNotFoundError(
         f"study {study!r}: {len(missing)} result file(s) missing, no report written:\n"
         f"{shown}{more}\nRun the missing stages, or all of them with "
-        f"`snakemake --cores N --config studies={study}`.")
+        f"`snakemake --cores N --config studies={study}`."
+    )
 
 
 def _check_path(path: Path, data: Mapping[str, Any], study: str, cell_id: str, seed: int) -> None:
@@ -63,8 +69,10 @@ def _check_path(path: Path, data: Mapping[str, Any], study: str, cell_id: str, s
     expected = {"study": study, "cell": cell_id, "seed": seed}
     for key, want in expected.items():
         if key in data and data[key] != want:
-            raise ResultError(f"{path}: {key} is {data[key]!r} but its path says {want!r}; "
-                              "the file was copied or moved, re-run its stage")
+            raise ResultError(
+                f"{path}: {key} is {data[key]!r} but its path says {want!r}; "
+                "the file was copied or moved, re-run its stage"
+            )
 
 
 def _check_status(folder: Path, metrics: Mapping[str, Any], energy: Mapping[str, Any]) -> None:
@@ -73,12 +81,15 @@ def _check_status(folder: Path, metrics: Mapping[str, Any], energy: Mapping[str,
     trained = run_status(metrics, folder / METRICS_FILE)
     measured = run_status(energy, folder / ENERGY_FILE)
     if trained != measured:
-        raise ResultError(f"{folder}: metrics.json says the run {trained} but energy.json says "
-                          f"{measured}; energy.json is stale, re-run the energy stage")
+        raise ResultError(
+            f"{folder}: metrics.json says the run {trained} but energy.json says "
+            f"{measured}; energy.json is stale, re-run the energy stage"
+        )
 
 
-def _check_checkpoint(folder: Path, metrics: Mapping[str, Any], energy: Mapping[str, Any],
-                      hint: str) -> None:
+def _check_checkpoint(
+    folder: Path, metrics: Mapping[str, Any], energy: Mapping[str, Any], hint: str
+) -> None:
     """energy.json measured the checkpoint metrics.json was trained into; they differ when the
     run was trained again after its energy was measured. Files from before checkpoints were
     named (no checkpoint_sha256 in metrics.json) cannot be compared."""
@@ -87,14 +98,17 @@ def _check_checkpoint(folder: Path, metrics: Mapping[str, Any], energy: Mapping[
     if trained is None or measured == trained:
         return
     measured_text = f"checkpoint {measured[:16]}" if measured else "an unnamed checkpoint"
-    raise ResultError(f"{folder / ENERGY_FILE} measured {measured_text} but "
-                      f"{folder / METRICS_FILE} belongs to checkpoint {trained[:16]}: energy.json "
-                      f"is stale (from an earlier training of this run); re-run the energy stage "
-                      f"(`{hint}`)")
+    raise ResultError(
+        f"{folder / ENERGY_FILE} measured {measured_text} but "
+        f"{folder / METRICS_FILE} belongs to checkpoint {trained[:16]}: energy.json "
+        f"is stale (from an earlier training of this run); re-run the energy stage "
+        f"(`{hint}`)"
+    )
 
 
-def load_runs(study: str, cells: Iterable[Any], seeds: Iterable[int], results_root: Path
-              ) -> dict[str, list[tuple[dict, dict, Path]]]:
+def load_runs(
+    study: str, cells: Iterable[Any], seeds: Iterable[int], results_root: Path
+) -> dict[str, list[tuple[dict, dict, Path]]]:
     """{cell_id: [(metrics, energy, energy_path) per seed]} for the current grid only (`cells`:
     dicts with id and the grid axes, or `config.Cell`s), every file checked (see above)."""
     cells = [cell_dict(c) for c in cells]
@@ -110,11 +124,15 @@ def load_runs(study: str, cells: Iterable[Any], seeds: Iterable[int], results_ro
             _check_path(folder / METRICS_FILE, metrics, study, cell["id"], seed)
             energy = records.read_energy(folder)
             _check_path(folder / ENERGY_FILE, energy, study, cell["id"], seed)
-            records.check_metrics(folder / METRICS_FILE, metrics,
-                                  records.stage_hint(study, cell["id"], seed, METRICS_FILE))
+            records.check_metrics(
+                folder / METRICS_FILE,
+                metrics,
+                records.stage_hint(study, cell["id"], seed, METRICS_FILE),
+            )
             _check_status(folder, metrics, energy)
-            _check_checkpoint(folder, metrics, energy,
-                              records.stage_hint(study, cell["id"], seed, ENERGY_FILE))
+            _check_checkpoint(
+                folder, metrics, energy, records.stage_hint(study, cell["id"], seed, ENERGY_FILE)
+            )
             runs[cell["id"]].append((metrics, energy, folder / ENERGY_FILE))
     return runs
 
@@ -127,8 +145,14 @@ def diverged_runs(cells: Iterable[Any], runs: Runs) -> list[dict[str, Any]]:
         for metrics, _, _ in runs[cell["id"]]:
             if run_status(metrics) == DIVERGED:
                 where = metrics.get("diverged") or {}
-                out.append({"cell": cell["id"], "seed": int(metrics["seed"]),
-                            "epoch": where.get("epoch"), "loss": where.get("loss")})
+                out.append(
+                    {
+                        "cell": cell["id"],
+                        "seed": int(metrics["seed"]),
+                        "epoch": where.get("epoch"),
+                        "loss": where.get("loss"),
+                    }
+                )
     return out
 
 
@@ -142,8 +166,10 @@ def energy_conventions(runs: Runs) -> str:
             if first is None:
                 first = (text, path)
             elif text != first[0]:
-                raise ValueError(f"energy conventions differ between {first[1]} and {path}; "
-                                 "re-run the energy stage so every cell uses the same ones")
+                raise ValueError(
+                    f"energy conventions differ between {first[1]} and {path}; "
+                    "re-run the energy stage so every cell uses the same ones"
+                )
     return first[0] if first else ""
 
 
@@ -153,12 +179,27 @@ def num(value: Any) -> float:
 
 
 # -- frames ------------------------------------------------------------------------------------
-RUN_COLUMNS = ("study", "cell", *AXES, "seed", "status", "diverged_epoch", "acc", "best_acc",
-               "firing_rate", "spikes", "energy_uj", "macs", "sops", "epochs")
+RUN_COLUMNS = (
+    "study",
+    "cell",
+    *AXES,
+    "seed",
+    "status",
+    "diverged_epoch",
+    "acc",
+    "best_acc",
+    "firing_rate",
+    "spikes",
+    "energy_uj",
+    "macs",
+    "sops",
+    "epochs",
+)
 
 
-def runs_frame(study: str, cells: Iterable[Any], seeds: Iterable[int],
-               results_root: Path) -> pd.DataFrame:
+def runs_frame(
+    study: str, cells: Iterable[Any], seeds: Iterable[int], results_root: Path
+) -> pd.DataFrame:
     """One row per cell x seed: accuracies in %, spikes and energy per test sample."""
     cells = [cell_dict(c) for c in cells]
     return frame_of_runs(study, cells, load_runs(study, cells, seeds, results_root))
@@ -184,17 +225,25 @@ def frame_of_runs(study: str, cells: list[dict], runs: Runs) -> pd.DataFrame:
             status = run_status(metrics)
             done = status == COMPLETED
             where = {} if done else (metrics.get("diverged") or {})
-            rows.append({
-                "study": study, "cell": cell["id"], **{a: cell[a] for a in AXES},
-                "seed": int(metrics["seed"]), "status": status,
-                "diverged_epoch": num(where.get("epoch")),
-                "acc": 100.0 * _measured(done, metrics["final"].get("test_acc")),
-                "best_acc": 100.0 * _measured(done, metrics["best"].get("test_acc")),
-                "firing_rate": _measured(done, energy.get("mean_firing_rate")),
-                "spikes": _measured(done, energy.get("spikes")),
-                **{key: _measured(done, energy.get(key)) for key in ("energy_uj", "macs", "sops")},
-                "epochs": metrics.get("epochs"),
-            })
+            rows.append(
+                {
+                    "study": study,
+                    "cell": cell["id"],
+                    **{a: cell[a] for a in AXES},
+                    "seed": int(metrics["seed"]),
+                    "status": status,
+                    "diverged_epoch": num(where.get("epoch")),
+                    "acc": 100.0 * _measured(done, metrics["final"].get("test_acc")),
+                    "best_acc": 100.0 * _measured(done, metrics["best"].get("test_acc")),
+                    "firing_rate": _measured(done, energy.get("mean_firing_rate")),
+                    "spikes": _measured(done, energy.get("spikes")),
+                    **{
+                        key: _measured(done, energy.get(key))
+                        for key in ("energy_uj", "macs", "sops")
+                    },
+                    "epochs": metrics.get("epochs"),
+                }
+            )
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
 
 
@@ -203,8 +252,9 @@ def _labels(cells: list[dict]) -> dict[str, str]:
     return {c["id"]: cell_label(pd.Series(c), axes) for c in cells}
 
 
-def layer_rates(study: str, cells: Iterable[Any], seeds: Iterable[int],
-                results_root: Path) -> pd.DataFrame:
+def layer_rates(
+    study: str, cells: Iterable[Any], seeds: Iterable[int], results_root: Path
+) -> pd.DataFrame:
     """Firing rate of each spiking layer (energy.json's LIF rows), mean and std over the
     completed seeds: columns label, layer, rate, rate_std; layers in forward order.
 
@@ -222,20 +272,28 @@ def layer_rates(study: str, cells: Iterable[Any], seeds: Iterable[int],
             completed += 1
             for layer in energy.get("layers") or []:
                 if layer.get("kind") == "lif":
-                    rows.append({"label": labels[cell["id"]], "layer": layer["layer"],
-                                 "rate": num(layer.get("firing_rate"))})
+                    rows.append(
+                        {
+                            "label": labels[cell["id"]],
+                            "layer": layer["layer"],
+                            "rate": num(layer.get("firing_rate")),
+                        }
+                    )
     if not completed:
         return pd.DataFrame(columns=["label", "layer", "rate", "rate_std"])
     if not rows:
-        raise ValueError(f"study {study!r}: energy.json files list no spiking layers; re-run "
-                         "the energy stage (`snakemake --cores N`) to write per-layer rates")
+        raise ValueError(
+            f"study {study!r}: energy.json files list no spiking layers; re-run "
+            "the energy stage (`snakemake --cores N`) to write per-layer rates"
+        )
     frame = pd.DataFrame(rows)
     grouped = frame.groupby(["label", "layer"], sort=False)["rate"]
-    return (grouped.agg(rate="mean", rate_std="std").reset_index())
+    return grouped.agg(rate="mean", rate_std="std").reset_index()
 
 
-def histories(study: str, cells: Iterable[Any], seeds: Iterable[int],
-              results_root: Path) -> pd.DataFrame:
+def histories(
+    study: str, cells: Iterable[Any], seeds: Iterable[int], results_root: Path
+) -> pd.DataFrame:
     """Every epoch of every run (history.csv), with the cell's row label, the seed and the
     run's status (metrics.json, written with history.csv). A diverged run's history holds
     its completed epochs only, possibly none."""
@@ -248,8 +306,10 @@ def histories(study: str, cells: Iterable[Any], seeds: Iterable[int],
             folder = run_dir(study, cell["id"], seed, Path(results_root))
             for name in (records.HISTORY_FILE, METRICS_FILE):
                 if not (folder / name).is_file():
-                    raise FileNotFoundError(f"{folder / name}: missing; run "
-                                            f"`{records.stage_hint(study, cell['id'], seed, name)}`")
+                    raise FileNotFoundError(
+                        f"{folder / name}: missing; run "
+                        f"`{records.stage_hint(study, cell['id'], seed, name)}`"
+                    )
             status = run_status(records.read_metrics(folder), folder / METRICS_FILE)
             frame = records.read_history(folder)
             frame = frame.assign(label=labels[cell["id"]], seed=int(seed), status=status)
@@ -259,4 +319,3 @@ def histories(study: str, cells: Iterable[Any], seeds: Iterable[int],
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)
-

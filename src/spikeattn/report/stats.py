@@ -6,6 +6,7 @@ equal-variance assumption: an attention module can make training more or less st
 the matching Welch–Satterthwaite confidence interval, and Holm's step-down correction when a
 study asks the question once per variant.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,11 +51,12 @@ def _mean(arr: np.ndarray) -> float:
 def welch_df(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
     """Welch–Satterthwaite degrees of freedom of the difference of two means."""
     qa, qb = var_a / n_a, var_b / n_b
-    return (qa + qb) ** 2 / (qa ** 2 / (n_a - 1) + qb ** 2 / (n_b - 1))
+    return (qa + qb) ** 2 / (qa**2 / (n_a - 1) + qb**2 / (n_b - 1))
 
 
-def welch(a: Sequence[float], b: Sequence[float], alpha: float = 0.05,
-          min_seeds: int = 3) -> Comparison:
+def welch(
+    a: Sequence[float], b: Sequence[float], alpha: float = 0.05, min_seeds: int = 3
+) -> Comparison:
     """Two-sided Welch t-test of mean(a) == mean(b) and the (1 - alpha) interval of the gap.
 
     The p-value is scipy's `ttest_ind(equal_var=False)`; the interval is built here from the

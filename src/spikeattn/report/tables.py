@@ -14,6 +14,7 @@ cell's `status` is completed, some_diverged or diverged (every seed diverged). T
 tables show the counts as "2, 1 diverged" (seed_note) and a fully diverged cell as "diverged".
 Accuracies come from metrics.json; firing rates and energy from energy.json.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,18 +27,49 @@ import pandas as pd
 from ..config import GRID_AXES as AXES
 from ..io import write_json, write_texts
 from ..records import COMPLETED, DIVERGED, run_status
-from .formatting import (NO_STD, cell_label, column_decimals, fmt_count, fmt_pm, label_axes,
-                         latex_escape, seed_note)
+from .formatting import (
+    NO_STD,
+    cell_label,
+    column_decimals,
+    fmt_count,
+    fmt_pm,
+    label_axes,
+    latex_escape,
+    seed_note,
+)
 from .results import Runs, cell_dict, diverged_runs, energy_conventions, load_runs, num
 
 SUMMARY_COLUMNS = (
-    "cell", *AXES, "status", "seeds", "n_diverged", "acc_mean", "acc_std", "best_acc_mean",
+    "cell",
+    *AXES,
+    "status",
+    "seeds",
+    "n_diverged",
+    "acc_mean",
+    "acc_std",
+    "best_acc_mean",
     "best_acc_std",
-    "firing_rate_mean", "firing_rate_std", "energy_uj_mean", "energy_uj_std",
-    "sops_mean", "macs_mean", "params", "target_acc", "target_energy_mj",
+    "firing_rate_mean",
+    "firing_rate_std",
+    "energy_uj_mean",
+    "energy_uj_std",
+    "sops_mean",
+    "macs_mean",
+    "params",
+    "target_acc",
+    "target_energy_mj",
 )
-METRICS_KEYS = ("acc_mean", "acc_std", "best_acc_mean", "firing_rate_mean", "energy_uj_mean",
-                "params", "target_acc", "seeds", "n_diverged")
+METRICS_KEYS = (
+    "acc_mean",
+    "acc_std",
+    "best_acc_mean",
+    "firing_rate_mean",
+    "energy_uj_mean",
+    "params",
+    "target_acc",
+    "seeds",
+    "n_diverged",
+)
 COUNT_KEYS = ("params", "seeds", "n_diverged")  # integers in metrics.json, never 3.0
 # The status of a cell over its seeds (a run's status: records.RUN_STATUSES).
 SOME_DIVERGED = "some_diverged"
@@ -75,12 +107,19 @@ def _summary_row(cell: dict, seed_runs: list[tuple[dict, dict, Path]]) -> dict[s
     params = next((m["params"] for m, _, _ in seed_runs if m.get("params") is not None), None)
     n_diverged = len(seed_runs) - len(done)
     return {
-        "cell": cell["id"], **{axis: cell[axis] for axis in AXES},
-        "status": cell_status(len(done), n_diverged), "seeds": len(done),
+        "cell": cell["id"],
+        **{axis: cell[axis] for axis in AXES},
+        "status": cell_status(len(done), n_diverged),
+        "seeds": len(done),
         "n_diverged": n_diverged,
-        "acc_mean": acc[0], "acc_std": acc[1], "best_acc_mean": best[0], "best_acc_std": best[1],
-        "firing_rate_mean": rate[0], "firing_rate_std": rate[1],
-        "energy_uj_mean": uj[0], "energy_uj_std": uj[1],
+        "acc_mean": acc[0],
+        "acc_std": acc[1],
+        "best_acc_mean": best[0],
+        "best_acc_std": best[1],
+        "firing_rate_mean": rate[0],
+        "firing_rate_std": rate[1],
+        "energy_uj_mean": uj[0],
+        "energy_uj_std": uj[1],
         "sops_mean": mean_std(num(e.get("sops")) for e in energy)[0],
         "macs_mean": mean_std(num(e.get("macs")) for e in energy)[0],
         "params": math.nan if params is None else int(params),
@@ -95,16 +134,21 @@ def cell_target(cell: Mapping[str, Any], targets: Iterable[Mapping[str, Any]]) -
     return {}
 
 
-def summarise(cells: list[dict], runs: Runs,
-              targets: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
+def summarise(
+    cells: list[dict], runs: Runs, targets: Iterable[Mapping[str, Any]] = ()
+) -> pd.DataFrame:
     """One row per cell, in grid order, with the columns of summary.csv."""
     targets = list(targets)
     rows = []
     for cell in cells:
         target = cell_target(cell, targets)
-        rows.append({**_summary_row(cell, runs[cell["id"]]),
-                     "target_acc": target.get("acc", math.nan),
-                     "target_energy_mj": target.get("energy_mj", math.nan)})
+        rows.append(
+            {
+                **_summary_row(cell, runs[cell["id"]]),
+                "target_acc": target.get("acc", math.nan),
+                "target_energy_mj": target.get("energy_mj", math.nan),
+            }
+        )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
@@ -130,31 +174,39 @@ def human_table(summary: pd.DataFrame) -> pd.DataFrame:
                 return DIVERGED
             return fmt_pm(r[f"{column}_mean"], r[f"{column}_std"], decimals)
 
-        rows.append({
-            "Cell": cell_label(r, axes),
-            "Acc. (%)": pm("acc", 2),
-            "Best (%)": pm("best_acc", 2),
-            "Firing rate": pm("firing_rate", rate_dec),
-            "Energy (µJ)": pm("energy_uj", uj_dec),
-            "Params": NO_STD if pd.isna(r["params"]) else fmt_count(int(r["params"])),
-            "Seeds": seed_note(completed, diverged),
-            **({"Paper (%)": "" if math.isnan(r["target_acc"]) else f"{r['target_acc']:.2f}"}
-               if summary["target_acc"].notna().any() else {}),
-        })
+        rows.append(
+            {
+                "Cell": cell_label(r, axes),
+                "Acc. (%)": pm("acc", 2),
+                "Best (%)": pm("best_acc", 2),
+                "Firing rate": pm("firing_rate", rate_dec),
+                "Energy (µJ)": pm("energy_uj", uj_dec),
+                "Params": NO_STD if pd.isna(r["params"]) else fmt_count(int(r["params"])),
+                "Seeds": seed_note(completed, diverged),
+                **(
+                    {"Paper (%)": "" if math.isnan(r["target_acc"]) else f"{r['target_acc']:.2f}"}
+                    if summary["target_acc"].notna().any()
+                    else {}
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _diverged_run_text(run: Mapping[str, Any], label: str) -> str:
     """'<label> seed 1 (epoch 3, NaN loss)'; what metrics.json does not say is left out."""
     loss = run.get("loss")
-    where = [f"epoch {run['epoch']}" if run.get("epoch") is not None else "",
-             f"{LOSS_TEXT.get(str(loss), loss)} loss" if loss is not None else ""]
+    where = [
+        f"epoch {run['epoch']}" if run.get("epoch") is not None else "",
+        f"{LOSS_TEXT.get(str(loss), loss)} loss" if loss is not None else "",
+    ]
     where = ", ".join(w for w in where if w)
     return f"{label} seed {run['seed']}" + (f" ({where})" if where else "")
 
 
-def diverged_caption(runs: Iterable[Mapping[str, Any]],
-                     label: Callable[[Mapping[str, Any]], str]) -> str:
+def diverged_caption(
+    runs: Iterable[Mapping[str, Any]], label: Callable[[Mapping[str, Any]], str]
+) -> str:
     """The sentence a caption adds when runs diverged ('' when none did): the rule and the runs.
 
     `runs` are diverged_runs entries (cell, seed, epoch, loss; epoch and loss may be None),
@@ -164,33 +216,49 @@ def diverged_caption(runs: Iterable[Mapping[str, Any]],
         return ""
     named = "; ".join(_diverged_run_text(r, label(r)) for r in runs[:MAX_LISTED])
     more = f"; and {len(runs) - MAX_LISTED} more" if len(runs) > MAX_LISTED else ""
-    subject = (f"{len(runs)} runs diverged (training loss NaN or infinite) and are"
-               if len(runs) > 1 else "1 run diverged (training loss NaN or infinite) and is")
-    return (f"{subject} left out of every mean, std and test: {named}{more}. "
-            "'n, k diverged' counts the n completed seeds behind a number and the k diverged "
-            "seeds left out; a cell whose seeds all diverged reads diverged.")
+    subject = (
+        f"{len(runs)} runs diverged (training loss NaN or infinite) and are"
+        if len(runs) > 1
+        else "1 run diverged (training loss NaN or infinite) and is"
+    )
+    return (
+        f"{subject} left out of every mean, std and test: {named}{more}. "
+        "'n, k diverged' counts the n completed seeds behind a number and the k diverged "
+        "seeds left out; a cell whose seeds all diverged reads diverged."
+    )
 
 
-def caption(summary: pd.DataFrame, seeds: list[int], conventions: str, extra: str = "",
-            targets: Iterable[Mapping[str, Any]] = (),
-            diverged: Iterable[Mapping[str, Any]] = ()) -> str:
+def caption(
+    summary: pd.DataFrame,
+    seeds: list[int],
+    conventions: str,
+    extra: str = "",
+    targets: Iterable[Mapping[str, Any]] = (),
+    diverged: Iterable[Mapping[str, Any]] = (),
+) -> str:
     """The caption under both tables: what each number is, so the table stands on its own.
 
     `diverged` lists the diverged runs (diverged_runs), named after the accuracy sentence."""
     n = len(seeds)
     listed = ", ".join(map(str, seeds))
-    spread = (f"mean ± sample std over {n} seeds ({listed})" if n > 1
-              else f"a single seed ({listed}), so no std ({NO_STD})")
+    spread = (
+        f"mean ± sample std over {n} seeds ({listed})"
+        if n > 1
+        else f"a single seed ({listed}), so no std ({NO_STD})"
+    )
     parts = [f"Acc.: final test accuracy, {spread}."]
     axes = label_axes(summary)
     labels = {r["cell"]: cell_label(r, axes) for _, r in summary.iterrows()}
     if note := diverged_caption(diverged, lambda run: labels.get(run["cell"], run["cell"])):
         parts.append(note)
-    parts += ["Best: best test accuracy over the epochs.",
-             "Firing rate: mean firing rate of the spiking neurons.",
-             "Energy: estimated energy per sample."]
-    constant = [f"{a} {summary[a].iloc[0]}" for a in ("dataset", "backbone")
-                if summary[a].nunique() == 1]
+    parts += [
+        "Best: best test accuracy over the epochs.",
+        "Firing rate: mean firing rate of the spiking neurons.",
+        "Energy: estimated energy per sample.",
+    ]
+    constant = [
+        f"{a} {summary[a].iloc[0]}" for a in ("dataset", "backbone") if summary[a].nunique() == 1
+    ]
     if constant:
         parts.append("All cells: " + ", ".join(constant) + ".")
     sources = list(dict.fromkeys(t["source"] for t in targets))
@@ -214,14 +282,19 @@ def render_latex(study: str, table: pd.DataFrame, text: str) -> str:
     escaped.columns = [latex_escape(c) for c in table.columns]
     styler = escaped.style.hide(axis="index")
     return styler.to_latex(
-        hrules=True, position="htbp", position_float="centering",
+        hrules=True,
+        position="htbp",
+        position_float="centering",
         column_format="l" + "r" * (table.shape[1] - 1),
-        caption=latex_escape(text), label=f"tab:{study}")
+        caption=latex_escape(text),
+        label=f"tab:{study}",
+    )
 
 
 def metrics_json(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """The `dvc metrics show` view: a few headline numbers per cell, NaN as null; `seeds`
     counts the completed seeds behind the means and `n_diverged` the diverged ones."""
+
     def clean(key: str, value: Any) -> Any:
         if isinstance(value, (int, np.integer)):
             return int(value)
@@ -230,14 +303,21 @@ def metrics_json(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
             return None
         return int(value) if key in COUNT_KEYS else value
 
-    return {row["cell"]: {k: clean(k, row[k]) for k in METRICS_KEYS}
-            for _, row in summary.iterrows()}
+    return {
+        row["cell"]: {k: clean(k, row[k]) for k in METRICS_KEYS} for _, row in summary.iterrows()
+    }
 
 
 # -- entry point -------------------------------------------------------------------------------
-def build_tables(study: str, cells: list[dict], seeds: list[int], results_root: Path,
-                 out_dir: Path, caption_extra: str = "",
-                 targets: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
+def build_tables(
+    study: str,
+    cells: list[dict],
+    seeds: list[int],
+    results_root: Path,
+    out_dir: Path,
+    caption_extra: str = "",
+    targets: Iterable[Mapping[str, Any]] = (),
+) -> pd.DataFrame:
     """Build `out_dir`/{summary.csv,summary.md,summary.tex,metrics.json} for one study.
 
     `cells` is the study's current grid (dicts with id and the grid axes, or `Cell`s), in grid
@@ -252,12 +332,15 @@ def build_tables(study: str, cells: list[dict], seeds: list[int], results_root: 
         raise ValueError(f"study {study!r}: need at least one cell and one seed to tabulate")
     runs = load_runs(study, cells, seeds, results_root)
     summary = summarise(cells, runs, targets)
-    text = caption(summary, seeds, energy_conventions(runs), caption_extra, targets,
-                   diverged_runs(cells, runs))
+    text = caption(
+        summary, seeds, energy_conventions(runs), caption_extra, targets, diverged_runs(cells, runs)
+    )
     table = human_table(summary)
-    rendered = {"summary.md": render_markdown(study, table, text),
-                "summary.tex": render_latex(study, table, text),
-                "summary.csv": summary.to_csv(index=False, na_rep="NaN")}
+    rendered = {
+        "summary.md": render_markdown(study, table, text),
+        "summary.tex": render_latex(study, table, text),
+        "summary.csv": summary.to_csv(index=False, na_rep="NaN"),
+    }
     out_dir = Path(out_dir)
     write_texts(out_dir, rendered)  # everything was rendered above: nothing half-written
     write_json(out_dir / "metrics.json", metrics_json(summary))

@@ -11,14 +11,40 @@ stays fast. One job per module, each importing only those above it:
     runs.py    `Tracker` (the experiment, one parent run per study) and `CellRun` (one cell x
                seed: started by the train job, continued after a kill, added to by the energy job)
 """
-from .retry import (RETRY_BUDGET_S, RETRY_FIRST_S, RETRY_MAX_S, RETRY_TRIES, is_transient,
-                    retry_transient)
+
+from .retry import (
+    RETRY_BUDGET_S,
+    RETRY_FIRST_S,
+    RETRY_MAX_S,
+    RETRY_TRIES,
+    is_transient,
+    retry_transient,
+)
 from .runs import CREATE_TOKEN_TAG, PARENT_SETTLE_S, TAG_PREFIX, CellRun, RunNotFoundError, Tracker
 from .server import auth_config, is_loopback, loopback_allowed_hosts, server_command
 from .store import TrackingError, check_store, default_uri, sqlite_path
 from .values import flatten
 
-__all__ = ["CREATE_TOKEN_TAG", "PARENT_SETTLE_S", "RETRY_BUDGET_S", "RETRY_FIRST_S", "RETRY_MAX_S",
-           "RETRY_TRIES", "TAG_PREFIX", "CellRun", "RunNotFoundError", "Tracker", "TrackingError",
-           "auth_config", "check_store", "default_uri", "flatten", "is_loopback", "is_transient",
-           "loopback_allowed_hosts", "retry_transient", "server_command", "sqlite_path"]
+__all__ = [
+    "CREATE_TOKEN_TAG",
+    "PARENT_SETTLE_S",
+    "RETRY_BUDGET_S",
+    "RETRY_FIRST_S",
+    "RETRY_MAX_S",
+    "RETRY_TRIES",
+    "TAG_PREFIX",
+    "CellRun",
+    "RunNotFoundError",
+    "Tracker",
+    "TrackingError",
+    "auth_config",
+    "check_store",
+    "default_uri",
+    "flatten",
+    "is_loopback",
+    "is_transient",
+    "loopback_allowed_hosts",
+    "retry_transient",
+    "server_command",
+    "sqlite_path",
+]

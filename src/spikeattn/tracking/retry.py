@@ -7,6 +7,7 @@ transient errors only: SQLite "database is locked/busy", and for servers connect
 timeouts and 429/5xx that MLflow's own HTTP retries gave up on. Retries must not duplicate data;
 runs.py says how each write is safe to repeat.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,7 +60,10 @@ def is_transient(err: BaseException) -> bool:
             if code == "TEMPORARILY_UNAVAILABLE" and locked:
                 return True
             if type(e).__name__ == "RestException" and code in (
-                    "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED"):
+                "TEMPORARILY_UNAVAILABLE",
+                "REQUEST_LIMIT_EXCEEDED",
+                "RESOURCE_EXHAUSTED",
+            ):
                 return True
     return False
 
@@ -69,12 +73,14 @@ def _is_transient_http(err: BaseException) -> bool:
 
     if isinstance(err, rex.SSLError):  # a ConnectionError, but it will not fix itself
         return False
-    return isinstance(err, (rex.ConnectionError, rex.Timeout, rex.RetryError,
-                            rex.ChunkedEncodingError))
+    return isinstance(
+        err, (rex.ConnectionError, rex.Timeout, rex.RetryError, rex.ChunkedEncodingError)
+    )
 
 
-def retry_transient(fn: Callable[[int], T], what: str, *, tries: int = RETRY_TRIES,
-                    budget_s: float = RETRY_BUDGET_S) -> T:
+def retry_transient(
+    fn: Callable[[int], T], what: str, *, tries: int = RETRY_TRIES, budget_s: float = RETRY_BUDGET_S
+) -> T:
     """`fn(try_index)`, tried again after a transient error with jittered exponential backoff.
 
     Other errors raise at once. `fn` gets the index so that a retry can first check whether the
@@ -90,13 +96,19 @@ def retry_transient(fn: Callable[[int], T], what: str, *, tries: int = RETRY_TRI
             elapsed = time.monotonic() - start
             left = budget_s - elapsed
             if attempt + 1 >= tries or left <= 0:
-                err.add_note(f"(spikeattn gave up on {what} after {attempt + 1} tries "
-                             f"in {elapsed:.1f} s)")
+                err.add_note(
+                    f"(spikeattn gave up on {what} after {attempt + 1} tries in {elapsed:.1f} s)"
+                )
                 raise
             delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2**attempt) * random.uniform(0.5, 1.0)
             delay = min(delay, left)
-            _log.warning("%s: transient error, try %d of %d in %.1f s: %s", what, attempt + 2,
-                         tries, delay, str(err).splitlines()[0][:300] if str(err) else repr(err))
+            _log.warning(
+                "%s: transient error, try %d of %d in %.1f s: %s",
+                what,
+                attempt + 2,
+                tries,
+                delay,
+                str(err).splitlines()[0][:300] if str(err) else repr(err),
+            )
             sleep(delay)
     raise AssertionError("unreachable")
-

@@ -21,6 +21,7 @@ yield an earlier parent (start times are the client's). So each child, when it f
 to the study's earliest parent and deletes the parent it left once no active child remains
 under it; when the last child has finished, one parent is left.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -103,6 +104,7 @@ class Tracker:
 
         The lock is released between tries, so other jobs go on while this one backs off.
         """
+
         def attempt(index: int) -> T:
             with self.locked() as client:
                 return fn(client, index)
@@ -129,8 +131,10 @@ class Tracker:
         """Point a copied or moved db at the `mlartifacts/` next to it (`store.relocate`); what
         changed, one line per experiment."""
         if self.db_path is None:
-            raise TrackingError(f"{self.uri}: only a SQLite store can be relocated; a server "
-                                f"keeps its artifacts where its --artifacts-destination says")
+            raise TrackingError(
+                f"{self.uri}: only a SQLite store can be relocated; a server "
+                f"keeps its artifacts where its --artifacts-destination says"
+            )
         return store.relocate(self.db_path, self._lock)
 
     def artifact_root(self) -> str | None:
@@ -202,7 +206,8 @@ class Tracker:
             return own
         keep = parents[0].info.run_id
         if any(r.info.run_id == own for r in parents) and not client.search_runs(
-                [exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{own}'", max_results=1):
+            [exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{own}'", max_results=1
+        ):
             client.delete_run(own)
         return keep
 
@@ -212,16 +217,21 @@ class Tracker:
         from mlflow.exceptions import MlflowException
 
         run = client.get_run(run_id)
-        study, old = run.data.tags.get(f"{TAG_PREFIX}study"), run.data.tags.get("mlflow.parentRunId")
+        study, old = (
+            run.data.tags.get(f"{TAG_PREFIX}study"),
+            run.data.tags.get("mlflow.parentRunId"),
+        )
         if study is None or old is None:
             return
         parents = self._study_parents(client, run.info.experiment_id, study)
         if not parents or parents[0].info.run_id == old:
             return
         client.set_tag(run_id, "mlflow.parentRunId", parents[0].info.run_id)
-        if not client.search_runs([run.info.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{old}'",
-                                  max_results=1):
+        if not client.search_runs(
+            [run.info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{old}'",
+            max_results=1,
+        ):
             with contextlib.suppress(MlflowException):  # another leaver deleted it first
                 client.delete_run(old)
 
@@ -239,9 +249,15 @@ class Tracker:
             parent_id = self._study_run_id_locked(client, study)
             # A failed try may have created the run before its answer got lost.
             found = client.search_runs([exp_id], by_token, max_results=10) if attempt else []
-            run = found[0] if found else client.create_run(
-                exp_id, run_name=f"{cell}/seed{seed}",
-                tags={"mlflow.parentRunId": parent_id, **all_tags})
+            run = (
+                found[0]
+                if found
+                else client.create_run(
+                    exp_id,
+                    run_name=f"{cell}/seed{seed}",
+                    tags={"mlflow.parentRunId": parent_id, **all_tags},
+                )
+            )
             if self.db_path is None:  # MLflow's HTTP layer may have re-sent the create itself
                 for other in client.search_runs([exp_id], by_token, max_results=10):
                     if other.info.run_id != run.info.run_id:
@@ -313,8 +329,15 @@ class CellRun:
     going on: it ends now.
     """
 
-    def __init__(self, tracker: Tracker, run_id: str, artifact_uri: str, *,
-                 later_stage: bool = False, end_time: int | None = None):
+    def __init__(
+        self,
+        tracker: Tracker,
+        run_id: str,
+        artifact_uri: str,
+        *,
+        later_stage: bool = False,
+        end_time: int | None = None,
+    ):
         self.tracker = tracker
         self.run_id = run_id
         self.artifact_uri = artifact_uri
@@ -348,8 +371,7 @@ class CellRun:
         from mlflow.entities import Param
 
         value_limit, _, batch, _ = limits()
-        items = [Param(k, truncate(stringify(v), value_limit))
-                 for k, v in flatten(params).items()]
+        items = [Param(k, truncate(stringify(v), value_limit)) for k, v in flatten(params).items()]
         for chunk in chunks(items, batch):
             self._log_batch("log params", params=chunk)
 
@@ -372,8 +394,9 @@ class CellRun:
         from mlflow.utils.time import get_current_time_millis
 
         now = get_current_time_millis()
-        items = [Metric(k, as_float(k, v), now, step or 0)
-                 for k, v in metrics.items() if v is not None]
+        items = [
+            Metric(k, as_float(k, v), now, step or 0) for k, v in metrics.items() if v is not None
+        ]
         _, _, _, batch = limits()
         for chunk in chunks(items, batch):
             self._log_batch("log metrics", metrics=chunk)
@@ -381,11 +404,13 @@ class CellRun:
     def logged_steps(self, key: str) -> set[int]:
         """Steps of metric `key` already in the store (a continued job logs only the others)."""
         history = self.tracker._store(
-            "read metric history", lambda client, _: client.get_metric_history(self.run_id, key))
+            "read metric history", lambda client, _: client.get_metric_history(self.run_id, key)
+        )
         return {m.step for m in history}
 
-    def log_artifacts(self, paths: list[str | os.PathLike],
-                      artifact_path: str | None = None) -> None:
+    def log_artifacts(
+        self, paths: list[str | os.PathLike], artifact_path: str | None = None
+    ) -> None:
         """Copy files (or whole directories, under their own name) into the run's artifacts.
 
         The copy needs no lock: the run's artifact URI was read when the run was opened.
@@ -407,8 +432,10 @@ class CellRun:
                 repo.log_artifact(str(path), artifact_path)
 
         for path in paths:
-            retry_transient(lambda _, path=path: upload(path),
-                            f"MLflow artifact upload of {path.name} ({self.artifact_uri})")
+            retry_transient(
+                lambda _, path=path: upload(path),
+                f"MLflow artifact upload of {path.name} ({self.artifact_uri})",
+            )
 
     def finish(self, status: str = "FINISHED") -> None:
         """Terminate the run once (later calls do nothing); a later stage's run keeps its end
@@ -417,10 +444,13 @@ class CellRun:
             raise ValueError(f"status must be one of {_TERMINAL}, not {status!r}")
         if self._closed:
             return
-        self.tracker._store("finish run", lambda client, _: client.set_terminated(
-            self.run_id, status, end_time=self._end_time))
+        self.tracker._store(
+            "finish run",
+            lambda client, _: client.set_terminated(self.run_id, status, end_time=self._end_time),
+        )
         if self.tracker.db_path is None:
-            self.tracker._store("move run to the study's parent",
-                                lambda client, _: self.tracker._rehome_locked(client, self.run_id))
+            self.tracker._store(
+                "move run to the study's parent",
+                lambda client, _: self.tracker._rehome_locked(client, self.run_id),
+            )
         self._closed = True
-

@@ -4,6 +4,7 @@ MLflow's server has no authentication by default, so `server_command` keeps it o
 (with MLflow's Host check narrowed to loopback names) unless remote access is asked for
 explicitly; then it runs MLflow's basic-auth app (clients set MLFLOW_TRACKING_USERNAME/PASSWORD).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -52,21 +53,25 @@ def auth_config(db_dir: Path) -> Path:
     if os.environ.get("MLFLOW_AUTH_CONFIG_PATH"):
         own = Path(os.environ["MLFLOW_AUTH_CONFIG_PATH"])
         if not own.is_file():
-            raise TrackingError(f"MLFLOW_AUTH_CONFIG_PATH={own}: no such file; unset it to "
-                                f"use {db_dir / AUTH_CONFIG}, which is written for you")
+            raise TrackingError(
+                f"MLFLOW_AUTH_CONFIG_PATH={own}: no such file; unset it to "
+                f"use {db_dir / AUTH_CONFIG}, which is written for you"
+            )
         return own
     path = db_dir / AUTH_CONFIG
     if path.exists() and not path.read_text().startswith(_AUTH_MARK):
         return path
     users = str(db_dir / AUTH_DB).replace("%", "%%")  # configparser interpolates "%"
-    text = (f"{_AUTH_MARK}; to change it, copy it and set MLFLOW_AUTH_CONFIG_PATH to the copy.\n"
-            f"# The admin user is created on the first start from MLFLOW_AUTH_ADMIN_PASSWORD.\n"
-            f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{users}\n"
-            f"admin_username = admin\n"
-            f"authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-            f"# Without it each request checks the password hash (~0.8 s, one per log_batch).\n"
-            f"# One worker (see SERVER_WORKERS): a password changed through the API holds at once.\n"
-            f"auth_cache_ttl_seconds = 60\n")
+    text = (
+        f"{_AUTH_MARK}; to change it, copy it and set MLFLOW_AUTH_CONFIG_PATH to the copy.\n"
+        f"# The admin user is created on the first start from MLFLOW_AUTH_ADMIN_PASSWORD.\n"
+        f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{users}\n"
+        f"admin_username = admin\n"
+        f"authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"# Without it each request checks the password hash (~0.8 s, one per log_batch).\n"
+        f"# One worker (see SERVER_WORKERS): a password changed through the API holds at once.\n"
+        f"auth_cache_ttl_seconds = 60\n"
+    )
     db_dir.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -82,7 +87,8 @@ def _require_auth_app() -> None:
         raise TrackingError(
             "--allow-remote: MLflow's basic-auth app needs Flask-WTF; install "
             "`pip install 'mlflow[auth]'`, or serve on 127.0.0.1 (no authentication needed "
-            "there) and reach it through an SSH tunnel.") from None
+            "there) and reach it through an SSH tunnel."
+        ) from None
 
 
 def _require_admin_password(config: Path) -> None:
@@ -95,22 +101,31 @@ def _require_admin_password(config: Path) -> None:
             f"--allow-remote: the first start creates MLflow's admin user in "
             f"{config.parent / AUTH_DB}; set MLFLOW_AUTH_ADMIN_PASSWORD (12 characters or more) "
             f"for it, and give clients MLFLOW_TRACKING_USERNAME=admin and that password as "
-            f"MLFLOW_TRACKING_PASSWORD (or users the admin creates).")
+            f"MLFLOW_TRACKING_PASSWORD (or users the admin creates)."
+        )
 
 
 def _remote_warning(host: str, port: int, config: Path) -> str:
-    return (f"WARNING: the MLflow server listens on {host}:{port}, open to other machines. "
-            f"MLflow's basic-auth app guards it (settings: {config}): clients need "
-            f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD; the user 'admin' is created "
-            f"on the first start from MLFLOW_AUTH_ADMIN_PASSWORD. Plain HTTP sends passwords "
-            f"and results unencrypted: prefer the default 127.0.0.1 and an SSH tunnel "
-            f"(ssh -N -L {port}:127.0.0.1:{port} <this host>).")
+    return (
+        f"WARNING: the MLflow server listens on {host}:{port}, open to other machines. "
+        f"MLflow's basic-auth app guards it (settings: {config}): clients need "
+        f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD; the user 'admin' is created "
+        f"on the first start from MLFLOW_AUTH_ADMIN_PASSWORD. Plain HTTP sends passwords "
+        f"and results unencrypted: prefer the default 127.0.0.1 and an SSH tunnel "
+        f"(ssh -N -L {port}:127.0.0.1:{port} <this host>)."
+    )
 
 
-def server_command(backend_uri: str | None = None, artifacts: Path | None = None,
-                   host: str = "127.0.0.1", port: int = 5000,
-                   workers: int = SERVER_WORKERS, *, allow_remote: bool = False,
-                   allowed_hosts: str | None = None) -> list[str]:
+def server_command(
+    backend_uri: str | None = None,
+    artifacts: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    workers: int = SERVER_WORKERS,
+    *,
+    allow_remote: bool = False,
+    allowed_hosts: str | None = None,
+) -> list[str]:
     """argv that runs `mlflow server` on the jobs' SQLite store; exec it as it is.
 
     Defaults: the store a Tracker here would use (`MLFLOW_TRACKING_URI` if it is sqlite, else
@@ -134,8 +149,11 @@ def server_command(backend_uri: str | None = None, artifacts: Path | None = None
     if artifacts is None:
         artifacts = (db.parent if db else Path.cwd()) / "mlartifacts"
     telemetry_off = os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")
-    env = ["env", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
-           f"MLFLOW_DISABLE_TELEMETRY={telemetry_off}"]
+    env = [
+        "env",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false",
+        f"MLFLOW_DISABLE_TELEMETRY={telemetry_off}",
+    ]
     options = []
     if is_loopback(host):
         allowed_hosts = allowed_hosts or loopback_allowed_hosts(host)
@@ -144,7 +162,8 @@ def server_command(backend_uri: str | None = None, artifacts: Path | None = None
             f"--host {host}: the MLflow server would be open to other machines. "
             f"Keep the default 127.0.0.1 and reach it through an SSH tunnel "
             f"(ssh -N -L {port}:127.0.0.1:{port} <this host>), or add --allow-remote to serve "
-            f"it with MLflow's basic authentication.")
+            f"it with MLflow's basic authentication."
+        )
     else:
         _require_auth_app()
         config = auth_config(db.parent if db else Path.cwd())
@@ -158,10 +177,21 @@ def server_command(backend_uri: str | None = None, artifacts: Path | None = None
     if allowed_hosts:
         options += ["--allowed-hosts", allowed_hosts]
     return [
-        *env, sys.executable, "-m", "mlflow", "server",
-        "--host", host, "--port", str(port), "--workers", str(workers),
-        "--backend-store-uri", backend_uri,
-        "--serve-artifacts", "--artifacts-destination", str(Path(artifacts).absolute()),
+        *env,
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--backend-store-uri",
+        backend_uri,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(Path(artifacts).absolute()),
         *options,
     ]
-

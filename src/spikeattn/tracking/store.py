@@ -26,6 +26,7 @@ its runs would write there. Before MLflow opens a SQLite file, `check_store` ref
 The checks read the SQLite file straight, before MLflow opens it: MLflow would add its tables to
 any SQLite file, and it has no API to read or change where an experiment keeps its artifacts.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -94,7 +95,8 @@ def broken_store(db: Path, reason: str) -> TrackingError:
         f"{db}: cannot be used as an MLflow store ({reason}). MLflow only mirrors results/, "
         f"which keeps every result, so training need not wait for it: move the file aside "
         f"(`mv {db} {db}.broken`; the next job creates a new store there), or train with "
-        f"`--no-track`, or set MLFLOW_TRACKING_URI to another store.")
+        f"`--no-track`, or set MLFLOW_TRACKING_URI to another store."
+    )
 
 
 def _connect_ro(db: Path) -> sqlite3.Connection:
@@ -108,7 +110,9 @@ def _store_tables(db: Path) -> set[str] | None:
         return None
     try:
         with contextlib.closing(_connect_ro(db)) as con:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
     except sqlite3.OperationalError as err:
         if is_transient(err):
             raise
@@ -117,8 +121,11 @@ def _store_tables(db: Path) -> set[str] | None:
         raise broken_store(db, str(err)) from err
     if tables and "alembic_version" not in tables:
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
-        raise broken_store(db, f"a SQLite db of something else, with tables {shown}; MLflow "
-                                f"would add its own tables to it")
+        raise broken_store(
+            db,
+            f"a SQLite db of something else, with tables {shown}; MLflow "
+            f"would add its own tables to it",
+        )
     return tables
 
 
@@ -138,10 +145,14 @@ def _moved_experiments(con: sqlite3.Connection, db: Path) -> list[tuple[int, str
     here = db.parent / "mlartifacts"
     moved = []
     for exp_id, name, location in con.execute(
-            "SELECT experiment_id, name, artifact_location FROM experiments"):
+        "SELECT experiment_id, name, artifact_location FROM experiments"
+    ):
         path = _local_path(location or "")
-        if path is not None and path.parent.name == "mlartifacts" \
-                and path.parent.resolve() != here.resolve():
+        if (
+            path is not None
+            and path.parent.name == "mlartifacts"
+            and path.parent.resolve() != here.resolve()
+        ):
             moved.append((exp_id, name, path, here / path.name))
     return moved
 
@@ -162,13 +173,16 @@ def check_store(db: Path) -> None:
             f"write into that folder. Once {new.parent} holds the artifacts (a copy of the "
             f"whole folder does), run `spikeattn tracking-store --relocate` in {db.parent} to "
             f"point this mlflow.db at {new}; or log to the original with "
-            f"MLFLOW_TRACKING_URI=sqlite:///{old.parent.parent / db.name}.")
+            f"MLFLOW_TRACKING_URI=sqlite:///{old.parent.parent / db.name}."
+        )
 
 
 # Tables whose rows keep an artifact location derived from their experiment's: (key, column).
-_LOCATED = {"experiments": ("experiment_id", "artifact_location"),
-            "runs": ("run_uuid", "artifact_uri"),
-            "logged_models": ("model_id", "artifact_location")}
+_LOCATED = {
+    "experiments": ("experiment_id", "artifact_location"),
+    "runs": ("run_uuid", "artifact_uri"),
+    "logged_models": ("model_id", "artifact_location"),
+}
 
 
 class _Relocation:
@@ -184,17 +198,26 @@ class _Relocation:
             self.updates.append(("experiments", exp_id, new.as_uri()))
             runs = self._children(con, tables, "runs", exp_id, old, new)
             models = self._children(con, tables, "logged_models", exp_id, old, new)
-            self.lines.append(f"experiment {name!r}: {old} -> {new} "
-                              f"({runs} runs, {models} logged models)")
+            self.lines.append(
+                f"experiment {name!r}: {old} -> {new} ({runs} runs, {models} logged models)"
+            )
 
-    def _children(self, con: sqlite3.Connection, tables: set[str], table: str, exp_id: int,
-                  old: Path, new: Path) -> int:
+    def _children(
+        self,
+        con: sqlite3.Connection,
+        tables: set[str],
+        table: str,
+        exp_id: int,
+        old: Path,
+        new: Path,
+    ) -> int:
         if table not in tables:
             return 0
         key, column = _LOCATED[table]
         count = 0
         for row_id, uri in con.execute(
-                f"SELECT {key}, {column} FROM {table} WHERE experiment_id = ?", (exp_id,)):
+            f"SELECT {key}, {column} FROM {table} WHERE experiment_id = ?", (exp_id,)
+        ):
             path = _local_path(uri or "")
             if path is None or not path.is_relative_to(old):
                 continue
@@ -211,7 +234,6 @@ class _Relocation:
             con.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (uri, row_id))
 
 
-
 def relocate(db: Path, lock: contextlib.AbstractContextManager) -> list[str]:
     """Point a copied or moved db at the `mlartifacts/` next to it, under the store's `lock`;
     what changed, one line per experiment (nothing if the db is already in place).
@@ -220,6 +242,7 @@ def relocate(db: Path, lock: contextlib.AbstractContextManager) -> list[str]:
     runs' and logged models' artifact URIs), in one transaction; MLflow has no API for this.
     Refused, changing nothing, while an artifact directory exists only in the old folder.
     """
+
     def attempt(_: int) -> list[str]:
         with lock:
             tables = _store_tables(db)
@@ -235,7 +258,8 @@ def relocate(db: Path, lock: contextlib.AbstractContextManager) -> list[str]:
                             f"director{'y is' if len(plan.missing) == 1 else 'ies are'} "
                             f"only in the original, e.g. {plan.missing[0]}. Copy the "
                             f"original's mlartifacts/ into {db.parent / 'mlartifacts'} "
-                            f"first (cp -a), then run this again.")
+                            f"first (cp -a), then run this again."
+                        )
                     plan.apply(con)
             return plan.lines
 

@@ -1,5 +1,6 @@
 """How Python values become MLflow params, tags and metrics: flattened, stringified, and cut to
 MLflow's length limits with a visible mark (MLflow would cut silently or raise)."""
+
 from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
@@ -43,8 +44,12 @@ def limits() -> tuple[int, int, int, int]:
     """MLflow's (param value, tag value, params+tags per batch, metrics per batch) limits."""
     from mlflow.utils import validation as v
 
-    return (v.MAX_PARAM_VAL_LENGTH, v.MAX_TAG_VAL_LENGTH,
-            v.MAX_PARAMS_TAGS_PER_BATCH, v.MAX_METRICS_PER_BATCH)
+    return (
+        v.MAX_PARAM_VAL_LENGTH,
+        v.MAX_TAG_VAL_LENGTH,
+        v.MAX_PARAMS_TAGS_PER_BATCH,
+        v.MAX_METRICS_PER_BATCH,
+    )
 
 
 def chunks(items: list, size: int) -> Iterator[list]:
@@ -57,7 +62,6 @@ def check_name(what: str, name: str) -> str:
     if not name or "'" in name or "\\" in name:
         raise ValueError(f"{what} name {name!r} must be non-empty without quotes or backslashes")
     return name
-
 
 
 def as_float(key: str, value: Any) -> float:

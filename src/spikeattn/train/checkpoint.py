@@ -6,6 +6,7 @@ records it in metrics.json, and readers pass it back to `load_checkpoint`, which
 bytes. A resume state carries its own digest: the file holds the state's torch.save bytes and
 their sha256, written whole and renamed, so a state and its digest are replaced together.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,13 +33,21 @@ def retrain_hint(path: Path) -> str:
     return f"re-run the train stage that writes it (`snakemake --cores N --forcerun {path}`)"
 
 
-def save_checkpoint(path: Path, model: nn.Module, model_name: str, model_kwargs: dict[str, Any],
-                    **extra: Any) -> str:
+def save_checkpoint(
+    path: Path, model: nn.Module, model_name: str, model_kwargs: dict[str, Any], **extra: Any
+) -> str:
     """Write the checkpoint atomically; returns its sha256, for metrics.json to record so
     readers can tell the file is the one training wrote."""
     with atomic_path(path) as tmp:
-        torch.save({"model_name": model_name, "model_kwargs": model_kwargs,
-                    "state_dict": model.state_dict(), **extra}, tmp)
+        torch.save(
+            {
+                "model_name": model_name,
+                "model_kwargs": model_kwargs,
+                "state_dict": model.state_dict(),
+                **extra,
+            },
+            tmp,
+        )
         digest = file_digest(tmp)
     return digest
 
@@ -52,9 +61,11 @@ def load_checkpoint(path: Path, sha256: str | None = None) -> tuple[nn.Module, d
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint; run the train stage for this cell first")
     if sha256 is not None and (found := file_digest(path)) != sha256:
-        raise CheckpointError(f"{path}: not the checkpoint training wrote (sha256 {found[:16]}, its "
-                              f"metrics.json records {sha256[:16]}): it was damaged or replaced "
-                              f"since; {retrain_hint(path)}")
+        raise CheckpointError(
+            f"{path}: not the checkpoint training wrote (sha256 {found[:16]}, its "
+            f"metrics.json records {sha256[:16]}): it was damaged or replaced "
+            f"since; {retrain_hint(path)}"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         model = timm.create_model(ckpt["model_name"], **ckpt["model_kwargs"])
@@ -62,8 +73,10 @@ def load_checkpoint(path: Path, sha256: str | None = None) -> tuple[nn.Module, d
     except MemoryError:
         raise
     except Exception as err:
-        raise CheckpointError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: "
-                              f"{err}); it is damaged or truncated: {retrain_hint(path)}") from None
+        raise CheckpointError(
+            f"{path}: cannot be read as a checkpoint ({type(err).__name__}: "
+            f"{err}); it is damaged or truncated: {retrain_hint(path)}"
+        ) from None
     return model.eval(), ckpt
 
 
@@ -72,8 +85,10 @@ def _sealed(state: dict[str, Any]) -> dict[str, Any]:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getbuffer()
-    return {"sha256": hashlib.sha256(payload).hexdigest(),
-            "payload": torch.frombuffer(payload, dtype=torch.uint8)}
+    return {
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(payload, dtype=torch.uint8),
+    }
 
 
 def read_resume_state(path: Path) -> dict[str, Any]:
@@ -82,19 +97,24 @@ def read_resume_state(path: Path) -> dict[str, Any]:
     try:
         sealed = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(sealed, dict) and "payload" not in sealed and "fingerprint" in sealed:
-            warnings.warn(f"{path} was saved before resume states carried a digest; it is resumed "
-                          f"unverified", stacklevel=2)
+            warnings.warn(
+                f"{path} was saved before resume states carried a digest; it is resumed unverified",
+                stacklevel=2,
+            )
             return sealed
         payload = sealed["payload"].numpy()
         if hashlib.sha256(payload).hexdigest() != sealed["sha256"]:
-            raise CheckpointError(f"{path}: this resume state's bytes differ from the sha256 saved "
-                                  f"with them: it was damaged after it was written; {fix}")
+            raise CheckpointError(
+                f"{path}: this resume state's bytes differ from the sha256 saved "
+                f"with them: it was damaged after it was written; {fix}"
+            )
         return torch.load(io.BytesIO(payload.tobytes()), map_location="cpu", weights_only=True)
     except (CheckpointError, MemoryError):
         raise
     except Exception as err:
-        raise CheckpointError(f"{path}: cannot read this resume state ({type(err).__name__}: "
-                              f"{err}); {fix}") from None
+        raise CheckpointError(
+            f"{path}: cannot read this resume state ({type(err).__name__}: {err}); {fix}"
+        ) from None
 
 
 class Resume:
@@ -121,8 +141,10 @@ class Resume:
             return None
         state = read_resume_state(self.path)
         if state.get("fingerprint") != self.fingerprint:
-            warnings.warn(f"{self.path} was saved with other settings; training starts over and "
-                          f"replaces it", stacklevel=3)
+            warnings.warn(
+                f"{self.path} was saved with other settings; training starts over and replaces it",
+                stacklevel=3,
+            )
             return None
         self.extra = dict(state.get("extra", {}))
         return state

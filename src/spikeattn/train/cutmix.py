@@ -14,6 +14,7 @@ from the run's seed, which the resume state saves, so a resumed run mixes as an 
 one. It acts on whatever the loader yields ([B, C, H, W] images, or [B, T, C, H, W] frames:
 the same box in every frame), after normalisation and before the model repeats an image over T.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,12 @@ def rand_box(rows: int, cols: int, lam: float, r: int, c: int) -> tuple[int, int
     """(r0, r1, c0, c1): the box of ratio sqrt(1 - lam) centred on pixel (r, c), clipped."""
     cut = math.sqrt(1.0 - lam)
     half_r, half_c = int(rows * cut) // 2, int(cols * cut) // 2
-    return (min(max(r - half_r, 0), rows), min(max(r + half_r, 0), rows),
-            min(max(c - half_c, 0), cols), min(max(c + half_c, 0), cols))
+    return (
+        min(max(r - half_r, 0), rows),
+        min(max(r + half_r, 0), rows),
+        min(max(c - half_c, 0), cols),
+        min(max(c + half_c, 0), cols),
+    )
 
 
 def paste(x: Tensor, partner: Tensor, box: tuple[int, int, int, int]) -> tuple[Tensor, float]:
@@ -68,8 +73,10 @@ class CutMix:
 
     def __init__(self, prob: float, beta: float, draw: str, seed: int = 0):
         if not 0.0 <= prob <= 1.0 or not beta > 0 or draw not in DRAWS:
-            raise ValueError(f"train.cutmix must be {{prob: 0..1, beta: > 0, draw: epoch | batch}}, "
-                             f"got prob={prob!r}, beta={beta!r}, draw={draw!r}")
+            raise ValueError(
+                f"train.cutmix must be {{prob: 0..1, beta: > 0, draw: epoch | batch}}, "
+                f"got prob={prob!r}, beta={beta!r}, draw={draw!r}"
+            )
         self.prob, self.beta, self.draw = prob, beta, draw
         stream = np.random.SeedSequence([seed, STREAM]).generate_state(2, np.uint32)
         self.generator = torch.Generator().manual_seed(int(stream[0]) << 32 | int(stream[1]))
@@ -82,7 +89,9 @@ class CutMix:
         if spec is None:
             return None
         if not isinstance(spec, Mapping) or set(spec) != {"prob", "beta", "draw"}:
-            raise ValueError(f"train.cutmix must be null or a mapping {{prob, beta, draw}}, got {spec!r}")
+            raise ValueError(
+                f"train.cutmix must be null or a mapping {{prob, beta, draw}}, got {spec!r}"
+            )
         return cls(float(spec["prob"]), float(spec["beta"]), spec["draw"], seed)
 
     def _uniform(self) -> float:
@@ -90,7 +99,9 @@ class CutMix:
 
     def _beta(self) -> float:
         """lam ~ Beta(beta, beta), as G1 / (G1 + G2) of two Gamma(beta) draws."""
-        g = torch._standard_gamma(torch.full((2,), self.beta, dtype=torch.float64), generator=self.generator)
+        g = torch._standard_gamma(
+            torch.full((2,), self.beta, dtype=torch.float64), generator=self.generator
+        )
         return (g[0] / g.sum()).item()
 
     def start_epoch(self) -> None:
@@ -102,8 +113,10 @@ class CutMix:
         if not mixes:
             return None
         if x.shape[0] != y.shape[0]:
-            raise ValueError(f"train.cutmix mixes one input per label; this batch has {x.shape[0]} "
-                             f"inputs for {y.shape[0]} labels (several clips per sample)")
+            raise ValueError(
+                f"train.cutmix mixes one input per label; this batch has {x.shape[0]} "
+                f"inputs for {y.shape[0]} labels (several clips per sample)"
+            )
         rows, cols = x.shape[-2:]
         lam, partner, r, c = self.draws(x.shape[0], rows, cols)
         partner = partner.to(x.device)

@@ -5,6 +5,7 @@ itself under `torch.distributed.run` (torchrun) with G processes; each process t
 share of every global batch, gradients are averaged by DistributedDataParallel, epoch metrics
 are summed over processes, and only rank 0 writes files and talks to MLflow.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,7 +57,9 @@ class Dist:
     def device(self) -> torch.device:
         """This process's GPU (its local rank among the visible ones), else the CPU."""
         if torch.cuda.is_available():
-            return torch.device("cuda", self.local_rank if self.active else torch.cuda.current_device())
+            return torch.device(
+                "cuda", self.local_rank if self.active else torch.cuda.current_device()
+            )
         return torch.device("cpu")
 
     def sum(self, values: Sequence[float], device: torch.device | str = "cpu") -> list[float]:
@@ -98,5 +101,13 @@ class Dist:
 def torchrun_argv(nproc: int, argv: Sequence[str]) -> list[str]:
     """Re-run `python -m spikeattn <argv>` as `nproc` processes on this node (torchrun
     --standalone picks a free rendezvous port, so concurrent jobs do not collide)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc-per-node={nproc}", "-m", "spikeattn", *argv]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "spikeattn",
+        *argv,
+    ]

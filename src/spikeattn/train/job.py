@@ -10,6 +10,7 @@ crash.
 Firing rates are not counted here: the energy job measures them on the test set with the
 operation counts, and energy.json is their one source.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,17 +44,20 @@ def run_lock(out: Path):
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
-        raise RunBusyError(f"{out}: another `spikeattn train` of this cell x seed is running (it "
-                           f"holds {out / RUN_LOCK}); wait for it to finish, or stop it, and start "
-                           "this one again") from None
+        raise RunBusyError(
+            f"{out}: another `spikeattn train` of this cell x seed is running (it "
+            f"holds {out / RUN_LOCK}); wait for it to finish, or stop it, and start "
+            "this one again"
+        ) from None
     try:
         yield
     finally:
         lock.release()
 
 
-def train_cell(params: Params, study: str, cell_id: str, seed: int, threads: int = 1,
-               track: bool = True) -> dict[str, Any]:
+def train_cell(
+    params: Params, study: str, cell_id: str, seed: int, threads: int = 1, track: bool = True
+) -> dict[str, Any]:
     """Train one cell x seed; write metrics.json, history.csv and checkpoint.pt.
 
     A study with `distributed: {nproc_per_node: G}` (G > 1) trains as G torchrun processes
@@ -69,16 +73,30 @@ def train_cell(params: Params, study: str, cell_id: str, seed: int, threads: int
         return _train_or_launch(params, study, cell.id, seed, threads, track)
 
 
-def _train_or_launch(params: Params, study: str, cell_id: str, seed: int, threads: int,
-                     track: bool) -> dict[str, Any]:
+def _train_or_launch(
+    params: Params, study: str, cell_id: str, seed: int, threads: int, track: bool
+) -> dict[str, Any]:
     """Train here, or under torchrun when the study trains on several GPUs."""
     from .distributed import Dist, launched_by_torchrun, torchrun_argv
 
     setup = params.distributed(study)
     if setup["nproc_per_node"] > 1 and not launched_by_torchrun():
-        argv = ["--params", params.source, "train", "--study", study, "--cell", cell_id,
-                "--seed", str(seed), "--threads", str(threads)] + ([] if track else ["--no-track"])
-        _run_to_end(torchrun_argv(setup["nproc_per_node"], argv), what=f"torchrun of {cell_id} seed {seed}")
+        argv = [
+            "--params",
+            params.source,
+            "train",
+            "--study",
+            study,
+            "--cell",
+            cell_id,
+            "--seed",
+            str(seed),
+            "--threads",
+            str(threads),
+        ] + ([] if track else ["--no-track"])
+        _run_to_end(
+            torchrun_argv(setup["nproc_per_node"], argv), what=f"torchrun of {cell_id} seed {seed}"
+        )
         return records.read_metrics(paths.run_dir(study, cell_id, seed))
     dist = Dist.from_env(setup["backend"])
     try:
@@ -103,8 +121,9 @@ def _run_to_end(argv: list[str], what: str) -> None:
         raise RuntimeError(f"{what} failed with exit code {code} (its output is above)")
 
 
-def _train(params: Params, study: str, cell_id: str, seed: int, threads: int, track: bool,
-           dist) -> dict[str, Any]:
+def _train(
+    params: Params, study: str, cell_id: str, seed: int, threads: int, track: bool, dist
+) -> dict[str, Any]:
     import timm
     import torch
 
@@ -127,34 +146,74 @@ def _train(params: Params, study: str, cell_id: str, seed: int, threads: int, tr
     model = timm.create_model(name, **kwargs).to(device)
     out = paths.run_dir(study, cell.id, seed)
     out.mkdir(parents=True, exist_ok=True)
-    resume = Resume(out / paths.RESUME_FILE, short_hash(
-        {"spec": params.train_spec(cell), "data": frames_path(params, cell).parent.name, "seed": seed}))
+    resume = Resume(
+        out / paths.RESUME_FILE,
+        short_hash(
+            {
+                "spec": params.train_spec(cell),
+                "data": frames_path(params, cell).parent.name,
+                "seed": seed,
+            }
+        ),
+    )
 
-    run = _open_train_run(params, cell, seed, name, kwargs, settings, resume) if track and dist.main else None
+    run = (
+        _open_train_run(params, cell, seed, name, kwargs, settings, resume)
+        if track and dist.main
+        else None
+    )
     with run if run is not None else contextlib.nullcontext():
-        result = fit(model, train_batches, test_batches, settings, seed, resume=resume, dist=dist,
-                     on_epoch=(lambda epoch, row: run.log_metrics(row, step=epoch)) if run else None)
+        result = fit(
+            model,
+            train_batches,
+            test_batches,
+            settings,
+            seed,
+            resume=resume,
+            dist=dist,
+            on_epoch=(lambda epoch, row: run.log_metrics(row, step=epoch)) if run else None,
+        )
         if not dist.main:
             return {}
         status = records.status_of(result.diverged is not None)
         records.write_history(out, result.history)
-        checkpoint = save_checkpoint(out / records.CHECKPOINT_FILE, model, name, kwargs,
-                                     cell=cell.coords(), seed=seed, epochs=len(result.history),
-                                     status=status)
+        checkpoint = save_checkpoint(
+            out / records.CHECKPOINT_FILE,
+            model,
+            name,
+            kwargs,
+            cell=cell.coords(),
+            seed=seed,
+            epochs=len(result.history),
+            status=status,
+        )
         final, best = result.final or {}, result.best or {}
         metrics = {
-            **cell.coords(), "cell": cell.id, "seed": seed, "status": status,
+            **cell.coords(),
+            "cell": cell.id,
+            "seed": seed,
+            "status": status,
             **({"diverged": result.diverged} if status == records.DIVERGED else {}),
             "final": {k: final.get(k) for k in records.FINAL_KEYS},
             "best": {"test_acc": best.get("test_acc"), "epoch": best.get("epoch")},
             "params": sum(p.numel() for p in model.parameters()),
-            "epochs": settings["epochs"], "train_seconds": round(result.seconds, 2),
+            "epochs": settings["epochs"],
+            "train_seconds": round(result.seconds, 2),
             **result.settings,  # the training step's settings as run (deterministic resolved)
-            "peak_memory_mb": max((row["peak_memory_mb"] for row in result.history
-                                   if row.get("peak_memory_mb") is not None), default=None),
+            "peak_memory_mb": max(
+                (
+                    row["peak_memory_mb"]
+                    for row in result.history
+                    if row.get("peak_memory_mb") is not None
+                ),
+                default=None,
+            ),
             "resumed_from_epoch": result.resumed_from,
-            "device": str(device), "processes": dist.world,
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU slot(s) leased
+            "device": str(device),
+            "processes": dist.world,
+            "cuda_visible_devices": os.environ.get(
+                "CUDA_VISIBLE_DEVICES"
+            ),  # the GPU slot(s) leased
             "mlflow_run_id": run.run_id if run else None,
             "checkpoint_sha256": checkpoint,  # energy.json names it too: tables match the two
         }
@@ -165,8 +224,9 @@ def _train(params: Params, study: str, cell_id: str, seed: int, threads: int, tr
     return metrics
 
 
-def _open_train_run(params: Params, cell: Cell, seed: int, name: str, kwargs: dict, settings: dict,
-                    resume):
+def _open_train_run(
+    params: Params, cell: Cell, seed: int, name: str, kwargs: dict, settings: dict, resume
+):
     """The cell's MLflow run: the killed job's run, continued, when resuming (its missing epochs
     are logged now, so each epoch is in MLflow exactly once), else a new one."""
     from ..tracking import RunNotFoundError, Tracker
@@ -179,8 +239,13 @@ def _open_train_run(params: Params, cell: Cell, seed: int, name: str, kwargs: di
         except RunNotFoundError as err:
             print(f"warning: {err}; logging the resumed run as a new MLflow run", file=sys.stderr)
     if run is None:
-        run = tracker.start_cell_run(cell.study, cell.id, seed, tags={**cell.coords(), "seed": seed, "cell": cell.id},
-                                     params={"train": settings, "model": kwargs, "model_name": name})
+        run = tracker.start_cell_run(
+            cell.study,
+            cell.id,
+            seed,
+            tags={**cell.coords(), "seed": seed, "cell": cell.id},
+            params={"train": settings, "model": kwargs, "model_name": name},
+        )
     resume.extra["mlflow_run_id"] = run.run_id
     if resume.state is not None:
         logged = run.logged_steps("test_acc")
@@ -198,8 +263,13 @@ def _close_train_run(run, metrics: dict[str, Any], out: Path) -> None:
     run.set_tags({"spikeattn.status": status})
     if status == records.DIVERGED:
         run.log_metrics({"diverged": 1}, step=metrics["diverged"]["epoch"])
-    run.log_metrics({"final_test_acc": metrics["final"]["test_acc"],
-                     "best_test_acc": metrics["best"]["test_acc"], "params": metrics["params"]})
+    run.log_metrics(
+        {
+            "final_test_acc": metrics["final"]["test_acc"],
+            "best_test_acc": metrics["best"]["test_acc"],
+            "params": metrics["params"],
+        }
+    )
     run.log_artifacts([out / f for f in paths.TRAIN_FILES])
     if status == records.DIVERGED:
         run.finish("FAILED")

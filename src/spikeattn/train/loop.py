@@ -10,6 +10,7 @@ the settings that change only how fast the step runs, or in how much memory (`tr
 Deterministic for a given seed on CPU (fixed thread count, seeded shuffling, no workers,
 deterministic algorithms unless `train.deterministic: false`).
 """
+
 from __future__ import annotations
 
 import math
@@ -46,12 +47,20 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_optimizer(model: nn.Module, settings: dict[str, Any], fused: bool = False) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, settings: dict[str, Any], fused: bool = False
+) -> torch.optim.Optimizer:
     """timm's optimizer by name; `fused` (`train.fused_optimizer` as resolved for the device,
     speed.resolve_fused) passes `fused=True` through timm to the torch class."""
-    return create_optimizer_v2(model, opt=settings["opt"], lr=settings["lr"],
-                               weight_decay=settings["weight_decay"], momentum=settings["momentum"],
-                               **settings.get("opt_kwargs", {}), **({"fused": True} if fused else {}))
+    return create_optimizer_v2(
+        model,
+        opt=settings["opt"],
+        lr=settings["lr"],
+        weight_decay=settings["weight_decay"],
+        momentum=settings["momentum"],
+        **settings.get("opt_kwargs", {}),
+        **({"fused": True} if fused else {}),
+    )
 
 
 class PlateauOnTrainLoss:
@@ -67,11 +76,19 @@ class PlateauOnTrainLoss:
         options = settings.get("sched_kwargs", {})
         unknown = set(options) - set(self.OPTIONS)
         if unknown or settings["warmup_epochs"]:
-            raise ValueError(f"sched plateau takes sched_kwargs {sorted(self.OPTIONS)} and no warmup; "
-                             f"got {sorted(unknown) or 'warmup_epochs'}")
+            raise ValueError(
+                f"sched plateau takes sched_kwargs {sorted(self.OPTIONS)} and no warmup; "
+                f"got {sorted(unknown) or 'warmup_epochs'}"
+            )
         self.inner = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", min_lr=settings["min_lr"],
-            **{self.OPTIONS[k]: v for k, v in {"decay_rate": 0.1, "patience_epochs": 10, **options}.items()})
+            optimizer,
+            mode="min",
+            min_lr=settings["min_lr"],
+            **{
+                self.OPTIONS[k]: v
+                for k, v in {"decay_rate": 0.1, "patience_epochs": 10, **options}.items()
+            },
+        )
 
     def step(self, epoch: int, metric: float) -> None:
         self.inner.step(metric)
@@ -89,9 +106,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, settings: dict[str, Any]):
         return None
     if settings["sched"] == "plateau":
         return PlateauOnTrainLoss(optimizer, settings)
-    scheduler, _ = create_scheduler_v2(optimizer, sched=settings["sched"], num_epochs=settings["epochs"],
-                                       warmup_epochs=settings["warmup_epochs"],
-                                       min_lr=settings["min_lr"], **settings.get("sched_kwargs", {}))
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=settings["sched"],
+        num_epochs=settings["epochs"],
+        warmup_epochs=settings["warmup_epochs"],
+        min_lr=settings["min_lr"],
+        **settings.get("sched_kwargs", {}),
+    )
     return scheduler
 
 
@@ -135,11 +157,17 @@ def vote(logits: Tensor, clips: int) -> Tensor:
 POSTFIX_BATCHES = 100  # a progress bar shows the running loss this often (it costs a host sync)
 
 
-def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss,
-              optimizer: torch.optim.Optimizer | None = None, bar: tqdm | None = None,
-              dist: Dist = Dist(), cutmix: CutMix | None = None,
-              precision: Precision | None = None,
-              speed: StepSettings | None = None) -> dict[str, float]:
+def run_epoch(
+    model: nn.Module,
+    batches: Iterable,
+    loss_fn: Loss,
+    optimizer: torch.optim.Optimizer | None = None,
+    bar: tqdm | None = None,
+    dist: Dist = Dist(),
+    cutmix: CutMix | None = None,
+    precision: Precision | None = None,
+    speed: StepSettings | None = None,
+) -> dict[str, float]:
     """One pass; trains when an optimizer is given, else evaluates without gradients.
 
     Nothing is read back from the device per batch: loss, correct count and the first
@@ -174,7 +202,9 @@ def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss,
                 if mixed is not None:
                     loss = mixed.loss(loss_fn, logits)
                 else:
-                    loss = loss_fn(logits, y.repeat_interleave(batch.clips) if batch.clips > 1 else y)
+                    loss = loss_fn(
+                        logits, y.repeat_interleave(batch.clips) if batch.clips > 1 else y
+                    )
             tally.add(i, loss, vote(logits, batch.clips) == y)
             if training:
                 precision.step(loss, optimizer)
@@ -191,9 +221,17 @@ def run_epoch(model: nn.Module, batches: Iterable, loss_fn: Loss,
     return {"loss": totals.loss_sum / totals.seen, "acc": totals.correct / totals.seen}
 
 
-def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, settings: dict[str, Any],
-        seed: int, on_epoch: EpochCallback | None = None, progress: bool = True,
-        resume: Resume | None = None, dist: Dist = Dist()) -> Fit:
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    test_loader: Iterable,
+    settings: dict[str, Any],
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+    progress: bool = True,
+    resume: Resume | None = None,
+    dist: Dist = Dist(),
+) -> Fit:
     """Train for `settings['epochs']` epochs on `train_loader`'s batches (a re-iterable that
     reshuffles itself), evaluating on `test_loader` after each.
 
@@ -214,8 +252,9 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, setting
     eval_loss = build_loss(settings["loss"])
     optimizer = build_optimizer(model, settings, fused=speed.fused_optimizer)
     scheduler = build_scheduler(optimizer, settings)
-    step = Step(CutMix.from_settings(settings, seed),
-                Precision.from_settings(settings, _device_type(model)))
+    step = Step(
+        CutMix.from_settings(settings, seed), Precision.from_settings(settings, _device_type(model))
+    )
     net = speed.wrap(dist.wrap(model))
     peak = PeakMemory(_device(model))
     result = Fit(settings={**speed.record(), "precision": step.precision.name})
@@ -224,28 +263,61 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, setting
     finite = _host_copy(model)  # the weights to fall back on when no resume state has any
     progress = progress and dist.main
     start = time.perf_counter() - result.seconds
-    epochs = tqdm(range(len(result.history), settings["epochs"]), desc="epochs", disable=not progress,
-                  mininterval=1.0, initial=len(result.history), total=settings["epochs"])
+    epochs = tqdm(
+        range(len(result.history), settings["epochs"]),
+        desc="epochs",
+        disable=not progress,
+        mininterval=1.0,
+        initial=len(result.history),
+        total=settings["epochs"],
+    )
     for epoch in epochs:
         lr = optimizer.param_groups[0]["lr"]
         try:
-            with tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}", leave=False,
-                      disable=not progress, mininterval=1.0) as bar:
+            with tqdm(
+                total=len(train_loader),
+                desc=f"epoch {epoch + 1}",
+                leave=False,
+                disable=not progress,
+                mininterval=1.0,
+            ) as bar:
                 peak.start()
-                tr = run_epoch(net, train_loader, loss_fn, optimizer, bar, dist, step.cutmix,
-                               step.precision, speed)
+                tr = run_epoch(
+                    net,
+                    train_loader,
+                    loss_fn,
+                    optimizer,
+                    bar,
+                    dist,
+                    step.cutmix,
+                    step.precision,
+                    speed,
+                )
                 peak_mb = peak.read()
-            te = run_epoch(net, test_loader, eval_loss, dist=dist, precision=step.precision, speed=speed)
+            te = run_epoch(
+                net, test_loader, eval_loss, dist=dist, precision=step.precision, speed=speed
+            )
         except Diverged as err:
-            result.diverged = {"epoch": epoch + 1, "batch": err.batch, "phase": err.phase,
-                               "loss": str(err.loss)}
+            result.diverged = {
+                "epoch": epoch + 1,
+                "batch": err.batch,
+                "phase": err.phase,
+                "loss": str(err.loss),
+            }
             last = resume.last_weights() if resume is not None else None
             model.load_state_dict(last if last is not None else finite)  # the last finite weights
             break
         if scheduler is not None:
             scheduler.step(epoch + 1, tr["loss"])
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": tr["loss"], "train_acc": tr["acc"],
-               "test_loss": te["loss"], "test_acc": te["acc"], "peak_memory_mb": peak_mb}
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": tr["loss"],
+            "train_acc": tr["acc"],
+            "test_loss": te["loss"],
+            "test_acc": te["acc"],
+            "peak_memory_mb": peak_mb,
+        }
         result.history.append(row)
         result.seconds = time.perf_counter() - start
         if resume is not None:
@@ -286,8 +358,11 @@ def _host_copy(model: nn.Module) -> dict[str, Tensor]:
 
 def _rng_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": [name, keys.tolist(), pos, has_gauss, cached],
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -307,28 +382,43 @@ def _as_tuples(value: Any) -> Any:
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _save(resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist: Dist,
-          step: Step) -> None:
+def _save(
+    resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist: Dist, step: Step
+) -> None:
     """Every process's random state, data order and CutMix draws, rank 0's weights and loss
     scale (DDP keeps them equal)."""
-    ranks = dist.gather({"rng": _rng_state(),
-                         "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
-                         "cutmix": step.cutmix.state_dict() if step.cutmix is not None else None})
+    ranks = dist.gather(
+        {
+            "rng": _rng_state(),
+            "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
+            "cutmix": step.cutmix.state_dict() if step.cutmix is not None else None,
+        }
+    )
     if dist.main:
-        resume.save({"epoch": len(result.history), "model": model.state_dict(),
-                     "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                     "scaler": step.precision.state_dict(),
-                     "ranks": ranks, "history": result.history, "seconds": result.seconds})
+        resume.save(
+            {
+                "epoch": len(result.history),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": step.precision.state_dict(),
+                "ranks": ranks,
+                "history": result.history,
+                "seconds": result.seconds,
+            }
+        )
     dist.barrier()  # no process runs ahead of a state that is not yet on disk
 
 
-def _restore(resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist: Dist,
-             step: Step) -> None:
+def _restore(
+    resume: Resume, model, optimizer, scheduler, loader, result: Fit, dist: Dist, step: Step
+) -> None:
     state = resume.state
     if len(state["ranks"]) != dist.world:
-        raise CheckpointError(f"{resume.path} was saved by {len(state['ranks'])} processes, not "
-                              f"{dist.world}; delete it to train this run from the start")
+        raise CheckpointError(
+            f"{resume.path} was saved by {len(state['ranks'])} processes, not "
+            f"{dist.world}; delete it to train this run from the start"
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:

@@ -4,6 +4,7 @@
 - ``mse_mean``: MSE between the mean over T and the one-hot label (MA-SNN, SMA on DVS).
 - ``tet``:      TET, the mean over T of per-step cross-entropies (SMA on N-Caltech101).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -17,6 +18,7 @@ Loss = Callable[[Tensor, Tensor], Tensor]
 def ce_mean(label_smoothing: float = 0.0) -> Loss:
     def loss(logits: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(logits.mean(0), target, label_smoothing=label_smoothing)
+
     return loss
 
 
@@ -26,13 +28,17 @@ def mse_mean(label_smoothing: float = 0.0) -> Loss:
         if label_smoothing:
             onehot = onehot * (1 - label_smoothing) + label_smoothing / logits.shape[-1]
         return F.mse_loss(logits.mean(0), onehot)
+
     return loss
 
 
 def tet(label_smoothing: float = 0.0) -> Loss:
     def loss(logits: Tensor, target: Tensor) -> Tensor:
         T = logits.shape[0]
-        return F.cross_entropy(logits.flatten(0, 1), target.repeat(T), label_smoothing=label_smoothing)
+        return F.cross_entropy(
+            logits.flatten(0, 1), target.repeat(T), label_smoothing=label_smoothing
+        )
+
     return loss
 
 

@@ -6,6 +6,7 @@ type (weights, optimizer state and LIF membranes stay fp32; evaluation runs unde
 fp16 also scales the loss (torch.amp.GradScaler): a step whose gradients overflow is skipped
 and the scale lowered, which is not divergence; a non-finite loss value still is.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,10 @@ class Precision:
             raise ValueError(f"train.precision must be one of {list(DTYPES)}, got {name!r}")
         self.name, self.device_type, self.dtype = name, device_type, DTYPES[name]
         if self.dtype is not None and not torch.amp.is_autocast_available(device_type):
-            raise ValueError(f"train.precision {name}: torch has no autocast on {device_type} "
-                             f"devices; set train.precision: fp32 for this machine")
+            raise ValueError(
+                f"train.precision {name}: torch has no autocast on {device_type} "
+                f"devices; set train.precision: fp32 for this machine"
+            )
         self.scaler = torch.amp.GradScaler(device_type) if name == "fp16" else None
 
     @classmethod

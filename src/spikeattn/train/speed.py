@@ -18,6 +18,7 @@ SGD, Adam, AdamW, Adagrad; not NAdam), never on CPU, where runs stay bit-identic
 block in the backward (the models' `set_grad_checkpointing`): less activation memory for about
 one more forward's time, and the same gradients (random draws are replayed).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -78,19 +79,25 @@ def fused_problem(setting: Any, opt: str, opt_kwargs: Mapping[str, Any]) -> tupl
     if setting not in FUSED or not isinstance(setting, (str, bool)):
         return "fused_optimizer", f"must be auto, true or false, got {setting!r}"
     if "fused" in opt_kwargs:
-        return "opt_kwargs", ("holds fused; set train.fused_optimizer (auto, true or false) "
-                              "instead, which chooses the fused kernel per device")
+        return "opt_kwargs", (
+            "holds fused; set train.fused_optimizer (auto, true or false) "
+            "instead, which chooses the fused kernel per device"
+        )
     if setting is True and not optimizer_has_fused(opt):
-        return "fused_optimizer", (f"true, but optimizer {opt} has no fused kernel (torch's sgd, "
-                                   "momentum, adam, adamw and adagrad have); set it to auto or false")
+        return "fused_optimizer", (
+            f"true, but optimizer {opt} has no fused kernel (torch's sgd, "
+            "momentum, adam, adamw and adagrad have); set it to auto or false"
+        )
     if setting is True and opt_kwargs.get("foreach"):
-        return "fused_optimizer", ("true, and train.opt_kwargs.foreach: true asks for the other "
-                                   "kernel; drop one of them")
+        return "fused_optimizer", (
+            "true, and train.opt_kwargs.foreach: true asks for the other kernel; drop one of them"
+        )
     return None
 
 
-def resolve_fused(setting: Any, opt: str, device_type: str,
-                  opt_kwargs: Mapping[str, Any] | None = None) -> bool:
+def resolve_fused(
+    setting: Any, opt: str, device_type: str, opt_kwargs: Mapping[str, Any] | None = None
+) -> bool:
     """`train.fused_optimizer` for a run of optimizer `opt` on `device_type`: whether to pass
     `fused=True` to the optimizer class. auto: on CUDA when the class has a fused kernel and
     opt_kwargs sets no `foreach` (an explicit kernel choice); true: wherever torch has the kernel
@@ -102,8 +109,10 @@ def resolve_fused(setting: Any, opt: str, device_type: str,
     if setting == "auto":
         return device_type == "cuda" and "foreach" not in opt_kwargs and optimizer_has_fused(opt)
     if setting and device_type not in fused_kernel_devices():
-        raise ValueError(f"train.fused_optimizer: true, but torch has no fused optimizer kernel "
-                         f"on {device_type} devices; set it to auto or false")
+        raise ValueError(
+            f"train.fused_optimizer: true, but torch has no fused optimizer kernel "
+            f"on {device_type} devices; set it to auto or false"
+        )
     return setting
 
 
@@ -127,11 +136,18 @@ class StepSettings:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], device_type: str) -> "StepSettings":
-        return cls(resolve_deterministic(settings.get("deterministic", "auto"), device_type),
-                   _flag(settings, "compile"), _flag(settings, "channels_last"),
-                   _flag(settings, "grad_checkpointing"),
-                   resolve_fused(settings.get("fused_optimizer", "auto"), settings.get("opt", "sgd"),
-                                 device_type, settings.get("opt_kwargs") or {}))
+        return cls(
+            resolve_deterministic(settings.get("deterministic", "auto"), device_type),
+            _flag(settings, "compile"),
+            _flag(settings, "channels_last"),
+            _flag(settings, "grad_checkpointing"),
+            resolve_fused(
+                settings.get("fused_optimizer", "auto"),
+                settings.get("opt", "sgd"),
+                device_type,
+                settings.get("opt_kwargs") or {},
+            ),
+        )
 
     def prepare(self, model: nn.Module) -> None:
         """Convert the model's weights in place (before its optimizer is built), and switch on
@@ -140,9 +156,11 @@ class StepSettings:
             model.to(memory_format=torch.channels_last)
         if self.grad_checkpointing:
             if not hasattr(model, "set_grad_checkpointing"):
-                raise ValueError(f"train.grad_checkpointing: true, but {type(model).__name__} cannot "
-                                 "checkpoint its blocks (it has no set_grad_checkpointing); set it "
-                                 "to false for this backbone")
+                raise ValueError(
+                    f"train.grad_checkpointing: true, but {type(model).__name__} cannot "
+                    "checkpoint its blocks (it has no set_grad_checkpointing); set it "
+                    "to false for this backbone"
+                )
             model.set_grad_checkpointing(True)
 
     def wrap(self, net: nn.Module) -> nn.Module:
@@ -178,4 +196,4 @@ class PeakMemory:
     def read(self) -> float | None:
         if self.device is None:
             return None
-        return round(torch.cuda.max_memory_allocated(self.device) / 2 ** 20, 1)
+        return round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)

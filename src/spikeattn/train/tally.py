@@ -5,6 +5,7 @@ loop that reads one per batch cannot queue the next batch's work while the GPU r
 The tally only adds to device tensors per batch and reads them back once, at the end of the
 epoch (`totals`), in one transfer, then sums them over processes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ class Tally:
             first, first_loss = -1, 0.0
         else:
             loss_sum, correct, first, first_loss = torch.stack(
-                [self._loss_sum, self._correct.double(), self._first.double(), self._first_loss]).tolist()
+                [self._loss_sum, self._correct.double(), self._first.double(), self._first_loss]
+            ).tolist()
             first = int(first)
         loss_sum, correct, seen, bad = dist.sum([loss_sum, correct, self.seen, float(first >= 0)])
         first_bad = None

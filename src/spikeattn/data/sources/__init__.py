@@ -6,12 +6,20 @@ on-disk layout, one module per layout. `ENTRIES` lists them in the order dataset
 Reader modules import their heavy or optional dependencies (torch, torchvision, tonic, aedat)
 inside the functions that read, so importing this package costs numpy only.
 """
+
 from __future__ import annotations
 
 from ..errors import DataError
 from .atis_bin import NMNIST, NCaltech101
-from .base import (EVENT_DTYPE, EventRecord, EventSource, ImageSource, Source, check_events,
-                   read_events)
+from .base import (
+    EVENT_DTYPE,
+    EventRecord,
+    EventSource,
+    ImageSource,
+    Source,
+    check_events,
+    read_events,
+)
 from .cifar import CIFAR10, CIFAR100
 from .cifar10dvs import CIFAR10DVS
 from .digits import Digits, DigitsDVS
@@ -20,9 +28,16 @@ from .gesture import DVSGesture
 from .imagenet import ImageNetFolder
 
 ENTRIES: tuple[type[Source], ...] = (
-    Digits, DigitsDVS,  # embedded: built locally by `spikeattn prepare`
-    DVSGesture, DVS128Gait, CIFAR10DVS, NCaltech101, NMNIST,  # event cameras, downloaded
-    CIFAR10, CIFAR100, ImageNetFolder,  # images: downloaded, or a folder (ImageNet)
+    Digits,
+    DigitsDVS,  # embedded: built locally by `spikeattn prepare`
+    DVSGesture,
+    DVS128Gait,
+    CIFAR10DVS,
+    NCaltech101,
+    NMNIST,  # event cameras, downloaded
+    CIFAR10,
+    CIFAR100,
+    ImageNetFolder,  # images: downloaded, or a folder (ImageNet)
 )
 _BY_NAME = {entry.name: entry for entry in ENTRIES}
 
@@ -32,9 +47,30 @@ def get_source(name: str) -> Source:
     try:
         return _BY_NAME[name]()
     except KeyError:
-        raise KeyError(f"no reader for dataset {name!r}; readers exist for {', '.join(sorted(_BY_NAME))}") from None
+        raise KeyError(
+            f"no reader for dataset {name!r}; readers exist for {', '.join(sorted(_BY_NAME))}"
+        ) from None
 
 
-__all__ = ["CIFAR10", "CIFAR100", "CIFAR10DVS", "DVS128Gait", "DVSGesture", "Digits", "DigitsDVS",
-           "ENTRIES", "EVENT_DTYPE", "DataError", "EventRecord", "EventSource", "ImageNetFolder",
-           "ImageSource", "NCaltech101", "NMNIST", "Source", "check_events", "get_source", "read_events"]
+__all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "CIFAR10DVS",
+    "DVS128Gait",
+    "DVSGesture",
+    "Digits",
+    "DigitsDVS",
+    "ENTRIES",
+    "EVENT_DTYPE",
+    "DataError",
+    "EventRecord",
+    "EventSource",
+    "ImageNetFolder",
+    "ImageSource",
+    "NCaltech101",
+    "NMNIST",
+    "Source",
+    "check_events",
+    "get_source",
+    "read_events",
+]

@@ -4,14 +4,24 @@ Layouts are tonic's: N-MNIST `Train/<digit>/*.bin` and `Test/<digit>/*.bin` (fro
 test.zip); N-Caltech101 `Caltech101/<class>/*.bin`, packed as an inner Caltech101.zip inside
 N-Caltech101-archive.zip. Files are found at any depth, since `download` adds a folder level.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from .base import (EVENT_DTYPE, DataError, EventRecord, EventSource, extract_inner, find_dirs,
-                   refetch_hint, sample_files, unique)
+from .base import (
+    EVENT_DTYPE,
+    DataError,
+    EventRecord,
+    EventSource,
+    extract_inner,
+    find_dirs,
+    refetch_hint,
+    sample_files,
+    unique,
+)
 
 DIGITS = tuple("0123456789")
 
@@ -28,7 +38,8 @@ CALTECH101_CLASSES = (
     "mayfly menorah metronome minaret nautilus octopus okapi pagoda panda pigeon pizza platypus "
     "pyramid revolver rhino rooster saxophone schooner scissors scorpion sea_horse snoopy "
     "soccer_ball stapler starfish stegosaurus stop_sign strawberry sunflower tick trilobite umbrella "
-    "watch water_lilly wheelchair wild_cat windsor_chair wrench yin_yang").split()
+    "watch water_lilly wheelchair wild_cat windsor_chair wrench yin_yang"
+).split()
 
 
 def read_atis_bin(path: Path, name: str) -> np.ndarray:
@@ -37,8 +48,10 @@ def read_atis_bin(path: Path, name: str) -> np.ndarray:
 
     size = Path(path).stat().st_size
     if size % 5:
-        raise DataError(f"{path}: {size} bytes is not a whole number of 5-byte ATIS events; "
-                        "the file is truncated: " + refetch_hint(name))
+        raise DataError(
+            f"{path}: {size} bytes is not a whole number of 5-byte ATIS events; "
+            "the file is truncated: " + refetch_hint(name)
+        )
     return read_mnist_file(str(path), dtype=EVENT_DTYPE)
 
 
@@ -55,13 +68,19 @@ class NMNIST(EventSource):
         folders = ("Train", "Test")  # split 0, 1
         for folder in folders:
             find_dirs(raw, f"**/{folder}", self.name, f"{folder}/ folder")
-        found = [EventRecord(path, int(path.parent.name), folders.index(path.parent.parent.name))
-                 for path in sample_files(raw, "*.bin")
-                 if path.parent.parent.name in folders and path.parent.name in DIGITS]
+        found = [
+            EventRecord(path, int(path.parent.name), folders.index(path.parent.parent.name))
+            for path in sample_files(raw, "*.bin")
+            if path.parent.parent.name in folders and path.parent.name in DIGITS
+        ]
         for split, folder in enumerate(folders):
             if not any(r.split == split for r in found):
-                raise DataError(f"{raw}: no {folder}/<digit>/*.bin files; " + refetch_hint(self.name))
-        return unique(sorted(found, key=lambda r: (r.split, r.label, r.path.name, str(r.path))), self.name)
+                raise DataError(
+                    f"{raw}: no {folder}/<digit>/*.bin files; " + refetch_hint(self.name)
+                )
+        return unique(
+            sorted(found, key=lambda r: (r.split, r.label, r.path.name, str(r.path))), self.name
+        )
 
     def read(self, path: Path) -> np.ndarray:
         return read_atis_bin(path, self.name)
@@ -87,15 +106,22 @@ class NCaltech101(EventSource):
         extract_inner(raw, "Caltech101.zip")
 
     def records(self, raw: Path) -> list[EventRecord]:
-        find_dirs(raw, "**/Caltech101", self.name, "Caltech101/ folder (is the inner Caltech101.zip extracted?)")
+        find_dirs(
+            raw,
+            "**/Caltech101",
+            self.name,
+            "Caltech101/ folder (is the inner Caltech101.zip extracted?)",
+        )
         index = {c: i for i, c in enumerate(CALTECH101_CLASSES)}
         found = []
         for path in sample_files(raw, "*.bin"):
             if path.parent.parent.name != "Caltech101":  # e.g. Caltech101_annotations/
                 continue
             if path.parent.name not in index:
-                raise DataError(f"{path}: class folder {path.parent.name!r} is not one of the 101 "
-                                "N-Caltech101 classes; the folder belongs to another dataset")
+                raise DataError(
+                    f"{path}: class folder {path.parent.name!r} is not one of the 101 "
+                    "N-Caltech101 classes; the folder belongs to another dataset"
+                )
             found.append(EventRecord(path, index[path.parent.name]))
         if not found:
             raise DataError(f"{raw}: no Caltech101/<class>/*.bin files; " + refetch_hint(self.name))

@@ -18,6 +18,7 @@ unchanged. Every problem with a file raises `DataError` naming the file and the 
 Modules here import heavy libraries (torch, torchvision, tonic) inside the functions that use
 them: importing the registry reads no more than these class attributes.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,15 @@ SPLITS = ("train", "test")  # EventRecord.split and the stored split arrays: 0 t
 # Parameters read only when loading batches (augmentation, clip sampling): no cache depends on them.
 LOADER_KEYS = ("train_window", "test_clips", "augment", "normalize")
 # Parameters of a real event dataset read only when framing its events (not by `download`).
-EVENT_FRAME_KEYS = ("frame_method", "dt_ms", "downsample", "event_count_split", "split",
-                    "test_fraction", "split_seed")
+EVENT_FRAME_KEYS = (
+    "frame_method",
+    "dt_ms",
+    "downsample",
+    "event_count_split",
+    "split",
+    "test_fraction",
+    "split_seed",
+)
 
 
 class Source:
@@ -78,8 +86,10 @@ class Source:
 
 
 def refetch_hint(name: str) -> str:
-    return (f"delete data/raw/{name}/ (or just that file's archive) and run "
-            f"`spikeattn download {name}` again, or place a good copy by hand")
+    return (
+        f"delete data/raw/{name}/ (or just that file's archive) and run "
+        f"`spikeattn download {name}` again, or place a good copy by hand"
+    )
 
 
 @dataclass(frozen=True)
@@ -142,19 +152,26 @@ def check_events(events: np.ndarray, path: Path, sensor: tuple[int, int], name: 
     height, width = sensor
     fields = set(events.dtype.names or ())
     if not {"x", "y", "t", "p"} <= fields:
-        raise DataError(f"{path}: events lack fields x, y, t, p (got {sorted(fields)}); "
-                        + refetch_hint(name))
+        raise DataError(
+            f"{path}: events lack fields x, y, t, p (got {sorted(fields)}); " + refetch_hint(name)
+        )
     if len(events) == 0:
-        raise DataError(f"{path}: holds no events; the file is empty or truncated: " + refetch_hint(name))
+        raise DataError(
+            f"{path}: holds no events; the file is empty or truncated: " + refetch_hint(name)
+        )
     x, y, t, p = (np.asarray(events[k]) for k in ("x", "y", "t", "p"))
     bad = (x < 0) | (x >= width) | (y < 0) | (y >= height)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: event {i} at (x={x[i]}, y={y[i]}) lies outside the {width}x{height} "
-                        f"sensor of {name} ({int(bad.sum())} such events): the file is corrupted or "
-                        "belongs to another dataset; " + refetch_hint(name))
+        raise DataError(
+            f"{path}: event {i} at (x={x[i]}, y={y[i]}) lies outside the {width}x{height} "
+            f"sensor of {name} ({int(bad.sum())} such events): the file is corrupted or "
+            "belongs to another dataset; " + refetch_hint(name)
+        )
     if not np.isin(p, (0, 1)).all():
-        raise DataError(f"{path}: polarities other than 0/1 ({np.unique(p)[:5]}): " + refetch_hint(name))
+        raise DataError(
+            f"{path}: polarities other than 0/1 ({np.unique(p)[:5]}): " + refetch_hint(name)
+        )
     if (t < 0).any():
         raise DataError(f"{path}: negative timestamps: " + refetch_hint(name))
     out = np.empty(len(events), EVENT_DTYPE)
@@ -173,8 +190,10 @@ def read_events(source: EventSource, record: EventRecord) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{record.path}: missing; " + refetch_hint(source.name)) from None
     except Exception as err:  # numpy/tonic/aedat raise many kinds on a truncated file
-        raise DataError(f"{record.path}: unreadable {source.name} event file ({type(err).__name__}: "
-                        f"{err}); it is probably truncated or corrupted: " + refetch_hint(source.name)) from None
+        raise DataError(
+            f"{record.path}: unreadable {source.name} event file ({type(err).__name__}: "
+            f"{err}); it is probably truncated or corrupted: " + refetch_hint(source.name)
+        ) from None
     if record.span is not None and "t" in (events.dtype.names or ()):
         events = in_span(events, record, source.name)
     return check_events(events, record.path, source.sensor, source.name)
@@ -188,17 +207,24 @@ def in_span(events: np.ndarray, record: EventRecord, name: str) -> np.ndarray:
     t = np.asarray(events["t"])
     inside = (t >= start) & (t < end)
     if not inside.any():
-        raise DataError(f"{record.path}: no events in [{start}, {end}) µs, the span of this "
-                        "sample; the recording is truncated or its labels belong to another file: "
-                        + refetch_hint(name))
+        raise DataError(
+            f"{record.path}: no events in [{start}, {end}) µs, the span of this "
+            "sample; the recording is truncated or its labels belong to another file: "
+            + refetch_hint(name)
+        )
     return events[inside]
 
 
 def sample_files(raw: Path, pattern: str) -> list[Path]:
     """Files matching `pattern` at any depth under `raw`, skipping hidden entries (unfinished
     extractions `.<name>.tmp`, macOS `._*` forks) and `__MACOSX/` folders."""
-    return [path for path in raw.rglob(pattern)
-            if not any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(raw).parts)]
+    return [
+        path
+        for path in raw.rglob(pattern)
+        if not any(
+            part.startswith(".") or part == "__MACOSX" for part in path.relative_to(raw).parts
+        )
+    ]
 
 
 def unique(records: list[EventRecord], name: str) -> list[EventRecord]:
@@ -209,8 +235,10 @@ def unique(records: list[EventRecord], name: str) -> list[EventRecord]:
     for r in records:
         key = (r.split, r.path.parent.name, r.path.name, r.span)
         if key in seen:
-            raise DataError(f"{r.path} and {seen[key]}: two copies of the same {name} sample; "
-                            "delete one of the two extracted folders")
+            raise DataError(
+                f"{r.path} and {seen[key]}: two copies of the same {name} sample; "
+                "delete one of the two extracted folders"
+            )
         seen[key] = r.path
     return records
 
@@ -228,8 +256,10 @@ def find_dirs(raw: Path, pattern: str, name: str, what: str) -> list[Path]:
     """Folders under `raw` matching a glob `pattern`, sorted; DataError naming the layout if none."""
     found = sorted(p for p in raw.glob(pattern) if p.is_dir())
     if not found:
-        raise DataError(f"{raw}: no {what} found (looked for {pattern}); run `spikeattn download {name}` "
-                        f"or extract the dataset's archives there by hand")
+        raise DataError(
+            f"{raw}: no {what} found (looked for {pattern}); run `spikeattn download {name}` "
+            f"or extract the dataset's archives there by hand"
+        )
     return found
 
 
@@ -265,6 +295,11 @@ def resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    t = F.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="bilinear",
-                      antialias=True, align_corners=False)
+    t = F.interpolate(
+        torch.from_numpy(x).float(),
+        size=(size, size),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )
     return t.round().clamp(0, 255).to(torch.uint8).numpy()

@@ -7,6 +7,7 @@ The pickles are read here rather than by torchvision, whose md5 check per batch 
 exact release files; unpickling admits numpy's array reconstructors only, so a corrupted or
 foreign file cannot run code.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -17,9 +18,15 @@ import numpy as np
 
 from .base import DataError, ImageSource, find_dirs, refetch_hint
 
-_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-            ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -44,11 +51,15 @@ class _CIFAR(ImageSource):
         except FileNotFoundError:
             raise DataError(f"{path}: missing {self.name} batch file; " + hint) from None
         except Exception as err:  # truncated or garbled: EOFError, UnpicklingError, KeyError, ...
-            raise DataError(f"{path}: unreadable {self.name} batch ({type(err).__name__}: {err}); "
-                            "it is probably truncated or corrupted: " + hint) from None
+            raise DataError(
+                f"{path}: unreadable {self.name} batch ({type(err).__name__}: {err}); "
+                "it is probably truncated or corrupted: " + hint
+            ) from None
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
-            raise DataError(f"{path}: expected data [N, 3072] and N labels, got {data.shape} and "
-                            f"{labels.shape}: " + hint)
+            raise DataError(
+                f"{path}: expected data [N, 3072] and N labels, got {data.shape} and "
+                f"{labels.shape}: " + hint
+            )
         if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise DataError(f"{path}: labels outside 0..{self.num_classes - 1}: " + hint)
         return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
@@ -59,8 +70,10 @@ class _CIFAR(ImageSource):
         names = [f for split in self.files.values() for f in split]
         holding = [d for d in found if any((d / f).is_file() for f in names)]
         if len(holding) > 1:
-            raise DataError(f"{raw}: several {self.folder}/ folders hold batches "
-                            f"({', '.join(map(str, holding))}); keep one")
+            raise DataError(
+                f"{raw}: several {self.folder}/ folders hold batches "
+                f"({', '.join(map(str, holding))}); keep one"
+            )
         return holding[0] if holding else found[-1]  # none: the read names the missing file
 
     def load(self, raw: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

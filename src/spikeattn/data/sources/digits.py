@@ -5,6 +5,7 @@ events from a simulated event camera (`spikeattn.data.embedded`, which builds bo
 folders). Each raw folder holds one npz with the samples, their labels and the train/test split
 `prepare` drew (`splits.stratified_split`), so every later stage reads the same split.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,7 +73,7 @@ class EventSamples:
         return len(self.offsets) - 1
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self.events[self.offsets[i]:self.offsets[i + 1]]
+        return self.events[self.offsets[i] : self.offsets[i + 1]]
 
 
 class DigitsDVS(EventSource):
@@ -97,12 +98,16 @@ class DigitsDVS(EventSource):
     def cross_check(cls, params: Mapping[str, Any]) -> None:
         """The moving digit must stay on the sensor, and the saccade must be whole steps."""
         if params["digit_size"] + params["saccade_px"] > params["sensor_size"]:
-            raise ValueError("datasets.digits-dvs.sensor_size must be >= digit_size + saccade_px "
-                             f"(got {params['sensor_size']} < {params['digit_size']} + {params['saccade_px']})"
-                             " so the moving digit stays on the sensor")
+            raise ValueError(
+                "datasets.digits-dvs.sensor_size must be >= digit_size + saccade_px "
+                f"(got {params['sensor_size']} < {params['digit_size']} + {params['saccade_px']})"
+                " so the moving digit stays on the sensor"
+            )
         if (params["saccade_ms"] * 1000) % params["step_us"]:
-            raise ValueError("datasets.digits-dvs.step_us must divide saccade_ms * 1000 "
-                             f"(got {params['step_us']} and {params['saccade_ms']} ms)")
+            raise ValueError(
+                "datasets.digits-dvs.step_us must divide saccade_ms * 1000 "
+                f"(got {params['step_us']} and {params['saccade_ms']} ms)"
+            )
 
     def samples(self, raw: str | Path) -> tuple[EventSamples, np.ndarray, np.ndarray]:
         """Per-sample events (indexable), labels int64 [N], split int8 [N] (0 train, 1 test)."""

@@ -13,6 +13,7 @@ microseconds (both scale their ms windows by 1000), x, y in 0..127, p 1 ON, else
 accepted too, an assumption: no source shows it). No md5 is published; the archive is only on
 Google Drive and Baidu (README above), so none of this was checked against the real file.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -36,12 +37,16 @@ class DVS128Gait(EventSource):
     def release_dir(self, raw: Path) -> Path:
         """The one folder holding both train/ and test/ (at whatever depth the archive put it)."""
         trains = find_dirs(raw, "**/train", self.name, "DVS128-Gait train/ folder")
-        roots = [t.parent for t in trains if "__MACOSX" not in t.parts and (t.parent / "test").is_dir()]
+        roots = [
+            t.parent for t in trains if "__MACOSX" not in t.parts and (t.parent / "test").is_dir()
+        ]
         if len(roots) != 1:
             found = ", ".join(map(str, roots)) or "none with a test/ beside it"
-            raise DataError(f"{raw}: expected exactly one folder holding train/<subject>/*.txt and "
-                            f"test/<subject>/*.txt (DVS128-Gait-Day.zip unzipped), found: {found}; "
-                            "keep one release there")
+            raise DataError(
+                f"{raw}: expected exactly one folder holding train/<subject>/*.txt and "
+                f"test/<subject>/*.txt (DVS128-Gait-Day.zip unzipped), found: {found}; "
+                "keep one release there"
+            )
         return roots[0]
 
     def records(self, raw: Path) -> list[EventRecord]:
@@ -50,14 +55,23 @@ class DVS128Gait(EventSource):
         for split, folder in enumerate(("train", "test")):
             for subject in sorted(p for p in (root / folder).iterdir() if p.is_dir()):
                 if not subject.name.isdigit() or int(subject.name) >= self.num_classes:
-                    raise DataError(f"{subject}: subject folders must be named 0..{self.num_classes - 1} "
-                                    "(the class label); " + refetch_hint(self.name))
+                    raise DataError(
+                        f"{subject}: subject folders must be named 0..{self.num_classes - 1} "
+                        "(the class label); " + refetch_hint(self.name)
+                    )
                 files = sorted(p for p in subject.glob("*.txt") if not p.name.startswith("."))
                 if not files:
-                    raise DataError(f"{subject}: holds no .txt recordings; " + refetch_hint(self.name))
-                out += [EventRecord(f, int(subject.name), split, f"subject {subject.name}") for f in files]
+                    raise DataError(
+                        f"{subject}: holds no .txt recordings; " + refetch_hint(self.name)
+                    )
+                out += [
+                    EventRecord(f, int(subject.name), split, f"subject {subject.name}")
+                    for f in files
+                ]
         if not out:
-            raise DataError(f"{root}: train/ and test/ hold no subject folders; " + refetch_hint(self.name))
+            raise DataError(
+                f"{root}: train/ and test/ hold no subject folders; " + refetch_hint(self.name)
+            )
         return out
 
     def read(self, path: Path) -> np.ndarray:
@@ -65,9 +79,13 @@ class DVS128Gait(EventSource):
             warnings.simplefilter("ignore", UserWarning)
             table = np.loadtxt(path, dtype=np.int64, ndmin=2)
         if table.size and table.shape[1] != 4:
-            raise DataError(f"{path}: expected 4 columns (t x y p) per line, got {table.shape[1]}; "
-                            + refetch_hint(self.name))
+            raise DataError(
+                f"{path}: expected 4 columns (t x y p) per line, got {table.shape[1]}; "
+                + refetch_hint(self.name)
+            )
         table = table.reshape(-1, 4)
         p = np.where(table[:, 3] == -1, 0, table[:, 3])
-        events = np.rec.fromarrays([table[:, 1], table[:, 2], table[:, 0], p], names=("x", "y", "t", "p"))
+        events = np.rec.fromarrays(
+            [table[:, 1], table[:, 2], table[:, 0], p], names=("x", "y", "t", "p")
+        )
         return check_events(events, path, self.sensor, self.name)  # range-checked before int16

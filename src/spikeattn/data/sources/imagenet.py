@@ -5,6 +5,7 @@ Layout, torchvision's ImageFolder one with val/ already sorted into class folder
 sorted class folder names, as ImageFolder and timm number them. At 1.28M images the set is
 streamed from disk while training, so this source lists files and decodes one image at a time.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,11 @@ SPLITS = {"train": "train", "test": "val"}
 
 
 def _is_image(entry: os.DirEntry) -> bool:
-    return entry.is_file() and entry.name.lower().endswith(EXTENSIONS) and not entry.name.startswith(".")
+    return (
+        entry.is_file()
+        and entry.name.lower().endswith(EXTENSIONS)
+        and not entry.name.startswith(".")
+    )
 
 
 def load_image(path: Path, size: int | None = None) -> torch.Tensor:
@@ -39,8 +44,10 @@ def load_image(path: Path, size: int | None = None) -> torch.Tensor:
     try:
         image = decode_image(data, mode=ImageReadMode.RGB)
     except Exception as err:  # torchvision raises RuntimeError on bad or unknown data
-        raise DataError(f"{path}: cannot be decoded as an image ({type(err).__name__}: {err}); "
-                        f"replace or delete the file (it lies under {KEY})") from None
+        raise DataError(
+            f"{path}: cannot be decoded as an image ({type(err).__name__}: {err}); "
+            f"replace or delete the file (it lies under {KEY})"
+        ) from None
     if size is not None:
         image = F.center_crop(F.resize(image, [size], antialias=True), [size, size])
     return image
@@ -56,13 +63,17 @@ class ImageNetFolder(ImageSource):
 
     @staticmethod
     def _fail(path: Path, problem: str) -> DataError:
-        return DataError(f"{path}: {problem}; set {KEY} in params.yaml to a folder laid out as {LAYOUT}")
+        return DataError(
+            f"{path}: {problem}; set {KEY} in params.yaml to a folder laid out as {LAYOUT}"
+        )
 
     def _class_dirs(self, root: Path, folder: str) -> list[str]:
         path = root / folder
         if not path.is_dir():
             raise self._fail(path, f"missing (no {folder}/ folder in the ImageNet root)")
-        names = sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+        names = sorted(
+            e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith(".")
+        )
         if not names:
             raise self._fail(path, "holds no class folders")
         return names
@@ -75,13 +86,19 @@ class ImageNetFolder(ImageSource):
         train, val = self._class_dirs(root, "train"), self._class_dirs(root, "val")
         if train != val:
             only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
-            raise self._fail(root, f"train/ and val/ hold different class folders (only in train: "
-                                   f"{only_train[:5]}, only in val: {only_val[:5]})")
+            raise self._fail(
+                root,
+                f"train/ and val/ hold different class folders (only in train: "
+                f"{only_train[:5]}, only in val: {only_val[:5]})",
+            )
         for folder in ("train", "val"):
             for wnid in train:
                 with os.scandir(root / folder / wnid) as entries:
                     if not any(_is_image(e) for e in entries):
-                        raise self._fail(root / folder / wnid, f"class folder holds no {'/'.join(EXTENSIONS)} image")
+                        raise self._fail(
+                            root / folder / wnid,
+                            f"class folder holds no {'/'.join(EXTENSIONS)} image",
+                        )
 
     def classes(self, root: Path) -> list[str]:
         """Class folder names (wnids), sorted: a label is an index into this list."""
@@ -96,11 +113,16 @@ class ImageNetFolder(ImageSource):
         out = []
         for label, wnid in enumerate(self.classes(root)):
             with os.scandir(base / wnid) as entries:
-                out += [(base / wnid / name, label) for name in sorted(e.name for e in entries if _is_image(e))]
+                out += [
+                    (base / wnid / name, label)
+                    for name in sorted(e.name for e in entries if _is_image(e))
+                ]
         return out
 
     load_image = staticmethod(load_image)
 
     def load(self, raw: Path, split: str):
-        raise NotImplementedError("ImageNet is streamed from disk at train time, not cached as one "
-                                  "array: use ImageNetFolder.records() and load_image()")
+        raise NotImplementedError(
+            "ImageNet is streamed from disk at train time, not cached as one "
+            "array: use ImageNetFolder.records() and load_image()"
+        )
