@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CORES  ?= $(shell nproc)
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo browser test lock clean-results
+.PHONY: install demo browser lint test lock clean-results
 
 install: $(STAMP)
 
@@ -34,11 +34,22 @@ browser:
 		apt-get install -y -qq chromium >/dev/null) || \
 		echo "warning: could not install chromium; the report page test will be skipped"
 
-test: $(STAMP) browser
+# Style and workflow checks, run by `make test` (so CI enforces them): ruff's lint and format
+# on the Python, snakefmt and Snakemake's own linter on the workflow.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/snakefmt --check Snakefile pipeline
+	$(BIN)/snakemake --lint
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest
 
 # Re-pin every dependency from the current .venv (after changing pyproject.toml); the
 # test-only pins stay in requirements-test.lock.
 lock:
 	$(BIN)/python -m pip freeze --exclude-editable | \
-		grep -v -i -E '^(spikeattn|neurobench|snntorch)==' > requirements.lock
+		grep -v -i -E '^(spikeattn|neurobench|snntorch|ruff|snakefmt|black|mypy.extensions|pytokens|shfmt.py)==' \
+		> requirements.lock
+	{ sed '/^      - /d' envs/spikeattn.yaml; sed 's/^/      - /' requirements.lock; } > envs/spikeattn.yaml.tmp
+	mv envs/spikeattn.yaml.tmp envs/spikeattn.yaml
