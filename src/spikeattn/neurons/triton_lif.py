@@ -114,6 +114,37 @@ def _lif_forward_kernel(
 
 
 @triton.jit
+def _backward_step(
+    m,
+    gs,
+    dv,
+    v_th,
+    v_reset,
+    param,
+    SOFT: tl.constexpr,
+    DETACH: tl.constexpr,
+    KIND: tl.constexpr,
+    GE: tl.constexpr,
+):
+    """dL/du_t from m = u_t - V_th, dL/ds_t and dL/dv_t (the module docstring's equations);
+    the spike is recomputed from the sign of m. Shared by both backward kernels."""
+    if GE:
+        s = (m >= 0.0).to(tl.float32)
+    else:
+        s = (m > 0.0).to(tl.float32)
+    if SOFT:
+        dv_du = 1.0
+        dv_ds = -v_th
+    else:
+        dv_du = 1.0 - s
+        dv_ds = v_reset - v_th - m
+    ds = gs
+    if not DETACH:
+        ds = ds + dv * dv_ds
+    return ds * _surrogate_grad(m, param, KIND) + dv * dv_du
+
+
+@triton.jit
 def _lif_backward_kernel(
     gs_ptr,
     m_ptr,
@@ -138,20 +169,7 @@ def _lif_backward_kernel(
         at = tl.cast(T - 1 - i, tl.int64) * N + offs
         gs = tl.load(gs_ptr + at, mask=mask, other=0.0).to(tl.float32)
         m = tl.load(m_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        if GE:
-            s = (m >= 0.0).to(tl.float32)
-        else:
-            s = (m > 0.0).to(tl.float32)
-        if SOFT:
-            dv_du = 1.0
-            dv_ds = -v_th
-        else:
-            dv_du = 1.0 - s
-            dv_ds = v_reset - v_th - m
-        ds = gs
-        if not DETACH:
-            ds = ds + dv * dv_ds
-        du = ds * _surrogate_grad(m, param, KIND) + dv * dv_du
+        du = _backward_step(m, gs, dv, v_th, v_reset, param, SOFT, DETACH, KIND, GE)
         tl.store(gx_ptr + at, (gain * du).to(gx_ptr.dtype.element_ty), mask=mask)
         dv = decay * du
 
@@ -263,20 +281,7 @@ def _lif_backward_recompute_kernel(
             k = CHUNK - 1 - j
             m = tl.sum(tl.where(rows == k, us, 0.0), axis=0) - v_th
             gs = tl.sum(tl.where(rows == k, gss, 0.0), axis=0)
-            if GE:
-                s = (m >= 0.0).to(tl.float32)
-            else:
-                s = (m > 0.0).to(tl.float32)
-            if SOFT:
-                dv_du = 1.0
-                dv_ds = -v_th
-            else:
-                dv_du = 1.0 - s
-                dv_ds = v_reset - v_th - m
-            ds = gs
-            if not DETACH:
-                ds = ds + dv * dv_ds
-            du = ds * _surrogate_grad(m, param, KIND) + dv * dv_du
+            du = _backward_step(m, gs, dv, v_th, v_reset, param, SOFT, DETACH, KIND, GE)
             gxs = tl.where(rows == k, (gain * du)[None, :], gxs)
             dv = decay * du
         tl.store(gx_ptr + at, gxs.to(gx_ptr.dtype.element_ty), mask=live)
