@@ -31,8 +31,10 @@ def _config_source():
 
 # `config` is params.yaml merged with --configfile and --config: what Snakemake plans with.
 # Jobs read exactly that, frozen into a file named by its digest (spikeattn.frozen_params).
+# Validated fully (torch, timm) once per params, code and library versions; later plans of
+# the same params read the verdict from its record (paths.VALIDATED) and load no torch.
 try:
-    PARAMS = Params(config, source=_config_source())
+    PARAMS = Params(config, source=_config_source(), record=paths.VALIDATED)
     SELECTED = PARAMS.selected(config["studies"])
     PARAMS_FILE = freeze_params(config)
 except (ParamsError, ValueError) as err:

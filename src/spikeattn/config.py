@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import inspect
 import itertools
+import json
+import sys
 import types
 import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .io import read_yaml
-from .recipe import source_problems, study_settings
+from .io import atomic_path, canonical_json, read_yaml
+from .recipe import model_section, source_problems, study_settings
 from .schema import params_schema, violations
 
 GRID_AXES = ("dataset", "backbone", "attention", "coding", "T")
@@ -55,15 +58,21 @@ class Cell:
         return all(getattr(self, key) == value for key, value in partial.items())
 
 
+def _dataset_names() -> tuple[str, ...]:
+    """The datasets the data registry defines (no torch: what a recorded validation checks)."""
+    from .data import DATASETS
+
+    return tuple(DATASETS)
+
+
 def _registries() -> dict[str, tuple[str, ...]]:
     """Names the code defines, imported lazily (torch and timm are slow to import)."""
     from .attention import ATTENTIONS
     from .coding import CODINGS
-    from .data import DATASETS
     from .models import BACKBONES
 
     return {
-        "dataset": tuple(DATASETS),
+        "dataset": _dataset_names(),
         "backbone": tuple(BACKBONES),
         "attention": ATTENTIONS,
         "coding": CODINGS,
@@ -259,24 +268,141 @@ def _build_failure(
     )
 
 
+# -- the validation record: a cache of the full validation's verdict ---------------------------
+# The checks against the code (names, signatures, frame sizes, timm's optimizers and a dry
+# build) import torch and timm, seconds of CPU. Their verdict and the one fact the planning
+# needs from them (each study's model section, for its recipe card) depend on the params, the
+# package's code and the libraries' versions only: once a mapping passed, a record named by
+# the digest of all three says so, and a later Params over the same mapping skips those checks.
+RECORD_FORMAT = 1
+RECORDS_KEPT = 64  # older records are deleted when a new one is written
+# Libraries the full validation reads (torchvision: through timm); their versions key the record.
+VALIDATED_WITH = ("torch", "timm", "torchvision")
+
+
+@functools.cache
+def code_digest() -> str:
+    """sha256 over every *.py and *.yaml file of the package, its relative path and bytes: the
+    code a validation ran, read rather than imported (tens of ms)."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for pattern in ("*.py", "*.yaml") for p in root.rglob(pattern)):
+        data = path.read_bytes()
+        digest.update(f"{path.relative_to(root).as_posix()}\0{len(data)}\0".encode() + data)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed versions of VALIDATED_WITH (None: not installed), read from their
+    metadata without importing them."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in VALIDATED_WITH:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def validation_digest(raw: Mapping[str, Any]) -> str | None:
+    """The record name of `raw`: sha256 over its canonical JSON, the code digest, the library
+    and Python versions; None when `raw` is no JSON (then it is validated fully, every time)."""
+    try:
+        key = canonical_json(
+            {
+                "format": RECORD_FORMAT,
+                "params": raw,
+                "code": code_digest(),
+                "libraries": library_versions(),
+                "python": list(sys.version_info[:2]),
+            }
+        )
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def read_record(
+    directory: Path, digest: str, studies: Iterable[str]
+) -> dict[str, dict[str, Any]] | None:
+    """The model sections a record holds, per study; None when there is no record or it is not
+    one written for `digest` with every study (unreadable, truncated, edited): not trusted."""
+    try:
+        record = json.loads((Path(directory) / digest).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    sections = record.get("model_sections")
+    if (
+        record.get("format") != RECORD_FORMAT
+        or record.get("digest") != digest
+        or not isinstance(sections, dict)
+        or list(sections) != list(studies)
+        or not all(isinstance(section, dict) for section in sections.values())
+    ):
+        return None
+    return sections
+
+
+def write_record(directory: Path, digest: str, sections: Mapping[str, Mapping[str, Any]]) -> None:
+    """Record that the params of `digest` passed the full validation, with their model
+    sections; atomically, so a reader never sees half a record. Where nothing can be written
+    (a read-only checkout) there is no record: the next Params validates fully again."""
+    directory = Path(directory)
+    record = {"format": RECORD_FORMAT, "digest": digest, "model_sections": sections}
+    try:
+        with atomic_path(directory / digest) as tmp:
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
+        records = [p for p in directory.iterdir() if not p.name.startswith(".")]
+        if len(records) > RECORDS_KEPT:
+            for path in sorted(records, key=lambda p: p.stat().st_mtime)[:-RECORDS_KEPT]:
+                path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _plain(value: Any) -> Any:
+    """`value` as its JSON record holds it (tuples as lists), so a section is the same whether
+    computed or read from a record."""
+    return json.loads(json.dumps(value))
+
+
 class Params:
     """A validated params.yaml.
 
     Validated once, on construction, which also expands every study's grid and resolves its
-    energy conventions; `cells`, `cell` and `energy_settings` answer from those results. The
-    Params keeps its own (deep) copy of `raw`, so they stay true to it: treat `raw` as read-only.
+    energy conventions; `cells`, `cell`, `energy_settings` and `model_section` answer from those
+    results. The Params keeps its own (deep) copy of `raw`, so they stay true to it: treat `raw`
+    as read-only.
+
+    `record`: a directory of validation records (paths.VALIDATED), or None (the default:
+    always validate fully). With one, a mapping that passed the full validation before, with
+    the same code and library versions, skips the checks that import torch and timm (the
+    schema and the checks without them still run); one that did not is validated fully and,
+    when it passes, recorded.
     """
 
-    def __init__(self, raw: Mapping[str, Any], source: str = str(DEFAULT_PARAMS)):
+    def __init__(
+        self,
+        raw: Mapping[str, Any],
+        source: str = str(DEFAULT_PARAMS),
+        record: str | Path | None = None,
+    ):
         self.source = source
         self.raw = copy.deepcopy(dict(raw))
         self._cells: dict[str, tuple[Cell, ...]] = {}  # study -> its cells, filled by _check
         self._cells_by_id: dict[str, dict[str, Cell]] = {}
         self._energy: dict[str | None, dict[str, Any]] = {}  # study (None: global) -> conventions
+        self._model: dict[str, dict[str, Any]] = {}  # study -> its model section (recipe)
+        self._record = None if record is None else Path(record)
+        self.validated_fully = False  # True when this Params ran the checks a record skips
         self._check()
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_PARAMS) -> "Params":
+    def load(cls, path: str | Path = DEFAULT_PARAMS, record: str | Path | None = None) -> "Params":
         path = Path(path)
         try:
             raw = read_yaml(path)
@@ -286,7 +412,7 @@ class Params:
             ) from None
         except ValueError as err:  # a syntax error, named with its line and column
             raise ParamsError(str(err)) from None
-        return cls(raw if raw is not None else {}, source=str(path))
+        return cls(raw if raw is not None else {}, source=str(path), record=record)
 
     # -- validation -------------------------------------------------------------------------
     def _fail(self, problems: list[str]) -> None:
@@ -296,10 +422,13 @@ class Params:
 
     def _check(self) -> None:
         self._fail(violations(self.raw))
+        digest = validation_digest(self.raw) if self._record is not None else None
+        recorded = read_record(self._record, digest, self.raw["study"]) if digest else None
+        full = self.validated_fully = recorded is None
         problems: list[str] = []
-        names = _registries()
+        names = _registries() if full else {"dataset": _dataset_names()}
         for study, spec in self.raw["study"].items():
-            for axis in GRID_AXES[:-1]:
+            for axis in names:
                 for i, value in enumerate(spec["grid"][axis]):
                     if value not in names[axis]:
                         problems.append(
@@ -312,7 +441,7 @@ class Params:
                             f"entry under datasets:"
                         )
         problems += self._check_datasets()
-        problems += self._check_trains()
+        problems += self._check_trains() if full else []
         for name, paper in self.raw.get("papers", {}).items():
             for i, member in enumerate(paper["studies"]):
                 if member not in self.raw["study"]:
@@ -332,10 +461,15 @@ class Params:
                     break
         self._fail(problems)
         for study, spec in self.raw["study"].items():
-            model_problems = self._check_model(study, spec)
+            model_problems = self._check_model(study, spec) if full else []
             problems += model_problems + self._check_exclude(study, spec)
-            if spec.get("sources") and not model_problems:  # the settings resolve its neuron
-                problems += source_problems(study, study_settings(self, study), spec["sources"])
+            if not full:
+                self._model[study] = recorded[study]
+            elif not model_problems:  # the section resolves the study's neuron
+                self._model[study] = _plain(model_section(self, study))
+                if spec.get("sources"):
+                    settings = study_settings(self, study)
+                    problems += source_problems(study, settings, spec["sources"])
             try:
                 cells = self._expand(study, spec)
             except ParamsError as err:
@@ -343,12 +477,14 @@ class Params:
             else:
                 self._cells[study] = cells
                 self._cells_by_id[study] = {cell.id: cell for cell in cells}
-                problems += self._check_input_sizes(study, cells)
+                problems += self._check_input_sizes(study, cells) if full else []
         try:
             self.selected()
         except ParamsError as err:
             problems.append(str(err))
         self._fail(problems)
+        if full and digest:
+            write_record(self._record, digest, self._model)
 
     def _check_datasets(self) -> list[str]:
         """Each dataset entry, and each study's overrides of it, against the data registry
@@ -658,6 +794,13 @@ class Params:
                 f"the event dataset {cell.dataset!r}; use coding 'direct' for event data, or add "
                 f"{{dataset: {cell.dataset}, coding: gac}} to the study's exclude list"
             )
+
+    def model_section(self, study: str) -> dict[str, Any]:
+        """The study's model settings as its cells build with them, {path below `model.`:
+        value} (recipe.model_section: declared keys, backbone defaults, LIF constants): computed
+        by the full validation, or read from its record, so no caller needs torch for it."""
+        self.study(study)  # an undeclared study, named
+        return copy.deepcopy(self._model[study])
 
     def seeds(self, study: str) -> list[int]:
         return list(self.study(study)["seeds"])

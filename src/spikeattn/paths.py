@@ -7,6 +7,9 @@ from pathlib import Path
 RESULTS = Path("results")
 REPORTS = Path("reports")
 FROZEN_PARAMS = Path(".spikeattn") / "params"  # the merged settings each Snakemake run planned
+# Validation records (config.Params): params that passed the full validation, by digest of
+# params, code and library versions; a cache, so deleting the folder is always safe.
+VALIDATED = Path(".spikeattn") / "validated"
 PROBES = Path(".spikeattn") / "probe"  # `spikeattn plan`'s measured step times, one JSON per device
 
 TRAIN_FILES = ("metrics.json", "history.csv", "checkpoint.pt")

@@ -3,7 +3,7 @@
 One flattening serves both the check of `study.<name>.sources` (config.py: every key must name
 a setting) and the recipe card (report/recipe.py: one row per setting), so the paths a user
 may write are exactly the rows the card shows. Cheap to import (no pandas; the models and
-neurons, which need torch, only inside `study_settings`): config.py imports it at load.
+neurons, which need torch, only inside `model_section`): config.py imports it at load.
 
 Paths: `data.<key>` (the study's dataset parameters with its overrides; `data.<dataset>.<key>`
 when the grid has several datasets), `model.<key>`, `train.<key>`, `energy.<key>`,
@@ -19,6 +19,9 @@ of the study's `neuron` preset (the backbone's default preset when the study nam
 its `neuron_kwargs` applied (`model.lif.surrogate_kwargs.width`). With several backbones in the
 grid, a default or LIF field is one row when every backbone has it with one value, else one
 row per backbone that has it: `model.<backbone>.<key>`, `model.lif.<backbone>.<field>`.
+That section needs torch: `model_section` computes it once, when config.Params validates, and
+`study_settings` reads it from the Params (which has it from its validation record when it
+skipped the checks that import torch), so the Snakefile plans without loading torch.
 """
 
 from __future__ import annotations
@@ -80,9 +83,10 @@ def _shared_or_each(per_backbone: Mapping[str, Mapping[str, Any]]) -> dict[str, 
     return out
 
 
-def _model(params: Any, study: str) -> dict[str, Any]:
+def model_section(params: Any, study: str) -> dict[str, Any]:
     """The model section as {path below `model.`: value}: declared keys, the backbones'
-    defaults and the LIF constants (see the module docstring)."""
+    defaults and the LIF constants (see the module docstring). Imports torch; called by
+    config.Params while validating, which keeps the result (`Params.model_section`)."""
     from dataclasses import asdict
 
     from .models import backbone_defaults  # torch: only when a study's settings are asked for
@@ -124,7 +128,7 @@ def study_settings(params: Any, study: str) -> dict[str, Any]:
         data.update(own if len(datasets) == 1 else {name: own})
     sections = {
         "data": data,
-        "model": _model(params, study),
+        "model": params.model_section(study),
         "train": params.train_settings(study),
         "energy": _energy(params, study),
         "distributed": params.distributed(study) if "distributed" in spec else {},

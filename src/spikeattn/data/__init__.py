@@ -1,10 +1,11 @@
 """Datasets: the registry (`sources`: one class per dataset; `registry`: what stages read of it
 and the parameter checks), local builds (`prepare`), downloads, and cached frames.
 
-The registry, `download` and `prepare` import numpy only; the frames names (torch) load on
+The registry, the frames cache key, `download` and `prepare` import numpy only; the frames names (torch) load on
 first use, so a stage that only asks which datasets exist does not import torch.
 """
 
+from spikeattn.data.cache_key import frames_dir, frames_spec
 from spikeattn.data.download import download
 from spikeattn.data.embedded import prepare
 from spikeattn.data.registry import (
@@ -18,7 +19,7 @@ from spikeattn.data.registry import (
 from spikeattn.data.sources.base import EVENT_DTYPE
 from spikeattn.data.sources.digits import EventSamples, load_events
 
-_FRAMES = ("Frames", "frames_dir", "frames_spec", "load_frames", "preprocess", "to_float")
+_FRAMES = ("Frames", "load_frames", "preprocess", "to_float")
 
 
 def __getattr__(name: str):

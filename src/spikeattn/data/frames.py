@@ -29,45 +29,13 @@ import numpy as np
 import torch
 
 from spikeattn.data import sources
+from spikeattn.data.cache_key import frames_dir, frames_spec
 from spikeattn.data.errors import DataError
 from spikeattn.data.event_frames import Framing, compact, pack_window_events
 from spikeattn.data.registry import check_params, get_info, raw_dir, raw_params
 from spikeattn.data.sources.base import SPLITS
 from spikeattn.data.splits import per_class_split
-from spikeattn.io import atomic_dir, file_digest, read_json, short_hash, write_json
-
-FRAMES_VERSION = 3  # bump when the conversion code changes what it writes
-
-
-def frames_spec(name: str, params: Mapping[str, Any], T: int) -> dict[str, Any]:
-    """Everything that determines the preprocessed tensors, and nothing else.
-
-    Loader settings (training window, test clips, augmentation) act at load time and stay out.
-    Static images and time-window frames do not depend on T, so one cache serves every T.
-    """
-    info = get_info(name)
-    params = check_params(name, params)
-    params = {k: v for k, v in params.items() if k not in info.loader_keys}
-    spec: dict[str, Any] = {"dataset": name, "params": params, "version": FRAMES_VERSION}
-    if info.kind == "events":
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ValueError(f"T must be a positive integer, got {T!r}")
-        if params.get("frame_method", "time_bins") != "time_window":
-            spec["T"] = T
-    return spec
-
-
-def frames_dir(name: str, params: Mapping[str, Any], T: int, root: str | Path) -> Path:
-    """`root/data/frames/<name>/<readable prefix>-<hash of the spec>`."""
-    spec = frames_spec(name, params, T)
-    info = get_info(name)
-    if info.kind == "static":
-        prefix = f"s{spec['params'][info.size_key]}"
-    elif "T" in spec:
-        prefix = f"T{T}"
-    else:
-        prefix = f"dt{spec['params']['dt_ms']:g}ms"
-    return Path(root) / "data" / "frames" / name / f"{prefix}-{short_hash(spec)}"
+from spikeattn.io import atomic_dir, file_digest, read_json, write_json
 
 
 def read_raw(name: str, params: Mapping[str, Any], root: str | Path) -> tuple[Path, dict]:
