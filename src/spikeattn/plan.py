@@ -438,6 +438,8 @@ def _measure(
     import timm
     import torch
 
+    import spikeattn.models  # noqa: F401  (registers the backbones with timm)
+
     from .data import get_info
     from .data.loader import Batch
     from .job_inputs import model_spec

@@ -15,7 +15,7 @@ import yaml
 from tiny_params import tiny_params
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOW_FILES = ("Snakefile", "pipeline", "dvc.yaml")
+WORKFLOW_FILES = ("Snakefile", "pipeline", "envs", "dvc.yaml")
 
 
 def copy_workflow(root: Path, params: dict | None = None) -> Path:

@@ -127,6 +127,8 @@ def _train(
     import timm
     import torch
 
+    import spikeattn.models  # noqa: F401  (registers the backbones with timm)
+
     from ..io import short_hash
     from . import Resume, fit, save_checkpoint, seed_everything
 
