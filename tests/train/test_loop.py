@@ -2,6 +2,7 @@
 
 import pytest
 import timm
+import tiny
 import torch
 
 import spikeattn.models  # noqa: F401
@@ -10,19 +11,7 @@ from spikeattn.data.loader import TensorBatches
 from spikeattn.train import LOSSES, build_loss, fit, seed_everything
 from spikeattn.train.loop import vote
 
-SETTINGS = {
-    "epochs": 2,
-    "batch_size": 16,
-    "opt": "adam",
-    "lr": 3e-3,
-    "weight_decay": 0.0,
-    "momentum": 0.9,
-    "sched": "cosine",
-    "warmup_epochs": 0,
-    "min_lr": 0.0,
-    "loss": "ce_mean",
-    "label_smoothing": 0.0,
-}
+SETTINGS = {**tiny.SETTINGS, "epochs": 2}
 
 
 def toy_data(n=96):

@@ -9,6 +9,7 @@ import timm
 import tiny
 import torch
 import yaml
+from tiny import restore_determinism  # noqa: F401  (the fixture pytestmark uses)
 
 import spikeattn.models  # noqa: F401
 from spikeattn.config import MEMORY_ONLY_TRAIN_KEYS, Params, ParamsError
@@ -25,16 +26,7 @@ RAW = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_
 TRAIN = {"$defs": params_schema()["$defs"], "$ref": "#/$defs/train"}
 
 
-@pytest.fixture(autouse=True)
-def restore_determinism():
-    saved = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
-    )
-    yield
-    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-    torch.backends.cudnn.benchmark = saved[2]
+pytestmark = pytest.mark.usefixtures("restore_determinism")
 
 
 # --- validation -----------------------------------------------------------------------------

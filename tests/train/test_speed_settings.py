@@ -6,6 +6,7 @@ import pytest
 import timm
 import tiny
 import torch
+from tiny import restore_determinism  # noqa: F401  (the fixture pytestmark uses)
 
 import spikeattn.models  # noqa: F401
 from spikeattn.data.frames import Split
@@ -19,17 +20,7 @@ from spikeattn.train.tally import Tally
 TRAIN = {"$defs": params_schema()["$defs"], "$ref": "#/$defs/train"}
 
 
-@pytest.fixture(autouse=True)
-def restore_determinism():
-    """fit sets process-wide flags; leave them as the other tests expect them."""
-    saved = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
-    )
-    yield
-    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-    torch.backends.cudnn.benchmark = saved[2]
+pytestmark = pytest.mark.usefixtures("restore_determinism")
 
 
 # --- validation -----------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""A tiny spiking classifier and toy batches for fast training-loop tests (CutMix, precision)."""
+"""A tiny spiking classifier and toy batches for fast training-loop tests (CutMix, precision),
+and the fixture that restores the process-wide flags `fit` sets."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -51,3 +53,17 @@ def loaders(seed=0, batch_size=16):
     train = TensorBatches(toy_split(48, 0), 1 / 255, batch_size, train=True, seed=seed)
     test = TensorBatches(toy_split(16, 1), 1 / 255, batch_size)
     return train, test
+
+
+@pytest.fixture
+def restore_determinism():
+    """`fit` sets process-wide flags (deterministic algorithms, cudnn benchmark); put them back
+    as the other tests expect them."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.benchmark = saved[2]
