@@ -212,9 +212,11 @@ def build_nmnist(raw: Path) -> list[Sample]:
 def build_ncaltech101(raw: Path) -> list[Sample]:
     """N-Caltech101-archive.zip holding Caltech101.zip (Caltech101/<class>/image_NNNN.bin) and
     Caltech101_annotations.zip (also .bin files, which are not samples)."""
-    files = [
+    files = [  # two of each class, so a per-class split can test one (splits.per_class_split)
         ("BACKGROUND_Google", 0, "image_0001.bin"),
+        ("BACKGROUND_Google", 0, "image_0002.bin"),
         ("Faces_easy", 1, "image_0002.bin"),
+        ("Faces_easy", 1, "image_0004.bin"),
         ("yin_yang", 100, "image_0001.bin"),
         ("yin_yang", 100, "image_0003.bin"),
     ]
@@ -235,7 +237,14 @@ def build_ncaltech101(raw: Path) -> list[Sample]:
 
 def build_cifar10dvs(raw: Path) -> list[Sample]:
     """CIFAR10DVS.zip holding <class>.zip, each with <class>/cifar10_<class>_<i>.aedat4."""
-    files = [("airplane", 0, 0), ("airplane", 0, 1), ("cat", 3, 0), ("truck", 9, 5)]
+    files = [  # two of each class, so a per-class split can test one (splits.per_class_split)
+        ("airplane", 0, 0),
+        ("airplane", 0, 1),
+        ("cat", 3, 0),
+        ("cat", 3, 2),
+        ("truck", 9, 5),
+        ("truck", 9, 6),
+    ]
     samples, inner = [], {}
     for i, (cls, label, k) in enumerate(files):
         events = make_events(30 + i, 8 + i, (128, 128))

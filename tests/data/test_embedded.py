@@ -17,6 +17,7 @@ from spikeattn.data.embedded import (
     simulate_events,
     upsample,
 )
+from spikeattn.data.splits import per_class_split
 
 DIGITS = {
     "source": "embedded",
@@ -192,10 +193,11 @@ def test_events_fall_on_the_moving_digits_edges():
 
 def test_manifest_records_params_counts_and_checksum(dvs_raw):
     manifest = json.loads((dvs_raw / "manifest.json").read_text())
-    assert manifest["dataset"] == "digits-dvs" and manifest["params"] == check_params(
-        "digits-dvs", DVS
-    )
-    assert manifest["counts"] == {"train": 96, "test": 24}
+    assert manifest["dataset"] == "digits-dvs"
+    assert manifest["params"] == {**check_params("digits-dvs", DVS), "raw_version": 2}
+    # The first 120 digits hold 12, 13, 13, 13, 11, 12, 13, 13, 9, 11 of classes 0..9 and the
+    # per-class split trains ceil(0.8 n) of each: 10+11+11+11+9+10+11+11+8+9 = 101.
+    assert manifest["counts"] == {"train": 101, "test": 19}
     data = (dvs_raw / "events.npz").read_bytes()
     assert manifest["sha256"] == {"events.npz": hashlib.sha256(data).hexdigest()}
     assert sorted(p.name for p in dvs_raw.iterdir()) == ["events.npz", "manifest.json"]
@@ -208,7 +210,10 @@ def test_digits_raw_holds_the_real_images(tmp_path):
     reference = load_digits()
     assert images.dtype == np.uint8 and images.shape == (1797, 8, 8)
     assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
-    assert (split == 1).sum() == 360
+    # 178, 182, 177, 183, 181, 182, 181, 179, 174, 180 digits of classes 0..9; ceil(0.8 n) train
+    train = [143, 146, 142, 147, 145, 146, 145, 144, 140, 144]
+    assert np.bincount(labels[split == 0]).tolist() == train
+    assert (split == 0).sum() == sum(train) == 1442 and (split == 1).sum() == 355
 
 
 def test_split_is_stratified_fixed_and_seeded(tmp_path):
@@ -222,15 +227,34 @@ def test_split_is_stratified_fixed_and_seeded(tmp_path):
     labels, split = load(first)
     assert np.array_equal(split, load(second)[1])
     assert not np.array_equal(split, load(reseeded)[1])
-    per_class = np.bincount(labels)
-    test_per_class = np.bincount(labels[split == 1], minlength=10)
-    assert np.all(np.abs(test_per_class - 0.2 * per_class) <= 1)
-    assert set(np.unique(split)) == {0, 1}
+    assert np.array_equal(split, per_class_split(labels, 0.2, 0, dataset="digits"))
+    assert np.array_equal(load(reseeded)[1], per_class_split(labels, 0.2, 1, dataset="digits"))
 
 
 def test_too_few_samples_for_a_stratified_split_is_explained(tmp_path):
-    with pytest.raises(ValueError, match="max_samples"):
+    # The first 30 digits are 0..9 three times: ceil(0.8 * 3) = 3 leaves no class a test sample.
+    expected = (
+        r"datasets\.digits: the per-class split with test_fraction=0\.2 leaves class 0 "
+        r"\(3 samples\) with no test sample; change datasets\.digits\.test_fraction or raise "
+        r"datasets\.digits\.max_samples"
+    )
+    with pytest.raises(ValueError, match=expected):
         prepare("digits", {**DIGITS, "max_samples": 30}, tmp_path)
+
+
+def test_the_registry_counts_the_training_samples_prepare_draws(tmp_path, dvs_raw):
+    for name, params, raw in (
+        ("digits", DIGITS, prepare("digits", DIGITS, tmp_path)),
+        ("digits-dvs", DVS, dvs_raw),
+    ):
+        manifest = json.loads((raw / "manifest.json").read_text())
+        assert get_info(name).train_count(params) == manifest["counts"]["train"]
+    for max_samples, fraction in ((None, 0.2), (333, 0.25), (20, 0.5)):
+        _, labels = digit_images(max_samples)
+        split = per_class_split(labels, fraction, 0, dataset="digits")
+        params = {"max_samples": max_samples, "test_fraction": fraction}
+        assert get_info("digits").train_count(params) == (split == 0).sum()
+    assert get_info("digits").train_count({"max_samples": None, "test_fraction": 0.2}) == 1442
 
 
 def test_prepare_replaces_an_old_build(tmp_path):

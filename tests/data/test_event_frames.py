@@ -1,11 +1,10 @@
-"""Events -> frames by the papers' methods, and the per-class split."""
+"""Events -> frames by the papers' methods (the per-class split: test_splits.py)."""
 
 import numpy as np
 import pytest
 
 from spikeattn.data.event_frames import WINDOW_EVENT, Framing, compact, pack_window_events
 from spikeattn.data.sources import EVENT_DTYPE
-from spikeattn.data.splits import per_class_split
 
 
 def events(n=4000, size=(128, 128), duration_us=1_000_000, seed=0):
@@ -96,14 +95,3 @@ def test_window_events_pack_into_the_smallest_types():
     assert packed["t"].dtype == np.int32 and packed["address"].dtype == np.int16
     assert packed["offsets"].tolist() == [0, 3, 4]
     assert pack_window_events([a], frame_size=2 * 128 * 128)["address"].dtype == np.int32
-
-
-def test_per_class_split_is_ninety_ten_within_every_class_and_seeded():
-    labels = np.repeat(np.arange(5), [10, 20, 11, 9, 30])
-    split = per_class_split(labels, 0.1, seed=3404)
-    for cls, n in zip(range(5), [10, 20, 11, 9, 30]):
-        assert (split[labels == cls] == 0).sum() == int(np.ceil(0.9 * n))
-    assert np.array_equal(split, per_class_split(labels, 0.1, seed=3404))
-    assert not np.array_equal(split, per_class_split(labels, 0.1, seed=1))
-    in_order = per_class_split(labels, 0.1, seed=None)
-    assert in_order[:9].tolist() == [0] * 9 and in_order[9] == 1

@@ -1,6 +1,7 @@
 """Preprocessed frames: cache keys, tonic's ToFrame counts, dtypes, atomicity, digests,
 learnability."""
 
+import dataclasses
 import json
 import shutil
 import warnings
@@ -11,8 +12,17 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from spikeattn.data import (
+    DATASETS,
+    frames_dir,
+    frames_spec,
+    load_events,
+    load_frames,
+    prepare,
+    preprocess,
+    raw_params,
+)
 from spikeattn.data import frames as frames_module
-from spikeattn.data import frames_dir, frames_spec, load_events, load_frames, prepare, preprocess
 from spikeattn.data.sources import DataError
 from spikeattn.io import file_digest
 
@@ -73,17 +83,41 @@ def test_static_key_ignores_T(tmp_path):
     assert frames_dir("digits", {**DIGITS, "image_size": 32}, 8, tmp_path) != key
 
 
+def test_embedded_keys_carry_the_version_of_what_prepare_draws(tmp_path, monkeypatch):
+    assert {name for name, info in DATASETS.items() if info.raw_version is not None} == {
+        "digits",
+        "digits-dvs",
+    }
+    assert frames_spec("digits", DIGITS, 8)["raw_version"] == 2
+    assert raw_params("digits", DIGITS)["raw_version"] == 2
+    key = frames_dir("digits", DIGITS, 8, tmp_path)
+    older = dataclasses.replace(DATASETS["digits"], raw_version=1)
+    monkeypatch.setitem(DATASETS, "digits", older)
+    assert frames_dir("digits", DIGITS, 8, tmp_path) != key
+
+
+def test_a_raw_folder_of_the_older_split_rule_is_refused(tmp_path):
+    raw = prepare("digits", DIGITS, tmp_path)
+    manifest = json.loads((raw / "manifest.json").read_text())
+    del manifest["params"]["raw_version"]  # as version 1 (sklearn's split) wrote it
+    (raw / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="run `spikeattn prepare digits` again"):
+        preprocess("digits", DIGITS, 8, tmp_path)
+
+
 # --- static frames -------------------------------------------------------------------------
 
 
 def test_static_frames_shapes_dtypes_and_scale(root):
     frames = load_frames(preprocess("digits", DIGITS, 8, root))
-    assert frames.train.x.shape == (80, 1, 16, 16) and frames.test.x.shape == (20, 1, 16, 16)
+    # The first 100 digits hold 11, 12, 10, 12, 8, 9, 11, 10, 8, 9 of classes 0..9; the per-class
+    # split trains ceil(0.8 n) of each: 9+10+8+10+7+8+9+8+7+8 = 84, and tests 16.
+    assert frames.train.x.shape == (84, 1, 16, 16) and frames.test.x.shape == (16, 1, 16, 16)
     assert frames.train.x.dtype == torch.uint8 and frames.train.y.dtype == torch.int64
     assert frames.train.x.max() > 200
     x = frames_module.to_float(frames.test.x, frames.meta)
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
-    assert frames.meta["counts"] == {"train": 80, "test": 20}
+    assert frames.meta["counts"] == {"train": 84, "test": 16}
 
 
 def test_static_frames_at_native_size_are_the_digits_rescaled(root):
@@ -107,11 +141,12 @@ def _tonic_binned(ev, T):
 def test_event_frames_count_the_events_by_polarity_and_pixel(root):
     T = 4
     frames = load_frames(preprocess("digits-dvs", DVS, T, root))
-    assert frames.train.x.shape == (80, T, 2, 24, 24) and frames.test.x.shape == (20, T, 2, 24, 24)
+    # the 84 / 16 of the first 100 digits (test_static_frames_shapes_dtypes_and_scale)
+    assert frames.train.x.shape == (84, T, 2, 24, 24) and frames.test.x.shape == (16, T, 2, 24, 24)
     assert frames.train.x.dtype == torch.uint8 and frames.test.y.dtype == torch.int64
     samples, labels, split = load_events(root / "data" / "raw" / "digits-dvs")
     train = np.flatnonzero(split == 0)
-    for row in (0, 37, 79):
+    for row in (0, 37, 83):
         ev = _tonic_binned(samples[train[row]], T)
         assert len(ev) > 0.999 * len(samples[train[row]])
         counts = np.zeros((2, 24, 24), dtype=np.int64)
@@ -187,7 +222,7 @@ def test_full_digits_dvs_is_learnable_by_a_linear_model(tmp_path):
 
 @pytest.fixture
 def cache(tmp_path):
-    """A small digits-dvs cache of its own (80 train and 20 test samples), free to damage."""
+    """A small digits-dvs cache of its own (84 train and 16 test samples), free to damage."""
     params = {**DVS, "max_samples": 100}
     prepare("digits-dvs", params, tmp_path)
     return preprocess("digits-dvs", params, 2, tmp_path)
@@ -238,10 +273,10 @@ def test_a_cache_without_digests_loads_with_a_warning_but_is_still_counted(cache
     del meta["digests"]
     (cache / "meta.json").write_text(json.dumps(meta))
     with pytest.warns(UserWarning, match="records no digests"):
-        assert len(load_frames(cache).train) == 80
+        assert len(load_frames(cache).train) == 84
     shutil.copy(cache / "test.pt", cache / "train.pt")
     with pytest.warns(UserWarning, match="records no digests"):
-        assert "holds 20 samples but meta.json records 80" in _refused(cache, cache / "train.pt")
+        assert "holds 16 samples but meta.json records 84" in _refused(cache, cache / "train.pt")
     (cache / "test.pt").write_bytes(b"PK" + bytes(500))  # truncated: unreadable, not a traceback
     with pytest.warns(UserWarning, match="records no digests"):
         with pytest.raises(DataError, match="test.pt: cannot be read"):

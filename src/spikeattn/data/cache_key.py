@@ -20,11 +20,14 @@ def frames_spec(name: str, params: Mapping[str, Any], T: int) -> dict[str, Any]:
 
     Loader settings (training window, test clips, augmentation) act at load time and stay out.
     Static images and time-window frames do not depend on T, so one cache serves every T.
+    An embedded dataset's raw data is made here too, so its `raw_version` is part of the spec.
     """
     info = get_info(name)
     params = check_params(name, params)
     params = {k: v for k, v in params.items() if k not in info.loader_keys}
     spec: dict[str, Any] = {"dataset": name, "params": params, "version": FRAMES_VERSION}
+    if info.raw_version is not None:  # an embedded dataset: what `prepare` drew (the split)
+        spec["raw_version"] = info.raw_version
     if info.kind == "events":
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ValueError(f"T must be a positive integer, got {T!r}")

@@ -17,7 +17,7 @@ from spikeattn.data.errors import DataError
 from spikeattn.data.registry import get_info, raw_dir, raw_params
 from spikeattn.data.sources.base import EVENT_DTYPE
 from spikeattn.data.sources.digits import DIGITS_MAX, Digits, DigitsDVS, upsample
-from spikeattn.data.splits import stratified_split
+from spikeattn.data.splits import per_class_split
 from spikeattn.io import atomic_dir, file_digest, write_json
 
 LOG_EPS = 0.1  # dark floor of the log intensity, as a real sensor's dark current: I=0 is not -inf
@@ -163,16 +163,23 @@ def _simulate_chunk(digits: np.ndarray, params: Mapping[str, Any]) -> tuple[np.n
 # --- prepare: write the raw directory ------------------------------------------------------
 
 
+def _split(name: str, labels: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
+    """The real datasets' per-class split (`splits.per_class_split`), drawn once here."""
+    return per_class_split(
+        labels, params["test_fraction"], params["split_seed"], dataset=name, size_key="max_samples"
+    )
+
+
 def _build_digits(params: dict, out: Path) -> tuple[str, np.ndarray, np.ndarray]:
     images, labels = digit_images(params["max_samples"])
-    split = stratified_split(labels, params["test_fraction"], params["split_seed"])
+    split = _split(Digits.name, labels, params)
     np.savez(out / Digits.file, images=images, labels=labels, split=split)
     return Digits.file, labels, split
 
 
 def _build_digits_dvs(params: dict, out: Path) -> tuple[str, np.ndarray, np.ndarray]:
     images, labels = digit_images(params["max_samples"])
-    split = stratified_split(labels, params["test_fraction"], params["split_seed"])
+    split = _split(DigitsDVS.name, labels, params)
     digits = upsample(images, params["digit_size"]) / DIGITS_MAX
     events, offsets = simulate_events(digits, params)
     np.savez(out / DigitsDVS.file, events=events, offsets=offsets, labels=labels, split=split)

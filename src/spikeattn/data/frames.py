@@ -109,7 +109,7 @@ def _real_events(
             raise ValueError(f"datasets.{name}.split: {name} has no official split; use per_class")
         split = np.array([r.split for r in records], dtype=np.int8)
     else:
-        split = per_class_split(labels, params["test_fraction"], params["split_seed"])
+        split = per_class_split(labels, params["test_fraction"], params["split_seed"], dataset=name)
     every = _frame_all(name, framing, records, workers)  # one pool for both splits
     built = {}
     for k, part in enumerate(SPLITS):

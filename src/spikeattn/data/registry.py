@@ -32,6 +32,7 @@ class DatasetInfo:
     frame_keys: tuple[str, ...]  # used only when framing: changing them must not force `prepare`
     loader_keys: tuple[str, ...]  # used only when loading batches: no cache depends on them
     streamed: bool  # the cache indexes files read while training (ImageNet)
+    raw_version: int | None  # version of what `prepare` writes (embedded), else None
     cross_check: Callable[[Mapping[str, Any]], None]  # checks the schema cannot express
     # Training samples per epoch under the given parameters before anything is downloaded
     # (`spikeattn plan`); None when unknown. A built frames cache knows the true count
@@ -52,6 +53,7 @@ class DatasetInfo:
             frame_keys=entry.frame_keys,
             loader_keys=entry.loader_keys,
             streamed=entry.streamed,
+            raw_version=entry.raw_version,
             cross_check=entry.cross_check,
             train_count=entry.train_count,
         )
@@ -128,9 +130,14 @@ def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def raw_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The validated parameters that determine the raw data (what `prepare` depends on)."""
+    """The validated parameters that determine the raw data (what `prepare` depends on), and for
+    an embedded dataset `raw_version`: the version of `prepare` itself (a new split rule), so
+    a raw folder it wrote earlier no longer matches (the workflow rebuilds it; `preprocess`
+    refuses it)."""
+    info = get_info(name)
     checked = check_params(name, params)
-    return {k: v for k, v in checked.items() if k not in get_info(name).frame_keys}
+    raw = {k: v for k, v in checked.items() if k not in info.frame_keys}
+    return raw if info.raw_version is None else {**raw, "raw_version": info.raw_version}
 
 
 def raw_dir(name: str, root: str | Path) -> Path:

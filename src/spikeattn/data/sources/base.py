@@ -70,6 +70,9 @@ class Source:
     frame_keys: ClassVar[tuple[str, ...]] = ()
     loader_keys: ClassVar[tuple[str, ...]] = ()
     streamed: ClassVar[bool] = False  # True: the cache indexes files read while training
+    # Version of what `prepare` writes (embedded datasets; None for downloaded ones), part of the
+    # raw parameters and of the frames cache key, so data drawn by an older rule is not reused.
+    raw_version: ClassVar[int | None] = None
 
     @classmethod
     def cross_check(cls, params: Mapping[str, Any]) -> None:

@@ -3,28 +3,41 @@
 `digits` is scikit-learn's bundled 8x8 digits scaled up to `image_size`; `digits-dvs` their
 events from a simulated event camera (`spikeattn.data.embedded`, which builds both raw
 folders). Each raw folder holds one npz with the samples, their labels and the train/test split
-`prepare` drew (`splits.stratified_split`), so every later stage reads the same split.
+`prepare` drew (`splits.per_class_split`, the rule of the real datasets' `split: per_class`),
+so every later stage reads the same split.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from ..splits import train_per_class
 from .base import SPLITS, EventSource, ImageSource
 
-DIGITS_SAMPLES = 1797  # sklearn.datasets.load_digits: 1,797 8x8 scans (embedded.digit_images)
 DIGITS_MAX = 16  # load_digits values are 0..16
+# What `prepare` writes, as a version: part of `registry.raw_params` (so the workflow rebuilds
+# a raw folder of an older version, and `preprocess` refuses one) and of the frames cache key
+# (so no cache of the older data is reused). 1: sklearn's train_test_split; 2: the per-class
+# split of the real datasets (`splits.per_class_split`).
+RAW_VERSION = 2
+
+
+def digit_labels(max_samples: int | None) -> np.ndarray:
+    """int64 labels of the first `max_samples` (or all 1,797) digits, as `prepare` keeps them."""
+    from sklearn.datasets import load_digits
+
+    return load_digits().target.astype(np.int64)[:max_samples]
 
 
 def embedded_train(params: Mapping[str, Any]) -> int:
-    """Training samples of an embedded dataset: `splits.stratified_split` (sklearn's
-    train_test_split) puts ceil(test_fraction * n) of the n samples in test."""
-    n = min(DIGITS_SAMPLES, params.get("max_samples") or DIGITS_SAMPLES)
-    return n - math.ceil(params["test_fraction"] * n)
+    """Training samples of an embedded dataset: the sum over classes of
+    `splits.train_per_class`, the count `per_class_split` puts in training, for the classes
+    of the digits `prepare` keeps (their labels are read, so the count is exact)."""
+    sizes = np.bincount(digit_labels(params.get("max_samples")))
+    return sum(train_per_class(int(n), params["test_fraction"]) for n in sizes if n)
 
 
 def upsample(images: np.ndarray, size: int) -> np.ndarray:
@@ -45,6 +58,7 @@ class Digits(ImageSource):
     in_channels = 1
     frame_keys = ("image_size",)
     loader_keys = ()
+    raw_version = RAW_VERSION
     file = "digits.npz"
 
     @classmethod
@@ -88,6 +102,7 @@ class DigitsDVS(EventSource):
     frame_keys = ()
     loader_keys = ()
     official_split = True  # drawn once by `prepare` and stored with the events
+    raw_version = RAW_VERSION
     file = "events.npz"
 
     @classmethod
