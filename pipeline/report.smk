@@ -1,5 +1,6 @@
 # Reports, computed from results/ files only: per study its tables and figures, per paper
-# its results and ablation tables; `snakemake --report reports/report.html` gathers them.
+# its results and ablation tables and its headline (headline.md, also atop tables.html);
+# `snakemake --report reports/report.html` gathers them.
 # Each study's recipe card comes from params.yaml alone.
 rule tables:
     input:

@@ -10,6 +10,7 @@ FROZEN_PARAMS = Path(".spikeattn") / "params"  # the merged settings each Snakem
 # Validation records (config.Params): params that passed the full validation, by digest of
 # params, code and library versions; a cache, so deleting the folder is always safe.
 VALIDATED = Path(".spikeattn") / "validated"
+WORKER_LOG = Path(".spikeattn") / "worker.log"  # the last Snakemake run's job server (worker)
 PROBES = Path(".spikeattn") / "probe"  # `spikeattn plan`'s measured step times, one JSON per device
 
 TRAIN_FILES = ("metrics.json", "history.csv", "checkpoint.pt")
@@ -25,6 +26,7 @@ PAPER_FILES = (
     "ablation.md",
     "ablation.tex",
     "ablation.csv",
+    "headline.md",
     "tables.html",
 )
 RECIPE_FILES = ("recipe.md", "recipe.csv", "recipe.html")  # per study, from params.yaml alone

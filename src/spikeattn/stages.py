@@ -89,8 +89,8 @@ def figures(params: Params, study: str) -> Path:
 
 
 def paper(params: Params, name: str) -> Path:
-    """results/ of the paper's studies -> reports/<paper>/{results, ablation}.{md,tex,csv}
-    and tables.html (with each study's recipe card)."""
+    """results/ of the paper's studies -> reports/<paper>/{results, ablation}.{md,tex,csv},
+    headline.md and tables.html (with each study's recipe card)."""
     from .report.build import build_paper
     from .report.recipe import recipe_card
 

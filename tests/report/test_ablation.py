@@ -18,7 +18,7 @@ from spikeattn.report.ablation import (
     render_ablation,
     vanilla_twin,
 )
-from spikeattn.report.stats import holm, welch
+from spikeattn.report.stats import fieller_ratio, holm, welch
 
 
 def _cid(dataset: str, backbone: str, attention: str, coding: str, T: int) -> str:
@@ -129,6 +129,11 @@ def test_deltas_spikes_and_energy(table):
     assert r["spike_reduction_pct"] == pytest.approx(85.0)
     spikes_p = welch(S1[("TCSA", "direct")][1], S1[("none", "direct")][1]).p_value
     assert r["spike_reduction_p"] == pytest.approx(spikes_p)
+    # reduction = 100 (1 - ratio): Fieller's upper ratio is the lower reduction
+    ratio = fieller_ratio(S1[("TCSA", "direct")][1], S1[("none", "direct")][1])
+    assert r["spike_reduction_ci_low"] == pytest.approx(100 * (1 - ratio.high))
+    assert r["spike_reduction_ci_high"] == pytest.approx(100 * (1 - ratio.low))
+    assert r["spike_reduction_ci_low"] < 85.0 < r["spike_reduction_ci_high"]
     assert r["energy_uj_mean"] == pytest.approx(3.0)
     assert r["twin_energy_uj_mean"] == pytest.approx(10.0)
     assert r["energy_ratio"] == pytest.approx(10.0 / 3.0)
@@ -172,14 +177,19 @@ def test_two_seed_study_is_not_tested(table):
         "acc_delta_ci_low",
         "acc_delta_ci_high",
         "spike_reduction_p",
+        "spike_reduction_ci_low",
+        "spike_reduction_ci_high",
+        "spike_reduction_p_adjusted",
     ):
         assert math.isnan(r[col])
-    assert pd.isna(r["significant"])
+    assert pd.isna(r["significant"]) and pd.isna(r["spikes_significant"])
     human = ablation_human(table)
     row = human.iloc[-1]
     assert row["p (adj.)"] == "n/a (2 seeds < 3)"
     assert row["Significant"] == "n/a"
     assert row["Acc. Δ (pp)"] == "+3.00 [n/a]"
+    assert (row["Spikes -%"], row["Spikes -% CI"]) == ("45.5", "n/a")  # 1 - 6/11
+    assert (row["Spikes p (adj.)"], row["Spikes sig."]) == ("n/a (2 seeds < 3)", "n/a")
     assert (
         ablation_human(
             ablation_table(
@@ -194,9 +204,43 @@ def test_two_seed_study_is_not_tested(table):
     )
 
 
+def test_spike_p_values_are_holm_adjusted_as_their_own_family(table):
+    s1 = table[table.study == "s1"]
+    assert list(s1.spike_reduction_p_adjusted) == pytest.approx(holm(list(s1.spike_reduction_p)))
+    # not pooled with the accuracy p-values: 3 spike tests in s1, not 6
+    raw = list(s1.spike_reduction_p)
+    assert s1.spike_reduction_p_adjusted.iloc[0] == pytest.approx(3 * min(raw))
+    s2 = _row(table, "s2", "SMA+AZO")
+    assert s2["spike_reduction_p_adjusted"] == s2["spike_reduction_p"]
+    assert str(table["spikes_significant"].dtype) == "boolean"
+    # GAC: 50% fewer spikes is significant while its +2 pp accuracy is not
+    gac = _row(table, "s1", "none", "gac")
+    assert bool(gac["spikes_significant"]) is True and bool(gac["significant"]) is False
+    assert bool(_row(table, "s1", "TA")["spikes_significant"]) is False
+    human = ablation_human(table)
+    assert list(human["Spikes sig."]) == ["yes", "yes", "no", "yes", "n/a"]
+    assert list(human["Spikes -% CI"][:3]) == [
+        f"[{r['spike_reduction_ci_low']:.1f}, {r['spike_reduction_ci_high']:.1f}]"
+        for _, r in s1.iterrows()
+    ]
+    assert human["Spikes -% CI"].iloc[2].startswith("[-")  # TA's interval includes 0
+
+
+def test_spike_interval_unbounded_is_said():
+    vanilla = _cell_runs("u", *G[:2], "none", "direct", 8, [1.0] * 3, [-1.0, 1.0, 2.0], [1.0] * 3)
+    variant = _cell_runs("u", *G[:2], "TA", "direct", 8, [1.0] * 3, [1.0, 2.0, 3.0], [1.0] * 3)
+    table = ablation_table(pd.DataFrame(vanilla + variant))
+    r = table.iloc[0]
+    assert math.isnan(r["spike_reduction_ci_low"]) and not math.isnan(r["spike_reduction_p"])
+    assert ablation_human(table).iloc[0]["Spikes -% CI"] == "unbounded"
+
+
 def test_correction_none_and_unknown(runs):
     raw = ablation_table(runs, correction="none")
     assert list(raw.p_adjusted) == pytest.approx(list(raw.p_value), nan_ok=True)
+    assert list(raw.spike_reduction_p_adjusted) == pytest.approx(
+        list(raw.spike_reduction_p), nan_ok=True
+    )
     with pytest.raises(ValueError, match="holm, none"):
         ablation_table(runs, correction="bonferroni")
 
@@ -271,6 +315,9 @@ def test_caption_states_the_method(table):
         "0.05",
         "fewer than 3 seeds",
         "Spikes -%",
+        "95% Fieller confidence interval",
+        "Spikes p: two-sided Welch",
+        "as a family of its own",
         "Energy ratio",
     ):
         assert needle in text
@@ -285,7 +332,8 @@ def test_render(table):
     md, tex = out["ablation.md"], out["ablation.tex"]
     assert md.startswith("# demo: ablations\n")
     assert "| Study" in md and "Variant" in md and "Acc. Δ (pp)" in md and text in md
-    assert re.search(r"\|\s+85\.0 \|\s+3\.33× \|", md)  # formatted strings kept verbatim
+    # formatted strings kept verbatim; the spike interval, p and verdict between the two
+    assert re.search(r"\|\s+85\.0 \|\s+\[79\.4, 88\.7\] \|\s+0\.013 \|\s+yes \|\s+3\.33× \|", md)
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\label{tab:demo-ablation}" in tex
     assert "demo\\_cnn" in tex and "$\\Delta$" in tex and "$<$0.001" in tex
     assert not re.search(r"(?<!\\)[%_]", tex)  # data cells, headers and caption all escaped
@@ -415,6 +463,8 @@ def test_fully_diverged_vanilla_twin():
             "p_adjusted",
             "twin_spikes_mean",
             "spike_reduction_pct",
+            "spike_reduction_ci_low",
+            "spike_reduction_p_adjusted",
             "twin_energy_uj_mean",
             "energy_ratio",
         ):

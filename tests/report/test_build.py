@@ -13,6 +13,7 @@ from spikeattn.paths import FIGURE_FORMATS, FIGURE_NAMES, PAPER_FILES
 from spikeattn.report import build_tables
 from spikeattn.report.ablation import ABLATION_COLUMNS, ablation_table
 from spikeattn.report.build import StudyInputs, build_figures, build_paper
+from spikeattn.report.headline import headline_lines, headline_note
 from spikeattn.report.html import tables_page
 from spikeattn.report.paper import paper_long, paper_wide
 
@@ -134,11 +135,11 @@ def _parse(page: str) -> _Tags:
 
 
 # -- build_paper -------------------------------------------------------------------------------
-def test_build_paper_writes_all_seven_files(results, tmp_path):
+def test_build_paper_writes_all_eight_files(results, tmp_path):
     out = tmp_path / "reports" / "demo"
     frames = build_paper("demo", "Demo paper", _inputs(), results, out, REPORT)
     assert sorted(p.name for p in out.iterdir()) == sorted(PAPER_FILES)
-    assert len(PAPER_FILES) == 7
+    assert len(PAPER_FILES) == 8
     assert set(frames) == {"runs", "results", "ablation"}
     assert len(frames["runs"]) == 12  # 2 studies x 2 cells x 3 seeds
 
@@ -189,6 +190,26 @@ def test_build_paper_ablation_one_row_per_variant_with_significance(results, tmp
     assert md.startswith("# demo: ablations\n") and "3 vs 3" in md
 
 
+def test_build_paper_writes_the_headline_from_the_ablation_table(results, tmp_path):
+    out = tmp_path / "out"
+    build_paper("demo", "Demo paper", _inputs(), results, out, REPORT)
+    md = (out / "headline.md").read_text()
+    assert md.startswith(f"# demo: headline\n\n{headline_note(0.05, 3, 'holm')}\n\n## sa\n\n")
+    bullets = [line[2:] for line in md.splitlines() if line.startswith("- ")]
+    # one line per ablation.csv row, read from it: spikes 500 / 1000 = -50.0%, accuracy
+    # 97.10 - 96.12 = +0.98 pp; one variant per study, so Holm leaves each p as it is
+    lines = headline_lines(pd.read_csv(out / "ablation.csv"), 0.05, 3)
+    assert bullets == lines["sa"] + lines["sb"] and len(bullets) == 2
+    for study, line in zip(("sa", "sb"), bullets):
+        assert line.startswith(f"TCSA vs none ({study}, seeds 3 vs 3): spikes -50.0% [95% CI -")
+        assert "; accuracy +0.98 pp [95% CI " in line and "p n/a" not in line
+    # tables.html opens with the same lines
+    page = (out / "tables.html").read_text()
+    assert page.index('id="headline"') < page.index('id="results"')
+    text = "".join(_parse(page).text)
+    assert all(line in text for line in bullets)
+
+
 def test_build_paper_with_two_seeds_leaves_significance_untested(results, tmp_path):
     out = tmp_path / "out"
     build_paper("demo", "Demo paper", _inputs([0, 1]), results, out, REPORT)
@@ -197,6 +218,12 @@ def test_build_paper_with_two_seeds_leaves_significance_untested(results, tmp_pa
     assert ablation["significant"].isna().all() and ablation["p_value"].isna().all()
     assert "n/a (2 seeds < 3)" in (out / "ablation.md").read_text()
     assert "(2)" in (out / "results.md").read_text()
+    headline = (out / "headline.md").read_text()
+    # seeds 0, 1: spikes 510 / 1050 - 1 = -51.4%; accuracy 97.05 - 96.295 = +0.755 -> +0.75
+    assert (
+        "TCSA vs none (sb, seeds 2 vs 2): spikes -51.4%, p n/a (2 seeds < 3); "
+        "accuracy +0.75 pp, p n/a (2 seeds < 3)\n"
+    ) in headline
 
 
 def test_build_paper_inconsistent_conventions_write_nothing(results, tmp_path):

@@ -1,4 +1,5 @@
-"""welch and holm: hand-computed values, agreement with scipy, and the degenerate cases."""
+"""welch, holm and fieller_ratio: hand-computed values, agreement with scipy, and the
+degenerate cases."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from spikeattn.report.stats import Comparison, holm, welch, welch_df
+from spikeattn.report.stats import Comparison, fieller_ratio, holm, welch, welch_df
 
 
 def _t4_two_sided_p(t: float) -> float:
@@ -117,3 +118,73 @@ def test_holm_nan_kept_and_not_counted():
     assert all(math.isnan(v) for v in holm([math.nan, math.nan]))
     with pytest.raises(ValueError):
         holm([0.5, 1.2])
+
+
+# -- fieller_ratio -----------------------------------------------------------------------------
+def _fieller_by_hand(m_a, m_b, q_a, q_b, t):
+    """Roots of (m_a - r m_b)^2 = t^2 (q_a + r^2 q_b), written out."""
+    a2, b1, c0 = m_b**2 - t**2 * q_b, m_a * m_b, m_a**2 - t**2 * q_a
+    disc = math.sqrt(b1**2 - a2 * c0)
+    return (b1 - disc) / a2, (b1 + disc) / a2
+
+
+def test_fieller_hand_computed_example():
+    # a = [4,5,6], b = [9,10,11]: means 5 and 10, both variances 1, q = 1/3 each, df = 4.
+    res = fieller_ratio([4, 5, 6], [9, 10, 11])
+    t_975_df4 = 2.7764451051977987
+    low, high = _fieller_by_hand(5.0, 10.0, 1 / 3, 1 / 3, t_975_df4)
+    assert res.ratio == 0.5 and res.bounded
+    assert (res.low, res.high) == (pytest.approx(low, rel=1e-12), pytest.approx(high, rel=1e-12))
+    assert (res.low, res.high) == (pytest.approx(0.3311417, abs=1e-7), pytest.approx(0.6952315))
+    for r in (res.low, res.high):  # each end is a ratio the Welch-type test just fails to reject
+        assert (5.0 - r * 10.0) ** 2 == pytest.approx(t_975_df4**2 * (1 / 3 + r * r / 3))
+
+
+def test_fieller_unequal_variances_uses_the_welch_df():
+    a, b = [150.0, 160.0, 140.0], [1000.0, 1100.0, 900.0]
+    q_a, q_b = 100.0 / 3, 10000.0 / 3
+    df = (q_a + q_b) ** 2 / (q_a**2 / 2 + q_b**2 / 2)
+    assert df == pytest.approx(welch_df(100.0, 3, 10000.0, 3))
+    low, high = _fieller_by_hand(150.0, 1000.0, q_a, q_b, stats.t.ppf(0.975, df))
+    res = fieller_ratio(a, b)
+    assert (res.low, res.high) == (pytest.approx(low), pytest.approx(high))
+    assert res.low < 0.15 < res.high
+    # narrower than Welch's difference interval divided by the twin's mean: the twin's noise
+    # moves a ratio of 0.15 by 0.15 times its relative error, not by all of it
+    diff = welch(a, b)
+    assert res.high - res.low < (diff.ci_high - diff.ci_low) / 1000.0
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ([150.0, 160.0, 140.0], [1000.0, 1100.0, 900.0]),  # p < 0.05
+        ([800.0, 820.0, 780.0], [1000.0, 1100.0, 900.0]),  # p > 0.05
+        ([9.0, 11.0, 10.5, 9.5], [10.0, 12.0, 11.0]),  # p > 0.05, unequal n
+        ([5.0, 5.2, 5.1], [6.0, 6.05, 6.1]),  # p < 0.05
+    ],
+)
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_fieller_excludes_one_iff_welch_rejects(a, b, alpha):
+    res, test = fieller_ratio(a, b, alpha), welch(a, b, alpha)
+    assert (not res.low <= 1.0 <= res.high) == (test.p_value < alpha)
+
+
+def test_fieller_degenerate_cases():
+    # twin mean within t standard errors of 0: no interval, but a ratio and bounded=False
+    res = fieller_ratio([1.0, 2.0, 3.0], [-1.0, 1.0, 2.0])
+    assert res.ratio == pytest.approx(3.0) and not res.bounded
+    assert math.isnan(res.low) and math.isnan(res.high)
+    # both constant: collapses to the ratio, like welch's interval to the difference
+    flat = fieller_ratio([2.0] * 3, [8.0] * 3)
+    assert (flat.ratio, flat.low, flat.high, flat.bounded) == (0.25, 0.25, 0.25, True)
+    # too few values, an empty side, a zero twin mean: untested, NaN ends
+    for a, b in (([1.0, 2.0], [3.0, 4.0]), ([1.0, 2.0, 3.0], []), ([1.0, 2.0, 3.0], [0.0] * 3)):
+        res = fieller_ratio(a, b)
+        assert math.isnan(res.low) and math.isnan(res.high) and res.bounded
+    assert fieller_ratio([1.0, 2.0], [3.0, 5.0]).ratio == pytest.approx(0.375)
+    assert math.isfinite(fieller_ratio([1.0, 2.0], [10.0, 11.0], min_seeds=2).low)  # 2 allowed
+    with pytest.raises(ValueError, match="alpha"):
+        fieller_ratio([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], alpha=1.0)
+    with pytest.raises(ValueError, match="non-finite"):
+        fieller_ratio([1.0, math.nan, 3.0], [1.0, 2.0, 3.0])

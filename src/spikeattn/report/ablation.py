@@ -3,7 +3,14 @@
 The papers claim every module beats the plain SNN it was added to (MA-SNN: -84.9% spikes,
 +5.9% accuracy, 3.4x energy efficiency on DVS128 Gesture). This table makes the same
 comparison cell by cell, from the per-seed runs frame, and says whether each accuracy gain
-survives a two-sided Welch t-test over seeds, so seed noise is not reported as a gain.
+and each spike reduction survives a two-sided Welch t-test over seeds, so seed noise is not
+reported as a gain.
+
+Two claims, two families: the accuracy p-values and the spike p-values are each
+Holm-adjusted within a study (m = the study's tested variants), separately, because the
+papers make the two claims separately and a reader checks each on its own. The intervals
+(accuracy: Welch, on the difference in pp; spikes: Fieller, on the ratio of means, shown as
+a percent reduction) are per comparison at level 1 - alpha, not adjusted, as usual.
 
 The test is unpaired even when both cells ran the same seed values: once the architectures
 differ, seed k initialises different parameter tensors and draws a different stream of
@@ -27,7 +34,7 @@ import pandas as pd
 
 from ..records import COMPLETED, RUN_STATUSES
 from .formatting import cell_label, label_axes, latex_escape, seed_note
-from .stats import holm, welch
+from .stats import fieller_ratio, holm, welch
 
 VANILLA = {"attention": "none", "coding": "direct"}
 TWIN_KEYS = ("study", "dataset", "backbone", "T")
@@ -48,8 +55,9 @@ RUN_COLUMNS = (
 # ablation.csv, in this order: the variant's coordinates; its twin and the completed seeds each
 # side contributed, the diverged seeds each side left out (seeds_matched: both sides use the
 # same seed values); the accuracy comparison
-# (pp, variant - twin) with its interval, raw and corrected p and the verdict; then spikes and
-# energy, the papers' other two claims.
+# (pp, variant - twin) with its interval, raw and corrected p and the verdict; then spikes
+# (reduction with its Fieller interval, raw and corrected p, verdict) and energy, the papers'
+# other two claims.
 ABLATION_COLUMNS = (
     "study",
     "cell",
@@ -75,7 +83,11 @@ ABLATION_COLUMNS = (
     "spikes_mean",
     "twin_spikes_mean",
     "spike_reduction_pct",
+    "spike_reduction_ci_low",
+    "spike_reduction_ci_high",
     "spike_reduction_p",
+    "spike_reduction_p_adjusted",
+    "spikes_significant",
     "energy_uj_mean",
     "twin_energy_uj_mean",
     "energy_ratio",
@@ -209,6 +221,7 @@ def _compare(
     variant, twin, matched = _seed_values(variant, twin, min_seeds)
     acc = welch(variant["acc"], twin["acc"], alpha, min_seeds)
     spikes = welch(variant["spikes"], twin["spikes"], alpha, min_seeds)
+    ratio = fieller_ratio(variant["spikes"], twin["spikes"], alpha, min_seeds)
     energy, twin_energy = float(variant["energy_uj"].mean()), float(twin["energy_uj"].mean())
     return {
         **{k: cell[k] for k in ("study", "cell", "dataset", "backbone", "attention", "coding")},
@@ -229,6 +242,9 @@ def _compare(
         "spikes_mean": spikes.mean_a,
         "twin_spikes_mean": spikes.mean_b,
         "spike_reduction_pct": 100.0 * (1.0 - _ratio(spikes.mean_a, spikes.mean_b)),
+        # reduction = 100 (1 - ratio): the ratio's upper end is the reduction's lower end
+        "spike_reduction_ci_low": 100.0 * (1.0 - ratio.high),
+        "spike_reduction_ci_high": 100.0 * (1.0 - ratio.low),
         "spike_reduction_p": spikes.p_value,
         "energy_uj_mean": energy,
         "twin_energy_uj_mean": twin_energy,
@@ -236,14 +252,21 @@ def _compare(
     }
 
 
-def _adjust(rows: pd.DataFrame, correction: str) -> pd.Series:
-    """Holm within each study (a study is one family of claims), or the raw p-values."""
+def _adjust(rows: pd.DataFrame, correction: str, column: str = "p_value") -> pd.Series:
+    """Holm over `column` within each study (a study's variants are one family per claim), or
+    the raw p-values."""
     if correction == "none":
-        return rows["p_value"].astype(float)
+        return rows[column].astype(float)
     adjusted = pd.Series(math.nan, index=rows.index, dtype=float)
     for _, group in rows.groupby("study", sort=False):
-        adjusted[group.index] = holm(group["p_value"])
+        adjusted[group.index] = holm(group[column])
     return adjusted
+
+
+def _verdict(p_adjusted: pd.Series, testable: pd.Series, alpha: float) -> pd.arrays.BooleanArray:
+    """p_adjusted < alpha where tested, NA where not."""
+    verdict = [(p < alpha) if ok else pd.NA for p, ok in zip(p_adjusted, testable)]
+    return pd.array(verdict, dtype="boolean")
 
 
 def ablation_table(
@@ -259,7 +282,12 @@ def ablation_table(
     completed seeds. Diverged runs are left out and counted in n_diverged / twin_n_diverged;
     a cell whose seeds all diverged still gets its row (or its variants' rows, as their
     twin), with NaN means and no test. spike_reduction_pct = 100 (1 - spikes / twin spikes)
-    with its unadjusted Welch p-value; energy_ratio = twin energy / variant energy (> 1: the
+    with Fieller's (1 - alpha) interval of the ratio turned into reductions
+    (spike_reduction_ci_low/high; NaN when untested or unbounded, see stats.fieller_ratio),
+    the Welch p-value of the spike means (spike_reduction_p), its Holm adjustment over the
+    study's spike tests (spike_reduction_p_adjusted; a family of its own, so the accuracy
+    p-values are adjusted exactly as before) and spikes_significant, the same rule as
+    `significant`; energy_ratio = twin energy / variant energy (> 1: the
     variant is more efficient, as the papers' "3.4x"). alpha, min_seeds and correction are
     kept in `.attrs`.
     """
@@ -281,18 +309,19 @@ def ablation_table(
                 )
             )
     table = pd.DataFrame(rows, columns=[*ABLATION_COLUMNS, "testable"])
-    table["p_adjusted"] = _adjust(table, correction) if rows else pd.Series(dtype=float)
-    verdict = [
-        (p < alpha) if ok else pd.NA for p, ok in zip(table["p_adjusted"], table["testable"])
-    ]
-    table["significant"] = pd.array(verdict, dtype="boolean")
+    for p, adjusted, verdict in (
+        ("p_value", "p_adjusted", "significant"),
+        ("spike_reduction_p", "spike_reduction_p_adjusted", "spikes_significant"),
+    ):
+        table[adjusted] = _adjust(table, correction, p) if rows else pd.Series(dtype=float)
+        table[verdict] = _verdict(table[adjusted], table["testable"], alpha)
     table = table[list(ABLATION_COLUMNS)].reset_index(drop=True)
     table.attrs.update(alpha=alpha, min_seeds=min_seeds, correction=correction)
     return table
 
 
 # -- human formatting --------------------------------------------------------------------------
-def _signed(value: float, decimals: int = 2) -> str:
+def signed(value: float, decimals: int = 2) -> str:
     """'+1.23' / '-0.40'; a value that rounds to zero is '+0.00', never '-0.00'."""
     text = f"{value:+.{decimals}f}"
     return "+" + text[1:] if float(text) == 0 else text
@@ -303,7 +332,7 @@ def _count(value: Any) -> int:
     return 0 if value is None or pd.isna(value) else int(value)
 
 
-def _sides(r: pd.Series) -> list[tuple[str, int, int]]:
+def seed_sides(r: pd.Series) -> list[tuple[str, int, int]]:
     """(side, completed seeds, diverged seeds) of the variant and its twin."""
     return [
         ("variant", int(r["seeds"]), _count(r.get("n_diverged"))),
@@ -311,9 +340,9 @@ def _sides(r: pd.Series) -> list[tuple[str, int, int]]:
     ]
 
 
-def _untested(r: pd.Series, min_seeds: int | None) -> str:
+def untested_reason(r: pd.Series, min_seeds: int | None) -> str:
     """Why a row has no p: a side whose seeds all diverged, or too few (completed) seeds."""
-    sides = _sides(r)
+    sides = seed_sides(r)
     gone = [f"{side}: all {k} diverged" for side, n, k in sides if n == 0 and k]
     if gone:
         return f"{NA} ({'; '.join(gone)})"
@@ -322,22 +351,54 @@ def _untested(r: pd.Series, min_seeds: int | None) -> str:
     return f"{NA} ({reason}, {diverged} diverged)" if diverged else f"{NA} ({reason})"
 
 
-def _fmt_p(r: pd.Series, min_seeds: int | None) -> str:
-    p = r["p_adjusted"]
-    if math.isnan(p):
-        return _untested(r, min_seeds)
+def fmt_p_value(p: float) -> str:
+    """'0.012', '<0.001'."""
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _fmt_p(r: pd.Series, min_seeds: int | None, column: str = "p_adjusted") -> str:
+    p = r.get(column, math.nan)  # a table from before spike p-values were adjusted: n/a
+    if pd.isna(p):
+        return untested_reason(r, min_seeds)
+    return fmt_p_value(p)
+
+
+def _unsigned(value: float, decimals: int = 1) -> str:
+    """'85.0', '-3.2'; never '-0.0'."""
+    text = f"{value:.{decimals}f}"
+    return text[1:] if float(text) == 0 and text.startswith("-") else text
+
+
+def spike_interval(r: pd.Series) -> str | None:
+    """Why the spike reduction's interval is missing: 'unbounded' (tested, but Fieller's set
+    is not an interval), 'n/a' (untested); None when it exists."""
+    if not pd.isna(r.get("spike_reduction_ci_low", math.nan)):
+        return None
+    tested = not pd.isna(r.get("spike_reduction_p", math.nan))
+    return "unbounded" if tested and math.isfinite(r["spike_reduction_pct"]) else NA
+
+
+def _fmt_spike_ci(r: pd.Series) -> str:
+    missing = spike_interval(r)
+    if missing is not None:
+        return missing
+    low, high = r["spike_reduction_ci_low"], r["spike_reduction_ci_high"]
+    return f"[{_unsigned(low)}, {_unsigned(high)}]"
+
+
+def _fmt_verdict(value: Any) -> str:
+    return NA if value is None or pd.isna(value) else ("yes" if value else "no")
 
 
 def _fmt_delta(r: pd.Series) -> str:
     if not math.isfinite(r["acc_delta"]):  # a side has no completed seed
         return NA
     ci = (
-        f"{_signed(r['acc_delta_ci_low'])}, {_signed(r['acc_delta_ci_high'])}"
+        f"{signed(r['acc_delta_ci_low'])}, {signed(r['acc_delta_ci_high'])}"
         if not math.isnan(r["acc_delta_ci_low"])
         else NA
     )
-    return f"{_signed(r['acc_delta'])} [{ci}]"
+    return f"{signed(r['acc_delta'])} [{ci}]"
 
 
 def _fmt(value: float, spec: str, suffix: str = "") -> str:
@@ -350,7 +411,8 @@ def ablation_human(table: pd.DataFrame, min_seeds: int | None = None) -> pd.Data
     `min_seeds` only words the untested p ('n/a (2 seeds < 3)'); by default it is the one
     ablation_table recorded in `table.attrs` (a table read back from CSV has none). Seeds
     reads '3 vs 3', '2, 1 diverged vs 3' or '3 vs all 3 diverged' (completed seeds, and the
-    diverged ones left out, of the variant and of its twin).
+    diverged ones left out, of the variant and of its twin). p (adj.) and Significant are the
+    accuracy test's; the spike test has its own columns after Spikes -%.
     """
     min_seeds = min_seeds if min_seeds is not None else table.attrs.get("min_seeds")
     axes = label_axes(table) if len(table) else ["attention", "coding", "T"]
@@ -359,17 +421,19 @@ def ablation_human(table: pd.DataFrame, min_seeds: int | None = None) -> pd.Data
     for _, r in table.iterrows():
         twin = r.copy()
         twin["attention"], twin["coding"] = VANILLA["attention"], VANILLA["coding"]
-        sig = r["significant"]
         rows.append(
             {
                 **({"Study": r["study"]} if several else {}),
                 "Variant": cell_label(r, axes),
                 "vs": cell_label(twin, axes),
-                "Seeds": " vs ".join(seed_note(n, k) for _, n, k in _sides(r)),
+                "Seeds": " vs ".join(seed_note(n, k) for _, n, k in seed_sides(r)),
                 "Acc. Δ (pp)": _fmt_delta(r),
                 "p (adj.)": _fmt_p(r, min_seeds),
-                "Significant": NA if pd.isna(sig) else ("yes" if sig else "no"),
+                "Significant": _fmt_verdict(r["significant"]),
                 "Spikes -%": _fmt(r["spike_reduction_pct"], ".1f"),
+                "Spikes -% CI": _fmt_spike_ci(r),
+                "Spikes p (adj.)": _fmt_p(r, min_seeds, "spike_reduction_p_adjusted"),
+                "Spikes sig.": _fmt_verdict(r.get("spikes_significant")),
                 "Energy ratio": _fmt(r["energy_ratio"], ".2f", "×"),
             }
         )
@@ -384,6 +448,9 @@ def ablation_human(table: pd.DataFrame, min_seeds: int | None = None) -> pd.Data
             "p (adj.)",
             "Significant",
             "Spikes -%",
+            "Spikes -% CI",
+            "Spikes p (adj.)",
+            "Spikes sig.",
             "Energy ratio",
         ],
     )
@@ -412,6 +479,13 @@ def ablation_caption(table: pd.DataFrame, alpha: float, min_seeds: int, correcti
         f"Cells where either side has fewer than {min_seeds} seeds are not tested (n/a).",
         "Spikes -%: reduction of the mean spikes per sample relative to the twin, "
         "100 (1 - variant / twin); positive means fewer spikes.",
+        f"Spikes -% CI: its {level} Fieller confidence interval (the ratio of the two means, "
+        "with Welch standard errors and df, so the twin's mean counts as uncertain too; it "
+        "excludes 0 exactly when the unadjusted spike test has p < "
+        f"{alpha:g}; 'unbounded' where the twin's spikes are not distinguishable from 0).",
+        "Spikes p: two-sided Welch t-test on the per-seed mean spikes per sample, "
+        f"{adjust} as a family of its own (separately from accuracy); "
+        f"Spikes sig.: that p < {alpha:g}.",
         "Energy ratio: twin energy / variant energy per sample; above 1× the variant is "
         "more energy-efficient.",
     ]
@@ -435,7 +509,7 @@ def ablation_caption(table: pd.DataFrame, alpha: float, min_seeds: int, correcti
 
 
 # -- rendering ---------------------------------------------------------------------------------
-def _empty_note(name: str) -> str:
+def empty_note(name: str) -> str:
     return (
         f"No variant in {name} has a vanilla twin (attention none, direct coding, same "
         "dataset, backbone and T), so there is nothing to compare."
@@ -469,7 +543,7 @@ def _latex(name: str, human: pd.DataFrame, caption: str) -> str:
 
 def _latex_note(name: str) -> str:
     return (
-        "\\begin{table}[htbp]\n\\centering\n" + latex_escape(_empty_note(name)) + "\n"
+        "\\begin{table}[htbp]\n\\centering\n" + latex_escape(empty_note(name)) + "\n"
         f"\\caption{{{latex_escape(name)}: ablations}}\n\\label{{tab:{name}-ablation}}\n"
         "\\end{table}\n"
     )
@@ -483,7 +557,7 @@ def render_ablation(name: str, table: pd.DataFrame, caption: str) -> dict[str, s
     """
     csv = table.to_csv(index=False, na_rep="NaN")
     if table.empty:
-        note = _empty_note(name)
+        note = empty_note(name)
         return {
             "ablation.md": f"# {name}: ablations\n\n{note}\n",
             "ablation.tex": _latex_note(name),

@@ -17,6 +17,7 @@ from ..io import write_texts
 from ..paths import FIGURE_NAMES
 from . import figures as fig
 from .ablation import ablation_caption, ablation_table, render_ablation
+from .headline import headline_lines, headline_note, render_headline
 from .html import tables_page
 from .paper import diverged_of, paper_caption, paper_long, paper_sources, paper_wide, render_paper
 from .recipe import recipe_caption
@@ -82,8 +83,9 @@ def build_paper(
     recipes: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """reports/<paper>/: the paper-shaped results table, the ablation table (Markdown, LaTeX,
-    CSV) and tables.html, which also holds each study's summary table and its recipe card
-    (`recipes`: study -> report.recipe.recipe_card). Returns the frames."""
+    CSV), the headline read from that table (headline.md) and tables.html, which opens with
+    the headline and also holds each study's summary table and its recipe card (`recipes`:
+    study -> report.recipe.recipe_card). Returns the frames."""
     results_root = Path(results_root)
     loaded = {s: load_runs(s, i.cells, i.seeds, results_root) for s, i in studies.items()}
     runs = pd.concat(
@@ -125,6 +127,7 @@ def build_paper(
     texts = {
         **render_paper(name, wide, long, text),
         **render_ablation(name, ablation, ab_text),
+        **render_headline(name, ablation, alpha, min_seeds, correction),
         "tables.html": tables_page(
             title,
             wide,
@@ -133,6 +136,10 @@ def build_paper(
             ab_text,
             summaries,
             {s: (card, recipe_caption(s, card)) for s, card in (recipes or {}).items()},
+            (
+                headline_lines(ablation, alpha, min_seeds),
+                headline_note(alpha, min_seeds, correction),
+            ),
         ),
     }
     write_texts(out_dir, texts)

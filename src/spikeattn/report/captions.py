@@ -72,10 +72,13 @@ def paper_report_caption(params: Any, paper: str, studies: list[str], energy_cap
     report = params.report
     settings = " ".join(f"{s}: {study_setting(params, s)}." for s in studies)
     text = (
-        f"{params.paper(paper)['title']}: the results table (ours vs the paper's numbers, "
+        f"{params.paper(paper)['title']}: the headline (each variant's change in spikes and "
+        "in accuracy against its vanilla twin, with intervals and tests; also in "
+        "headline.md), the results table (ours vs the paper's numbers, "
         "rows = cells, columns = dataset and T), the ablations (each variant against its "
         f"vanilla twin; two-sided Welch t-test, alpha {report['alpha']:g}, at least "
-        f"{report['min_seeds']} seeds, {report['correction']} correction) and each study's "
+        f"{report['min_seeds']} seeds, {report['correction']} correction, on accuracy and on "
+        "spikes) and each study's "
         f"summary. Diverged runs (training loss NaN or infinite) are left out of every "
         f"mean, std and test, counted beside the numbers and named in the captions. "
         f"{settings} Energy conventions: {energy_caption}"

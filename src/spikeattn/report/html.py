@@ -13,6 +13,7 @@ from typing import Mapping
 import pandas as pd
 
 from .ablation import ablation_human
+from .headline import headline_html
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #1f2328; }
@@ -23,6 +24,7 @@ th { background: #f6f8fa; text-align: center; }
 td:first-child, th:first-child { text-align: left; }
 p.caption { max-width: 60rem; font-size: 0.8rem; color: #57606a; }
 table.recipe td, table.recipe th { text-align: left; }
+h3 { font-size: 1rem; margin-bottom: 0.2rem; } ul.headline { max-width: 60rem; }
 """
 
 
@@ -65,11 +67,17 @@ def tables_page(
     ablation_caption: str,
     summaries: Mapping[str, tuple[pd.DataFrame, str]],
     recipes: Mapping[str, tuple[pd.DataFrame, str]] | None = None,
+    headline: tuple[Mapping[str, list[str]], str] | None = None,
 ) -> str:
-    """Results table (paper-shaped), ablations against the vanilla twins, each study's summary,
-    then each study's recipe card (`recipes`: study -> (card, caption))."""
+    """The headline (`headline`: (headline.headline_lines, headline.headline_note)) on top,
+    then the results table (paper-shaped), ablations against the vanilla twins, each
+    study's summary, then each study's recipe card (`recipes`: study -> (card, caption))."""
+    sections = []
+    if headline is not None:
+        lines, note = headline
+        sections.append(_section("Headline", headline_html(lines), note, "headline"))
     # index name "" would add an empty header row
-    sections = [
+    sections += [
         _section(
             "Results",
             _table(results.rename_axis(index=None), True, "results"),
