@@ -101,12 +101,13 @@ def write_texts(out_dir: str | os.PathLike, texts: Mapping[str, str]) -> list[Pa
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    """Read a YAML file safely; a syntax error names the file, line and column."""
+    """Read a YAML file safely; a syntax error names the file, line and column. With libyaml's
+    parser where PyYAML has it: the frozen params every job reads parse ~10x faster."""
     import yaml
 
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
