@@ -40,10 +40,16 @@ onstart:
     from spikeattn.tracking import Tracker
 
     stop_notice.watch()  # a stop (SIGTERM, Ctrl-C) is then explained as one, not as a failure
+    start_worker()  # imports while the store is set up; early jobs run without it
     Tracker().ensure_store(SELECTED)
 
 
+onsuccess:
+    stop_worker()
+
+
 onerror:
+    stop_worker()
     stop_notice.explain()
 
 

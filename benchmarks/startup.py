@@ -3,12 +3,18 @@
     python benchmarks/startup.py [--study demo-digits] [--repeats 3]
 
 Builds the study's first cell's frames in a scratch directory (a copy of params.yaml; not
-timed), creates the MLflow store there as Snakemake's onstart does, then runs the job's own
-command line (`spikeattn.cli.main`) in a fresh interpreter `--repeats` times. In that child,
-`spikeattn.train.fit` is replaced by a stand-in that takes the first training batch and stops,
-so what is timed is exactly what the job does before training: interpreter start, imports,
-params validation, frames and batches, model build, the MLflow run. Prints, per phase, the
-minimum over the repeats (wall seconds; the machine may be shared) and the child's CPU time.
+timed) and creates the MLflow store there as Snakemake's onstart does. Then it times the job's
+own command line two ways, `--repeats` times each (a new seed each time: a fresh run):
+
+- in a fresh interpreter (`python -m spikeattn` without a job server), phase by phase;
+- handed to the fork server the workflow starts (`spikeattn.worker`), from the command's
+  start, so the hand-over is included; the server's own imports happen once, before.
+
+In both, `spikeattn.train.fit` is replaced by a stand-in that takes the first training batch,
+reports and ends the process, so what is timed is exactly what the job does before training:
+interpreter start, imports, params, frames and batches, model build, the MLflow run. Prints
+the minimum over the repeats (wall seconds; the machine may be shared) and the CPU time of
+the process that ran the job.
 """
 
 from __future__ import annotations
@@ -26,14 +32,34 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # Runs in the child: times the job's phases by wrapping the functions it calls.
-CHILD = r"""
-import json, resource, sys, time
-started = float(sys.argv[1])
-marks = [("interpreter", started)]
-import spikeattn.cli, spikeattn.config, spikeattn.data, spikeattn.train.job  # the job's imports
-import timm, spikeattn.train
-marks.append(("interpreter + imports (torch, timm)", time.time()))
+FIRST_BATCH = r"""
+import json, os, resource, sys, time
+import spikeattn.train
 
+def first_batch(model, train_batches, *args, **kwargs):
+    next(iter(train_batches))
+    now = time.time()
+    marks.append(("first batch", now))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    phases = {name: end - start for (_, start), (name, end) in zip(marks, marks[1:])}
+    print(json.dumps({"phases": phases, "total": now - float(os.environ["STARTUP_T0"]),
+                      "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+    os._exit(0)
+
+spikeattn.train.fit = first_batch
+"""
+
+# A fresh interpreter: times the job's phases by wrapping the functions it calls.
+CHILD = (
+    r"""
+import os, sys, time
+marks = [("interpreter", float(os.environ["STARTUP_T0"]))]
+import spikeattn.cli, spikeattn.config, spikeattn.data, spikeattn.train.job  # the job's imports
+import timm
+marks.append(("interpreter + imports (torch, timm)", time.time()))
+"""
+    + FIRST_BATCH
+    + r"""
 def after(name, fn):
     def wrapped(*args, **kwargs):
         result = fn(*args, **kwargs)
@@ -45,25 +71,28 @@ spikeattn.config.Params.load = classmethod(after("params.yaml validated", spikea
 spikeattn.data.load_frames = after("frames loaded", spikeattn.data.load_frames)
 timm.create_model = after("batches + model built", timm.create_model)
 spikeattn.train.job._open_train_run = after("MLflow run open", spikeattn.train.job._open_train_run)
-
-class FirstBatch(Exception):
-    pass
-
-def first_batch(model, train_batches, *args, **kwargs):
-    next(iter(train_batches))
-    marks.append(("first batch", time.time()))
-    raise FirstBatch
-
-spikeattn.train.fit = first_batch
-try:
-    spikeattn.cli.main(sys.argv[2:])
-except FirstBatch:
-    pass
-usage = resource.getrusage(resource.RUSAGE_SELF)
-phases = {name: end - start for (_, start), (name, end) in zip(marks, marks[1:])}
-print(json.dumps({"phases": phases, "total": marks[-1][1] - started,
-                  "cpu": usage.ru_utime + usage.ru_stime}))
+spikeattn.cli.main(sys.argv[1:])
 """
+)
+
+# The fork server, with the same stand-in installed before it forks (children inherit it).
+SERVER = (
+    r"""
+import os, sys, time
+marks = []
+from spikeattn.worker import server
+server.warm_up()
+"""
+    + FIRST_BATCH
+    + r"""
+_run_job = server._run_job
+def timed_job(request, fds):
+    marks[:] = [("hand-over to the server", float(request["env"]["STARTUP_T0"]))]
+    _run_job(request, fds)
+server._run_job = timed_job
+sys.exit(server.main(sys.argv[1:]))
+"""
+)
 
 
 def _spikeattn(scratch: Path, *args: str) -> None:
@@ -93,23 +122,62 @@ def main() -> None:
         _spikeattn(scratch, "preprocess", cell.dataset, "--T", str(cell.T), "--study", args.study)
         _spikeattn(scratch, "tracking-store")
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        runs = []
-        for seed in range(args.repeats):  # a new seed each time: no resume, a fresh run
-            argv = ["train", "--study", args.study, "--cell", cell.id, "--seed", str(seed)]
-            proc = subprocess.run(
-                [sys.executable, "-c", CHILD, repr(time.time()), *argv],
-                cwd=scratch,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs.append(json.loads(proc.stdout.splitlines()[-1]))
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+        fresh = _time_jobs(args, cell, scratch, env, 0, [sys.executable, "-c", CHILD])
+        served = _with_server(
+            scratch,
+            env,
+            lambda env: _time_jobs(
+                args, cell, scratch, env, args.repeats, [sys.executable, "-m", "spikeattn"]
+            ),
+        )
     print(f"{args.study} {cell.id}: job start to first batch, min of {args.repeats} runs")
-    for name in runs[0]["phases"]:
-        print(f"  {name:<34} {min(r['phases'][name] for r in runs):6.2f} s")
-    print(f"  {'total (wall)':<34} {min(r['total'] for r in runs):6.2f} s")
-    print(f"  {'total (CPU, user + sys)':<34} {min(r['cpu'] for r in runs):6.2f} s")
+    print("fresh interpreter:")
+    for name in fresh[0]["phases"]:
+        print(f"  {name:<34} {min(r['phases'][name] for r in fresh):6.2f} s")
+    for label, runs in (("fresh interpreter", fresh), ("fork server", served)):
+        wall, cpu = min(r["total"] for r in runs), min(r["cpu"] for r in runs)
+        print(f"{label + ':':<20} total {wall:6.2f} s wall, {cpu:6.2f} s CPU")
+    ratio = min(r["total"] for r in fresh) / min(r["total"] for r in served)
+    print(f"fork server: {ratio:.1f}x faster to the first batch")
+
+
+def _time_jobs(args, cell, scratch: Path, env: dict, first_seed: int, command: list) -> list:
+    runs = []
+    for seed in range(first_seed, first_seed + args.repeats):
+        argv = ["train", "--study", args.study, "--cell", cell.id, "--seed", str(seed)]
+        proc = subprocess.run(
+            [*command, *argv],
+            cwd=scratch,
+            env={**env, "STARTUP_T0": repr(time.time())},
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0 or not proc.stdout.strip():
+            sys.exit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        runs.append(json.loads(proc.stdout.splitlines()[-1]))
+    return runs
+
+
+def _with_server(scratch: Path, env: dict, timed):
+    """Run `timed(env)` with a fork server listening (started and ready before, not timed)."""
+    from spikeattn.worker import ENV_SOCKET
+
+    sock = scratch / "worker.sock"
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(sock), "--parent", str(os.getpid())],
+        cwd=scratch,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        if "ready" not in server.stdout.readline():
+            sys.exit("the fork server did not start")
+        return timed({**env, ENV_SOCKET: str(sock)})
+    finally:
+        server.terminate()
+        server.wait()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from spikeattn.report.captions import figure_captions, paper_report_caption, rst
 from spikeattn.report.recipe import recipe_card, recipe_caption
 from spikeattn.io import canonical_json, write_json
 from spikeattn.job_inputs import frames_path
+from spikeattn.worker import ENV_SOCKET
+from spikeattn.worker import launch as worker_launch
 
 
 def _config_source():
@@ -41,18 +43,40 @@ except (ParamsError, ValueError) as err:
     raise WorkflowError(str(err)) from None
 
 
+USE_CONDA = "CONDA" in {
+    method.name for method in workflow.deployment_settings.deployment_method
+}
+# This run's job server (spikeattn.worker): train and energy jobs fork from one process that
+# imported torch, timm and MLflow once. Not under --use-conda (the rule's own environment
+# runs each job) or with SPIKEATTN_WORKER=off; started in onstart, for local execution only.
+WORKER_SOCKET = None if USE_CONDA else worker_launch.socket_path()
+WORKER = {}
+
+
 def _spikeattn_command():
     """How a job runs `spikeattn`: the interpreter running Snakemake (no reliance on PATH or an
-    activated venv), or under `--use-conda` the rule's environment's python (envs/spikeattn.yaml)
-    with this checkout's src/ on its path. Quoted: a path may contain spaces."""
-    if "CONDA" in {
-        method.name for method in workflow.deployment_settings.deployment_method
-    }:
+    activated venv), handing train/energy jobs to this run's server when it answers; or under
+    `--use-conda` the rule's environment's python (envs/spikeattn.yaml) with this checkout's
+    src/ on its path. Quoted: a path may contain spaces."""
+    if USE_CONDA:
         src = shlex.quote(str(Path(workflow.basedir) / "src"))
         python = f'PYTHONPATH={src}"${{PYTHONPATH:+:$PYTHONPATH}}" python'
     else:
         python = shlex.quote(sys.executable)
+        if WORKER_SOCKET:
+            python = f"{ENV_SOCKET}={shlex.quote(WORKER_SOCKET)} {python}"
     return f"{python} -m spikeattn --params {shlex.quote(str(PARAMS_FILE))}"
+
+
+def start_worker():
+    """onstart: the job server, for jobs run on this machine."""
+    if WORKER_SOCKET and workflow.local_exec and not workflow.remote_exec:
+        WORKER["server"] = worker_launch.start(WORKER_SOCKET, paths.WORKER_LOG)
+
+
+def stop_worker():
+    """onsuccess/onerror: every job has ended."""
+    worker_launch.stop(WORKER.pop("server", None))
 
 
 # Every rule's command starts with the shell function `spikeattn`, which runs it with the frozen

@@ -6,7 +6,7 @@ few seeds and epochs. Two selections:
 
 - "tiny" (the default): one study `tiny` of one cell, CELL (static digits, demo_cnn with TA,
   direct coding, T=2), seed 0, 4 epochs of batch 40; the papers are dropped. Real
-  `spikeattn train` jobs in scratch directories (tests/train/jobs.py: resume, divergence, DDP).
+  `spikeattn train` jobs in scratch directories (tests/jobs.py: resume, divergence, DDP, the fork server).
 - "demo": the demo paper's studies cut to one epoch of batch 50: one digits cell (TCSA, GAC
   coding, T=2) with one seed, and a vanilla and a TA digits-dvs cell (T=2) with three seeds.
   The workflow tests run Snakemake on it (tests/workflow/tiny_demo.py).

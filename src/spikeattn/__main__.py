@@ -1,18 +1,18 @@
-"""`python -m spikeattn` is the `spikeattn` command (the Snakemake rules call it this way)."""
+"""`python -m spikeattn` is the `spikeattn` command (the Snakemake rules call it this way).
+
+A train or energy job is handed to the workflow's fork server when one is running
+(`spikeattn.worker`); otherwise, and for every other command, it runs in this process.
+Either way the process ends without interpreter teardown (`spikeattn.process_exit`).
+"""
 
 import sys
 
-from .cli import main
+from .process_exit import exit_now
+from .worker.client import run_on_worker
 
-try:
-    sys.exit(main())
-except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM from Snakemake (see cli._interrupt)
-    # Outputs are written atomically and a train job resumes from its last epoch, so one line
-    # says it all; a traceback here would only bury it.
-    how = str(stop) or "by Ctrl-C"
-    print(
-        f"spikeattn: stopped {how}; nothing half-written was kept. Run the same command "
-        f"again to continue (a train job resumes from its last finished epoch).",
-        file=sys.stderr,
-    )
-    sys.exit(130)
+code = run_on_worker(sys.argv[1:])
+if code is None:
+    from .cli import run
+
+    code = run(sys.argv[1:])
+exit_now(code)

@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--study", required=True)
     s = stage("figures", "results/<study>/ -> reports/<study>/ figures (PNG, SVG)")
     s.add_argument("--study", required=True)
-    s = stage("paper", "a paper's studies -> reports/<paper>/ results, ablations, tables.html")
+    s = stage(
+        "paper", "a paper's studies -> reports/<paper>/ results, ablations, headline, tables.html"
+    )
     s.add_argument("--paper", required=True)
     s = stage(
         "recipe",
@@ -173,7 +175,10 @@ def _pinned(params, args):
 
 def _interrupt(signum, frame):
     """Snakemake stops jobs with SIGTERM: unwind like Ctrl-C, so no output is left half-written
-    and the job's MLflow run is marked KILLED instead of staying RUNNING."""
+    and the job's MLflow run is marked KILLED instead of staying RUNNING. A second SIGTERM
+    (one sent to the job's process group and also passed on to it) would only interrupt that
+    cleanup, so from here on SIGTERM is ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt(f"by signal {signal.Signals(signum).name}")
 
 
@@ -289,5 +294,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run(argv: list[str]) -> int:
+    """`main` as the `spikeattn` command runs it: a stop (Ctrl-C, SIGTERM) is one line, and
+    its exit status is 130."""
+    try:
+        return main(argv)
+    except SystemExit as done:  # argparse's usage errors and --help, as Python would exit
+        if done.code is None or isinstance(done.code, int):
+            return done.code or 0
+        print(done.code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as stop:
+        # Outputs are written atomically and a train job resumes from its last epoch, so one
+        # line says it all; a traceback here would only bury it.
+        how = str(stop) or "by Ctrl-C"
+        print(
+            f"spikeattn: stopped {how}; nothing half-written was kept. Run the same command "
+            f"again to continue (a train job resumes from its last finished epoch).",
+            file=sys.stderr,
+        )
+        return 130

@@ -95,6 +95,7 @@ def test_run_writes_every_stage_output(workdir):
         "ablation.md",
         "ablation.tex",
         "ablation.csv",
+        "headline.md",
         "tables.html",
     ):
         assert (workdir / "reports" / "demo" / name).is_file()
@@ -102,6 +103,19 @@ def test_run_writes_every_stage_output(workdir):
     assert "TA" in ablation and "3 vs 3" in ablation  # tested: three seeds on each side
     assert (workdir / "reports" / "report.html").stat().st_size > 100_000
     assert list(workdir.glob("data/frames/*/*/train.pt"))
+
+
+def test_train_and_energy_jobs_ran_on_the_job_server(workdir):
+    """Jobs that start before the server has imported run in their own processes; later ones
+    fork from it (spikeattn.worker), every one of them successfully, and the server is gone."""
+    log = (workdir / ".spikeattn" / "worker.log").read_text().splitlines()
+    assert log[0].startswith("spikeattn worker: ready in")
+    served = [
+        re.match(r"job \d+ exit (\d+) after .*? (train|energy) --study", line) for line in log[1:]
+    ]
+    assert all(served) and {m[1] for m in served} == {"0"}, log
+    assert {m[2] for m in served} == {"train", "energy"}, log
+    assert not Path(log[0].split(" at ", 1)[1]).exists(), "the server removed its socket"
 
 
 def test_mlflow_holds_one_finished_run_per_cell_and_seed(workdir):
@@ -256,6 +270,7 @@ def test_report_page_renders_tables_and_figures_in_chromium(workdir, browser_pag
     frame.locator("table.ablation").wait_for(timeout=15_000)
     headings = frame.locator("h2").all_inner_texts()
     assert headings == [
+        "Headline",
         "Results",
         "Ablations against the vanilla twin",
         "Study demo-digits",
@@ -268,7 +283,9 @@ def test_report_page_renders_tables_and_figures_in_chromium(workdir, browser_pag
     assert "TA / direct" in results and "± –" in results  # one-seed cells say so
     ablation = frame.locator("table.ablation tbody tr")
     assert ablation.count() == 1 and "3 vs 3" in ablation.inner_text()
-    assert "Energy conventions" in frame.locator("p.caption").first.inner_text()
+    assert "Energy conventions" in frame.locator("p.caption").nth(1).inner_text()  # results'
+    headline = frame.locator("ul.headline").inner_text()  # above the tables
+    assert "TA vs none (demo-dvs, seeds 3 vs 3): spikes" in headline
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report-tables.png"))
 
