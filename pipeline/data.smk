@@ -1,11 +1,14 @@
 # Data: raw datasets (embedded ones built locally, real ones downloaded), then frames.
 
 
+# Data first: with few cores, a dataset's frames built early let both studies' training
+# interleave instead of one study's waiting behind the other's (priority: among ready jobs).
 rule raw_data:
     output:
         "data/raw/{dataset}/manifest.json",
     log:
         "logs/data/{dataset}.log",
+    priority: 50
     conda:
         "../envs/spikeattn.yaml"
     params:
@@ -28,6 +31,7 @@ rule preprocess:
         "data/frames/{dataset}/{key}/meta.json",
     log:
         "logs/data/{dataset}-{key}.log",
+    priority: 50
     conda:
         "../envs/spikeattn.yaml"
     threads: 4

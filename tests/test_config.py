@@ -45,7 +45,7 @@ def test_cells_are_the_grid_product_with_readable_ids():
     cells = params.cells("demo-dvs")
     grid = RAW["study"]["demo-dvs"]["grid"]
     assert len(cells) == len(grid["attention"]) * len(grid["coding"]) * len(grid["T"])
-    assert cells[0].id == "digits-dvs__demo_cnn__none__direct__T8"
+    assert cells[0].id == "digits-dvs__demo_cnn__none__direct__T6"
     assert params.cell("demo-dvs", cells[-1].id) == cells[-1]
     with pytest.raises(ParamsError, match="its cells are"):
         params.cell("demo-dvs", "digits-dvs__demo_cnn__XA__direct__T8")
@@ -128,7 +128,9 @@ def test_study_overrides_train_defaults_only_for_that_study():
     assert (
         params.train_settings("demo-dvs")["epochs"] == RAW["study"]["demo-dvs"]["train"]["epochs"]
     )
-    assert params.train_settings("demo-dvs")["lr"] == RAW["train"]["lr"]
+    assert params.train_settings("demo-dvs")["lr"] == RAW["study"]["demo-dvs"]["train"]["lr"]
+    assert "batch_size" not in RAW["study"]["demo-dvs"]["train"]
+    assert params.train_settings("demo-dvs")["batch_size"] == RAW["train"]["batch_size"]
 
 
 def test_train_spec_ignores_key_order():
@@ -186,7 +188,7 @@ def test_train_spec_ignores_key_order():
             ["datasets.digits-dvs.threshold"],
         ),
         (
-            lambda r: r["datasets"]["digits-dvs"].update(sensor_size=17),
+            lambda r: r["datasets"]["digits-dvs"].update(sensor_size=15),
             ["datasets.digits-dvs.sensor_size", "digit_size"],
         ),
         (lambda r: r["energy"].pop("e_ac_pj"), ["energy", "e_ac_pj"]),
@@ -391,7 +393,7 @@ def test_options_the_builders_take_pass_and_reach_the_train_settings():
         tuple(optimizer.defaults["betas"]) == (0.8, 0.9) and optimizer.defaults["amsgrad"] is True
     )
     name, kwargs = model_spec(
-        params, params.cell("demo-dvs", "digits-dvs__demo_cnn__TCSA__direct__T8")
+        params, params.cell("demo-dvs", "digits-dvs__demo_cnn__TCSA__direct__T6")
     )
     model = timm.create_model(name, **kwargs)
     lifs = [m for m in model.modules() if isinstance(m, MultiStepLIF)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -304,6 +305,9 @@ def run(argv: list[str]) -> int:
             return done.code or 0
         print(done.code, file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`spikeattn cells S | head -1`): done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
     except KeyboardInterrupt as stop:
         # Outputs are written atomically and a train job resumes from its last epoch, so one
         # line says it all; a traceback here would only bury it.
