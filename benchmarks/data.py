@@ -721,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is None:
         args.threads = sorted({1, cores()})
     if args.smoke:
-        args.reps, args.digits_max_samples = 1, 60
+        args.reps, args.digits_max_samples = 1, 80  # each class keeps a test sample
         args.gesture_samples, args.gesture_events, args.gesture_seconds = 4, 20_000, 1.0
         args.ma_T, args.load_samples, args.gesture_batch, args.digits_batch = 8, 8, 4, 16
         args.loader_workers, args.threads = [0], [1]

@@ -668,9 +668,9 @@ def build_epoch_case(
         cell = find_cell(params, "demo-dvs", {"attention": "TCSA"})
         cell_data = params.cell_data(cell)
         if smoke:
-            cell_data = {**cell_data, "max_samples": 60}
+            cell_data = {**cell_data, "max_samples": 80}
         data.prepare(cell.dataset, cell_data, scratch)
-        note = "digits-dvs built in a scratch folder" + (" (60 samples)" if smoke else "")
+        note = "digits-dvs built in a scratch folder" + (" (80 samples)" if smoke else "")
     out = data.preprocess(cell.dataset, cell_data, cell.T, scratch, workers=os.cpu_count() or 1)
     case = EpochCase(cell.study, cell, cell_data, out, setup_s=time.perf_counter() - start)
     case.notes.append(note + f"; building its cache took {case.setup_s:.1f} s (not in the epoch)")

@@ -239,7 +239,7 @@ def test_no_probe_without_a_cache_says_not_measured(tmp_path, monkeypatch, capsy
     rows = [line.split() for line in out.splitlines() if line.strip().startswith("demo-")]
     assert [row[0] for row in rows] == ["demo-digits", "demo-dvs"]
     assert all("not measured" in " ".join(row) for row in rows)
-    assert "Total: 28 train jobs; CPU-hours and wall time not measured (14 of 14 cells" in out
+    assert "Total: 42 train jobs; CPU-hours and wall time not measured (14 of 14 cells" in out
 
 
 def test_a_device_not_here_plans_from_cache_only(tmp_path, monkeypatch, capsys):

@@ -13,6 +13,9 @@ from spikeattn import stop_notice
 def handlers():
     saved = {sig: signal.getsignal(sig) for sig in stop_notice.WATCHED}
     stop_notice._seen.clear()
+    # Python's own Ctrl-C handler, as in a terminal: a test run started in the background
+    # (`cmd &` in a script) inherits SIGINT ignored, and watch() passes on what was there.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)

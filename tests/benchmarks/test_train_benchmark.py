@@ -91,8 +91,9 @@ def test_smoke_run_prints_every_backbone_and_variant(tmp_path):
 
     epoch = table(lines, EPOCH_HEADER)
     assert len(epoch) == 1 and epoch[0][0] == "demo-dvs"
-    assert epoch[0][1] == "digits-dvs__demo_cnn__TCSA__direct__T8"
-    assert (epoch[0][4], epoch[0][5]) == ("48", "12")  # 60 digits, test_fraction 0.2
+    assert epoch[0][1] == "digits-dvs__demo_cnn__TCSA__direct__T6"
+    # 80 digits, classes of 11, 7, 9, 8, 6, 9, 8, 7, 7, 8: ceil(0.8 n) train per class
+    assert (epoch[0][4], epoch[0][5]) == ("69", "11")
     assert number(epoch[0][9]) > 0
 
     written = out.read_text()
