@@ -75,7 +75,7 @@ def test_unescaped_markup_would_break_docutils():
 
 # -- study settings and figure captions --------------------------------------------------------
 def test_study_setting_of_the_demo_studies(params):
-    assert study_setting(params, "demo-dvs") == "digits-dvs T=6; 8 cells; seeds 0, 1, 2; 8 epochs"
+    assert study_setting(params, "demo-dvs") == "digits-dvs T=6; 8 cells; seeds 0, 1, 2; 7 epochs"
     # 8 grid points minus the two excluded SMA/GAC combinations
     assert study_setting(params, "demo-digits") == "digits T=4; 6 cells; seeds 0, 1, 2; 6 epochs"
 
@@ -102,7 +102,7 @@ def test_study_setting_single_seed_says_seed():
 def test_figure_captions_demo_dvs(params, energy_caption):
     captions = figure_captions(params, "demo-dvs", energy_caption)
     assert set(captions) == {"pareto", "firing_rates", "training_curves"}
-    setting = "digits-dvs T=6; 8 cells; seeds 0, 1, 2; 8 epochs"
+    setting = "digits-dvs T=6; 8 cells; seeds 0, 1, 2; 7 epochs"
     for text in captions.values():
         assert text.startswith(f"Study demo-dvs ({setting}).")
     pareto = captions["pareto"]
@@ -120,7 +120,7 @@ def test_figure_captions_demo_dvs(params, energy_caption):
 def test_figure_captions_render_cleanly_with_docutils(params, energy_caption, name):
     text = figure_captions(params, "demo-dvs", energy_caption)[name]
     plain = _plain(_render(text))
-    assert plain.startswith("Study demo-dvs (digits-dvs T=6; 8 cells; seeds 0, 1, 2; 8 epochs).")
+    assert plain.startswith("Study demo-dvs (digits-dvs T=6; 8 cells; seeds 0, 1, 2; 7 epochs).")
     if name == "pareto":
         assert "E_MAC = 4.6 pJ" in plain and "\\" not in plain
         assert plain.endswith(energy_caption)
@@ -137,7 +137,7 @@ def test_paper_report_caption(params, energy_caption):
     assert text.startswith(rst_escape(params.paper("demo")["title"]))
     assert "alpha 0.05, at least 3 seeds, holm correction" in text
     assert "demo-digits: digits T=4; 6 cells; seeds 0, 1, 2; 6 epochs." in text
-    assert "demo-dvs: digits-dvs T=6; 8 cells; seeds 0, 1, 2; 8 epochs." in text
+    assert "demo-dvs: digits-dvs T=6; 8 cells; seeds 0, 1, 2; 7 epochs." in text
     plain = _plain(_render(text))
     assert plain.endswith(f"Energy conventions: {energy_caption}")
 

@@ -243,4 +243,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from spikeattn.process_exit import exit_now
+
+    exit_now(main())  # the run waits for this exit: no 2 s teardown of torch and friends
