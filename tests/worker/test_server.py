@@ -33,6 +33,17 @@ class Server:
     def env(self, workdir: Path) -> dict[str, str]:
         return {**jobs.job_env(workdir), ENV_SOCKET: str(self.socket)}
 
+    def run(self, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+        """`spikeattn <args>` with this server's socket set, waited for."""
+        return subprocess.run(
+            jobs.spikeattn(workdir, *args),
+            cwd=workdir,
+            env=self.env(workdir),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     def served(self, argv: list[str], code: int | None = None, timeout: float = 60) -> str:
         """The server log's line for the job `spikeattn <argv>` (waits for it; argv names the
         job's params file, so one test's job is not another's), checked for `code`."""
@@ -106,14 +117,7 @@ def _wait_for_state(workdir: Path, proc: subprocess.Popen) -> int:
 def test_a_served_job_equals_one_in_its_own_process(data_dir, server, tmp_path):
     own, served = (jobs.setup(tmp_path / n, jobs.tiny_params(), data_from=data_dir) for n in "ab")
     jobs.run(own, *jobs.TRAIN)
-    proc = subprocess.run(
-        jobs.train_command(served),
-        cwd=served,
-        env=server.env(served),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = server.run(served, *jobs.TRAIN)
     assert proc.returncode == 0, proc.stderr
     server.served(jobs.train_command(served)[3:], code=0)
     assert "epochs: 100%" in proc.stderr, "the job's progress reaches the caller's stderr"
@@ -135,14 +139,7 @@ def test_a_served_job_equals_one_in_its_own_process(data_dir, server, tmp_path):
 def test_the_exit_status_and_error_reach_the_caller(data_dir, server, tmp_path):
     workdir = jobs.setup(tmp_path / "job", jobs.tiny_params(), data_from=data_dir)
     argv = ["train", "--study", "nope", "--cell", jobs.CELL, "--seed", "0"]
-    proc = subprocess.run(
-        jobs.spikeattn(workdir, *argv),
-        cwd=workdir,
-        env=server.env(workdir),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = server.run(workdir, *argv)
     server.served(jobs.spikeattn(workdir, *argv)[3:], code=2)
     assert proc.returncode == 2
     assert proc.stderr.startswith("spikeattn train: error:") and "nope" in proc.stderr
@@ -161,14 +158,7 @@ def test_ctrl_c_to_the_callers_group_stops_the_job_which_then_resumes(data_dir, 
     server.served(jobs.train_command(workdir)[3:], code=130)
     assert not (jobs.run_dir(workdir) / "metrics.json").exists()
     saved = read_resume_state(jobs.run_dir(workdir) / "resume.pt")["epoch"]
-    resumed = subprocess.run(
-        jobs.train_command(workdir),
-        cwd=workdir,
-        env=server.env(workdir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = server.run(workdir, *jobs.TRAIN)
     assert resumed.returncode == 0, resumed.stderr
     metrics = json.loads((jobs.run_dir(workdir) / "metrics.json").read_text())
     assert metrics["resumed_from_epoch"] == saved >= 1
