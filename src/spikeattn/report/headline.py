@@ -63,6 +63,12 @@ def _test(r: pd.Series, p_column: str, verdict_column: str, min_seeds: int | Non
     return f"p{'' if value.startswith('<') else '='}{value}, {_verdict(r[verdict_column])}"
 
 
+def _claim(change: str, interval: str | None, test: str, level: str) -> str:
+    """'spikes -85.0% [95% CI -88.7, -79.4], p=0.009, significant'; no brackets without an
+    interval."""
+    return f"{change}, {test}" if interval is None else f"{change} [{level} CI {interval}], {test}"
+
+
 def _spikes(r: pd.Series, min_seeds: int | None, level: str) -> str:
     if not pd.notna(r["spike_reduction_pct"]):
         return "spikes " + untested_reason(r, min_seeds)
@@ -70,14 +76,14 @@ def _spikes(r: pd.Series, min_seeds: int | None, level: str) -> str:
     test = _test(r, "spike_reduction_p_adjusted", "spikes_significant", min_seeds)
     missing = spike_interval(r)
     if missing == NA:  # untested: no interval to show
-        return f"{change}, {test}"
+        return _claim(change, None, test, level)
     interval = (
         missing
         if missing is not None
         else f"{signed(-r['spike_reduction_ci_high'], 1)}, "
         f"{signed(-r['spike_reduction_ci_low'], 1)}"
     )
-    return f"{change} [{level} CI {interval}], {test}"
+    return _claim(change, interval, test, level)
 
 
 def _accuracy(r: pd.Series, min_seeds: int | None, level: str) -> str:
@@ -85,10 +91,12 @@ def _accuracy(r: pd.Series, min_seeds: int | None, level: str) -> str:
         return "accuracy " + untested_reason(r, min_seeds)
     change = f"accuracy {signed(r['acc_delta'])} pp"
     test = _test(r, "p_adjusted", "significant", min_seeds)
-    if pd.isna(r["acc_delta_ci_low"]):
-        return f"{change}, {test}"
-    low, high = signed(r["acc_delta_ci_low"]), signed(r["acc_delta_ci_high"])
-    return f"{change} [{level} CI {low}, {high}], {test}"
+    interval = (
+        None
+        if pd.isna(r["acc_delta_ci_low"])
+        else f"{signed(r['acc_delta_ci_low'])}, {signed(r['acc_delta_ci_high'])}"
+    )
+    return _claim(change, interval, test, level)
 
 
 def headline_lines(

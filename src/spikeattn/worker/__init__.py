@@ -19,6 +19,7 @@ tens of milliseconds.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 
@@ -60,8 +61,6 @@ def send_line(sock: socket.socket, message: dict) -> None:
 
 
 def _close_quietly(fd: int) -> None:
-    import os
-
     try:
         os.close(fd)
     except OSError:

@@ -49,8 +49,13 @@ def run_on_worker(argv: list[str]) -> int | None:
         env = {k: v for k, v in os.environ.items() if k != ENV_SOCKET}
         umask = os.umask(0)
         os.umask(umask)
-        request = {"argv": argv, "cwd": os.getcwd(), "env": env, "umask": umask}
-        request["pgid"] = os.getpgrp()
+        request = {
+            "argv": argv,
+            "cwd": os.getcwd(),
+            "env": env,
+            "umask": umask,
+            "pgid": os.getpgrp(),
+        }
         send_request(sock, request)
         return _wait(sock, path)
 
