@@ -1,6 +1,7 @@
 """Shared fixtures."""
 
 import os
+import sys
 
 import pytest
 import torch
@@ -20,3 +21,21 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def plugin_sandbox():
+    """Registries, loaded plugins and plugin modules as they were before the test: a plugin a
+    test registers must not leak into the tests that compare registries with the built-ins."""
+    from spikeattn import registry
+
+    state = registry.snapshot()
+    before = set(sys.modules)
+    yield
+    registry.restore(state)
+    for name in set(sys.modules) - before:
+        if name.startswith("spikeattn_plugin_"):
+            del sys.modules[name]
+    plugins = sys.modules.get("spikeattn.plugins")
+    if plugins is not None:
+        plugins.forget_all()
