@@ -373,9 +373,11 @@ def test_sma_c_registered_and_a_future_sma_c_azo_refused(monkeypatch):
     )
     assert isinstance(module, SMA) and not module.temporal and not module.azo
     monkeypatch.setitem(
-        attention.SMA_VARIANTS, "SMA-C+AZO", {"light": False, "azo": True, "temporal": False}
+        attention.ATTENTIONS,
+        "SMA-C+AZO",
+        attention.AttentionEntry("sma", "conv", {"light": False, "azo": True, "temporal": False}),
     )
-    with pytest.raises(ValueError, match="SMA-C"):
+    with pytest.raises(ValueError, match="azo=True needs its time weights"):
         attention.build_attention(
             "SMA-C+AZO", T=T, channels=C, attention_kwargs={"sma": {"branch_act": "relu"}}
         )

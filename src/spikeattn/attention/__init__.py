@@ -9,7 +9,8 @@ Each attention family has a *slot* in a spiking conv layer:
   ("conv").
 
 Backbones ask `attention_slots()` for both and put `nn.Identity()` where nothing goes.
-Options come per family: `attention_kwargs={"ma": {...}, "sma": {...}}`.
+Options come per family: `attention_kwargs={"ma": {...}, "sma": {...}}`. Both families
+register with `register_attention` (registration.py), the call a plugin's own family uses.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ from .ma import (
     TemporalAttention,
     build_ma,
 )
+from .registration import (
+    ATTENTIONS,
+    FAMILY_BUILDERS,
+    SIGNATURES,
+    AttentionEntry,
+    family_options,
+    register_attention,
+)
 from .sma import SMA
 
 # Paper name -> SMA options it implies (Params forbids setting these in attention_kwargs).
@@ -37,30 +46,32 @@ SMA_VARIANTS: dict[str, dict[str, bool]] = {
     "SMA+AZO": {"light": False, "azo": True, "temporal": True},
     "SMA-L+AZO": {"light": True, "azo": True, "temporal": True},
 }
-ATTENTIONS: tuple[str, ...] = ("none", *MA_VARIANTS, *SMA_VARIANTS)
-# Family -> the builder that receives attention_kwargs[family]: Params checks those options
-# against its signature, so build_attention must send them nowhere else.
-FAMILY_BUILDERS: dict[str, Callable[..., nn.Module]] = {"ma": build_ma, "sma": SMA}
-FAMILIES = tuple(FAMILY_BUILDERS)
+register_attention("ma", slot="current", variants={n: {"name": n} for n in MA_VARIANTS})(build_ma)
+register_attention("sma", slot="conv", variants=SMA_VARIANTS)(SMA)
+FAMILIES = FAMILY_BUILDERS  # the same live table: `fam in FAMILIES`, ", ".join(FAMILIES)
+
+
+def _entry(name: str) -> AttentionEntry:
+    try:
+        return ATTENTIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown attention {name!r}; choose one of {ATTENTIONS.describe()}"
+        ) from None
 
 
 def family(name: str) -> str | None:
-    """'ma', 'sma', or None for no attention; unknown names list what exists."""
-    if name == "none":
-        return None
-    if name in MA_VARIANTS:
-        return "ma"
-    if name in SMA_VARIANTS:
-        return "sma"
-    raise ValueError(f"unknown attention {name!r}; choose one of {list(ATTENTIONS)}")
+    """The family of attention `name` ('ma', 'sma', a plugin's), or None for no attention;
+    unknown names list what exists."""
+    return _entry(name).family
 
 
 def slot(name: str) -> str | None:
     """Where attention `name` goes in a layer: 'current', 'conv', or None."""
-    return {"ma": "current", "sma": "conv", None: None}[family(name)]
+    return _entry(name).slot
 
 
-def _options(name: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
+def _options(fam: str | None, kwargs: dict[str, Any] | None) -> dict[str, Any]:
     kwargs = kwargs or {}
     unknown = set(kwargs) - set(FAMILIES)
     if unknown:
@@ -68,7 +79,7 @@ def _options(name: str, kwargs: dict[str, Any] | None) -> dict[str, Any]:
             f"attention_kwargs takes one mapping per family {list(FAMILIES)}, e.g. "
             f"{{'ma': {{'ratio_c': 8}}}}; got key(s) {sorted(unknown)}"
         )
-    return dict(kwargs.get(family(name), {}))
+    return dict(kwargs.get(fam, {})) if fam is not None else {}
 
 
 def build_attention(
@@ -82,20 +93,25 @@ def build_attention(
 ) -> nn.Module:
     """The attention block `name` for a layer of `channels` channels at `T` time steps.
 
-    "none" is the identity. `make_neuron` builds the LIFs of SMA's branches.
+    "none" is the identity. `spatial=False` (a fully connected layer, [T, B, F] input) and
+    `make_neuron` (builds the LIFs of SMA's branches) reach only builders that name them.
     """
-    options = _options(name, attention_kwargs)
-    fam = family(name)
-    if fam is None:
+    entry = _entry(name)
+    options = _options(entry.family, attention_kwargs)
+    if entry.family is None:
         return nn.Identity()
-    builder = FAMILY_BUILDERS[fam]
-    if fam == "ma":
-        return builder(name, T=T, channels=channels, spatial=spatial, **options)
-    if not spatial:
+    accepts = SIGNATURES[entry.family].accepts
+    given: dict[str, Any] = {"T": T, "channels": channels}
+    if "spatial" in accepts:
+        given["spatial"] = spatial
+    elif not spatial:
         raise ValueError(
-            f"attention {name!r} needs [T, B, C, H, W] input; fully connected layers take TA only"
+            f"attention {name!r} needs [T, B, C, H, W] input (its builder takes no `spatial`); "
+            f"fully connected layers take TA only"
         )
-    return builder(T, channels, make_neuron=make_neuron, **SMA_VARIANTS[name], **options)
+    if "make_neuron" in accepts:
+        given["make_neuron"] = make_neuron
+    return FAMILY_BUILDERS[entry.family](**given, **entry.variant, **options)
 
 
 def attention_slots(name: str, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
@@ -110,6 +126,7 @@ def attention_slots(name: str, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
 
 __all__ = [
     "ATTENTIONS",
+    "AttentionEntry",
     "FAMILIES",
     "FAMILY_BUILDERS",
     "MA_VARIANTS",
@@ -118,6 +135,8 @@ __all__ = [
     "build_attention",
     "build_ma",
     "family",
+    "family_options",
+    "register_attention",
     "slot",
     "ChannelAttention",
     "MultiDimAttention",

@@ -22,8 +22,9 @@ Each Conv/Linear gets a role, from the model's structure (`attention_layers`,
 `coding_layers`) and the forward order, never from the values it sees:
 - attention: nested in a module that multiplies weights into a current (it has
   `elementwise_macs`: MA, SMA, GAC's gate), except a coding's `stem`;
-- encoding: the first layer, a layer inside the input coding (`DirectCoding`, `GACCoding`:
-  the stem; GAC's gate layers are on this path too, with the attention role), or one first
+- encoding: the first layer, a layer inside the input coding (any module with a `stem`
+  nn.Module and `emits_spikes`, the contract every coding keeps, built in or a plugin's: the
+  stem; GAC's gate layers are on this path too, with the attention role), or one first
   called before any spiking neuron is;
 - hidden: every other layer.
 Only encoding-path layers may be counted once for a repeated static input: past the first LIF
@@ -49,13 +50,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..coding import DirectCoding, GACCoding
 from ..neurons import MultiStepLIF
 from .conventions import EnergyConventions
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_FN = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
-_CODINGS = (DirectCoding, GACCoding)
 
 
 def dense_macs(module: nn.Module, output: Tensor) -> int:
@@ -112,11 +111,17 @@ def _synaptic(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if isinstance(m, _CONV + (nn.Linear,))}
 
 
+def _is_coding(module: nn.Module) -> bool:
+    """An input coding, by the contract `build_coding` checks (a `stem` module and
+    `emits_spikes`), so a plugin's coding gets the roles Direct's and GAC's get."""
+    return isinstance(getattr(module, "stem", None), nn.Module) and hasattr(module, "emits_spikes")
+
+
 def attention_layers(model: nn.Module) -> set[str]:
     """Conv/Linear layers nested in a module that multiplies weights into a current (it has
     `elementwise_macs`: MA, SMA, GAC's gate), except inside a coding's `stem`."""
     modules = dict(model.named_modules())
-    stems = {id(m.stem) for m in modules.values() if isinstance(m, _CODINGS)}
+    stems = {id(m.stem) for m in modules.values() if _is_coding(m)}
     gates = [n for n, m in modules.items() if callable(getattr(m, "elementwise_macs", None))]
     stem_names = [n for n, m in modules.items() if id(m) in stems]
     return {n for n in _synaptic(model) if _under(n, gates) and not _under(n, stem_names)}
@@ -124,7 +129,7 @@ def attention_layers(model: nn.Module) -> set[str]:
 
 def coding_layers(model: nn.Module) -> set[str]:
     """Conv/Linear layers inside the input coding (its stem, and GAC's gate layers)."""
-    codings = [n for n, m in model.named_modules() if isinstance(m, _CODINGS)]
+    codings = [n for n, m in model.named_modules() if _is_coding(m)]
     return {n for n in _synaptic(model) if _under(n, codings)}
 
 
