@@ -2,6 +2,9 @@
 
 Structure, types and ranges are declared once, in params.schema.yaml; config.py checks a
 whole params file with it and data/registry.py checks one dataset's entry with its part.
+A plugin dataset brings its own entry (`data.registry.register_dataset` records it in
+`DATASET_SCHEMAS`); `params_schema()` adds those entries under `datasets` at each call, so a
+plugin that is dropped (reloaded, or a test's registries restored) takes its entry with it.
 """
 
 from __future__ import annotations
@@ -12,19 +15,45 @@ from typing import Any, Iterable
 
 import yaml
 
+from .registry import Registry
+
+# dataset name -> its entry under `datasets:` (a sub-schema), for plugin datasets only: the
+# built-ins' entries are in params.schema.yaml.
+DATASET_SCHEMAS: Registry[dict] = Registry("dataset schema")
+
 
 @functools.cache
-def params_schema() -> dict:
+def file_schema() -> dict:
+    """params.schema.yaml as written (read once; never modified)."""
     return yaml.safe_load(resources.files("spikeattn").joinpath("params.schema.yaml").read_text())
+
+
+def params_schema() -> dict:
+    """The schema of params.yaml: the file's, with each registered plugin dataset's entry."""
+    schema = file_schema()
+    if not DATASET_SCHEMAS:
+        return schema
+    datasets = schema["properties"]["datasets"]
+    return {
+        **schema,
+        "properties": {
+            **schema["properties"],
+            "datasets": {
+                **datasets,
+                "properties": {**datasets["properties"], **DATASET_SCHEMAS},
+            },
+        },
+    }
 
 
 def part(*path: str) -> dict:
     """The sub-schema at `path` (e.g. "properties", "datasets", ...), standalone: its $refs
     still resolve because the root's $defs come along."""
-    node = params_schema()
+    schema = params_schema()
+    node = schema
     for key in path:
         node = node[key]
-    defs = params_schema()["$defs"]
+    defs = schema["$defs"]
     ref = node.get("$ref", "")
     if ref.startswith("#/$defs/"):  # a shared definition: return it, with any local additions
         node = {

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import spikeattn.neurons
-from spikeattn.neurons import SURROGATES
+from spikeattn.neurons import KERNEL_SURROGATES, SURROGATES
 
 PACKAGE = Path(spikeattn.neurons.__file__).parent
 
@@ -54,7 +54,7 @@ def test_imports_point_one_way():
 def test_the_kernels_number_every_surrogate():
     from spikeattn.neurons.triton_lif import SURROGATE_IDS
 
-    assert set(SURROGATE_IDS) == set(SURROGATES)
+    assert set(SURROGATE_IDS) == set(SURROGATES) == KERNEL_SURROGATES  # the built-ins
     assert sorted(SURROGATE_IDS.values()) == list(range(len(SURROGATES)))
 
 

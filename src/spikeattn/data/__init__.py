@@ -1,5 +1,6 @@
 """Datasets: the registry (`sources`: one class per dataset; `registry`: what stages read of it
-and the parameter checks), local builds (`prepare`), downloads, and cached frames.
+and the parameter checks; `register_dataset`: a plugin's own), local builds (`prepare`),
+downloads, and cached frames.
 
 The registry, the frames cache key, `download` and `prepare` import numpy only; the frames names (torch) load on
 first use, so a stage that only asks which datasets exist does not import torch.
@@ -12,9 +13,11 @@ from spikeattn.data.registry import (
     DATASETS,
     DatasetInfo,
     check_params,
+    files_dir,
     get_info,
     raw_dir,
     raw_params,
+    register_dataset,
 )
 from spikeattn.data.sources.base import EVENT_DTYPE
 from spikeattn.data.sources.digits import EventSamples, load_events
@@ -39,6 +42,7 @@ __all__ = [
     "Frames",
     "check_params",
     "download",
+    "files_dir",
     "frames_dir",
     "frames_spec",
     "get_info",
@@ -48,5 +52,6 @@ __all__ = [
     "preprocess",
     "raw_dir",
     "raw_params",
+    "register_dataset",
     "to_float",
 ]

@@ -32,7 +32,7 @@ from spikeattn.data import sources
 from spikeattn.data.cache_key import frames_dir, frames_spec
 from spikeattn.data.errors import DataError
 from spikeattn.data.event_frames import Framing, compact, pack_window_events
-from spikeattn.data.registry import check_params, get_info, raw_dir, raw_params
+from spikeattn.data.registry import check_params, files_dir, get_info, raw_dir, raw_params
 from spikeattn.data.sources.base import SPLITS
 from spikeattn.data.splits import per_class_split
 from spikeattn.io import atomic_dir, file_digest, read_json, write_json
@@ -102,7 +102,7 @@ def _real_events(
     name: str, params: dict, framing: Framing, root: Path, workers: int
 ) -> dict[str, Built]:
     source = sources.get_source(name)
-    records = source.records(raw_dir(name, root))
+    records = source.records(files_dir(name, params, root))
     labels = np.array([r.label for r in records], dtype=np.int64)
     if params["split"] == "official":
         if any(r.split is None for r in records):
@@ -179,7 +179,7 @@ def preprocess(
     if info.streamed:
         built, layout = _image_files(source, checked), "files"
     elif info.kind == "static":
-        built, layout = _images(source, checked, raw), "fixed"
+        built, layout = _images(source, checked, files_dir(name, checked, root)), "fixed"
     else:  # events: a real camera's sensor, or the embedded camera's square `sensor_size`
         framing = Framing.from_params(checked, info.sensor or info.input_size(checked), T)
         if info.source == "embedded":

@@ -5,16 +5,23 @@ its files); `DatasetInfo` is what downstream stages read of an entry without loa
 Parameters arrive as a plain dict from params.yaml `datasets.<name>`; every stage validates
 them here first (against that dataset's part of params.schema.yaml, plus checks a schema
 cannot express) so a typo fails at once with the key's full name instead of deep in numpy.
+
+A plugin adds a dataset with `register_dataset`, the call that registers the built-ins: its
+class is the entry and the reader, as theirs are; its part of the schema comes from the class
+(`params_schema`) or from its kind and origin (`plugin_schema`).
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..schema import part, violations
-from .sources import ENTRIES, Source
+from ..registry import RegistrationError, Registry, current_owner
+from ..schema import DATASET_SCHEMAS, file_schema, part, violations
+from .sources import ENTRIES, READERS, EventSource, ImageSource, Source
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,131 @@ def _check_loading(info: DatasetInfo, params: Mapping[str, Any]) -> None:
         )
 
 
-DATASETS: dict[str, DatasetInfo] = {entry.name: DatasetInfo.of(entry) for entry in ENTRIES}
+# One object for the life of the process: the workflow joins its names into a wildcard
+# constraint after Params has loaded the plugins (pipeline/common.smk).
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+
+PLUGIN_ORIGINS = ("download", "folder")  # `prepare` builds only the shipped embedded datasets
+# Letters, digits and single hyphens: a name goes into paths, cell ids (joined by "__") and
+# the workflow's wildcard regex.
+NAME = re.compile(r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")
+
+
+def plugin_schema(cls: type[Source]) -> dict:
+    """A plugin dataset's entry under `datasets:`: its class's `params_schema`, else the
+    built-in real datasets' entry of its kind (dvs_download, image_download); a folder dataset
+    takes `root:` (required: the folder its reader reads) instead of `archives:`."""
+    if cls.params_schema is not None:
+        return copy.deepcopy(dict(cls.params_schema))
+    base = "dvs_download" if cls.kind == "events" else "image_download"
+    if cls.origin == "download":
+        return {"$ref": f"#/$defs/{base}"}
+    node = copy.deepcopy(file_schema()["$defs"][base])
+    node["description"] = f"{cls.name}: files in a folder you provide (a plugin dataset)"
+    node["properties"].pop("archives", None)
+    node["properties"]["source"] = {"const": "folder"}
+    node["properties"]["root"] = {
+        "type": "string",
+        "minLength": 1,
+        "description": f"the folder {cls.__name__}.records reads",
+    }
+    node["required"] = [*node["required"], "root"]
+    return node
+
+
+def _check_plugin_entry(cls: Any) -> None:
+    """What a plugin dataset class must be for every stage to read it like a built-in."""
+    what = f"dataset class {getattr(cls, '__qualname__', cls)!r}"
+    if not (isinstance(cls, type) and issubclass(cls, (EventSource, ImageSource))):
+        raise RegistrationError(
+            f"{what} must subclass spikeattn.plugins.EventSource or ImageSource"
+        )
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not NAME.match(name):
+        raise RegistrationError(
+            f"{what}: name = {name!r}; give it a name of letters, digits and single hyphens "
+            "(it goes into paths and cell ids)"
+        )
+    what = f"dataset {name!r} ({cls.__qualname__})"
+    if cls.origin == "embedded":
+        raise RegistrationError(
+            f"{what}: origin 'embedded' is for the datasets spikeattn ships (`spikeattn "
+            "prepare` builds only those); set origin = 'folder' (params give `root:`, the "
+            "folder your reader reads) or 'download' (params give `archives:`)"
+        )
+    if cls.origin not in PLUGIN_ORIGINS:
+        raise RegistrationError(
+            f"{what}: origin must be one of {PLUGIN_ORIGINS}, got {cls.origin!r}"
+        )
+    for attr in ("num_classes", "in_channels"):
+        value = getattr(cls, attr, None)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RegistrationError(f"{what}: set {attr} to a positive integer, got {value!r}")
+    if issubclass(cls, EventSource):
+        sensor = getattr(cls, "sensor", None)
+        if not (
+            isinstance(sensor, tuple)
+            and len(sensor) == 2
+            and all(isinstance(v, int) and v > 0 for v in sensor)
+        ):
+            raise RegistrationError(
+                f"{what}: set sensor = (height, width) in pixels, got {sensor!r}"
+            )
+        needed = {"records": EventSource.records, "read": EventSource.read}
+    else:
+        if cls.streamed:
+            raise RegistrationError(f"{what}: streamed image folders are imagenet's alone")
+        needed = {"load": ImageSource.load}
+    missing = [m for m, base in needed.items() if getattr(cls, m) is base]
+    if missing:
+        raise RegistrationError(
+            f"{what}: define {', '.join(missing)} (see EventSource/ImageSource)"
+        )
+
+
+def _checked_schema(name: str, sub: Any) -> dict:
+    """A plugin's entry, refused unless it is an object schema (or a $ref to one of the file's
+    $defs) that JSON Schema accepts."""
+    import jsonschema
+
+    defs = file_schema()["$defs"]
+    ref = sub.get("$ref", "") if isinstance(sub, dict) else ""
+    node = defs.get(ref.removeprefix("#/$defs/")) if ref.startswith("#/$defs/") else sub
+    if not isinstance(node, dict) or not isinstance(node.get("properties"), dict):
+        raise RegistrationError(
+            f"dataset {name!r}: params_schema must be an object schema with `properties` (or "
+            f"{{'$ref': '#/$defs/<name>'}} naming one of {', '.join(sorted(defs))}), got {sub!r}"
+        )
+    try:
+        jsonschema.Draft202012Validator.check_schema({**sub, "$defs": defs})
+    except jsonschema.SchemaError as err:
+        raise RegistrationError(
+            f"dataset {name!r}: params_schema is invalid: {err.message}"
+        ) from None
+    return sub
+
+
+def register_dataset(cls: type[Source]) -> type[Source]:
+    """Class decorator: make `cls` (an EventSource or ImageSource subclass, the dataset's
+    entry and reader) a dataset named `cls.name`, for grids, the schema and every data stage.
+
+    A plugin's (registered inside `registry.loading`) must come from a folder or a download,
+    and brings its part of the schema (`plugin_schema`); the built-ins' is in the file."""
+    plugin = current_owner() is not None
+    if plugin:
+        _check_plugin_entry(cls)
+        sub = _checked_schema(cls.name, plugin_schema(cls))
+    elif cls.name not in file_schema()["properties"]["datasets"]["properties"]:
+        raise RegistrationError(f"dataset {cls.name!r}: add its entry to params.schema.yaml")
+    DATASETS.register(cls.name, DatasetInfo.of(cls))  # first: a taken name stops it here
+    READERS.register(cls.name, cls)
+    if plugin:
+        DATASET_SCHEMAS.register(cls.name, sub)
+    return cls
+
+
+for _entry in ENTRIES:
+    register_dataset(_entry)
 
 
 def get_info(name: str) -> DatasetInfo:
@@ -106,9 +237,7 @@ def get_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
     except KeyError:
-        raise KeyError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
-        ) from None
+        raise KeyError(f"unknown dataset {name!r}; known datasets: {DATASETS.describe()}") from None
 
 
 def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,3 +272,11 @@ def raw_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
 def raw_dir(name: str, root: str | Path) -> Path:
     """Where `prepare` puts a dataset's raw files."""
     return Path(root) / "data" / "raw" / name
+
+
+def files_dir(name: str, params: Mapping[str, Any], root: str | Path) -> Path:
+    """Where a dataset's reader finds its files: the folder the user gives (`root:`) for a
+    folder dataset, else its raw dir (which then holds `download`'s or `prepare`'s files)."""
+    if get_info(name).source == "folder":
+        return Path(params["root"]).expanduser()
+    return raw_dir(name, root)

@@ -5,17 +5,18 @@ Importing this package registers every model with timm: each entry point's `regi
 `BACKBONES` (name -> class), `model_class` and `backbone_defaults` are read from that record,
 so configs are checked against constructor signatures without building a model and no list
 of names is kept by hand: a new backbone is a module with a registered entry point, imported
-below.
+below, or a plugin's (`register_backbone`, the same decorator; `build_backbone` its body).
 """
 
 from __future__ import annotations
 
-from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from torch import nn
 
 from ._factory import REGISTRY
+from ._factory import build as build_backbone
+from ._factory import register as register_backbone
 
 # Imported for their registrations; the order is the order names are listed in.
 from .demo import DemoCNN
@@ -23,9 +24,25 @@ from .ma_cnn import MACNNGait, MACNNGesture
 from .ms_resnet import MSResNet
 from .sma_vgg import SMAVGG8
 
-BACKBONES: Mapping[str, type[nn.Module]] = MappingProxyType(
-    {name: b.cls for name, b in REGISTRY.items()}
-)
+
+class _Classes(Mapping[str, type[nn.Module]]):
+    """name -> class, read from REGISTRY at each use: a plugin's backbone appears once
+    registered and goes with it."""
+
+    def __getitem__(self, name: str) -> type[nn.Module]:
+        return REGISTRY[name].cls
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+    def __repr__(self) -> str:
+        return f"BACKBONES({REGISTRY.describe()})"
+
+
+BACKBONES: Mapping[str, type[nn.Module]] = _Classes()
 
 
 def model_class(name: str) -> type[nn.Module]:
@@ -33,7 +50,9 @@ def model_class(name: str) -> type[nn.Module]:
     try:
         return REGISTRY[name].cls
     except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {list(REGISTRY)}") from None
+        raise ValueError(
+            f"unknown backbone {name!r}; choose one of {REGISTRY.describe()}"
+        ) from None
 
 
 def backbone_defaults(name: str) -> dict[str, Any]:
@@ -53,5 +72,7 @@ __all__ = [
     "MSResNet",
     "SMAVGG8",
     "backbone_defaults",
+    "build_backbone",
     "model_class",
+    "register_backbone",
 ]

@@ -1,11 +1,21 @@
-"""Spiking neurons: the multi-step LIF family (torch reference) and surrogate gradients."""
+"""Spiking neurons: the multi-step LIF family (torch reference) and surrogate gradients.
 
-from .config import PRESETS, LIFConfig, lif_config
+Presets and surrogates are registries (`register_neuron`, `register_surrogate`): a plugin
+adds its own with the calls the built-ins use."""
+
+from .config import PRESETS, LIFConfig, lif_config, register_neuron
 from .lif import BACKENDS, MultiStepLIF, lif_multistep
-from .surrogate import SURROGATES, Surrogate, make_surrogate
+from .surrogate import (
+    KERNEL_SURROGATES,
+    SURROGATES,
+    Surrogate,
+    make_surrogate,
+    register_surrogate,
+)
 
 __all__ = [
     "BACKENDS",
+    "KERNEL_SURROGATES",
     "PRESETS",
     "LIFConfig",
     "MultiStepLIF",
@@ -14,4 +24,6 @@ __all__ = [
     "SURROGATES",
     "Surrogate",
     "make_surrogate",
+    "register_neuron",
+    "register_surrogate",
 ]

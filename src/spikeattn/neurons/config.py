@@ -13,7 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .surrogate import make_surrogate
+from ..registry import RegistrationError, Registry
+from .surrogate import KERNEL_SURROGATES, make_surrogate
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,13 @@ class LIFConfig:
 
         The surrogate goes by name (the kernels number it: `triton_lif.SURROGATE_IDS`) and
         its one parameter (width, gamma or alpha), defaults filled in; a soft reset is
-        `soft=True` with an unused v_reset of 0."""
+        `soft=True` with an unused v_reset of 0. Only the built-in surrogates have kernels."""
+        if self.surrogate not in KERNEL_SURROGATES:
+            raise ValueError(
+                f"surrogate {self.surrogate!r} has no Triton kernel (only "
+                f"{', '.join(sorted(KERNEL_SURROGATES))} do); run it on the torch LIF "
+                "(lif_backend 'auto' or 'torch')"
+            )
         surrogate = make_surrogate(self.surrogate, **self.surrogate_kwargs)
         (param,) = dataclasses.fields(surrogate)  # each surrogate has one parameter
         return {
@@ -62,8 +69,23 @@ class LIFConfig:
         }
 
 
-PRESETS: dict[str, LIFConfig] = {
-    "ma_dvs": LIFConfig(
+PRESETS: Registry[LIFConfig] = Registry("neuron preset")
+
+
+def register_neuron(name: str, config: LIFConfig) -> LIFConfig:
+    """Register `config` as neuron preset `name` (a grid's `model.neuron`). Its surrogate must
+    be registered already (`LIFConfig` checks it)."""
+    if not isinstance(config, LIFConfig):
+        raise RegistrationError(
+            f"neuron preset {name!r} must be a spikeattn.plugins.LIFConfig, got "
+            f"{type(config).__name__}"
+        )
+    return PRESETS.register(name, config)
+
+
+register_neuron(
+    "ma_dvs",
+    LIFConfig(
         decay=0.3,
         v_threshold=0.3,
         v_reset=0.3,
@@ -72,7 +94,10 @@ PRESETS: dict[str, LIFConfig] = {
         surrogate_kwargs={"width": 0.5},
         fire_at_threshold=True,
     ),
-    "msresnet": LIFConfig(
+)
+register_neuron(
+    "msresnet",
+    LIFConfig(
         decay=0.25,
         v_threshold=0.5,
         v_reset=0.0,
@@ -80,7 +105,10 @@ PRESETS: dict[str, LIFConfig] = {
         surrogate="rectangle",
         surrogate_kwargs={"width": 1.0},
     ),
-    "gac_cifar": LIFConfig(
+)
+register_neuron(
+    "gac_cifar",
+    LIFConfig(
         decay=0.5,
         v_threshold=1.0,
         v_reset=0.0,
@@ -88,7 +116,10 @@ PRESETS: dict[str, LIFConfig] = {
         surrogate="triangle",
         surrogate_kwargs={"gamma": 1.0},
     ),
-    "gac_cifar_appendix": LIFConfig(
+)
+register_neuron(
+    "gac_cifar_appendix",
+    LIFConfig(
         decay=0.25,
         v_threshold=0.5,
         v_reset=0.0,
@@ -96,7 +127,10 @@ PRESETS: dict[str, LIFConfig] = {
         surrogate="triangle",
         surrogate_kwargs={"gamma": 1.0},
     ),
-    "sj_tau2": LIFConfig(
+)
+register_neuron(
+    "sj_tau2",
+    LIFConfig(
         decay=0.5,
         v_threshold=1.0,
         v_reset=0.0,
@@ -106,7 +140,7 @@ PRESETS: dict[str, LIFConfig] = {
         surrogate_kwargs={"alpha": 2.0},
         fire_at_threshold=True,
     ),
-}
+)
 
 
 def lif_config(preset: str | None = None, **overrides: Any) -> LIFConfig:
@@ -116,7 +150,7 @@ def lif_config(preset: str | None = None, **overrides: Any) -> LIFConfig:
     elif preset in PRESETS:
         base = PRESETS[preset]
     else:
-        raise ValueError(f"unknown LIF preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise ValueError(f"unknown LIF preset {preset!r}; choose one of {PRESETS.describe()}")
     unknown = set(overrides) - set(LIFConfig.__dataclass_fields__)
     if unknown:
         raise ValueError(

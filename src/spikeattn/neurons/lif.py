@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from .config import LIFConfig, lif_config
 from .lif_op import lif_triton
-from .surrogate import make_surrogate
+from .surrogate import KERNEL_SURROGATES, make_surrogate
 
 BACKENDS = ("auto", "torch", "triton", "triton_recompute")
 
@@ -88,7 +88,9 @@ class MultiStepLIF(nn.Module):
     membrane every few steps instead of u - V_th, its backward recomputing the membrane (fewer
     bytes, more arithmetic; `triton_lif`); "auto" the saved-membrane kernels on CUDA tensors,
     else the reference. "auto" takes the recompute variant only once a GPU measures it faster
-    (benchmarks/lif.py); none has yet.
+    (benchmarks/lif.py); none has yet. The kernels implement the built-in surrogates only
+    (`KERNEL_SURROGATES`): with a plugin surrogate "auto" runs the reference, and "triton" or
+    "triton_recompute" is refused here, at construction.
     """
 
     def __init__(
@@ -110,6 +112,14 @@ class MultiStepLIF(nn.Module):
         self.backend = backend
         self.preset = preset
         self._cfg = config if config is not None else lif_config(preset, **overrides)
+        self._kernel = self._cfg.surrogate in KERNEL_SURROGATES
+        if backend.startswith("triton") and not self._kernel:
+            raise ValueError(
+                f"MultiStepLIF(backend={backend!r}): surrogate {self._cfg.surrogate!r} has no "
+                f"Triton kernel (only {', '.join(sorted(KERNEL_SURROGATES))} do); use "
+                "backend 'auto' or 'torch' (a model's lif_backend), which run it on the "
+                "torch reference"
+            )
 
     @property
     def cfg(self) -> LIFConfig:
@@ -117,7 +127,7 @@ class MultiStepLIF(nn.Module):
         return self._cfg
 
     def _use_triton(self, x: Tensor) -> bool:
-        if self.backend == "torch" or (self.backend == "auto" and not x.is_cuda):
+        if self.backend == "torch" or (self.backend == "auto" and not (x.is_cuda and self._kernel)):
             return False
         if not x.is_cuda and not triton_interpreter():
             raise RuntimeError(

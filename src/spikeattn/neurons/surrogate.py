@@ -6,16 +6,23 @@ backward pass, with `x = u - V_th`. The step fires on `x > 0`, or on `x >= 0` wi
 MA-SNN's DVS neurons (`input.ge(0.0)`) and SpikingJelly's heaviside (SMA) fire at equality;
 MA-SNN's and GAC's MS-ResNet neurons (`input.gt(thresh)`) and GAC's CIFAR neuron fire strictly.
 
+Surrogates are registered by name (`register_surrogate`), the built-ins as a plugin's are.
+Only the built-ins (`KERNEL_SURROGATES`) have a Triton kernel: a plugin surrogate runs on the
+torch reference LIF (`lif.py`).
+
 Torch is imported at the first call, not with the module: `LIFConfig` (`config.py`) validates
 its surrogate here, and checking a LIF preset in params.yaml should not load torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ..registry import RegistrationError, Registry
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -54,6 +61,41 @@ class Surrogate:
         return _heaviside().apply(x, self, fire_at_zero)
 
 
+SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")
+
+
+def register_surrogate(cls: type[Surrogate]) -> type[Surrogate]:
+    """Class decorator: register a frozen dataclass subclass of `Surrogate` under `cls.name`.
+
+    Its fields are the surrogate's parameters (`surrogate_kwargs`), all with defaults; `name`
+    is a plain class attribute (not a field); `grad(x)` is the derivative with x = u - V_th."""
+    what = f"surrogate class {getattr(cls, '__qualname__', cls)!r}"
+    if not (isinstance(cls, type) and issubclass(cls, Surrogate)):
+        raise RegistrationError(f"{what} must subclass spikeattn.plugins.Surrogate")
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or not params.frozen:
+        raise RegistrationError(f"{what} must be a frozen dataclass: @dataclass(frozen=True)")
+    if cls.grad is Surrogate.grad:
+        raise RegistrationError(f"{what} must define grad(self, x): the surrogate derivative")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if "name" in fields:
+        raise RegistrationError(
+            f"{what}: `name` must be a class attribute without a type annotation "
+            "(name = 'mine'), not a dataclass field"
+        )
+    if not isinstance(cls.name, str) or not cls.name:
+        raise RegistrationError(f"{what} needs a class attribute name = '<its name>'")
+    missing = [
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise RegistrationError(f"{what}: give parameter(s) {missing} a default")
+    return SURROGATES.register(cls.name, cls)
+
+
+@register_surrogate
 @dataclass(frozen=True)
 class Rectangle(Surrogate):
     """grad = 1[|x| < width/2] / width (MA-SNN: width 0.5 or 1; MS-ResNet: width 1)."""
@@ -65,6 +107,7 @@ class Rectangle(Surrogate):
         return (x.abs() < self.width / 2).to(x.dtype) / self.width
 
 
+@register_surrogate
 @dataclass(frozen=True)
 class Triangle(Surrogate):
     """grad = max(0, gamma - |x|) / gamma^2 (GAC's CIFAR neuron, gamma = 1)."""
@@ -76,6 +119,7 @@ class Triangle(Surrogate):
         return (self.gamma - x.abs()).clamp(min=0) / self.gamma**2
 
 
+@register_surrogate
 @dataclass(frozen=True)
 class ATan(Surrogate):
     """grad = (alpha/2) / (1 + (pi/2 * alpha * x)^2), SpikingJelly's ATan (alpha = 2)."""
@@ -87,6 +131,7 @@ class ATan(Surrogate):
         return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x) ** 2)
 
 
+@register_surrogate
 @dataclass(frozen=True)
 class Sigmoid(Surrogate):
     """grad = alpha * sig(alpha x) * (1 - sig(alpha x)), SpikingJelly's Sigmoid (alpha = 4)."""
@@ -99,9 +144,8 @@ class Sigmoid(Surrogate):
         return self.alpha * sg * (1 - sg)
 
 
-SURROGATES: dict[str, type[Surrogate]] = {
-    cls.name: cls for cls in (Rectangle, Triangle, ATan, Sigmoid)
-}
+# The surrogates the Triton kernels implement (`triton_lif.SURROGATE_IDS` numbers them).
+KERNEL_SURROGATES = frozenset(SURROGATES)
 
 
 def make_surrogate(name: str, **kwargs) -> Surrogate:
@@ -110,7 +154,7 @@ def make_surrogate(name: str, **kwargs) -> Surrogate:
         cls = SURROGATES[name]
     except KeyError:
         raise ValueError(
-            f"unknown surrogate {name!r}; choose one of {sorted(SURROGATES)}"
+            f"unknown surrogate {name!r}; choose one of {SURROGATES.describe()}"
         ) from None
     try:
         return cls(**kwargs)

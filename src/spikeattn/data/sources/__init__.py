@@ -1,7 +1,8 @@
 """The dataset registry: one class per dataset, which is both its entry (class attributes:
 kind, sensor, classes, parameter roles, origin, training samples) and the reader of its
 on-disk layout, one module per layout. `ENTRIES` lists them in the order datasets are shown;
-`spikeattn.data.registry` derives `DatasetInfo` from it.
+`spikeattn.data.registry` derives `DatasetInfo` from it and registers each entry (and a plugin's
+own, `register_dataset`) in `READERS`, the readers `get_source` builds.
 
 Reader modules import their heavy or optional dependencies (torch, torchvision, tonic, aedat)
 inside the functions that read, so importing this package costs numpy only.
@@ -9,6 +10,7 @@ inside the functions that read, so importing this package costs numpy only.
 
 from __future__ import annotations
 
+from ...registry import Registry
 from ..errors import DataError
 from .atis_bin import NMNIST, NCaltech101
 from .base import (
@@ -39,16 +41,17 @@ ENTRIES: tuple[type[Source], ...] = (
     CIFAR100,
     ImageNetFolder,  # images: downloaded, or a folder (ImageNet)
 )
-_BY_NAME = {entry.name: entry for entry in ENTRIES}
+# name -> reader class, filled by `registry.register_dataset` (the built-ins: ENTRIES, in order).
+READERS: Registry[type[Source]] = Registry("dataset source")
 
 
 def get_source(name: str) -> Source:
     """The reader for dataset `name` (a fresh instance)."""
     try:
-        return _BY_NAME[name]()
+        return READERS[name]()
     except KeyError:
         raise KeyError(
-            f"no reader for dataset {name!r}; readers exist for {', '.join(sorted(_BY_NAME))}"
+            f"no reader for dataset {name!r}; readers exist for {READERS.describe()}"
         ) from None
 
 
@@ -67,6 +70,7 @@ __all__ = [
     "EventSource",
     "ImageNetFolder",
     "ImageSource",
+    "READERS",
     "NCaltech101",
     "NMNIST",
     "Source",

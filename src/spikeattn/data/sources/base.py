@@ -57,7 +57,9 @@ class Source:
     not force `download`/`prepare` again; `loader_keys`: parameters used only when loading
     batches, so no cache depends on them. `origin`: "download" (archives fetched by `spikeattn
     download`), "folder" (a folder the user provides, checked by `download`) or "embedded"
-    (built locally by `spikeattn prepare`).
+    (built locally by `spikeattn prepare`). `params_schema`: a plugin dataset's entry under
+    `datasets:` in params.yaml (a JSON schema); None takes the default of its kind and origin
+    (`registry.plugin_schema`). The built-ins' entries are in params.schema.yaml.
     """
 
     name: ClassVar[str]
@@ -73,6 +75,7 @@ class Source:
     # Version of what `prepare` writes (embedded datasets; None for downloaded ones), part of the
     # raw parameters and of the frames cache key, so data drawn by an older rule is not reused.
     raw_version: ClassVar[int | None] = None
+    params_schema: ClassVar[Mapping[str, Any] | None] = None
 
     @classmethod
     def cross_check(cls, params: Mapping[str, Any]) -> None:
@@ -86,6 +89,15 @@ class Source:
 
     def after_extract(self, raw: Path) -> None:
         """Called by `download` once every archive is extracted (e.g. to unpack inner archives)."""
+
+    def check(self, root: Path) -> None:
+        """A folder dataset's layout under `root` (`download` runs it, before any framing):
+        DataError naming the folder unless it is there."""
+        if not Path(root).is_dir():
+            raise DataError(
+                f"{root}: not a folder; set datasets.{self.name}.root in params.yaml to the "
+                f"folder holding {self.name}'s files"
+            )
 
 
 def refetch_hint(name: str) -> str:
@@ -128,7 +140,7 @@ class EventSource(Source):
     loader_keys = LOADER_KEYS
     official_split: ClassVar[bool]  # True when the release fixes train/test
     official_train: ClassVar[int | None] = None  # training samples of the official split
-    total: ClassVar[int]  # samples in the release
+    total: ClassVar[int | None] = None  # samples in the release (None: unknown)
     equal_classes: ClassVar[bool] = False  # every class holds total / num_classes samples
     classes_present: ClassVar[int | None] = None  # classes holding samples, if not num_classes
 
@@ -136,6 +148,8 @@ class EventSource(Source):
     def train_count(cls, params: Mapping[str, Any]) -> int | None:
         if params.get("split", "official") == "official":
             return cls.official_train
+        if cls.total is None:
+            return None
         keep, classes = 1 - params["test_fraction"], cls.classes_present or cls.num_classes
         if cls.equal_classes:
             return classes * math.ceil(keep * (cls.total // classes))
@@ -144,6 +158,15 @@ class EventSource(Source):
     def records(self, raw: Path) -> list[EventRecord]:
         """Every sample under `raw`, in a deterministic order; DataError if the layout is missing."""
         raise NotImplementedError
+
+    def check(self, root: Path) -> None:
+        """A folder dataset's samples are listed without error and there is at least one."""
+        super().check(root)
+        if not self.records(Path(root)):
+            raise DataError(
+                f"{root}: {type(self).__name__}.records found no samples; check "
+                f"datasets.{self.name}.root in params.yaml"
+            )
 
     def read(self, path: Path) -> np.ndarray:
         """The events of one file in EVENT_DTYPE (t in microseconds)."""
