@@ -166,7 +166,7 @@ def test_train_spec_ignores_key_order():
         ),
         (
             lambda r: r["study"]["demo-dvs"]["grid"].update(coding=["gac"]),
-            ["GAC", "digits-dvs", "exclude"],
+            ["coding 'gac' (for static images only)", "digits-dvs", "exclude"],
         ),
         (lambda r: r["train"].update(opt="adamm"), ["train.opt", "'adamm'"]),
         (lambda r: r["train"].update(loss="hinge"), ["train.loss"]),

@@ -28,6 +28,8 @@ LIGHT_MODULES = [
     "spikeattn.frozen_params",
     "spikeattn.io",
     "spikeattn.paths",
+    "spikeattn.plugins",
+    "spikeattn.registry",
     "spikeattn.job_inputs",
     "spikeattn.stages",
     "spikeattn.cli",

@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from . import registry
 from .io import atomic_path, canonical_json, read_yaml
+from .plugins import Plugin, PluginError, load_plugins
 from .recipe import model_section, source_problems, study_settings
-from .schema import params_schema, violations
+from .schema import params_schema, part, violations
 
 GRID_AXES = ("dataset", "backbone", "attention", "coding", "T")
 DEFAULT_PARAMS = Path("params.yaml")
@@ -74,9 +76,21 @@ def _registries() -> dict[str, tuple[str, ...]]:
     return {
         "dataset": _dataset_names(),
         "backbone": tuple(BACKBONES),
-        "attention": ATTENTIONS,
-        "coding": CODINGS,
+        "attention": tuple(ATTENTIONS),
+        "coding": tuple(CODINGS),
     }
+
+
+def _listing(kind: str, names: Iterable[str]) -> str:
+    """`names` for a message, each plugin's with its file: 'none, TA, TDG (x/tdg.py)'."""
+    table = registry.ALL.get(kind)
+    return table.describe(names) if table is not None else ", ".join(names)
+
+
+def _owned(kind: str, name: str) -> str:
+    """' (x/tdg.py)' when a plugin registered `name`, else ''."""
+    owner = registry.owner_of(kind, name)
+    return "" if owner is None else f" ({owner})"
 
 
 # -- options checked against the code that takes them -----------------------------------------
@@ -206,17 +220,13 @@ def _scheduler_options(sched: str) -> Options:
     return _keyword_parameters(create_scheduler_v2, skip=["optimizer"])
 
 
-@functools.cache
 def _attention_options(fam: str) -> Options:
     """What attention_kwargs[fam] may hold: the family builder's parameters, minus those
-    build_attention sets itself (T, channels, ...) or an attention name implies (SMA-L's light)."""
-    from .attention import FAMILY_BUILDERS, SMA_VARIANTS, build_attention
+    build_attention sets itself (T, channels, ...) or an attention name implies (SMA-L's light).
+    Not cached here: a plugin family re-registered after an edit has another builder."""
+    from .attention import family_options
 
-    builder = FAMILY_BUILDERS[fam]
-    implied = {key for variant in SMA_VARIANTS.values() for key in variant}
-    return _keyword_parameters(
-        builder, skip=[*inspect.signature(build_attention).parameters, *implied]
-    )
+    return family_options(fam)
 
 
 @functools.cache
@@ -306,9 +316,12 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def validation_digest(raw: Mapping[str, Any]) -> str | None:
+def validation_digest(raw: Mapping[str, Any], plugins: Iterable[Plugin] = ()) -> str | None:
     """The record name of `raw`: sha256 over its canonical JSON, the code digest, the library
-    and Python versions; None when `raw` is no JSON (then it is validated fully, every time)."""
+    and Python versions and its plugins' source digests (a record says these params passed with
+    this code, the plugins' included); None when `raw` is no JSON (then it is validated fully,
+    every time)."""
+    sources = {p.label: p.digest for p in plugins}
     try:
         key = canonical_json(
             {
@@ -317,6 +330,7 @@ def validation_digest(raw: Mapping[str, Any]) -> str | None:
                 "code": code_digest(),
                 "libraries": library_versions(),
                 "python": list(sys.version_info[:2]),
+                **({"plugins": sources} if sources else {}),
             }
         )
     except (TypeError, ValueError):
@@ -383,6 +397,9 @@ class Params:
     the same code and library versions, skips the checks that import torch and timm (the
     schema and the checks without them still run); one that did not is validated fully and,
     when it passes, recorded.
+
+    `plugins:` are imported first, on either path (their names are checked, and the jobs that
+    load this Params build models from them); `plugins` holds them, as loaded.
     """
 
     def __init__(
@@ -399,6 +416,12 @@ class Params:
         self._model: dict[str, dict[str, Any]] = {}  # study -> its model section (recipe)
         self._record = None if record is None else Path(record)
         self.validated_fully = False  # True when this Params ran the checks a record skips
+        self.plugins: tuple[Plugin, ...] = ()  # `plugins:`, loaded by _check
+        # (kind, name) -> the plugin that registered it, and the names it implies (a plugin
+        # backbone's default neuron preset, a plugin preset's surrogate): read once, on loading,
+        # so plugins_of answers for these plugins even if another Params loads others later
+        self._plugin_names: dict[tuple[str, str], str] = {}
+        self._implied: dict[tuple[str, str], tuple[str, str]] = {}
         self._check()
 
     @classmethod
@@ -420,20 +443,48 @@ class Params:
             lines = "\n".join(f"  {p}" for p in dict.fromkeys(problems))
             raise ParamsError(f"{self.source} is invalid:\n{lines}")
 
+    def _load_plugins(self) -> None:
+        """Import `plugins:` before any name is checked: the names they register (and the
+        schemas of their datasets) are then known like the built-in ones."""
+        entries = self.raw.get("plugins", [])
+        self._fail(violations(entries, part("properties", "plugins"), "plugins"))
+        try:
+            self.plugins = load_plugins(entries)
+        except PluginError as err:
+            self._fail([str(err)])
+        labels = {p.label for p in self.plugins}
+        self._plugin_names = {
+            (kind, name): owner
+            for kind, table in registry.ALL.items()
+            for name, owner in table.owners.items()
+            if owner in labels
+        }
+        for kind, name in self._plugin_names:
+            if kind == "backbone":
+                from .models import backbone_defaults  # loaded: the plugin registered into it
+
+                if (neuron := backbone_defaults(name).get("neuron")) is not None:
+                    self._implied[kind, name] = ("neuron preset", neuron)
+            elif kind == "neuron preset":
+                surrogate = registry.ALL["neuron preset"][name].surrogate
+                self._implied[kind, name] = ("surrogate", surrogate)
+
     def _check(self) -> None:
+        self._load_plugins()
         self._fail(violations(self.raw))
-        digest = validation_digest(self.raw) if self._record is not None else None
+        digest = validation_digest(self.raw, self.plugins) if self._record is not None else None
         recorded = read_record(self._record, digest, self.raw["study"]) if digest else None
         full = self.validated_fully = recorded is None
         problems: list[str] = []
         names = _registries() if full else {"dataset": _dataset_names()}
+        hint = "" if self.plugins else " (a module of your own: list its file under plugins:)"
         for study, spec in self.raw["study"].items():
             for axis in names:
                 for i, value in enumerate(spec["grid"][axis]):
                     if value not in names[axis]:
                         problems.append(
                             f"study.{study}.grid.{axis}[{i}]: unknown {axis} {value!r}; "
-                            f"allowed: {', '.join(names[axis])}"
+                            f"allowed: {_listing(axis, names[axis])}{hint}"
                         )
                     elif axis == "dataset" and value not in self.raw["datasets"]:
                         problems.append(
@@ -580,7 +631,7 @@ class Params:
         if neuron is not None and neuron not in PRESETS:
             problems.append(
                 f"study.{study}.model.neuron: unknown preset {neuron!r}; "
-                f"allowed: {', '.join(PRESETS)}"
+                f"allowed: {_listing('neuron preset', PRESETS)}"
             )
         else:
             problems += self._check_neuron_kwargs(study, spec)
@@ -599,14 +650,18 @@ class Params:
         unknown = [] if not isinstance(given, Mapping) else [f for f in given if f not in FAMILIES]
         if not isinstance(given, Mapping) or unknown:
             return [
-                f"{where}: takes one mapping per attention family ({', '.join(FAMILIES)}), e.g. "
+                f"{where}: takes one mapping per attention family "
+                f"({_listing('attention family', FAMILIES)}), e.g. "
                 f"{{ma: {{ratio_c: 8}}}}; got {', '.join(map(repr, unknown)) or repr(given)}"
             ]
         return [
             problem
             for fam, options in given.items()
             for problem in _option_problems(
-                f"{where}.{fam}", f"{fam} attention", options, _attention_options(fam)
+                f"{where}.{fam}",
+                f"{fam} attention{_owned('attention family', fam)}",
+                options,
+                _attention_options(fam),
             )
         ]
 
@@ -788,11 +843,12 @@ class Params:
     def _check_compatible(cell: Cell) -> None:
         from .data import DATASETS
 
-        if cell.coding == "gac" and DATASETS[cell.dataset].kind == "events":
+        if cell.coding in registry.STATIC_ONLY_CODINGS and DATASETS[cell.dataset].kind == "events":
             raise ParamsError(
-                f"study.{cell.study}: cell {cell.id} combines GAC coding (for static images) with "
-                f"the event dataset {cell.dataset!r}; use coding 'direct' for event data, or add "
-                f"{{dataset: {cell.dataset}, coding: gac}} to the study's exclude list"
+                f"study.{cell.study}: cell {cell.id} combines coding {cell.coding!r}"
+                f"{_owned('coding', cell.coding)} (for static images only) with the event "
+                f"dataset {cell.dataset!r}; use coding 'direct' for event data, or add "
+                f"{{dataset: {cell.dataset}, coding: {cell.coding}}} to the study's exclude list"
             )
 
     def model_section(self, study: str) -> dict[str, Any]:
@@ -866,8 +922,34 @@ class Params:
         """The parameters of the data a cell trains on."""
         return self.dataset(cell.dataset, cell.study)
 
+    def plugins_of(self, cell: Cell) -> dict[str, str]:
+        """{label: source digest} of the plugins whose names `cell` uses (its dataset,
+        backbone, attention, coding, neuron preset or surrogate); {} for a cell of built-ins.
+        No torch: owners are read from the registries the plugins filled."""
+        if not self.plugins:
+            return {}
+        model = self.model_kwargs(cell.study)
+        uses = [
+            ("dataset", cell.dataset),
+            ("attention", cell.attention),
+            ("coding", cell.coding),
+            ("neuron preset", model.get("neuron")),
+            ("surrogate", (model.get("neuron_kwargs") or {}).get("surrogate")),
+            ("backbone", cell.backbone),  # last: implies its default preset, then its surrogate
+        ]
+        implied = dict(self._implied)
+        if model.get("neuron") is not None:  # the study's preset, not the backbone's default
+            implied.pop(("backbone", cell.backbone), None)
+        for use in uses:  # appended uses are visited too: backbone -> preset -> surrogate
+            if use in implied:
+                uses.append(implied[use])
+        owners = {self._plugin_names.get(use) for use in uses}
+        return {p.label: p.digest for p in self.plugins if p.label in owners}
+
     def train_spec(self, cell: Cell) -> dict[str, Any]:
-        """Everything a train job's result depends on besides its input data and seed."""
+        """Everything a train job's result depends on besides its input data and seed: for a
+        cell that uses a plugin's names, that plugin's source digest too (an edit re-runs it;
+        a cell of built-ins has the spec it had before any plugin was listed)."""
         from .data import get_info
 
         data = self.cell_data(cell)
@@ -887,4 +969,5 @@ class Params:
             "model": self.model_kwargs(cell.study),
             **({"loading": loading} if loading else {}),
             **({"distributed": self.distributed(cell.study)} if declared else {}),
+            **({"plugins": used} if (used := self.plugins_of(cell)) else {}),
         }
