@@ -2,13 +2,14 @@
 #   make demo   create .venv with the pinned dependencies, run the demo studies and
 #               write reports/report.html
 #   make test   the test suite (what CI runs)
+#   make example  the example plugin (examples/) against TCSA: reports/byo/ (report.html too)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CORES  ?= $(shell nproc)
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo browser lint test lock clean-results
+.PHONY: install demo example browser lint test lock clean-results
 
 install: $(STAMP)
 
@@ -31,6 +32,13 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --config studies=demo
 	$(BIN)/snakemake --config studies=demo --report reports/report.html
 
+# Bring your own module (README): examples/tdg_attention.py, a plugin attention, against TCSA
+# on the demo's event digits. The overlay adds study byo-dvs and paper byo to params.yaml.
+EXAMPLE := --configfile examples/tdg-vs-tcsa.yaml
+example: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) $(EXAMPLE)
+	$(BIN)/snakemake $(EXAMPLE) --report reports/byo/report.html
+
 # The report page test drives Debian's chromium (playwright's own browser download needs a
 # network); installed here when missing and apt-get can (root), else that test skips locally.
 browser:
@@ -41,8 +49,8 @@ browser:
 # Style and workflow checks, run by `make test` (so CI enforces them): ruff's lint and format
 # on the Python, snakefmt and Snakemake's own linter on the workflow.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/snakefmt --check Snakefile pipeline
 	$(BIN)/snakemake --lint
 

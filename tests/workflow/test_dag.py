@@ -6,7 +6,6 @@ tables and the HTML report in a scratch copy of the workflow; each test then edi
 params.yaml and asks `snakemake --dry-run` what it would re-run, restoring the file afterwards.
 """
 
-import contextlib
 import os
 import re
 import shutil
@@ -16,38 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_demo import REPO, copy_workflow, snakemake
+from tiny_demo import REPO, copy_workflow, edited_params, planned, snakemake
 
 pytestmark = pytest.mark.workflow
-
-
-def planned(workdir: Path, *args: str) -> dict[str, list[str]]:
-    """rule -> outputs of the jobs a dry run (with these extra arguments) would execute."""
-    out = snakemake(workdir, *args, "--dry-run", "--cores", "1").stdout
-    jobs: dict[str, list[str]] = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        head = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if head:
-            outputs = re.search(r"^\s*output: (.*)$", block, re.M)
-            jobs.setdefault(head.group(1), []).extend(
-                outputs.group(1).split(", ") if outputs else []
-            )
-    return jobs
-
-
-@contextlib.contextmanager
-def edited_params(workdir: Path, edit=None, text=None):
-    path = workdir / "params.yaml"
-    original = path.read_text()
-    if edit is not None:
-        raw = yaml.safe_load(original)
-        edit(raw)
-        text = yaml.safe_dump(raw, sort_keys=False)
-    path.write_text(text)
-    try:
-        yield
-    finally:
-        path.write_text(original)
 
 
 @pytest.fixture(scope="module")
