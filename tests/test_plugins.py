@@ -311,6 +311,19 @@ def test_a_cell_uses_the_plugin_of_its_neuron_preset_and_of_that_presets_surroga
     assert list(by_kwargs.plugins_of(by_kwargs.cells(STUDY)[0])) == ["plugins/surrogate.py"]
 
 
+@pytest.mark.parametrize("backend", ["triton", "triton_recompute"])
+def test_a_triton_backend_with_a_plugin_surrogate_stops_validation(work, backend):
+    write("plugins/surrogate.py", SURROGATE)
+    write("plugins/preset.py", PRESET)
+    entries = ("plugins/surrogate.py", "plugins/preset.py")
+    raw = raw_with(*entries, attention_names=["TA"], neuron="soft_fast", lif_backend=backend)
+    message = error(raw)
+    assert f"study.{STUDY}.model.lif_backend: {backend!r} with neuron preset soft_fast" in message
+    assert "surrogate 'fast_sigmoid' (plugins/surrogate.py) has no Triton kernel" in message
+    raw["study"][STUDY]["model"]["lif_backend"] = "auto"  # the torch LIF runs it
+    Params(raw)
+
+
 DATASET = """\
 import numpy as np
 

@@ -93,6 +93,18 @@ def _owned(kind: str, name: str) -> str:
     return "" if owner is None else f" ({owner})"
 
 
+def _presets(study: str, spec: Mapping[str, Any]) -> dict[str, str]:
+    """The neuron presets a study's cells build, each with where it comes from: the study's
+    model.neuron, else each backbone's own default."""
+    from .models import backbone_defaults
+
+    model = spec.get("model", {})
+    if "neuron" in model:
+        return {model["neuron"]: f"study.{study}.model.neuron"}
+    defaults = {b: backbone_defaults(b) for b in spec["grid"]["backbone"]}
+    return {d["neuron"]: f"{b}'s default" for b, d in defaults.items() if "neuron" in d}
+
+
 # -- options checked against the code that takes them -----------------------------------------
 Options = Mapping[str, inspect.Parameter]  # option name -> the parameter that receives it
 _PLAIN = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
@@ -635,6 +647,7 @@ class Params:
             )
         else:
             problems += self._check_neuron_kwargs(study, spec)
+            problems += self._check_lif_backend(study, spec)
         return problems + self._check_attention_kwargs(study, model)
 
     @staticmethod
@@ -669,7 +682,6 @@ class Params:
     def _check_neuron_kwargs(study: str, spec: Mapping[str, Any]) -> list[str]:
         """model.neuron_kwargs: LIF options by name and type, then the LIF config each
         backbone's neuron preset gets with them (its own range checks: decay, threshold, ...)."""
-        from .models import backbone_defaults
         from .neurons import lif_config
 
         model = spec.get("model", {})
@@ -680,16 +692,37 @@ class Params:
         problems = _option_problems(where, "the LIF neuron", given, _neuron_options())
         if problems:
             return problems
-        if "neuron" in model:
-            presets = {model["neuron"]: f"study.{study}.model.neuron"}
-        else:  # each backbone's own default preset
-            defaults = {b: backbone_defaults(b) for b in spec["grid"]["backbone"]}
-            presets = {d["neuron"]: f"{b}'s default" for b, d in defaults.items() if "neuron" in d}
-        for preset, origin in presets.items():
+        for preset, origin in _presets(study, spec).items():
             try:
                 lif_config(preset, **given)
             except (TypeError, ValueError) as err:
                 problems.append(f"{where}: with neuron preset {preset} ({origin}): {err}")
+        return problems
+
+    @staticmethod
+    def _check_lif_backend(study: str, spec: Mapping[str, Any]) -> list[str]:
+        """model.lif_backend triton or triton_recompute: every neuron of the study must have a
+        surrogate the kernels implement (a plugin's runs on the torch LIF only), refused here
+        rather than in each job."""
+        from .neurons import KERNEL_SURROGATES, lif_config
+
+        model = spec.get("model", {})
+        backend = model.get("lif_backend", "auto")
+        if not isinstance(backend, str) or not backend.startswith("triton"):
+            return []
+        problems = []
+        for preset, origin in _presets(study, spec).items():
+            try:
+                surrogate = lif_config(preset, **(model.get("neuron_kwargs") or {})).surrogate
+            except (TypeError, ValueError):  # reported by _check_neuron_kwargs
+                continue
+            if surrogate not in KERNEL_SURROGATES:
+                problems.append(
+                    f"study.{study}.model.lif_backend: {backend!r} with neuron preset {preset} "
+                    f"({origin}), whose surrogate {surrogate!r}"
+                    f"{_owned('surrogate', surrogate)} has no Triton kernel (only "
+                    f"{', '.join(sorted(KERNEL_SURROGATES))} do); use lif_backend auto or torch"
+                )
         return problems
 
     @staticmethod
