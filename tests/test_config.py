@@ -293,6 +293,15 @@ def case(edit, *fragments):
             "'TCSA'",
         ),
         case(
+            _demo("model", coding_kwargs={"ratio_t": 2}),
+            "study.demo-dvs.model.coding_kwargs.ratio_t: no coding of the grid (direct) takes "
+            "'ratio_t'; allowed: none",
+        ),
+        case(
+            lambda r: r["study"]["demo-digits"]["model"].update(coding_kwargs={"ratio_t": "2"}),
+            "study.demo-digits.model.coding_kwargs.ratio_t: '2' is not int, as coding gac needs",
+        ),
+        case(
             _demo("model", neuron_kwargs={"v_thresh": 0.2}),
             "study.demo-dvs.model.neuron_kwargs: the LIF neuron takes no 'v_thresh'",
             "v_threshold",

@@ -241,6 +241,40 @@ def test_plugin_options_are_checked_against_its_builder(work):
     Params(raw_with(LABEL, attention_kwargs={"tdg": {"kernel": 5, "init_bias": 1}}))
 
 
+CODING = """\
+from torch import nn
+
+from spikeattn.plugins import register_coding
+
+
+@register_coding("scaled")
+class Scaled(nn.Module):
+    emits_spikes = False
+
+    def __init__(self, T: int, stem: nn.Module, gain: float = 1.0):
+        super().__init__()
+        self.T, self.stem, self.gain = T, stem, gain
+"""
+
+
+def test_one_coding_kwargs_serves_each_coding_of_the_grid_its_own_options(work):
+    write("plugins/coding.py", CODING)
+    raw = raw_with("plugins/coding.py", attention_names=["TA"])
+    raw["study"][STUDY]["grid"]["coding"] = ["direct", "gac", "scaled"]
+    raw["study"][STUDY]["model"]["coding_kwargs"] = {"gain": 2.0, "ratio_t": 1}
+    Params(raw)  # gain is scaled's, ratio_t gac's
+    raw["study"][STUDY]["model"]["coding_kwargs"] = {"gain": "2", "ratio": 1}
+    message = error(raw)
+    assert (
+        "coding_kwargs.ratio: no coding of the grid (direct, gac, scaled (plugins/coding.py))"
+        in message
+    )
+    assert (
+        "coding_kwargs.gain: '2' is not float, as coding scaled (plugins/coding.py) needs"
+        in message
+    )
+
+
 # -- re-runs: the train spec ----------------------------------------------------------------------
 def test_listing_a_plugin_changes_no_spec_of_a_cell_that_does_not_use_it(work):
     without = Params(raw_with(attention_names=["TCSA"]))

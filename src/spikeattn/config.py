@@ -648,7 +648,11 @@ class Params:
         else:
             problems += self._check_neuron_kwargs(study, spec)
             problems += self._check_lif_backend(study, spec)
-        return problems + self._check_attention_kwargs(study, model)
+        return (
+            problems
+            + self._check_attention_kwargs(study, model)
+            + self._check_coding_kwargs(study, spec)
+        )
 
     @staticmethod
     def _check_attention_kwargs(study: str, model: Mapping[str, Any]) -> list[str]:
@@ -677,6 +681,34 @@ class Params:
                 _attention_options(fam),
             )
         ]
+
+    @staticmethod
+    def _check_coding_kwargs(study: str, spec: Mapping[str, Any]) -> list[str]:
+        """model.coding_kwargs: one mapping for every coding of the grid, each taking the
+        options it names; a key none of them takes would be dropped, so it is refused."""
+        from .coding import coding_options
+
+        given = spec.get("model", {}).get("coding_kwargs")
+        where = f"study.{study}.model.coding_kwargs"
+        if given is None:
+            return []
+        codings = spec["grid"]["coding"]
+        if not isinstance(given, Mapping):
+            return [f"{where}: takes a mapping of option names to values, got {given!r}"]
+        options = {c: coding_options(c) for c in codings}
+        taken = {name for opts in options.values() for name in opts}
+        problems = [
+            f"{where}.{name}: no coding of the grid ({_listing('coding', codings)}) takes "
+            f"{name!r}; allowed: {', '.join(sorted(taken)) or 'none'}"
+            for name in given
+            if name not in taken
+        ]
+        for coding, opts in options.items():
+            own = {k: v for k, v in given.items() if k in opts}
+            problems += _option_problems(
+                where, f"coding {coding}{_owned('coding', coding)}", own, opts
+            )
+        return problems
 
     @staticmethod
     def _check_neuron_kwargs(study: str, spec: Mapping[str, Any]) -> list[str]:

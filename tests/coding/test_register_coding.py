@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 import spikeattn.models  # noqa: F401  (registers the backbones)
 from spikeattn import registry
-from spikeattn.coding import CODINGS, build_coding, register_coding, to_time_major
+from spikeattn.coding import CODINGS, build_coding, coding_options, register_coding, to_time_major
 from spikeattn.layers import conv_bn
 from spikeattn.neurons import MultiStepLIF
 from spikeattn.registry import RegistrationError
@@ -140,3 +140,25 @@ def test_a_module_without_the_coding_contract_is_refused_naming_the_coding(plugi
         TypeError, match=r"coding bare \(tests/fake.py\) .* lacks T, stem, emits_spikes"
     ):
         build_coding("bare", T=2, stem=conv_bn(1, 4), channels=4, make_neuron=MultiStepLIF)
+
+
+def _takes_all(*, T: int, stem: nn.Module, **options) -> nn.Module:
+    raise AssertionError("never built")
+
+
+def test_a_builder_taking_kwargs_is_refused(plugin_sandbox):
+    with registry.loading(FAKE), pytest.raises(RegistrationError, match=r"takes \*\*kwargs"):
+        register_coding("loose")(_takes_all)
+
+
+def test_each_coding_takes_its_own_options_of_one_coding_kwargs(plugin_codings):
+    assert set(coding_options("gac")) == {"ratio_t", "sca_kernel"}
+    assert set(coding_options("scaled")) == {"gain"} and coding_options("direct") == {}
+    stem = conv_bn(1, 4)
+    kwargs = {"gain": 3.0, "ratio_t": 1}  # one grid's coding_kwargs: scaled's gain, gac's ratio_t
+    gac = build_coding("gac", T=2, stem=stem, channels=4, make_neuron=MultiStepLIF, **kwargs)
+    assert gac.ta.fc1.out_features == 2  # ratio_t 1 reached GAC: T / 1 hidden units (2 gives 1)
+    scaled = build_coding("scaled", T=2, stem=stem, channels=4, make_neuron=MultiStepLIF, **kwargs)
+    assert scaled.gain == 3.0
+    with pytest.raises(ValueError, match=r"coding_kwargs 'gian': no coding takes it"):
+        build_coding("gac", T=2, stem=stem, channels=4, make_neuron=MultiStepLIF, gian=1)

@@ -235,7 +235,7 @@ class GACNet(nn.Module):
     def __init__(self):
         super().__init__()
         stem = TimeDistributed(nn.Conv2d(1, 2, 3, padding=1, bias=False))
-        self.coding = GACCoding(T, stem, 2, MultiStepLIF(), ratio_t=2, sca_kernel=4)
+        self.coding = GACCoding(T, stem, 2, MultiStepLIF, ratio_t=2, sca_kernel=4)
         self.lif = MultiStepLIF()
         self.head = TimeDistributed(nn.Flatten(), nn.Linear(32, 3, bias=False))
         _fill(self)

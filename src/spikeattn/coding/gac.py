@@ -13,6 +13,8 @@ The gate shares the stem's conv-BN: GAC adds no convolution of its own in front 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -39,14 +41,14 @@ class GACCoding(nn.Module):
         T: int,
         stem: nn.Module,
         channels: int,
-        neuron: nn.Module,
+        make_neuron: Callable[[], nn.Module],
         ratio_t: int = 2,
         sca_kernel: int = 4,
     ):
         super().__init__()
         self.T = T
         self.stem = stem
-        self.neuron = neuron
+        self.neuron = make_neuron()  # the backbone's LIF, for the stem's spikes
         self.ta = SharedMLP(T, ratio_t)
         self.sca = TimeDistributed(
             _same_pad(sca_kernel),
