@@ -113,3 +113,25 @@ def test_restore_puts_every_registry_back(table):
 
 def test_unknown_kinds_have_no_owner():
     assert registry.owner_of("no such kind", "x") is None
+
+
+def test_the_library_registers_built_ins_whatever_plugin_is_loading():
+    """Every home module's names are built in even when its first import happens while a
+    plugin loads (a fresh interpreter, as a job's): `registry.built_in` at each site."""
+    import subprocess
+    import sys
+
+    script = (
+        "from spikeattn import registry\n"
+        "with registry.loading('plugins/x.py'):\n"
+        "    import spikeattn.attention, spikeattn.coding, spikeattn.data, spikeattn.models\n"
+        "    import spikeattn.neurons\n"
+        "kinds = {'attention', 'attention family', 'coding', 'dataset', 'backbone',\n"
+        "         'neuron preset', 'surrogate'}\n"
+        "assert kinds <= set(registry.ALL), set(registry.ALL)\n"
+        "assert all(len(registry.ALL[k]) for k in kinds)\n"
+        "print(sorted(registry.owners()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -4,6 +4,7 @@ and their source digest keying exactly the train specs of the cells that use the
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -118,33 +119,50 @@ def test_unknown_grid_names_list_plugin_names_with_their_file(work):
     assert "list its file under plugins:" in error(raw_with(attention_names=["TDG"]))
 
 
-@pytest.mark.parametrize(
-    "line",
-    ["from spikeattn.fake_library_for_tests import TABLE", "from spikeattn.plugins import TABLE"],
-)
-def test_library_modules_a_plugin_imports_first_register_their_own_names(work, monkeypatch, line):
-    """A library module first imported by a plugin (directly, or through spikeattn.plugins)
-    registers its built-ins as the library's, not the plugin's: else an edit of the plugin
-    would drop them."""
-    import spikeattn
+HELPER_DATASET = """\
+import helper_of_the_plugin  # noqa: F401  (imports spikeattn.data: its first import)
+from spikeattn.plugins import EventSource, register_dataset
 
-    library = work / "library"
-    library.mkdir()
-    (library / "fake_library_for_tests.py").write_text(
-        "from spikeattn.registry import Registry\n"
-        "TABLE = Registry('test library thing')\n"
-        "TABLE.register('builtin', 1)\n"
+
+@register_dataset
+class MyDVS(EventSource):
+    name = "my-dvs"
+    origin = "folder"
+    sensor = (16, 16)
+    num_classes = 2
+
+    def records(self, raw):
+        return []
+
+    def read(self, path):
+        raise AssertionError("never read")
+"""
+
+
+@pytest.mark.parametrize("first", ["helper_of_the_plugin", "spikeattn.plugins"])
+def test_library_modules_a_plugin_imports_first_register_their_own_names(work, first):
+    """In a fresh interpreter (a job, the planning), a library module first imported while a
+    plugin loads (through a helper of the plugin's, or spikeattn.plugins' re-exports) registers
+    its names as built in: else an edit of the plugin would drop them, and their cells would
+    carry its digest."""
+    (work / "helper_of_the_plugin.py").write_text("import spikeattn.data\n")
+    code = HELPER_DATASET if first == "helper_of_the_plugin" else HELPER_DATASET.split("\n", 1)[1]
+    write("plugins/mine.py", code)
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.path.insert(0, ".")
+        from spikeattn.plugins import load_plugins
+        assert "spikeattn.data" not in sys.modules
+        load_plugins(["plugins/mine.py"])
+        from spikeattn.data import DATASETS
+        print(sorted({str(DATASETS.owner(n)) for n in DATASETS}), DATASETS.owner("digits"))
+        """
     )
-    monkeypatch.setattr(spikeattn, "__path__", [*spikeattn.__path__, str(library)])
-    monkeypatch.setitem(plugins._API, "TABLE", "spikeattn.fake_library_for_tests")
-    write(LABEL, f"{line}\n\nTABLE.register('mine', 2)\n")
-    try:
-        plugins.load_plugins([LABEL])
-        table = registry.ALL["test library thing"]
-        assert table.owners == {"builtin": None, "mine": LABEL}
-    finally:
-        sys.modules.pop("spikeattn.fake_library_for_tests", None)
-        registry.ALL.pop("test library thing", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["['None',", "'plugins/mine.py']", "None"], out
 
 
 # -- failures: validation stops, naming the entry, its file and line ---------------------------

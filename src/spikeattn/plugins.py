@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import contextvars
 import hashlib
 import importlib
 import importlib.util
@@ -46,43 +45,9 @@ MODULE_PREFIX = "spikeattn_plugin_"  # path plugins' module names (tests/conftes
 
 
 def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(_import_library(_API[name]), name)
+    if name in _API:  # the library's modules register their own names as built in
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _import_library(name: str) -> Any:
-    """Import spikeattn module `name` as the library: in a fresh context, where no plugin is
-    being loaded, so the built-ins it registers on first import are not owned by the plugin
-    whose import asked for it."""
-    return contextvars.Context().run(importlib.import_module, name)
-
-
-def _library_modules(files: Iterable[Path]) -> list[str]:
-    """The spikeattn modules `files` import (read from their source, at any depth): the loader
-    imports them first, as the library (`_import_library`)."""
-    names: list[str] = []
-    for path in files:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.append(node.module)
-                if node.module == __name__:  # what spikeattn.plugins re-exports
-                    given = {alias.name for alias in node.names}
-                    names += [m for n, m in _API.items() if n in given or "*" in given]
-                else:  # `from spikeattn import models`: a submodule, perhaps
-                    names += [f"{node.module}.{alias.name}" for alias in node.names]
-    modules = []
-    for name in dict.fromkeys(names):
-        if name != "spikeattn" and not name.startswith("spikeattn."):
-            continue
-        try:
-            if importlib.util.find_spec(name) is not None:
-                modules.append(name)
-        except (ImportError, ValueError):  # an attribute, not a module
-            continue
-    return modules
 
 
 def __dir__() -> list[str]:
@@ -222,11 +187,9 @@ def _forget_module(name: str) -> None:
 
 
 def _import(source: _Source, label: str, root: Path) -> None:
-    """Import `source` afresh, its registrations owned by `label` (the library modules it
-    imports first, owned by nobody)."""
+    """Import `source` afresh, its registrations owned by `label` (those of library modules it
+    imports for the first time stay built in: `registry.built_in`)."""
     _forget_module(source.module)
-    for name in _library_modules(source.files):
-        _import_library(name)
     with registry.loading(label), _on_path(root):
         if source.path is None:
             importlib.invalidate_caches()

@@ -36,6 +36,18 @@ def loading(owner: str) -> Iterator[None]:
         _OWNER.reset(token)
 
 
+@contextlib.contextmanager
+def built_in() -> Iterator[None]:
+    """Within: registrations are the library's, whatever plugin is being loaded. The library's
+    modules register their names inside it, so a module first imported by a plugin (directly,
+    through spikeattn.plugins, or through a helper of the plugin's) still registers built-ins."""
+    token = _OWNER.set(None)
+    try:
+        yield
+    finally:
+        _OWNER.reset(token)
+
+
 def current_owner() -> str | None:
     """The plugin being loaded, or None (the library's own modules)."""
     return _OWNER.get()

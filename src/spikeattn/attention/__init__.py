@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..registry import built_in
 from .ma import (
     MA_VARIANTS,
     ChannelAttention,
@@ -46,8 +47,11 @@ SMA_VARIANTS: dict[str, dict[str, bool]] = {
     "SMA+AZO": {"light": False, "azo": True, "temporal": True},
     "SMA-L+AZO": {"light": True, "azo": True, "temporal": True},
 }
-register_attention("ma", slot="current", variants={n: {"name": n} for n in MA_VARIANTS})(build_ma)
-register_attention("sma", slot="conv", variants=SMA_VARIANTS)(SMA)
+with built_in():
+    register_attention("ma", slot="current", variants={n: {"name": n} for n in MA_VARIANTS})(
+        build_ma
+    )
+    register_attention("sma", slot="conv", variants=SMA_VARIANTS)(SMA)
 FAMILIES = FAMILY_BUILDERS  # the same live table: `fam in FAMILIES`, ", ".join(FAMILIES)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Literal, Mapping, Sequence, TypeVar
 
-from ..registry import RegistrationError, Registry, current_owner
+from ..registry import RegistrationError, Registry, built_in, current_owner
 
 SLOTS = ("current", "conv")  # where a block goes in a layer (see attention/__init__.py)
 REQUIRED = ("T", "channels")  # every builder takes these by keyword
@@ -48,7 +48,8 @@ FAMILY_BUILDERS: Registry[Callable[..., Any]] = Registry("attention family")  # 
 # family -> Signature, a Registry too so a plugin's drop and a test's restore keep it in step.
 SIGNATURES: Registry[Signature] = Registry("attention family signature")
 
-ATTENTIONS.register("none", AttentionEntry(None, None, MappingProxyType({})))
+with built_in():
+    ATTENTIONS.register("none", AttentionEntry(None, None, MappingProxyType({})))
 
 B = TypeVar("B", bound=Callable[..., Any])
 

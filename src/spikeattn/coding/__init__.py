@@ -17,7 +17,7 @@ from typing import Any, Callable, TypeVar
 
 from torch import nn
 
-from ..registry import RegistrationError, Registry, mark_static_only
+from ..registry import RegistrationError, Registry, built_in, mark_static_only
 from .direct import DirectCoding, to_time_major
 from .gac import GACCoding
 
@@ -80,8 +80,9 @@ def register_coding(name: str, *, static_only: bool = False) -> Callable[[B], B]
 
 
 # GAC is static only: registry.STATIC_ONLY_CODINGS holds "gac" (read without torch at planning).
-register_coding("direct")(DirectCoding)
-register_coding("gac")(GACCoding)
+with built_in():
+    register_coding("direct")(DirectCoding)
+    register_coding("gac")(GACCoding)
 
 
 def coding_options(name: str) -> dict[str, inspect.Parameter]:

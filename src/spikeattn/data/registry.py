@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..registry import RegistrationError, Registry, current_owner
+from ..registry import RegistrationError, Registry, built_in, current_owner
 from ..schema import DATASET_SCHEMAS, file_schema, part, violations
 from .sources import ENTRIES, READERS, EventSource, ImageSource, Source
 
@@ -228,8 +228,9 @@ def register_dataset(cls: type[Source]) -> type[Source]:
     return cls
 
 
-for _entry in ENTRIES:
-    register_dataset(_entry)
+with built_in():
+    for _entry in ENTRIES:
+        register_dataset(_entry)
 
 
 def get_info(name: str) -> DatasetInfo:

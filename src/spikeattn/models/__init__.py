@@ -14,15 +14,18 @@ from typing import Any, Iterator, Mapping
 
 from torch import nn
 
+from ..registry import built_in
 from ._factory import REGISTRY
 from ._factory import build as build_backbone
 from ._factory import register as register_backbone
 
-# Imported for their registrations; the order is the order names are listed in.
-from .demo import DemoCNN
-from .ma_cnn import MACNNGait, MACNNGesture
-from .ms_resnet import MSResNet
-from .sma_vgg import SMAVGG8
+# Imported for their registrations (the library's, whichever import comes first); the order
+# is the order names are listed in.
+with built_in():
+    from .demo import DemoCNN
+    from .ma_cnn import MACNNGait, MACNNGesture
+    from .ms_resnet import MSResNet
+    from .sma_vgg import SMAVGG8
 
 
 class _Classes(Mapping[str, type[nn.Module]]):

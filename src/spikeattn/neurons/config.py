@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..registry import RegistrationError, Registry
+from ..registry import RegistrationError, Registry, built_in
 from .surrogate import KERNEL_SURROGATES, make_surrogate
 
 
@@ -83,64 +83,65 @@ def register_neuron(name: str, config: LIFConfig) -> LIFConfig:
     return PRESETS.register(name, config)
 
 
-register_neuron(
-    "ma_dvs",
-    LIFConfig(
-        decay=0.3,
-        v_threshold=0.3,
-        v_reset=0.3,
-        detach_reset=False,
-        surrogate="rectangle",
-        surrogate_kwargs={"width": 0.5},
-        fire_at_threshold=True,
-    ),
-)
-register_neuron(
-    "msresnet",
-    LIFConfig(
-        decay=0.25,
-        v_threshold=0.5,
-        v_reset=0.0,
-        detach_reset=True,
-        surrogate="rectangle",
-        surrogate_kwargs={"width": 1.0},
-    ),
-)
-register_neuron(
-    "gac_cifar",
-    LIFConfig(
-        decay=0.5,
-        v_threshold=1.0,
-        v_reset=0.0,
-        detach_reset=False,
-        surrogate="triangle",
-        surrogate_kwargs={"gamma": 1.0},
-    ),
-)
-register_neuron(
-    "gac_cifar_appendix",
-    LIFConfig(
-        decay=0.25,
-        v_threshold=0.5,
-        v_reset=0.0,
-        detach_reset=False,
-        surrogate="triangle",
-        surrogate_kwargs={"gamma": 1.0},
-    ),
-)
-register_neuron(
-    "sj_tau2",
-    LIFConfig(
-        decay=0.5,
-        v_threshold=1.0,
-        v_reset=0.0,
-        decay_input=True,
-        detach_reset=True,
-        surrogate="atan",
-        surrogate_kwargs={"alpha": 2.0},
-        fire_at_threshold=True,
-    ),
-)
+with built_in():
+    register_neuron(
+        "ma_dvs",
+        LIFConfig(
+            decay=0.3,
+            v_threshold=0.3,
+            v_reset=0.3,
+            detach_reset=False,
+            surrogate="rectangle",
+            surrogate_kwargs={"width": 0.5},
+            fire_at_threshold=True,
+        ),
+    )
+    register_neuron(
+        "msresnet",
+        LIFConfig(
+            decay=0.25,
+            v_threshold=0.5,
+            v_reset=0.0,
+            detach_reset=True,
+            surrogate="rectangle",
+            surrogate_kwargs={"width": 1.0},
+        ),
+    )
+    register_neuron(
+        "gac_cifar",
+        LIFConfig(
+            decay=0.5,
+            v_threshold=1.0,
+            v_reset=0.0,
+            detach_reset=False,
+            surrogate="triangle",
+            surrogate_kwargs={"gamma": 1.0},
+        ),
+    )
+    register_neuron(
+        "gac_cifar_appendix",
+        LIFConfig(
+            decay=0.25,
+            v_threshold=0.5,
+            v_reset=0.0,
+            detach_reset=False,
+            surrogate="triangle",
+            surrogate_kwargs={"gamma": 1.0},
+        ),
+    )
+    register_neuron(
+        "sj_tau2",
+        LIFConfig(
+            decay=0.5,
+            v_threshold=1.0,
+            v_reset=0.0,
+            decay_input=True,
+            detach_reset=True,
+            surrogate="atan",
+            surrogate_kwargs={"alpha": 2.0},
+            fire_at_threshold=True,
+        ),
+    )
 
 
 def lif_config(preset: str | None = None, **overrides: Any) -> LIFConfig:

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..registry import RegistrationError, Registry
+from ..registry import RegistrationError, Registry, built_in
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -95,7 +95,6 @@ def register_surrogate(cls: type[Surrogate]) -> type[Surrogate]:
     return SURROGATES.register(cls.name, cls)
 
 
-@register_surrogate
 @dataclass(frozen=True)
 class Rectangle(Surrogate):
     """grad = 1[|x| < width/2] / width (MA-SNN: width 0.5 or 1; MS-ResNet: width 1)."""
@@ -107,7 +106,6 @@ class Rectangle(Surrogate):
         return (x.abs() < self.width / 2).to(x.dtype) / self.width
 
 
-@register_surrogate
 @dataclass(frozen=True)
 class Triangle(Surrogate):
     """grad = max(0, gamma - |x|) / gamma^2 (GAC's CIFAR neuron, gamma = 1)."""
@@ -119,7 +117,6 @@ class Triangle(Surrogate):
         return (self.gamma - x.abs()).clamp(min=0) / self.gamma**2
 
 
-@register_surrogate
 @dataclass(frozen=True)
 class ATan(Surrogate):
     """grad = (alpha/2) / (1 + (pi/2 * alpha * x)^2), SpikingJelly's ATan (alpha = 2)."""
@@ -131,7 +128,6 @@ class ATan(Surrogate):
         return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x) ** 2)
 
 
-@register_surrogate
 @dataclass(frozen=True)
 class Sigmoid(Surrogate):
     """grad = alpha * sig(alpha x) * (1 - sig(alpha x)), SpikingJelly's Sigmoid (alpha = 4)."""
@@ -143,6 +139,10 @@ class Sigmoid(Surrogate):
         sg = (self.alpha * x).sigmoid()
         return self.alpha * sg * (1 - sg)
 
+
+with built_in():
+    for _builtin in (Rectangle, Triangle, ATan, Sigmoid):
+        register_surrogate(_builtin)
 
 # The surrogates the Triton kernels implement (`triton_lif.SURROGATE_IDS` numbers them).
 KERNEL_SURROGATES = frozenset(SURROGATES)
