@@ -16,7 +16,8 @@ def table(plugin_sandbox):
 
 
 def test_built_in_names_have_no_owner(table):
-    table.register("a", 1)
+    with registry.built_in():
+        table.register("a", 1)
     assert table == {"a": 1}
     assert table.owner("a") is None
     assert registry.owner_of("test thing", "a") is None
@@ -31,7 +32,8 @@ def test_a_plugin_owns_what_it_registers(table):
 
 
 def test_a_plugin_cannot_take_a_built_in_name(table):
-    table.register("a", 1)
+    with registry.built_in():
+        table.register("a", 1)
     with registry.loading("plugins/mine.py"), pytest.raises(RegistrationError) as err:
         table.register("a", 3)
     assert "test thing 'a' is already registered by spikeattn (built in)" in str(err.value)
@@ -45,30 +47,37 @@ def test_two_plugins_cannot_share_a_name(table):
         table.register("x", 2)
 
 
-def test_the_same_plugin_registering_again_replaces_its_entry(table):
+def test_a_name_is_registered_once_even_by_its_owner(table):
+    """A plugin re-imported after an edit has its names dropped first: nothing is replaced
+    in place, so two registrations of one name in one load are a mistake, named."""
     with registry.loading("plugins/mine.py"):
         table.register("x", 1)
-    with registry.loading("plugins/mine.py"):
-        table.register("x", 2)
-    assert table["x"] == 2
+        with pytest.raises(RegistrationError, match="by plugins/mine.py itself; register each"):
+            table.register("x", 2)
+    with registry.built_in():
+        table.register("a", 1)
+        with pytest.raises(RegistrationError, match="spikeattn \\(built in\\)"):
+            table.register("a", 2)
+    assert table == {"x": 1, "a": 1}
 
 
-def test_the_library_registering_a_name_again_replaces_it(table):
-    table.register("a", 1)
-    # Same owner (None) replaces: the library's modules are imported once, so this only happens
-    # when a module is reloaded; a plugin can never reach owner None.
-    table.register("a", 2)
-    assert table["a"] == 2
+def test_registering_outside_the_loader_is_refused(table):
+    """From a script or a notebook a name would count as built in (no file to key cells on, and
+    it could shadow a built-in): registering needs `plugins:` (or the library's built_in)."""
+    with pytest.raises(RegistrationError, match="outside the plugin loader; list the file"):
+        table.register("a", 1)
+    assert table == {} and registry.current_owner() is None
 
 
 @pytest.mark.parametrize("name", ["", None, 3])
 def test_names_are_non_empty_strings(table, name):
-    with pytest.raises(RegistrationError, match="non-empty string"):
+    with registry.built_in(), pytest.raises(RegistrationError, match="non-empty string"):
         table.register(name, 1)
 
 
 def test_drop_owner_forgets_only_that_plugins_names(table):
-    table.register("a", 1)
+    with registry.built_in():
+        table.register("a", 1)
     with registry.loading("p1.py"):
         table.register("b", 2)
         registry.mark_static_only("b")
@@ -82,7 +91,8 @@ def test_drop_owner_forgets_only_that_plugins_names(table):
 
 
 def test_describe_names_plugins_with_their_file(table):
-    table.register("a", 1)
+    with registry.built_in():
+        table.register("a", 1)
     with registry.loading("plugins/mine.py"):
         table.register("b", 2)
     assert table.describe() == "a, b (plugins/mine.py)"
@@ -95,13 +105,15 @@ def test_a_kind_has_one_registry(table):
 
 
 def test_restore_puts_every_registry_back(table):
-    table.register("a", 1)
+    with registry.built_in():
+        table.register("a", 1)
     state = registry.snapshot()
     with registry.loading("p.py"):
         table.register("b", 2)
         registry.mark_static_only("b")
     late = Registry("late thing")  # a registry first imported after the snapshot
-    late.register("built", 0)
+    with registry.built_in():
+        late.register("built", 0)
     with registry.loading("p.py"):
         late.register("plugged", 1)
     registry.restore(state)

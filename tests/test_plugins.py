@@ -81,7 +81,7 @@ def fresh_process() -> None:
 def test_a_path_plugin_registers_its_names_owned_by_its_label(work):
     params = Params(raw_with(LABEL))
     (plugin,) = params.plugins
-    assert (plugin.index, plugin.label, plugin.path) == (0, LABEL, (work / LABEL).resolve())
+    assert (plugin.label, plugin.path) == (LABEL, (work / LABEL).resolve())
     assert [c.attention for c in params.cells(STUDY)] == ["TCSA", "TDG"]
     assert registry.owner_of("attention", "TDG") == LABEL
     assert registry.owner_of("attention", "TCSA") is None
@@ -361,6 +361,12 @@ def test_a_cell_uses_the_plugin_of_its_neuron_preset_and_of_that_presets_surroga
     own_surrogate = {"surrogate": "fast_sigmoid", "surrogate_kwargs": {}}
     by_kwargs = Params(raw_with(*entries, attention_names=["TA"], neuron_kwargs=own_surrogate))
     assert list(by_kwargs.plugins_of(by_kwargs.cells(STUDY)[0])) == ["plugins/surrogate.py"]
+    # the plugin preset with a built-in surrogate over its own: the surrogate's plugin unused
+    atan = {"surrogate": "atan", "surrogate_kwargs": {}}
+    overridden = Params(
+        raw_with(*entries, attention_names=["TA"], neuron="soft_fast", neuron_kwargs=atan)
+    )
+    assert list(overridden.plugins_of(overridden.cells(STUDY)[0])) == ["plugins/preset.py"]
 
 
 @pytest.mark.parametrize("backend", ["triton", "triton_recompute"])
@@ -436,6 +442,30 @@ def test_params_built_again_reuse_an_unchanged_plugin_and_reload_an_edited_one(w
     assert sys.modules[first.plugins[0].module] is not module
     assert "TDGX" not in attention.ATTENTIONS  # the edit dropped it
     assert set(attention.family_options("tdg")) == {"kernel", "gain"}
+
+
+def test_an_edit_reloads_the_helper_modules_the_plugin_imports(work):
+    """A helper of the user's project that registers for the plugin is imported again with
+    it, so its names come back after the plugin's were dropped."""
+    (work / "tdg_helper.py").write_text(textwrap.dedent(TDG))
+    write(LABEL, "import tdg_helper  # noqa: F401\nVERSION = 1\n")
+    Params(raw_with(LABEL))
+    write(LABEL, "import tdg_helper  # noqa: F401\nVERSION = 2\n")
+    edited = Params(raw_with(LABEL))
+    assert attention.ATTENTIONS.owner("TDG") == LABEL
+    assert "TDG" in [c.attention for c in edited.cells(STUDY)]
+
+
+def test_a_failed_entry_leaves_no_name_and_no_module_behind(work):
+    """A module-name entry whose package imports (and registers) before the entry fails
+    leaves nothing: the corrected entry then loads."""
+    package = work / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(textwrap.dedent(TDG))
+    assert "plugins[0]: mypkg.nothere: no such module" in error(raw_with("mypkg.nothere"))
+    assert registry.owners() == set() and "mypkg" not in sys.modules
+    fixed = Params(raw_with("mypkg"))
+    assert attention.ATTENTIONS.owner("TDG") == "mypkg" and fixed.plugins[0].label == "mypkg"
 
 
 # -- the validation record ------------------------------------------------------------------------

@@ -259,7 +259,6 @@ def _run_stage(args) -> None:
 # job's module loads torch): a class whose module is not loaded cannot have been raised.
 _USER_ERRORS = {
     "spikeattn.config": ["ParamsError"],
-    "spikeattn.plugins": ["PluginError"],
     "spikeattn.data.errors": ["DataError", "DownloadError"],
     "spikeattn.gpu_slots": ["GPUSlotError"],
     "spikeattn.plan": ["PlanError"],

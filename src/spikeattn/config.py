@@ -1005,6 +1005,8 @@ class Params:
         implied = dict(self._implied)
         if model.get("neuron") is not None:  # the study's preset, not the backbone's default
             implied.pop(("backbone", cell.backbone), None)
+        if (model.get("neuron_kwargs") or {}).get("surrogate") is not None:  # not the preset's
+            implied = {use: to for use, to in implied.items() if use[0] != "neuron preset"}
         for use in uses:  # appended uses are visited too: backbone -> preset -> surrogate
             if use in implied:
                 uses.append(implied[use])

@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import importlib.util
 import re
+import site
 import sys
 import traceback
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ _API = {
     "register_dataset": "spikeattn.data",
     "EventSource": "spikeattn.data.sources.base",
     "ImageSource": "spikeattn.data.sources.base",
+    "EventRecord": "spikeattn.data.sources.base",
+    "EVENT_DTYPE": "spikeattn.data.sources.base",
 }
 MODULE_PREFIX = "spikeattn_plugin_"  # path plugins' module names (tests/conftest.py pops them)
 
@@ -63,7 +66,6 @@ class PluginError(ValueError):
 class Plugin:
     """One loaded entry of `plugins:`."""
 
-    index: int  # its position under plugins:
     label: str  # as written there: the owner of its registrations
     path: Path | None  # the file (a package: its __init__.py); None for a module name
     module: str  # its name in sys.modules
@@ -71,6 +73,9 @@ class Plugin:
 
 
 _LOADED: dict[str, Plugin] = {}  # label -> the plugin loaded under it in this process
+# label -> the modules of the user's project its import brought in (a helper it imports):
+# forgotten with it, so a reload imports them again and they register again.
+_HELPERS: dict[str, set[str]] = {}
 # Module names this loader imported (kept by forget_all): only these may be imported afresh.
 _IMPORTED: set[str] = set()
 
@@ -84,6 +89,31 @@ def loaded_digest(label: str) -> str | None:
 def forget_all() -> None:
     """Forget which plugins were loaded (tests: with `registry.restore`, a clean slate)."""
     _LOADED.clear()
+    _HELPERS.clear()
+
+
+def _user_modules(names: Iterable[str], root: Path) -> set[str]:
+    """Of modules `names`, those of the user's project: a file under `root`, outside spikeattn
+    and the installed packages (which other code uses: never forgotten)."""
+    base = root.resolve()
+    installed = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *site.getsitepackages())]
+    found = set()
+    for name in names:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if name.split(".")[0] == "spikeattn" or not file:
+            continue
+        path = Path(file).resolve()
+        if path.is_relative_to(base) and not any(path.is_relative_to(i) for i in installed):
+            found.add(name)
+    return found
+
+
+def _drop(label: str) -> None:
+    """Forget plugin `label`: its names, its module and the helpers its import brought in."""
+    registry.drop_owner(label)
+    plugin = _LOADED.pop(label, None)
+    for name in _HELPERS.pop(label, set()) | ({plugin.module} if plugin else set()):
+        _forget_module(name)
 
 
 def source_digest(files: Iterable[Path | str], base: Path | str | None = None) -> str:
@@ -238,68 +268,71 @@ def load_plugins(entries: Sequence[str], root: Path | str = Path(".")) -> tuple[
     An entry loaded before in this process with the same source digest is reused (a Params
     built twice); an edited one replaces its registrations; a plugin loaded before but not
     among `entries` is dropped, so the registries hold the built-ins and these plugins only.
-    Any failure undoes that entry's registrations and raises PluginError naming `plugins[i]`,
-    the file and line."""
+    Any failure undoes that entry (its names, and the modules its import brought in) and
+    raises PluginError naming `plugins[i]`, the file and line."""
     root = Path(root)
     for label in [label for label in _LOADED if label not in entries]:  # another params' plugin
-        _forget_module(_LOADED.pop(label).module)
-        registry.drop_owner(label)
+        _drop(label)
     loaded: list[Plugin] = []
     seen: dict[str, int] = {}  # module name -> index of the entry that named it
     for i, label in enumerate(entries):
+        before = set(sys.modules)
         try:
-            source = _locate(label, root)
-        except PluginError as err:
-            raise PluginError(f"plugins[{i}]: {err}") from None
-        if source.module in seen:
-            raise PluginError(
-                f"plugins[{i}]: {label} is plugins[{seen[source.module]}] again; list it once"
-            )
-        seen[source.module] = i
-        try:
-            digest = source_digest(source.files, source.base)
-        except (SyntaxError, UnicodeDecodeError, OSError) as err:
-            raise PluginError(
-                f"plugins[{i}] ({_where(err, source, label)}): {type(err).__name__}: {err}"
-            ) from None
-        plugin = Plugin(i, label, source.path, source.module, digest)
-        previous = _LOADED.get(label)
-        if (
-            previous is not None
-            and (previous.digest, previous.module) == (digest, source.module)
-            and label in registry.owners()
-        ):
-            _LOADED[label] = plugin
-            loaded.append(plugin)
-            continue
-        if source.module in sys.modules and source.module not in _IMPORTED:
-            raise PluginError(
-                f"plugins[{i}] ({label}): module {source.module} was imported before the "
-                "plugins were loaded, so what it registers could not be told apart; list a "
-                "module of your own, before any plugin that imports it"
-            )
-        _LOADED.pop(label, None)
-        registry.drop_owner(label)
-        _IMPORTED.add(source.module)
-        try:
-            _import(source, label, root)
-        except Exception as err:  # whatever the plugin's code raises, the plugin caused it
-            registry.drop_owner(label)
-            _forget_module(source.module)
-            raise PluginError(
-                f"plugins[{i}] ({_where(err, source, label)}): {type(err).__name__}: {err}"
-            ) from err
-        if label not in registry.owners():
-            _forget_module(source.module)
-            raise PluginError(
-                f"plugins[{i}] ({label}): registers nothing; decorate your builder or class "
-                "with one of spikeattn.plugins' register_* calls (register_attention, "
-                "register_coding, register_neuron, register_surrogate, register_backbone, "
-                "register_dataset)"
-            )
-        _LOADED[label] = plugin
-        loaded.append(plugin)
+            loaded.append(_load(i, label, root, seen))
+        except PluginError:
+            _drop(label)
+            for name in _user_modules(set(sys.modules) - before, root):
+                _forget_module(name)
+            raise
     return tuple(loaded)
+
+
+def _load(i: int, label: str, root: Path, seen: dict[str, int]) -> Plugin:
+    """Entry `i` of `plugins:`, reused when unchanged, else imported afresh."""
+    try:
+        source = _locate(label, root)
+    except PluginError as err:
+        raise PluginError(f"plugins[{i}]: {err}") from None
+    if source.module in seen:
+        raise PluginError(
+            f"plugins[{i}]: {label} is plugins[{seen[source.module]}] again; list it once"
+        )
+    seen[source.module] = i
+    try:
+        digest = source_digest(source.files, source.base)
+    except (SyntaxError, UnicodeDecodeError, OSError) as err:
+        raise PluginError(
+            f"plugins[{i}] ({_where(err, source, label)}): {type(err).__name__}: {err}"
+        ) from None
+    plugin = Plugin(label, source.path, source.module, digest)
+    previous = _LOADED.get(label)
+    if previous == plugin and label in registry.owners():
+        return previous
+    if source.module in sys.modules and source.module not in _IMPORTED:
+        raise PluginError(
+            f"plugins[{i}] ({label}): module {source.module} was imported before the "
+            "plugins were loaded, so what it registers could not be told apart; list a "
+            "module of your own, before any plugin that imports it"
+        )
+    _drop(label)
+    _IMPORTED.add(source.module)
+    before = set(sys.modules)
+    try:
+        _import(source, label, root)
+    except Exception as err:  # whatever the plugin's code raises, the plugin caused it
+        raise PluginError(
+            f"plugins[{i}] ({_where(err, source, label)}): {type(err).__name__}: {err}"
+        ) from err
+    _HELPERS[label] = _user_modules(set(sys.modules) - before, root)
+    if label not in registry.owners():
+        raise PluginError(
+            f"plugins[{i}] ({label}): registers nothing; decorate your builder or class "
+            "with one of spikeattn.plugins' register_* calls (register_attention, "
+            "register_coding, register_neuron, register_surrogate, register_backbone, "
+            "register_dataset)"
+        )
+    _LOADED[label] = plugin
+    return plugin
 
 
 __all__ = [

@@ -18,8 +18,11 @@ from typing import Any, Iterable, Iterator, TypeVar
 
 V = TypeVar("V")
 
-# The label of the plugin being imported (as written under `plugins:`), None for the library.
-_OWNER: ContextVar[str | None] = ContextVar("spikeattn_registry_owner", default=None)
+# Who registers now: a plugin's label (as written under `plugins:`), None for the library
+# (`built_in`), or _NOBODY outside both, where registering is refused: a name registered from
+# a script or notebook would count as built in, and could not be told apart or keyed.
+_NOBODY = "<outside the plugin loader>"
+_OWNER: ContextVar[str | None] = ContextVar("spikeattn_registry_owner", default=_NOBODY)
 
 
 class RegistrationError(ValueError):
@@ -49,8 +52,9 @@ def built_in() -> Iterator[None]:
 
 
 def current_owner() -> str | None:
-    """The plugin being loaded, or None (the library's own modules)."""
-    return _OWNER.get()
+    """The plugin being loaded, or None (the library's own modules, and outside the loader)."""
+    owner = _OWNER.get()
+    return None if owner is _NOBODY else owner
 
 
 def describe_owner(owner: str | None) -> str:
@@ -81,16 +85,26 @@ class Registry(dict[str, V]):
         ALL[kind] = self
 
     def register(self, name: str, value: V) -> V:
-        """Record `name` -> `value` for the current owner. A name another owner holds (the
-        library or another plugin) is refused; the same owner registering again (a plugin
-        re-imported after an edit) replaces its own entry."""
+        """Record `name` -> `value` for the current owner (`loading` or `built_in`). A taken
+        name is refused, whoever holds it: a plugin re-imported after an edit has its names
+        dropped first (`drop_owner`), so nothing is ever replaced in place."""
+        if _OWNER.get() is _NOBODY:
+            raise RegistrationError(
+                f"{self.kind} {name!r}: registered outside the plugin loader; list the file "
+                "that registers it under plugins: in params.yaml (it is imported from there)"
+            )
         if not isinstance(name, str) or not name:
             raise RegistrationError(f"a {self.kind} name must be a non-empty string, got {name!r}")
         owner = current_owner()
-        if name in self and self.owners.get(name) != owner:
+        if name in self:
+            held = self.owners.get(name)
             raise RegistrationError(
                 f"{self.kind} {name!r} is already registered by "
-                f"{describe_owner(self.owners.get(name))}; register yours under another name"
+                + (
+                    f"{describe_owner(held)}; register yours under another name"
+                    if held != owner or owner is None
+                    else f"{owner} itself; register each name once"
+                )
             )
         self[name] = value
         self.owners[name] = owner
@@ -147,20 +161,22 @@ def mark_static_only(coding: str) -> None:
 
 
 Snapshot = dict[str, tuple[dict[str, Any], dict[str, str | None]]]
+State = tuple[Snapshot, set[str], dict[str, set[str]]]
 
 
-def snapshot() -> tuple[Snapshot, set[str]]:
+def snapshot() -> State:
     """Every registry's entries and owners as they are now (for tests that load plugins)."""
     return (
         {kind: (dict(r), dict(r.owners)) for kind, r in ALL.items()},
         set(STATIC_ONLY_CODINGS),
+        {owner: set(codings) for owner, codings in _static_only_of.items()},
     )
 
 
-def restore(state: tuple[Snapshot, set[str]]) -> None:
+def restore(state: State) -> None:
     """Put every registry back as `snapshot` found it. A registry created since keeps only its
     built-in entries (its module was first imported after the snapshot)."""
-    tables, static_only = state
+    tables, static_only, static_only_of = state
     for kind, registry in ALL.items():
         if kind in tables:
             entries, owners_ = tables[kind]
@@ -174,3 +190,4 @@ def restore(state: tuple[Snapshot, set[str]]) -> None:
     STATIC_ONLY_CODINGS.clear()
     STATIC_ONLY_CODINGS.update(static_only)
     _static_only_of.clear()
+    _static_only_of.update({owner: set(codings) for owner, codings in static_only_of.items()})

@@ -156,19 +156,19 @@ def test_registration_refusals_name_the_family_and_register_nothing(
     assert (dict(ATTENTIONS), dict(FAMILIES)) == before
 
 
-def test_a_name_another_plugin_holds_is_refused_naming_it_and_the_owner_may_replace(
-    plugin_sandbox,
-):
+def test_a_name_another_plugin_holds_is_refused_naming_it_and_drop_frees_it(plugin_sandbox):
     with registry.loading("plugins/a.py"):
         register_attention("tdg", slot="current", variants=["TDG"])(_ok)
     with registry.loading("plugins/b.py"), pytest.raises(RegistrationError, match="plugins/a.py"):
         register_attention("tdg2", slot="current", variants=["TDG"])(_ok)
     assert "tdg2" not in FAMILIES
-    with registry.loading("plugins/a.py"):  # the same file again (edited): replaces its own
+    with registry.loading("plugins/a.py"), pytest.raises(RegistrationError, match="itself"):
+        register_attention("tdg3", slot="current", variants=["TDG"])(_ok)  # one name, twice
+    registry.drop_owner("plugins/a.py")  # what the loader does before it imports an edit
+    assert "TDG" not in ATTENTIONS and "tdg" not in FAMILIES
+    with registry.loading("plugins/a.py"):
         register_attention("tdg", slot="conv", variants=["TDG"])(_ok)
     assert attention.slot("TDG") == "conv" and ATTENTIONS.owner("TDG") == "plugins/a.py"
-    registry.drop_owner("plugins/a.py")
-    assert "TDG" not in ATTENTIONS and "tdg" not in FAMILIES
 
 
 def test_an_option_every_variant_sets_needs_no_default_and_is_no_option(plugin_sandbox):

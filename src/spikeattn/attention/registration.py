@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Literal, Mapping, Sequence, TypeVar
 
-from ..registry import RegistrationError, Registry, built_in, current_owner
+from ..registry import RegistrationError, Registry, built_in
 
 SLOTS = ("current", "conv")  # where a block goes in a layer (see attention/__init__.py)
 REQUIRED = ("T", "channels")  # every builder takes these by keyword
@@ -141,10 +141,8 @@ def _signature(family: str, builder: Callable[..., Any], variants: dict[str, dic
 def _check_free(family: str, names: Sequence[str]) -> None:
     """Refuse the whole registration before any name is recorded, so a clash on the third
     variant leaves no half-registered family behind."""
-    owner = current_owner()
     for registry, name in [(FAMILY_BUILDERS, family), *((ATTENTIONS, n) for n in names)]:
-        bad_name = not isinstance(name, str) or not name
-        if bad_name or (name in registry and registry.owner(name) != owner):
+        if not isinstance(name, str) or not name or name in registry:
             try:  # the registry words the refusal (and records nothing: it raises first)
                 registry.register(name, None)
             except RegistrationError as err:

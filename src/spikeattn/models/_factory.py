@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import warnings
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -89,15 +88,9 @@ def _check_class(name: str, cls: Any) -> None:
             )
 
 
-def _check_plugin_name(name: str, entry: EntryPoint) -> None:
-    """A plugin's entry point: importable by timm, under a name timm does not have already
-    (timm would overwrite that model with only a warning)."""
-    if entry.__module__ not in sys.modules:
-        raise RegistrationError(
-            f"backbone {name!r}: timm registers entry points by module, and "
-            f"{entry.__module__!r} is not imported; define the entry point at the top level "
-            "of the plugin file"
-        )
+def _check_plugin_name(name: str) -> None:
+    """A plugin's entry point: under a name timm does not have already (timm would overwrite
+    that model with only a warning)."""
     if name not in REGISTRY and name not in _PLUGIN_NAMES and is_model(name):
         raise RegistrationError(
             f"backbone {name!r}: timm has a model of that name already, which "
@@ -116,13 +109,8 @@ def register(cls: type[nn.Module], **variant: Any) -> Callable[[EntryPoint], Ent
         name = entry.__name__
         owner = current_owner()
         _check_class(name, cls)
-        if owner is None and name in REGISTRY:
-            raise RegistrationError(
-                f"backbone {name!r} is registered twice ({entry.__module__}); "
-                "give the entry point another name"
-            )
         if owner is not None:
-            _check_plugin_name(name, entry)
+            _check_plugin_name(name)
         record = REGISTRY.register(name, Backbone(cls, MappingProxyType(dict(variant))))
 
         @functools.wraps(entry)
