@@ -119,26 +119,6 @@ def test_unknown_grid_names_list_plugin_names_with_their_file(work):
     assert "list its file under plugins:" in error(raw_with(attention_names=["TDG"]))
 
 
-HELPER_DATASET = """\
-import helper_of_the_plugin  # noqa: F401  (imports spikeattn.data: its first import)
-from spikeattn.plugins import EventSource, register_dataset
-
-
-@register_dataset
-class MyDVS(EventSource):
-    name = "my-dvs"
-    origin = "folder"
-    sensor = (16, 16)
-    num_classes = 2
-
-    def records(self, raw):
-        return []
-
-    def read(self, path):
-        raise AssertionError("never read")
-"""
-
-
 @pytest.mark.parametrize("first", ["helper_of_the_plugin", "spikeattn.plugins"])
 def test_library_modules_a_plugin_imports_first_register_their_own_names(work, first):
     """In a fresh interpreter (a job, the planning), a library module first imported while a
@@ -146,8 +126,8 @@ def test_library_modules_a_plugin_imports_first_register_their_own_names(work, f
     its names as built in: else an edit of the plugin would drop them, and their cells would
     carry its digest."""
     (work / "helper_of_the_plugin.py").write_text("import spikeattn.data\n")
-    code = HELPER_DATASET if first == "helper_of_the_plugin" else HELPER_DATASET.split("\n", 1)[1]
-    write("plugins/mine.py", code)
+    helper = "import helper_of_the_plugin  # noqa: F401  (imports spikeattn.data first)\n"
+    write("plugins/mine.py", (helper if first == "helper_of_the_plugin" else "") + DATASET)
     script = textwrap.dedent(
         """
         import sys
