@@ -114,12 +114,7 @@ class MultiStepLIF(nn.Module):
         self._cfg = config if config is not None else lif_config(preset, **overrides)
         self._kernel = self._cfg.surrogate in KERNEL_SURROGATES
         if backend.startswith("triton") and not self._kernel:
-            raise ValueError(
-                f"MultiStepLIF(backend={backend!r}): surrogate {self._cfg.surrogate!r} has no "
-                f"Triton kernel (only {', '.join(sorted(KERNEL_SURROGATES))} do); use "
-                "backend 'auto' or 'torch' (a model's lif_backend), which run it on the "
-                "torch reference"
-            )
+            self._cfg.kernel_arguments()  # refuses the surrogate, naming it, at construction
 
     @property
     def cfg(self) -> LIFConfig:
